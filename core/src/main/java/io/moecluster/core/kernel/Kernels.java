@@ -1,0 +1,58 @@
+package io.moecluster.core.kernel;
+
+import io.moecluster.core.tensor.Matrix;
+
+/**
+ * The numeric kernels of the forward pass. {@link ScalarKernels} is the plain-loop oracle that
+ * every fast implementation is tested against; {@link VectorKernels} is the Vector API one that
+ * runs in production, parallel over output rows.
+ *
+ * <p><b>Batch invariance.</b> Every implementation computes each output element with a reduction
+ * order that depends only on the operand lengths, never on how many rows share the batch or how
+ * the work is split over threads: row {@code i} of {@link #matMul} is bit-identical to
+ * {@link #matVec} on that row alone.
+ *
+ * <p>Activations are heap {@code float[]} with explicit offsets; weights are {@link Matrix} views
+ * in Hugging Face {@code [out, in]} layout.
+ */
+public interface Kernels {
+
+  /** {@code out[outOff + r] = sum_c w[r, c] * x[xOff + c]} for every row r of w. */
+  void matVec(Matrix w, float[] x, int xOff, float[] out, int outOff);
+
+  /**
+   * Batched product: {@code x} holds {@code n} rows of {@code w.cols()} floats, {@code out}
+   * receives {@code n} rows of {@code w.rows()} floats: {@code out[i, r] = dot(w[r, :], x[i, :])}.
+   */
+  void matMul(Matrix w, float[] x, int n, float[] out);
+
+  /** Dot product of two float ranges (attention scores). */
+  float dot(float[] a, int aOff, float[] b, int bOff, int length);
+
+  /** {@code y[yOff + i] += alpha * x[xOff + i]} (attention's weighted sum of values). */
+  void axpy(float alpha, float[] x, int xOff, float[] y, int yOff, int length);
+
+  /**
+   * RMSNorm: {@code out[i] = x[i] / sqrt(mean(x^2) + eps) * weight[i]} over {@code size}
+   * elements starting at the given offsets ({@code out} may be {@code x}).
+   */
+  void rmsNorm(float[] out, int outOff, float[] x, int xOff, float[] weight, int size, float eps);
+
+  /** In-place softmax over {@code x[off, off + length)}, computed in float32 with the max shift. */
+  void softmax(float[] x, int off, int length);
+
+  /** In-place SwiGLU gate: {@code gate[i] = silu(gate[i]) * up[i]} for {@code i < length}. */
+  void siluMul(float[] gate, float[] up, int length);
+
+  /**
+   * Rotary embedding, Hugging Face {@code rotate_half} convention, applied in place to
+   * {@code heads} consecutive vectors of {@code headDim} floats starting at {@code off}: for
+   * {@code i < headDim/2}, with {@code c = cos[i], s = sin[i]}:
+   * {@code x1' = x1*c - x2*s, x2' = x2*c + x1*s} where {@code x1 = v[i], x2 = v[i + headDim/2]}.
+   * {@code cos} and {@code sin} hold {@code headDim/2} values for the row's position.
+   */
+  void rope(float[] x, int off, int heads, int headDim, float[] cos, float[] sin);
+
+  /** Threads this implementation spreads {@link #matVec} and {@link #matMul} over. */
+  int threads();
+}
