@@ -1,0 +1,147 @@
+package io.moecluster.deploy.commands;
+
+import io.moecluster.core.config.ModelConfig;
+import io.moecluster.core.generate.GenerationRequest;
+import io.moecluster.core.generate.GenerationResult;
+import io.moecluster.core.generate.LocalGenerator;
+import io.moecluster.core.kernel.MemoryBandwidth;
+import io.moecluster.core.model.AttentionWeights;
+import io.moecluster.core.model.DenseWeights;
+import io.moecluster.core.model.LayerWeights;
+import io.moecluster.core.sampling.SamplingParams;
+import io.moecluster.core.tensor.Matrix;
+import io.moecluster.deploy.cli.ProgressBars;
+import java.io.PrintWriter;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Locale;
+import java.util.SplittableRandom;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+
+/**
+ * {@code moe bench-local}: single-process prefill and decode speed, set against this machine's
+ * measured memory read bandwidth (the decode bound: every active weight byte is read once per
+ * token) and FMA peak (the prefill bound).
+ */
+@Command(name = "bench-local",
+    description = "Measure prefill and decode speed in this process against the memory-bandwidth and FMA bounds.")
+public final class BenchLocalCommand implements Callable<Integer> {
+  @Spec CommandSpec spec;
+
+  @Option(names = "--model", paramLabel = "DIR", required = true, description = "model directory")
+  Path model;
+
+  @Option(names = "--threads", description = "compute threads, 0 = all cores (default: ${DEFAULT-VALUE})", defaultValue = "0")
+  int threads;
+
+  @Option(names = "--prompt-tokens", description = "prompt length (default: ${DEFAULT-VALUE})", defaultValue = "128")
+  int promptTokens;
+
+  @Option(names = "--max-tokens", description = "tokens to decode per run (default: ${DEFAULT-VALUE})", defaultValue = "64")
+  int maxTokens;
+
+  @Option(names = "--runs", description = "measured runs; medians are reported (default: ${DEFAULT-VALUE})", defaultValue = "5")
+  int runs;
+
+  @Override
+  public Integer call() {
+    if (promptTokens < 1 || maxTokens < 2 || runs < 1 || threads < 0) {
+      throw new IllegalArgumentException("--prompt-tokens >= 1, --max-tokens >= 2, --runs >= 1 and --threads >= 0 are required");
+    }
+    PrintWriter out = spec.commandLine().getOut();
+    int usedThreads = threads == 0 ? Runtime.getRuntime().availableProcessors() : threads;
+    try (LocalGenerator generator = LocalGenerator.open(model, usedThreads)) {
+      try (var bar = ProgressBars.bytes("loading weights", generator.checkpointBytes())) {
+        generator.warmUp(bar::stepTo);
+      }
+      ModelConfig c = generator.config();
+      long bytesPerToken = activeBytesPerToken(generator.model().dense(), c, generator.model().expertStore()
+          .expert(0, 0).byteSize());
+      double paramsPerToken = activeParamsPerToken(generator.model().dense(), c);
+
+      double bandwidth = MemoryBandwidth.measureReadGBps(usedThreads, 1L << 30, 5);
+      double fmaPeak = MemoryBandwidth.fmaPeakGflops(usedThreads);
+
+      int[] prompt = randomPrompt(c.vocabSize(), promptTokens);
+      GenerationRequest request = new GenerationRequest(prompt, SamplingParams.GREEDY, maxTokens, List.of(), true);
+      generator.generate(request, e -> {}); // warm-up run: JIT and caches
+      double[] decode = new double[runs];
+      double[] prefill = new double[runs];
+      for (int i = 0; i < runs; i++) {
+        GenerationResult r = generator.generate(request, e -> {});
+        decode[i] = r.decodeTokensPerSecond();
+        prefill[i] = r.prefillTokensPerSecond();
+      }
+      double decodeMedian = median(decode);
+      double prefillMedian = median(prefill);
+      double boundTokens = bandwidth * 1e9 / bytesPerToken;
+      double prefillGflops = prefillMedian * 2 * paramsPerToken / 1e9;
+      out.printf(Locale.ROOT, "model            %s (%s, %d layers, %d experts top-%d, hidden %d, ffn %d, %s)%n",
+          model, c.family().modelType(), c.numLayers(), c.numExperts(), c.topK(), c.hiddenSize(),
+          c.expertIntermediateSize(), c.torchDtype());
+      out.printf(Locale.ROOT, "threads          %d%n", usedThreads);
+      out.printf(Locale.ROOT, "read bandwidth   %.1f GB/s (median of 5 passes over 1 GiB)%n", bandwidth);
+      out.printf(Locale.ROOT, "FMA peak         %.1f GFLOP/s%n", fmaPeak);
+      out.printf(Locale.ROOT, "active weights   %.1f MB per token%n", bytesPerToken / 1e6);
+      out.printf(Locale.ROOT, "decode           %.2f tokens/s (median of %d runs of %d tokens), bound %.2f tokens/s: %.2f of the bound%n",
+          decodeMedian, runs, maxTokens, boundTokens, decodeMedian / boundTokens);
+      out.printf(Locale.ROOT, "prefill          %.1f tokens/s (prompt %d tokens) = %.1f GFLOP/s: %.2f of the FMA peak%n",
+          prefillMedian, promptTokens, prefillGflops, prefillGflops / fmaPeak);
+      out.flush();
+    }
+    return 0;
+  }
+
+  /** Weight bytes a decode token reads: attention, router, top-k experts, shared expert, LM head. */
+  static long activeBytesPerToken(DenseWeights w, ModelConfig c, long expertBytes) {
+    long total = w.lmHead().byteSize();
+    for (LayerWeights l : w.layers()) {
+      AttentionWeights a = l.attention();
+      total += a.q().byteSize() + a.k().byteSize() + a.v().byteSize() + a.o().byteSize();
+      total += l.router().byteSize() + (long) c.topK() * expertBytes;
+      if (l.sharedExpert() != null) {
+        total += l.sharedExpert().byteSize() + l.sharedExpertGate().byteSize();
+      }
+    }
+    return total;
+  }
+
+  /** Multiply-adds per token in the matrix products (attention scores excluded). */
+  static double activeParamsPerToken(DenseWeights w, ModelConfig c) {
+    double total = elements(w.lmHead());
+    for (LayerWeights l : w.layers()) {
+      AttentionWeights a = l.attention();
+      total += elements(a.q()) + elements(a.k()) + elements(a.v()) + elements(a.o()) + elements(l.router());
+      total += (double) c.topK() * 3 * c.expertIntermediateSize() * c.hiddenSize();
+      if (l.sharedExpert() != null) {
+        total += 3.0 * c.sharedExpertIntermediateSize() * c.hiddenSize();
+      }
+    }
+    return total;
+  }
+
+  private static double elements(Matrix m) {
+    return (double) m.rows() * m.cols();
+  }
+
+  private static int[] randomPrompt(int vocab, int length) {
+    SplittableRandom random = new SplittableRandom(1234);
+    int[] ids = new int[length];
+    for (int i = 0; i < length; i++) {
+      ids[i] = 3 + random.nextInt(vocab - 3);
+    }
+    return ids;
+  }
+
+  private static double median(double[] values) {
+    double[] sorted = values.clone();
+    Arrays.sort(sorted);
+    int n = sorted.length;
+    return n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
+  }
+}
