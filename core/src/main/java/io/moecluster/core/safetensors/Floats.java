@@ -16,7 +16,9 @@ final class Floats {
   static final ValueLayout.OfShort I16_LE =
       ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
-  /** Decodes {@code count} elements of {@code dtype} from {@code src} into {@code dst[0..count)}. */
+  /**
+   * Decodes {@code count} elements of {@code dtype} from {@code src} into {@code dst[0..count)}.
+   */
   static void decode(MemorySegment src, DType dtype, float[] dst, int count) {
     switch (dtype) {
       case F32 -> MemorySegment.copy(src, F32_LE, 0, dst, 0, count);

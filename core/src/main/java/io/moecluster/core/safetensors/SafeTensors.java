@@ -1,5 +1,6 @@
 package io.moecluster.core.safetensors;
 
+import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
 import io.moecluster.core.tensor.DType;
 import io.moecluster.core.tensor.Matrix;
@@ -18,8 +19,10 @@ import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Objects;
 import java.util.Set;
 import java.util.TreeMap;
+import java.util.TreeSet;
 import java.util.stream.Collectors;
 import java.util.stream.Stream;
 import org.slf4j.Logger;
@@ -31,8 +34,8 @@ import org.slf4j.LoggerFactory;
  * served as read-only views into the mapping, so loading a model copies nothing.
  *
  * <p>All files are mapped in one shared arena: views may be used from any thread, and {@link
- * #close()} unmaps them all at once, after which any access (through this object or through a
- * view obtained earlier) fails with {@link IllegalStateException} instead of crashing the JVM.
+ * #close()} unmaps them all at once, after which any access (through this object or through a view
+ * obtained earlier) fails with {@link IllegalStateException} instead of crashing the JVM.
  */
 public final class SafeTensors implements AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(SafeTensors.class);
@@ -48,7 +51,10 @@ public final class SafeTensors implements AutoCloseable {
   private final long totalBytes;
 
   private SafeTensors(
-      Path source, Arena arena, Map<Path, MemorySegment> mappings, Map<String, TensorInfo> tensors) {
+      Path source,
+      Arena arena,
+      Map<Path, MemorySegment> mappings,
+      Map<String, TensorInfo> tensors) {
     this.source = source;
     this.arena = arena;
     this.files = List.copyOf(mappings.keySet());
@@ -77,16 +83,22 @@ public final class SafeTensors implements AutoCloseable {
       }
       List<Path> found;
       try (Stream<Path> s = Files.list(source)) {
-        found = s.filter(p -> p.getFileName().toString().endsWith(".safetensors"))
-            .filter(Files::isRegularFile)
-            .sorted()
-            .toList();
+        found =
+            s.filter(p -> p.getFileName().toString().endsWith(".safetensors"))
+                .filter(Files::isRegularFile)
+                .sorted()
+                .toList();
       } catch (IOException e) {
         throw new SafeTensorsException(source + ": cannot list directory: " + e.getMessage(), e);
       }
       if (found.isEmpty()) {
-        throw new SafeTensorsException(source + ": no safetensors checkpoint here (expected "
-            + INDEX_FILE + ", " + SINGLE_FILE + " or *.safetensors files)");
+        throw new SafeTensorsException(
+            source
+                + ": no safetensors checkpoint here (expected "
+                + INDEX_FILE
+                + ", "
+                + SINGLE_FILE
+                + " or *.safetensors files)");
       }
       return openFiles(source, found, Map.of());
     }
@@ -100,29 +112,40 @@ public final class SafeTensors implements AutoCloseable {
     JsonNode root;
     try {
       root = SafeTensorsHeader.JSON.readTree(index.toFile());
+    } catch (JsonProcessingException e) {
+      throw new SafeTensorsException(index + ": not valid JSON: " + e.getOriginalMessage(), e);
     } catch (IOException e) {
-      throw new SafeTensorsException(index + ": not valid JSON: " + e.getMessage(), e);
+      throw new SafeTensorsException(index + ": cannot read: " + e.getMessage(), e);
     }
     JsonNode weightMap = root == null ? null : root.get("weight_map");
     if (weightMap == null || !weightMap.isObject()) {
-      throw new SafeTensorsException(index + ": missing \"weight_map\" object (tensor name -> shard file)");
+      throw new SafeTensorsException(
+          index + ": missing \"weight_map\" object (tensor name -> shard file)");
     }
     // Shards in order of first appearance would depend on JSON order; sort for a stable files().
     Map<String, Path> expected = new HashMap<>();
-    Set<Path> shards = new java.util.TreeSet<>();
+    Set<Path> shards = new TreeSet<>();
     for (Map.Entry<String, JsonNode> e : weightMap.properties()) {
       if (!e.getValue().isTextual()) {
-        throw new SafeTensorsException(index + ": weight_map entry for tensor '" + e.getKey()
-            + "' must be a file name, not " + e.getValue());
+        throw new SafeTensorsException(
+            index
+                + ": weight_map entry for tensor '"
+                + e.getKey()
+                + "' must be a file name, not "
+                + e.getValue());
       }
       Path shard = dir.resolve(e.getValue().textValue()).normalize();
       if (!shard.startsWith(dir)) {
-        throw new SafeTensorsException(index + ": weight_map entry for tensor '" + e.getKey()
-            + "' points outside the model directory: " + e.getValue().textValue());
+        throw new SafeTensorsException(
+            index
+                + ": weight_map entry for tensor '"
+                + e.getKey()
+                + "' points outside the model directory: "
+                + e.getValue().textValue());
       }
       if (!Files.isRegularFile(shard)) {
-        throw new SafeTensorsException(index + ": shard " + shard + " (holding tensor '" + e.getKey()
-            + "') is missing");
+        throw new SafeTensorsException(
+            index + ": shard " + shard + " (holding tensor '" + e.getKey() + "') is missing");
       }
       expected.put(e.getKey(), shard);
       shards.add(shard);
@@ -148,22 +171,31 @@ public final class SafeTensors implements AutoCloseable {
         for (TensorInfo t : SafeTensorsHeader.parse(path, mapped).tensors()) {
           TensorInfo other = tensors.putIfAbsent(t.name(), t);
           if (other != null) {
-            throw new SafeTensorsException(source + ": tensor '" + t.name() + "' is in both "
-                + other.file() + " and " + path);
+            throw new SafeTensorsException(
+                source + ": tensor '" + t.name() + "' is in both " + other.file() + " and " + path);
           }
         }
       }
       for (Map.Entry<String, Path> e : expected.entrySet()) {
         TensorInfo t = tensors.get(e.getKey());
         if (t == null || !t.file().equals(e.getValue())) {
-          throw new SafeTensorsException(source.resolve(INDEX_FILE) + ": tensor '" + e.getKey()
-              + "' is listed in shard " + e.getValue() + " but that file does not contain it"
-              + (t == null ? "" : " (it is in " + t.file() + ")"));
+          throw new SafeTensorsException(
+              source.resolve(INDEX_FILE)
+                  + ": tensor '"
+                  + e.getKey()
+                  + "' is listed in shard "
+                  + e.getValue()
+                  + " but that file does not contain it"
+                  + (t == null ? "" : " (it is in " + t.file() + ")"));
         }
       }
       SafeTensors st = new SafeTensors(source, arena, mappings, tensors);
-      log.debug("Opened {}: {} tensors in {} file(s), {} bytes", source, tensors.size(),
-          mappings.size(), st.totalBytes);
+      log.debug(
+          "Opened {}: {} tensors in {} file(s), {} bytes",
+          source,
+          tensors.size(),
+          mappings.size(),
+          st.totalBytes);
       return st;
     } catch (RuntimeException e) {
       arena.close();
@@ -177,8 +209,11 @@ public final class SafeTensors implements AutoCloseable {
       if (size < 8) {
         // Checked before mapping: mapping an empty file is pointless and the header check would
         // say the same, but this names the real problem.
-        throw new SafeTensorsException(path + ": not a safetensors file: " + size
-            + " bytes, shorter than the 8-byte header length");
+        throw new SafeTensorsException(
+            path
+                + ": not a safetensors file: "
+                + size
+                + " bytes, shorter than the 8-byte header length");
       }
       return ch.map(FileChannel.MapMode.READ_ONLY, 0, size, arena);
     } catch (IOException e) {
@@ -206,8 +241,16 @@ public final class SafeTensors implements AutoCloseable {
     ensureOpen();
     TensorInfo t = tensors.get(name);
     if (t == null) {
-      throw new SafeTensorsException("tensor '" + name + "' not found in " + source + " ("
-          + tensors.size() + " tensors; e.g. " + similarNames(name) + ")");
+      throw new SafeTensorsException(
+          "tensor '"
+              + name
+              + "' not found in "
+              + source
+              + " ("
+              + tensors.size()
+              + " tensors; e.g. "
+              + similarNames(name)
+              + ")");
     }
     return t;
   }
@@ -219,10 +262,10 @@ public final class SafeTensors implements AutoCloseable {
   }
 
   /**
-   * A 2-D {@code [rows, cols]} weight, checking dtype and shape. F32 and BF16 tensors are served
-   * as views into the mapping. F16 tensors are widened into a new F32 segment (the kernels only
-   * take F32 and BF16); that copy is off-heap, 64-byte aligned, freed by the garbage collector,
-   * and outlives {@link #close()}.
+   * A 2-D {@code [rows, cols]} weight, checking dtype and shape. F32 and BF16 tensors are served as
+   * views into the mapping. F16 tensors are widened into a new F32 segment (the kernels only take
+   * F32 and BF16); that copy is off-heap, 64-byte aligned, freed by the garbage collector, and
+   * outlives {@link #close()}.
    *
    * @throws SafeTensorsException if the tensor is missing or is not {@code [rows, cols]}
    */
@@ -230,12 +273,32 @@ public final class SafeTensors implements AutoCloseable {
     TensorInfo t = info(name);
     long[] shape = t.shape();
     if (shape.length != 2) {
-      throw new SafeTensorsException(t.file() + ": tensor '" + name + "' has rank " + shape.length
-          + " shape " + Shapes.format(shape) + ", expected a matrix [" + rows + ", " + cols + "]");
+      throw new SafeTensorsException(
+          t.file()
+              + ": tensor '"
+              + name
+              + "' has rank "
+              + shape.length
+              + " shape "
+              + Shapes.format(shape)
+              + ", expected a matrix ["
+              + rows
+              + ", "
+              + cols
+              + "]");
     }
     if (shape[0] != rows || shape[1] != cols) {
-      throw new SafeTensorsException(t.file() + ": tensor '" + name + "' has shape "
-          + Shapes.format(shape) + ", expected [" + rows + ", " + cols + "]");
+      throw new SafeTensorsException(
+          t.file()
+              + ": tensor '"
+              + name
+              + "' has shape "
+              + Shapes.format(shape)
+              + ", expected ["
+              + rows
+              + ", "
+              + cols
+              + "]");
     }
     MemorySegment data = bytes(name);
     return switch (t.dtype()) {
@@ -256,31 +319,45 @@ public final class SafeTensors implements AutoCloseable {
    *     or it has too many elements for an array
    */
   public float[] floats(String name, long... expectedShape) {
+    Objects.requireNonNull(expectedShape, "expectedShape");
     TensorInfo t = info(name);
     long[] shape = t.shape();
     if (!Arrays.equals(shape, expectedShape)) {
-      String rank = shape.length == expectedShape.length
-          ? ""
-          : " (rank " + shape.length + ", expected rank " + expectedShape.length + ")";
-      throw new SafeTensorsException(t.file() + ": tensor '" + name + "' has shape "
-          + Shapes.format(shape) + ", expected " + Shapes.format(expectedShape) + rank);
+      String rank =
+          shape.length == expectedShape.length
+              ? ""
+              : " (rank " + shape.length + ", expected rank " + expectedShape.length + ")";
+      throw new SafeTensorsException(
+          t.file()
+              + ": tensor '"
+              + name
+              + "' has shape "
+              + Shapes.format(shape)
+              + ", expected "
+              + Shapes.format(expectedShape)
+              + rank);
     }
     long count = t.elementCount();
     if (count > Integer.MAX_VALUE - 8) {
-      throw new SafeTensorsException(t.file() + ": tensor '" + name + "' has " + count
-          + " elements, too many for a float[]; use bytes() or matrix()");
+      throw new SafeTensorsException(
+          t.file()
+              + ": tensor '"
+              + name
+              + "' has "
+              + count
+              + " elements, too many for a float[]; use bytes() or matrix()");
     }
     float[] out = new float[(int) count];
     Floats.decode(bytes(name), t.dtype(), out, out.length);
     return out;
   }
 
-  /** Sum of the mapped file sizes, for a load progress bar. */
+  /** Sum of the mapped file sizes, for a load progress bar; still answers after close. */
   public long totalBytes() {
     return totalBytes;
   }
 
-  /** The mapped files, sorted. */
+  /** The mapped files, sorted; still answers after close. */
   public List<Path> files() {
     return files;
   }
@@ -297,7 +374,13 @@ public final class SafeTensors implements AutoCloseable {
 
   @Override
   public String toString() {
-    return "SafeTensors[" + source + ", " + tensors.size() + " tensors, " + files.size() + " files]";
+    return "SafeTensors["
+        + source
+        + ", "
+        + tensors.size()
+        + " tensors, "
+        + files.size()
+        + " files]";
   }
 
   private void ensureOpen() {
@@ -308,6 +391,9 @@ public final class SafeTensors implements AutoCloseable {
 
   /** Up to three names sharing the longest prefix with {@code name}: likely what was meant. */
   private String similarNames(String name) {
+    if (tensors.isEmpty()) {
+      return "none";
+    }
     List<String> all = new ArrayList<>(tensors.keySet());
     all.sort(Comparator.comparingInt((String n) -> -commonPrefix(n, name)));
     return all.stream().limit(3).collect(Collectors.joining(", "));

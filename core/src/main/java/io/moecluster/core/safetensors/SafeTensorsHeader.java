@@ -16,6 +16,7 @@ import java.util.Arrays;
 import java.util.Comparator;
 import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import java.util.stream.Collectors;
 
@@ -42,17 +43,30 @@ record SafeTensorsHeader(Map<String, String> metadata, List<TensorInfo> tensors,
     long fileSize = mapped.byteSize();
     if (fileSize < 8) {
       throw new SafeTensorsException(
-          file + ": not a safetensors file: " + fileSize + " bytes, shorter than the 8-byte header length");
+          file
+              + ": not a safetensors file: "
+              + fileSize
+              + " bytes, shorter than the 8-byte header length");
     }
     long headerLength = mapped.get(U64_LE, 0);
     // Read as unsigned: a negative long is a u64 above 2^63, which is certainly absurd too.
     if (headerLength < 0 || headerLength > MAX_HEADER_BYTES) {
-      throw new SafeTensorsException(file + ": header length " + Long.toUnsignedString(headerLength)
-          + " is absurd (limit " + MAX_HEADER_BYTES + " bytes); not a safetensors file or corrupt");
+      throw new SafeTensorsException(
+          file
+              + ": header length "
+              + Long.toUnsignedString(headerLength)
+              + " is absurd (limit "
+              + MAX_HEADER_BYTES
+              + " bytes); not a safetensors file or corrupt");
     }
     if (headerLength > fileSize - 8) {
-      throw new SafeTensorsException(file + ": header length " + headerLength
-          + " is larger than the file (" + fileSize + " bytes); truncated or not a safetensors file");
+      throw new SafeTensorsException(
+          file
+              + ": header length "
+              + headerLength
+              + " is larger than the file ("
+              + fileSize
+              + " bytes); truncated or not a safetensors file");
     }
     byte[] headerBytes = mapped.asSlice(8, headerLength).toArray(ValueLayout.JAVA_BYTE);
     JsonNode root;
@@ -65,8 +79,10 @@ record SafeTensorsHeader(Map<String, String> metadata, List<TensorInfo> tensors,
       throw new SafeTensorsException(file + ": cannot parse header: " + e.getMessage(), e);
     }
     if (root == null || !root.isObject()) {
-      throw new SafeTensorsException(file + ": header is not a JSON object but "
-          + (root == null ? "empty" : root.getNodeType().toString().toLowerCase(java.util.Locale.ROOT)));
+      throw new SafeTensorsException(
+          file
+              + ": header is not a JSON object but "
+              + (root == null ? "empty" : root.getNodeType().toString().toLowerCase(Locale.ROOT)));
     }
     long dataStart = 8 + headerLength;
     long dataSize = fileSize - dataStart;
@@ -91,8 +107,12 @@ record SafeTensorsHeader(Map<String, String> metadata, List<TensorInfo> tensors,
     Map<String, String> metadata = new LinkedHashMap<>();
     for (Map.Entry<String, JsonNode> e : obj.properties()) {
       if (!e.getValue().isTextual()) {
-        throw new SafeTensorsException(file + ": \"__metadata__\" value '" + e.getKey()
-            + "' must be a string, not " + e.getValue());
+        throw new SafeTensorsException(
+            file
+                + ": \"__metadata__\" value '"
+                + e.getKey()
+                + "' must be a string, not "
+                + e.getValue());
       }
       metadata.put(e.getKey(), e.getValue().textValue());
     }
@@ -109,34 +129,55 @@ record SafeTensorsHeader(Map<String, String> metadata, List<TensorInfo> tensors,
     JsonNode shapeNode = node.get("shape");
     JsonNode offsetsNode = node.get("data_offsets");
     if (dtypeNode == null || shapeNode == null || offsetsNode == null) {
-      throw new SafeTensorsException(where + ": entry needs \"dtype\", \"shape\" and \"data_offsets\", got " + node);
+      throw new SafeTensorsException(
+          where + ": entry needs \"dtype\", \"shape\" and \"data_offsets\", got " + node);
     }
     if (!dtypeNode.isTextual()) {
       throw new SafeTensorsException(where + ": \"dtype\" must be a string, not " + dtypeNode);
     }
     DType dtype = dtypeOf(dtypeNode.textValue());
     if (dtype == null) {
-      throw new SafeTensorsException(where + ": unsupported dtype " + dtypeNode.textValue()
-          + " (supported: " + SUPPORTED + ")");
+      throw new SafeTensorsException(
+          where
+              + ": unsupported dtype "
+              + dtypeNode.textValue()
+              + " (supported: "
+              + SUPPORTED
+              + ")");
     }
     long[] shape = longs(where, "shape", shapeNode);
     for (long d : shape) {
       if (d < 0) {
-        throw new SafeTensorsException(where + ": negative dimension in shape " + Shapes.format(shape));
+        throw new SafeTensorsException(
+            where + ": negative dimension in shape " + Shapes.format(shape));
       }
     }
     long[] offsets = longs(where, "data_offsets", offsetsNode);
     if (offsets.length != 2) {
-      throw new SafeTensorsException(where + ": \"data_offsets\" must be [begin, end], not " + offsetsNode);
+      throw new SafeTensorsException(
+          where + ": \"data_offsets\" must be [begin, end], not " + offsetsNode);
     }
     long begin = offsets[0];
     long end = offsets[1];
     if (begin < 0 || begin > end) {
-      throw new SafeTensorsException(where + ": bad data_offsets [" + begin + ", " + end + "] (begin > end)");
+      throw new SafeTensorsException(
+          where
+              + ": bad data_offsets ["
+              + begin
+              + ", "
+              + end
+              + "] ("
+              + (begin < 0 ? "negative begin" : "begin > end")
+              + ")");
     }
     if (end > dataSize) {
-      throw new SafeTensorsException(where + ": data_offsets end " + end
-          + " is past the end of the data section (" + dataSize + " bytes); the file is truncated");
+      throw new SafeTensorsException(
+          where
+              + ": data_offsets end "
+              + end
+              + " is past the end of the data section ("
+              + dataSize
+              + " bytes); the file is truncated");
     }
     long expectedBytes;
     try {
@@ -145,9 +186,20 @@ record SafeTensorsHeader(Map<String, String> metadata, List<TensorInfo> tensors,
       throw new SafeTensorsException(where + ": shape " + Shapes.format(shape) + " overflows", e);
     }
     if (end - begin != expectedBytes) {
-      throw new SafeTensorsException(where + ": data_offsets [" + begin + ", " + end + "] span "
-          + (end - begin) + " bytes but " + dtype + Shapes.format(shape) + " needs " + expectedBytes
-          + "; the header is inconsistent");
+      throw new SafeTensorsException(
+          where
+              + ": data_offsets ["
+              + begin
+              + ", "
+              + end
+              + "] span "
+              + (end - begin)
+              + " bytes but "
+              + dtype
+              + Shapes.format(shape)
+              + " needs "
+              + expectedBytes
+              + "; the header is inconsistent");
     }
     return new TensorInfo(name, dtype, shape, file, dataStart + begin, end - begin);
   }
@@ -164,13 +216,15 @@ record SafeTensorsHeader(Map<String, String> metadata, List<TensorInfo> tensors,
 
   private static long[] longs(String where, String field, JsonNode node) {
     if (!node.isArray()) {
-      throw new SafeTensorsException(where + ": \"" + field + "\" must be an array of integers, not " + node);
+      throw new SafeTensorsException(
+          where + ": \"" + field + "\" must be an array of integers, not " + node);
     }
     long[] out = new long[node.size()];
     for (int i = 0; i < out.length; i++) {
       JsonNode v = node.get(i);
       if (!v.isIntegralNumber() || !v.canConvertToLong()) {
-        throw new SafeTensorsException(where + ": \"" + field + "\" must be an array of integers, not " + node);
+        throw new SafeTensorsException(
+            where + ": \"" + field + "\" must be an array of integers, not " + node);
       }
       out[i] = v.longValue();
     }
@@ -179,18 +233,30 @@ record SafeTensorsHeader(Map<String, String> metadata, List<TensorInfo> tensors,
 
   /** Zero-byte tensors take no room, so they cannot overlap anything. */
   private static void checkNoOverlap(Path file, List<TensorInfo> tensors, long dataStart) {
-    List<TensorInfo> sorted = tensors.stream()
-        .filter(t -> t.byteSize() > 0)
-        .sorted(Comparator.comparingLong(TensorInfo::fileOffset))
-        .toList();
+    List<TensorInfo> sorted =
+        tensors.stream()
+            .filter(t -> t.byteSize() > 0)
+            .sorted(Comparator.comparingLong(TensorInfo::fileOffset))
+            .toList();
     for (int i = 1; i < sorted.size(); i++) {
       TensorInfo prev = sorted.get(i - 1);
       TensorInfo cur = sorted.get(i);
       if (cur.fileOffset() < prev.fileOffset() + prev.byteSize()) {
-        throw new SafeTensorsException(file + ": tensors '" + prev.name() + "' (data_offsets ["
-            + (prev.fileOffset() - dataStart) + ", " + (prev.fileOffset() + prev.byteSize() - dataStart)
-            + "]) and '" + cur.name() + "' (data_offsets [" + (cur.fileOffset() - dataStart) + ", "
-            + (cur.fileOffset() + cur.byteSize() - dataStart) + "]) overlap");
+        throw new SafeTensorsException(
+            file
+                + ": tensors '"
+                + prev.name()
+                + "' (data_offsets ["
+                + (prev.fileOffset() - dataStart)
+                + ", "
+                + (prev.fileOffset() + prev.byteSize() - dataStart)
+                + "]) and '"
+                + cur.name()
+                + "' (data_offsets ["
+                + (cur.fileOffset() - dataStart)
+                + ", "
+                + (cur.fileOffset() + cur.byteSize() - dataStart)
+                + "]) overlap");
       }
     }
   }

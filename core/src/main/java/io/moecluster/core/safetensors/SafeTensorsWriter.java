@@ -45,7 +45,8 @@ public final class SafeTensorsWriter {
       shape = shape.clone();
       for (long d : shape) {
         if (d < 0) {
-          throw new IllegalArgumentException(name + ": negative dimension in " + Shapes.format(shape));
+          throw new IllegalArgumentException(
+              name + ": negative dimension in " + Shapes.format(shape));
         }
       }
     }
@@ -85,8 +86,8 @@ public final class SafeTensorsWriter {
 
   /**
    * Supplies a tensor's values: fills {@code values} ({@code values.length == spec.elementCount()},
-   * row-major) as floats; the writer converts them to the spec's dtype (BF16 rounds to nearest
-   * even via {@link io.moecluster.core.tensor.BFloat16#fromFloat}, F16 via {@link
+   * row-major) as floats; the writer converts them to the spec's dtype (BF16 rounds to nearest even
+   * via {@link io.moecluster.core.tensor.BFloat16#fromFloat}, F16 via {@link
    * Float#floatToFloat16}).
    */
   @FunctionalInterface
@@ -98,9 +99,11 @@ public final class SafeTensorsWriter {
    * Writes {@code specs}, in order, under {@code dir} (created if needed). With {@code shards ==
    * 1}: {@code dir/model.safetensors}. With {@code shards > 1}: {@code
    * model-00001-of-0000K.safetensors} ... split into contiguous runs of about equal size, plus
-   * {@code model.safetensors.index.json} ({@code {"metadata":{"total_size":N},"weight_map":{...}}}).
-   * {@code metadata} goes into every file's {@code "__metadata__"}. Each file is written to a
-   * temporary name and renamed when complete, so a failed write leaves no plausible-looking file.
+   * {@code model.safetensors.index.json} ({@code
+   * {"metadata":{"total_size":N},"weight_map":{...}}}). {@code metadata} goes into every file's
+   * {@code "__metadata__"}. With one shard, a stale index in {@code dir} is deleted so that the
+   * directory reads back as this checkpoint. Each file is written to a temporary name and renamed
+   * when complete, so a failed write leaves no plausible-looking file.
    *
    * @return the files written, shards in order, then the index if any
    * @throws IllegalArgumentException for duplicate names, tensors too big for a float[], or more
@@ -108,20 +111,29 @@ public final class SafeTensorsWriter {
    * @throws UncheckedIOException if a file cannot be written
    */
   public static List<Path> write(
-      Path dir, List<TensorSpec> specs, int shards, TensorFiller filler, Map<String, String> metadata) {
+      Path dir,
+      List<TensorSpec> specs,
+      int shards,
+      TensorFiller filler,
+      Map<String, String> metadata) {
     Objects.requireNonNull(filler, "filler");
-    Map<String, String> meta = metadata == null ? Map.of() : metadata;
+    Map<String, String> meta = metadata == null ? Map.of() : Map.copyOf(metadata); // no nulls
     checkSpecs(specs, shards);
     try {
       Files.createDirectories(dir);
+      if (shards == 1) {
+        // A stale index would make SafeTensors.open(dir) read the old shards instead of this file.
+        Files.deleteIfExists(dir.resolve(SafeTensors.INDEX_FILE));
+      }
       List<List<TensorSpec>> groups = split(specs, shards);
       List<Path> written = new ArrayList<>();
       Map<String, String> weightMap = new TreeMap<>();
       long totalSize = 0;
       for (int i = 0; i < groups.size(); i++) {
-        String fileName = shards == 1
-            ? SafeTensors.SINGLE_FILE
-            : String.format("model-%05d-of-%05d.safetensors", i + 1, shards);
+        String fileName =
+            shards == 1
+                ? SafeTensors.SINGLE_FILE
+                : String.format("model-%05d-of-%05d.safetensors", i + 1, shards);
         Path file = dir.resolve(fileName);
         writeFile(file, groups.get(i), filler, meta);
         written.add(file);
@@ -136,7 +148,8 @@ public final class SafeTensorsWriter {
         root.putObject("metadata").put("total_size", totalSize);
         ObjectNode wm = root.putObject("weight_map");
         weightMap.forEach(wm::put);
-        byte[] json = SafeTensorsHeader.JSON.writerWithDefaultPrettyPrinter().writeValueAsBytes(root);
+        byte[] json =
+            SafeTensorsHeader.JSON.writerWithDefaultPrettyPrinter().writeValueAsBytes(root);
         Path tmp = tempFor(index);
         Files.write(tmp, json);
         Files.move(tmp, index, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
@@ -144,7 +157,8 @@ public final class SafeTensorsWriter {
       }
       return List.copyOf(written);
     } catch (IOException e) {
-      throw new UncheckedIOException("cannot write safetensors to " + dir + ": " + e.getMessage(), e);
+      throw new UncheckedIOException(
+          "cannot write safetensors to " + dir + ": " + e.getMessage(), e);
     }
   }
 
@@ -219,8 +233,12 @@ public final class SafeTensorsWriter {
       throws IOException {
     byte[] header = header(specs, metadata);
     Path tmp = tempFor(file);
-    try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.CREATE,
-        StandardOpenOption.TRUNCATE_EXISTING, StandardOpenOption.WRITE)) {
+    try (FileChannel ch =
+        FileChannel.open(
+            tmp,
+            StandardOpenOption.CREATE,
+            StandardOpenOption.TRUNCATE_EXISTING,
+            StandardOpenOption.WRITE)) {
       ByteBuffer buf = ByteBuffer.allocate(BUFFER_BYTES).order(ByteOrder.LITTLE_ENDIAN);
       buf.putLong(header.length).flip();
       writeFully(ch, buf);

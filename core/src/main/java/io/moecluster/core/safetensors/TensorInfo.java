@@ -54,7 +54,16 @@ public record TensorInfo(
 
   @Override
   public String toString() {
-    return name + " " + dtype + Shapes.format(shape) + " @" + file.getFileName() + "+" + fileOffset
-        + " (" + byteSize + " bytes)";
+    return name
+        + " "
+        + dtype
+        + Shapes.format(shape)
+        + " @"
+        + file.getFileName()
+        + "+"
+        + fileOffset
+        + " ("
+        + byteSize
+        + " bytes)";
   }
 }

@@ -7,7 +7,9 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 
-/** Builds safetensors files byte by byte, to feed the reader headers the writer would never make. */
+/**
+ * Builds safetensors files byte by byte, to feed the reader headers the writer would never make.
+ */
 final class RawFiles {
   private RawFiles() {}
 
@@ -24,7 +26,8 @@ final class RawFiles {
 
   /** A declared header length that may lie about the real one. */
   static Path write(Path file, long declaredLength, byte[] header, byte[] data) throws IOException {
-    ByteBuffer b = ByteBuffer.allocate(8 + header.length + data.length).order(ByteOrder.LITTLE_ENDIAN);
+    ByteBuffer b =
+        ByteBuffer.allocate(8 + header.length + data.length).order(ByteOrder.LITTLE_ENDIAN);
     b.putLong(declaredLength).put(header).put(data);
     Files.createDirectories(file.getParent());
     Files.write(file, b.array());

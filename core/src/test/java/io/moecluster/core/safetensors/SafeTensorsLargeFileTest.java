@@ -24,8 +24,13 @@ class SafeTensorsLargeFileTest {
     long begin = (1L << 31) + 200_000_000L; // ~2.2 GB into the data section
     float[] values = {1f, -2.5f, 3.25f, 1e-3f, 42f, -0f};
     long end = begin + values.length * 4L;
-    String json = "{\"__metadata__\":{\"format\":\"pt\"},"
-        + "\"far\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[" + begin + "," + end + "]}}";
+    String json =
+        "{\"__metadata__\":{\"format\":\"pt\"},"
+            + "\"far\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":["
+            + begin
+            + ","
+            + end
+            + "]}}";
     byte[] header = json.getBytes(StandardCharsets.UTF_8);
     long dataStart = 8 + header.length;
     Path file = dir.resolve("big.safetensors");

@@ -15,7 +15,9 @@ import io.moecluster.core.tensor.Matrix;
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -37,11 +39,12 @@ class SafeTensorsRoundTripTest {
     return (float) new SplittableRandom(spec.name().hashCode() * 31L + i).nextGaussian() * 3f;
   }
 
-  static final SafeTensorsWriter.TensorFiller FILLER = (spec, values) -> {
-    for (int i = 0; i < values.length; i++) {
-      values[i] = value(spec, i);
-    }
-  };
+  static final SafeTensorsWriter.TensorFiller FILLER =
+      (spec, values) -> {
+        for (int i = 0; i < values.length; i++) {
+          values[i] = value(spec, i);
+        }
+      };
 
   /** What reading back must give for a value stored as {@code dtype}. */
   static float stored(DType dtype, float x) {
@@ -80,10 +83,11 @@ class SafeTensorsRoundTripTest {
   void roundTripThreeShards(DType dtype) throws IOException {
     List<TensorSpec> specs = model(dtype);
     List<Path> files = SafeTensorsWriter.write(dir, specs, 3, FILLER, Map.of("format", "pt"));
-    List<Path> shards = List.of(
-        dir.resolve("model-00001-of-00003.safetensors"),
-        dir.resolve("model-00002-of-00003.safetensors"),
-        dir.resolve("model-00003-of-00003.safetensors"));
+    List<Path> shards =
+        List.of(
+            dir.resolve("model-00001-of-00003.safetensors"),
+            dir.resolve("model-00002-of-00003.safetensors"),
+            dir.resolve("model-00003-of-00003.safetensors"));
     Path index = dir.resolve("model.safetensors.index.json");
     List<Path> expectedFiles = new ArrayList<>(shards);
     expectedFiles.add(index);
@@ -106,7 +110,8 @@ class SafeTensorsRoundTripTest {
       }
       assertEquals(sizes, st.totalBytes());
       for (TensorSpec s : specs) {
-        assertEquals(weightMap.get(s.name()).textValue(), st.info(s.name()).file().getFileName().toString());
+        assertEquals(
+            weightMap.get(s.name()).textValue(), st.info(s.name()).file().getFileName().toString());
       }
       checkAll(st, specs);
     }
@@ -115,7 +120,8 @@ class SafeTensorsRoundTripTest {
       try (SafeTensors st = SafeTensors.open(p)) {
         assertFalse(st.names().isEmpty());
       }
-      assertTrue(headerJson(p).get("__metadata__").get("format").textValue().equals("pt"));
+      assertEquals("pt", headerJson(p).get("__metadata__").get("format").textValue());
+      assertEquals(0, (8 + headerLength(p)) % 8, p + " data section aligned");
     }
   }
 
@@ -165,8 +171,9 @@ class SafeTensorsRoundTripTest {
     for (int nameLen = 1; nameLen <= 9; nameLen++) {
       Path sub = dir.resolve("a" + nameLen);
       String name = "t".repeat(nameLen);
-      List<Path> files = SafeTensorsWriter.write(sub,
-          List.of(new TensorSpec(name, DType.F32, new long[] {3})), 1, FILLER, Map.of());
+      List<Path> files =
+          SafeTensorsWriter.write(
+              sub, List.of(new TensorSpec(name, DType.F32, new long[] {3})), 1, FILLER, Map.of());
       long headerLength = headerLength(files.get(0));
       assertEquals(0, (8 + headerLength) % 8, "name length " + nameLen);
       try (SafeTensors st = SafeTensors.open(files.get(0))) {
@@ -180,20 +187,26 @@ class SafeTensorsRoundTripTest {
   void fillerIsCalledOncePerTensorInOrderWithExactSize() {
     List<TensorSpec> specs = model(DType.BF16);
     List<String> calls = new ArrayList<>();
-    SafeTensorsWriter.write(dir, specs, 2, (spec, values) -> {
-      assertEquals(spec.elementCount(), values.length);
-      calls.add(spec.name());
-    }, Map.of());
+    SafeTensorsWriter.write(
+        dir,
+        specs,
+        2,
+        (spec, values) -> {
+          assertEquals(spec.elementCount(), values.length);
+          calls.add(spec.name());
+        },
+        Map.of());
     assertEquals(specs.stream().map(TensorSpec::name).toList(), calls);
   }
 
   @Test
   void shardsSplitByCumulativeSizeAndNeverEmpty() {
-    List<TensorSpec> specs = List.of(
-        new TensorSpec("big", DType.F32, new long[] {1000}),
-        new TensorSpec("a", DType.F32, new long[] {1}),
-        new TensorSpec("b", DType.F32, new long[] {1}),
-        new TensorSpec("c", DType.F32, new long[] {1000}));
+    List<TensorSpec> specs =
+        List.of(
+            new TensorSpec("big", DType.F32, new long[] {1000}),
+            new TensorSpec("a", DType.F32, new long[] {1}),
+            new TensorSpec("b", DType.F32, new long[] {1}),
+            new TensorSpec("c", DType.F32, new long[] {1000}));
     List<List<TensorSpec>> groups = SafeTensorsWriter.split(specs, 3);
     assertEquals(3, groups.size());
     assertEquals(List.of("big"), groups.get(0).stream().map(TensorSpec::name).toList());
@@ -204,30 +217,40 @@ class SafeTensorsRoundTripTest {
     for (int i = 0; i < 9; i++) {
       even.add(new TensorSpec("t" + i, DType.F32, new long[] {10}));
     }
-    assertEquals(List.of(3, 3, 3),
-        SafeTensorsWriter.split(even, 3).stream().map(List::size).toList());
+    assertEquals(
+        List.of(3, 3, 3), SafeTensorsWriter.split(even, 3).stream().map(List::size).toList());
   }
 
   @Test
   void writerRejectsBadArguments() {
     TensorSpec t = new TensorSpec("t", DType.F32, new long[] {2});
-    assertThrows(IllegalArgumentException.class,
+    assertThrows(
+        IllegalArgumentException.class,
         () -> SafeTensorsWriter.write(dir, List.of(t, t), 1, FILLER, Map.of()));
-    assertThrows(IllegalArgumentException.class,
+    assertThrows(
+        IllegalArgumentException.class,
         () -> SafeTensorsWriter.write(dir, List.of(t), 2, FILLER, Map.of()));
-    assertThrows(IllegalArgumentException.class,
+    assertThrows(
+        IllegalArgumentException.class,
         () -> SafeTensorsWriter.write(dir, List.of(t), 0, FILLER, Map.of()));
-    assertThrows(IllegalArgumentException.class,
-        () -> new TensorSpec("n", DType.F32, new long[] {2, -1}));
+    assertThrows(
+        IllegalArgumentException.class, () -> new TensorSpec("n", DType.F32, new long[] {2, -1}));
   }
 
   @Test
   void failingFillerLeavesNoFile() throws IOException {
     TensorSpec t = new TensorSpec("t", DType.F32, new long[] {2});
-    assertThrows(IllegalStateException.class, () -> SafeTensorsWriter.write(dir, List.of(t), 1,
-        (spec, values) -> {
-          throw new IllegalStateException("boom");
-        }, Map.of()));
+    assertThrows(
+        IllegalStateException.class,
+        () ->
+            SafeTensorsWriter.write(
+                dir,
+                List.of(t),
+                1,
+                (spec, values) -> {
+                  throw new IllegalStateException("boom");
+                },
+                Map.of()));
     try (var s = Files.list(dir)) {
       assertEquals(List.of(), s.toList());
     }
@@ -236,30 +259,38 @@ class SafeTensorsRoundTripTest {
   @Test
   void readsHandMadeUnpaddedFileWithScalarAndEmptyTensor() throws IOException {
     // As another writer might produce: no padding, keys out of offset order, a scalar, a 0-size.
-    String header = "{\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]},"
-        + "\"a\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[0,4]},"
-        + "\"z\":{\"dtype\":\"BF16\",\"shape\":[0,4],\"data_offsets\":[12,12]},"
-        + "\"__metadata__\":{\"format\":\"pt\"}}";
+    String header =
+        "{\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]},"
+            + "\"a\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[0,4]},"
+            + "\"z\":{\"dtype\":\"BF16\",\"shape\":[0,4],\"data_offsets\":[12,12]},"
+            + "\"__metadata__\":{\"format\":\"pt\"}}";
     Path f = RawFiles.write(dir.resolve("x.safetensors"), header, RawFiles.f32(7f, 1.5f, -2f));
     try (SafeTensors st = SafeTensors.open(f)) {
       assertEquals(List.of("a", "b", "z"), List.copyOf(st.names()));
       assertArrayEquals(new float[] {7f}, st.floats("a"));
       assertArrayEquals(new float[] {1.5f, -2f}, st.floats("b", 2));
       assertArrayEquals(new float[0], st.floats("z", 0, 4));
-      assertEquals(-2f, st.bytes("b").get(
-          ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN), 4));
+      assertEquals(
+          -2f,
+          st.bytes("b")
+              .get(ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN), 4));
     }
   }
 
   @Test
   void directoryWithoutIndexOrModelFileOpensAllSafetensorsFiles() throws IOException {
-    RawFiles.write(dir.resolve("one.safetensors"),
-        "{\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", RawFiles.f32(1f));
-    RawFiles.write(dir.resolve("two.safetensors"),
-        "{\"y\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", RawFiles.f32(2f));
+    RawFiles.write(
+        dir.resolve("one.safetensors"),
+        "{\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}",
+        RawFiles.f32(1f));
+    RawFiles.write(
+        dir.resolve("two.safetensors"),
+        "{\"y\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}",
+        RawFiles.f32(2f));
     Files.writeString(dir.resolve("config.json"), "{}");
     try (SafeTensors st = SafeTensors.open(dir)) {
-      assertEquals(List.of(dir.resolve("one.safetensors"), dir.resolve("two.safetensors")), st.files());
+      assertEquals(
+          List.of(dir.resolve("one.safetensors"), dir.resolve("two.safetensors")), st.files());
       assertArrayEquals(new float[] {2f}, st.floats("y", 1));
     }
   }
@@ -270,6 +301,17 @@ class SafeTensorsRoundTripTest {
     RawFiles.write(dir.resolve("stray.safetensors"), "{}", 0);
     try (SafeTensors st = SafeTensors.open(dir)) {
       assertEquals(List.of(dir.resolve("model.safetensors")), st.files());
+    }
+  }
+
+  @Test
+  void singleFileOverShardedDirectoryReplacesStaleIndex() throws IOException {
+    SafeTensorsWriter.write(dir, model(DType.F32), 3, FILLER, Map.of());
+    List<TensorSpec> one = List.of(new TensorSpec("only", DType.F32, new long[] {2}));
+    SafeTensorsWriter.write(dir, one, 1, FILLER, Map.of());
+    assertFalse(Files.exists(dir.resolve("model.safetensors.index.json")));
+    try (SafeTensors st = SafeTensors.open(dir)) {
+      assertEquals(Set.of("only"), st.names());
     }
   }
 
@@ -302,12 +344,12 @@ class SafeTensorsRoundTripTest {
 
   static long headerLength(Path file) throws IOException {
     byte[] b = Files.readAllBytes(file);
-    return java.nio.ByteBuffer.wrap(b, 0, 8).order(ByteOrder.LITTLE_ENDIAN).getLong();
+    return ByteBuffer.wrap(b, 0, 8).order(ByteOrder.LITTLE_ENDIAN).getLong();
   }
 
   static JsonNode headerJson(Path file) throws IOException {
     byte[] b = Files.readAllBytes(file);
     int n = (int) headerLength(file);
-    return new ObjectMapper().readTree(new String(b, 8, n, java.nio.charset.StandardCharsets.UTF_8));
+    return new ObjectMapper().readTree(new String(b, 8, n, StandardCharsets.UTF_8));
   }
 }

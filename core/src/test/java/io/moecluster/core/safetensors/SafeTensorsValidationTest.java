@@ -9,6 +9,7 @@ import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
 import org.junit.jupiter.api.Test;
@@ -26,7 +27,8 @@ class SafeTensorsValidationTest {
   private static SafeTensorsException fails(Executable action, Object... parts) {
     SafeTensorsException e = assertThrows(SafeTensorsException.class, action);
     for (Object part : parts) {
-      assertTrue(e.getMessage().contains(part.toString()),
+      assertTrue(
+          e.getMessage().contains(part.toString()),
           "message should mention '" + part + "': " + e.getMessage());
     }
     return e;
@@ -73,7 +75,9 @@ class SafeTensorsValidationTest {
   void headerNotJson() throws IOException {
     Path f = raw("{\"w\": {\"dtype\": \"F32\", ", 0);
     fails(() -> open(f), f, "not valid JSON");
-    Path g = RawFiles.write(dir.resolve("bin.safetensors"), 4, new byte[] {(byte) 0xff, 0, 1, 2}, new byte[0]);
+    Path g =
+        RawFiles.write(
+            dir.resolve("bin.safetensors"), 4, new byte[] {(byte) 0xff, 0, 1, 2}, new byte[0]);
     fails(() -> open(g), g, "not valid JSON");
   }
 
@@ -121,14 +125,18 @@ class SafeTensorsValidationTest {
     fails(() -> open(d), d, "tensor 'w'", "\"data_offsets\"");
     Path e = raw("{\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,8,16]}}", 16);
     fails(() -> open(e), e, "tensor 'w'", "[begin, end]");
-    Path g = raw("{\"w\":{\"dtype\":\"F32\",\"shape\":[99999999999999999999],\"data_offsets\":[0,16]}}", 16);
+    Path g =
+        raw(
+            "{\"w\":{\"dtype\":\"F32\",\"shape\":[99999999999999999999],\"data_offsets\":[0,16]}}",
+            16);
     fails(() -> open(g), g, "tensor 'w'", "\"shape\"");
   }
 
   @Test
   void unsupportedDtype() throws IOException {
     for (String dtype : List.of("I8", "U8", "F64", "I64", "float32")) {
-      Path f = raw("{\"w\":{\"dtype\":\"" + dtype + "\",\"shape\":[4],\"data_offsets\":[0,4]}}", 32);
+      Path f =
+          raw("{\"w\":{\"dtype\":\"" + dtype + "\",\"shape\":[4],\"data_offsets\":[0,4]}}", 32);
       fails(() -> open(f), f, "tensor 'w'", "unsupported dtype " + dtype, "F32, BF16, F16");
     }
   }
@@ -137,6 +145,12 @@ class SafeTensorsValidationTest {
   void beginAfterEnd() throws IOException {
     Path f = raw("{\"w\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[16,0]}}", 16);
     fails(() -> open(f), f, "tensor 'w'", "begin > end");
+  }
+
+  @Test
+  void negativeBegin() throws IOException {
+    Path f = raw("{\"w\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[-4,0]}}", 16);
+    fails(() -> open(f), f, "tensor 'w'", "negative begin");
   }
 
   @Test
@@ -154,7 +168,14 @@ class SafeTensorsValidationTest {
   @Test
   void shapeOverflow() throws IOException {
     String big = "4611686018427387904"; // 2^62
-    Path f = raw("{\"w\":{\"dtype\":\"F32\",\"shape\":[" + big + "," + big + "],\"data_offsets\":[0,16]}}", 16);
+    Path f =
+        raw(
+            "{\"w\":{\"dtype\":\"F32\",\"shape\":["
+                + big
+                + ","
+                + big
+                + "],\"data_offsets\":[0,16]}}",
+            16);
     fails(() -> open(f), f, "tensor 'w'", "overflows");
   }
 
@@ -166,8 +187,11 @@ class SafeTensorsValidationTest {
 
   @Test
   void overlappingTensors() throws IOException {
-    Path f = raw("{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
-        + "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]}}", 16);
+    Path f =
+        raw(
+            "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
+                + "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]}}",
+            16);
     fails(() -> open(f), f, "'a'", "'b'", "overlap");
   }
 
@@ -186,10 +210,11 @@ class SafeTensorsValidationTest {
   }
 
   private void threeShards() {
-    List<TensorSpec> specs = List.of(
-        new TensorSpec("a", DType.F32, new long[] {4}),
-        new TensorSpec("b", DType.F32, new long[] {4}),
-        new TensorSpec("c", DType.F32, new long[] {4}));
+    List<TensorSpec> specs =
+        List.of(
+            new TensorSpec("a", DType.F32, new long[] {4}),
+            new TensorSpec("b", DType.F32, new long[] {4}),
+            new TensorSpec("c", DType.F32, new long[] {4}));
     SafeTensorsWriter.write(dir, specs, 3, (s, v) -> {}, Map.of());
   }
 
@@ -239,7 +264,12 @@ class SafeTensorsValidationTest {
     Path index = dir.resolve("model.safetensors.index.json");
     String json = Files.readString(index);
     Files.writeString(index, json.replace("\"c\" : \"model-00003", "\"d\" : \"model-00003"));
-    fails(() -> open(dir), index, "tensor 'd'", "model-00003-of-00003.safetensors", "does not contain");
+    fails(
+        () -> open(dir),
+        index,
+        "tensor 'd'",
+        "model-00003-of-00003.safetensors",
+        "does not contain");
   }
 
   @Test
@@ -248,7 +278,12 @@ class SafeTensorsValidationTest {
     Path index = dir.resolve("model.safetensors.index.json");
     String json = Files.readString(index);
     Files.writeString(index, json.replace("\"c\" : \"model-00003", "\"c\" : \"model-00001"));
-    fails(() -> open(dir), index, "tensor 'c'", "model-00001-of-00003.safetensors", "does not contain");
+    fails(
+        () -> open(dir),
+        index,
+        "tensor 'c'",
+        "model-00001-of-00003.safetensors",
+        "does not contain");
   }
 
   @Test
@@ -263,26 +298,40 @@ class SafeTensorsValidationTest {
     threeShards();
     Path shard = dir.resolve("model-00003-of-00003.safetensors");
     byte[] b = Files.readAllBytes(shard);
-    Files.write(shard, java.util.Arrays.copyOf(b, b.length - 4));
+    Files.write(shard, Arrays.copyOf(b, b.length - 4));
     fails(() -> open(dir), shard, "tensor 'c'", "truncated");
   }
 
   // --- lookups ---
 
   private SafeTensors small() throws IOException {
-    String header = "{" + OK_W + ",\"v\":{\"dtype\":\"BF16\",\"shape\":[4],\"data_offsets\":[16,24]},"
-        + "\"t\":{\"dtype\":\"F16\",\"shape\":[1,2,2],\"data_offsets\":[24,32]}}";
+    String header =
+        "{"
+            + OK_W
+            + ",\"v\":{\"dtype\":\"BF16\",\"shape\":[4],\"data_offsets\":[16,24]},"
+            + "\"t\":{\"dtype\":\"F16\",\"shape\":[1,2,2],\"data_offsets\":[24,32]}}";
     return SafeTensors.open(raw(header, 32));
   }
 
   @Test
   void missingTensor() throws IOException {
     try (SafeTensors st = small()) {
-      fails(() -> st.info("model.x"), "tensor 'model.x' not found in", dir.resolve("bad.safetensors"),
+      fails(
+          () -> st.info("model.x"),
+          "tensor 'model.x' not found in",
+          dir.resolve("bad.safetensors"),
           "3 tensors; e.g. ");
       fails(() -> st.bytes("model.x"), "tensor 'model.x'");
       fails(() -> st.matrix("model.x", 1, 1), "tensor 'model.x'");
       fails(() -> st.floats("model.x", 1), "tensor 'model.x'");
+    }
+  }
+
+  @Test
+  void missingTensorInEmptyCheckpoint() throws IOException {
+    Path f = raw("{\"__metadata__\":{}}", 0);
+    try (SafeTensors st = SafeTensors.open(f)) {
+      fails(() -> st.info("x"), "tensor 'x' not found", f, "0 tensors; e.g. none");
     }
   }
 
@@ -296,8 +345,12 @@ class SafeTensorsValidationTest {
   @Test
   void wrongShapeInMatrix() throws IOException {
     try (SafeTensors st = small()) {
-      fails(() -> st.matrix("w", 4, 1), dir.resolve("bad.safetensors"), "tensor 'w'",
-          "has shape [2, 2]", "expected [4, 1]");
+      fails(
+          () -> st.matrix("w", 4, 1),
+          dir.resolve("bad.safetensors"),
+          "tensor 'w'",
+          "has shape [2, 2]",
+          "expected [4, 1]");
     }
   }
 
@@ -312,8 +365,12 @@ class SafeTensorsValidationTest {
   @Test
   void wrongShapeInFloats() throws IOException {
     try (SafeTensors st = small()) {
-      fails(() -> st.floats("w", 2, 3), dir.resolve("bad.safetensors"), "tensor 'w'",
-          "has shape [2, 2]", "expected [2, 3]");
+      fails(
+          () -> st.floats("w", 2, 3),
+          dir.resolve("bad.safetensors"),
+          "tensor 'w'",
+          "has shape [2, 2]",
+          "expected [2, 3]");
       fails(() -> st.floats("w", 4), "tensor 'w'", "expected [4]", "rank 2, expected rank 1");
     }
   }
