@@ -164,7 +164,7 @@ public final class Sampler {
     private float[] probs;
     private int size;
     /** Whether entries are in (probability desc, id asc) order. */
-    private boolean sorted;
+    private final boolean sorted;
 
     private Candidates(int[] ids, float[] probs, int size, boolean sorted) {
       this.ids = ids;
@@ -301,8 +301,15 @@ public final class Sampler {
 
     /** Drops candidates below {@code minProb}, keeping order; the top one always survives. */
     void keepAtLeast(float minProb) {
-      int[] newIds = new int[size];
-      float[] newProbs = new float[size];
+      int kept = 0;
+      for (int i = 0; i < size; i++) {
+        if (probs[i] >= minProb) {
+          kept++;
+        }
+      }
+      // Counted first so the arrays are as small as the survivors, not the vocabulary.
+      int[] newIds = new int[kept];
+      float[] newProbs = new float[kept];
       int n = 0;
       for (int i = 0; i < size; i++) {
         if (probs[i] >= minProb) {
@@ -313,7 +320,7 @@ public final class Sampler {
       }
       ids = newIds;
       probs = newProbs;
-      size = n;
+      size = kept;
     }
 
     /** Renormalizes implicitly (scales u by the kept mass) and walks the cumulative sums. */
