@@ -1,5 +1,10 @@
 package io.moecluster.deploy;
 
+import io.moecluster.deploy.commands.BenchLocalCommand;
+import io.moecluster.deploy.commands.DemoCommand;
+import io.moecluster.deploy.commands.GenerateCommand;
+import io.moecluster.deploy.commands.InitModelCommand;
+
 import io.moecluster.deploy.cli.ErrorHandler;
 import io.moecluster.deploy.cli.Logging;
 import io.moecluster.deploy.cli.MoeVersion;
@@ -26,6 +31,10 @@ import picocli.CommandLine.Spec;
     subcommands = {
       CommandLine.HelpCommand.class,
       VersionCommand.class,
+      DemoCommand.class,
+      InitModelCommand.class,
+      GenerateCommand.class,
+      BenchLocalCommand.class,
     })
 public final class Moe implements Runnable {
 
