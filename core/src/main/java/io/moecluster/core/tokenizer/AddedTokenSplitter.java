@@ -7,9 +7,9 @@ import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
 /**
- * Cuts raw text into added tokens and the ordinary text between them, before normalization, so
- * that "&lt;s&gt;" typed in a prompt becomes the BOS id and special tokens are never split. At a
- * given position the longest added token wins.
+ * Cuts raw text into added tokens and the ordinary text between them, before normalization, so that
+ * "&lt;s&gt;" typed in a prompt becomes the BOS id and special tokens are never split. At a given
+ * position the longest added token wins.
  */
 final class AddedTokenSplitter {
   /** A piece of the input: an added token ({@code tokenId >= 0}) or text for the model. */

@@ -5,15 +5,14 @@ import com.google.common.cache.Cache;
 import com.google.common.cache.CacheBuilder;
 import java.nio.charset.StandardCharsets;
 import java.util.HashMap;
-import java.util.Iterator;
 import java.util.Map;
 import java.util.PriorityQueue;
 
 /**
  * The tokenizer.json "model" of type BPE: splits one pre-tokenized word into vocabulary ids by
- * applying merges in rank order. Words are merged on a linked list of symbols with a priority
- * queue of candidate pairs, so a long word costs O(n log n), and results are kept in a bounded
- * per-word cache because natural text repeats words constantly.
+ * applying merges in rank order. Words are merged on a linked list of symbols with a priority queue
+ * of candidate pairs, so a long word costs O(n log n), and results are kept in a bounded per-word
+ * cache because natural text repeats words constantly.
  */
 final class BpeModel {
   private static final int CACHE_SIZE = 20_000;
@@ -71,8 +70,7 @@ final class BpeModel {
       throw new TokenizerException(source + ": model.vocab must be an object of token -> id");
     }
     Map<String, Integer> vocab = new HashMap<>(vocabNode.size() * 2);
-    for (Iterator<Map.Entry<String, JsonNode>> it = vocabNode.fields(); it.hasNext(); ) {
-      Map.Entry<String, JsonNode> entry = it.next();
+    for (Map.Entry<String, JsonNode> entry : vocabNode.properties()) {
       vocab.put(entry.getKey(), entry.getValue().asInt());
     }
     Map<Long, Merge> merges = new HashMap<>();
@@ -107,8 +105,8 @@ final class BpeModel {
 
   /**
    * A merge is "a b" or ["a", "b"]. Some published files have "a b" entries whose tokens contain
-   * spaces themselves (Llama 2's "   "); those are resolved by the split whose parts and result
-   * are all in the vocabulary, and skipped when there is none, as they can never fire.
+   * spaces themselves (Llama 2's " "); those are resolved by the split whose parts and result are
+   * all in the vocabulary, and skipped when there is none, as they can never fire.
    */
   private static String[] mergePair(JsonNode merge, Map<String, Integer> vocab, String source) {
     if (merge.isArray() && merge.size() == 2) {
@@ -116,7 +114,9 @@ final class BpeModel {
     }
     if (!merge.isTextual()) {
       throw new TokenizerException(
-          source + ": model.merges entries must be \"a b\" strings or [a, b] pairs, found " + merge);
+          source
+              + ": model.merges entries must be \"a b\" strings or [a, b] pairs, found "
+              + merge);
     }
     String text = merge.asText();
     int space = text.indexOf(' ');

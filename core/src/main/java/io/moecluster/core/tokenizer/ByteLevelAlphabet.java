@@ -3,8 +3,8 @@ package io.moecluster.core.tokenizer;
 import java.nio.charset.StandardCharsets;
 
 /**
- * GPT-2's bytes-to-unicode table: every byte gets a printable character so that byte-level BPE
- * can work on strings. Printable Latin-1 bytes map to themselves; the rest are shifted to U+0100+.
+ * GPT-2's bytes-to-unicode table: every byte gets a printable character so that byte-level BPE can
+ * work on strings. Printable Latin-1 bytes map to themselves; the rest are shifted to U+0100+.
  */
 final class ByteLevelAlphabet {
   /** The 256 bytes in the order GPT-2's {@code bytes_to_unicode} lists them. */

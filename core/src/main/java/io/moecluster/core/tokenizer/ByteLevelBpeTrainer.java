@@ -36,7 +36,10 @@ public final class ByteLevelBpeTrainer {
 
   private ByteLevelBpeTrainer() {}
 
-  /** Learns byte-level BPE merges from text; returns the tokenizer.json and tokenizer_config.json texts. Deterministic. */
+  /**
+   * Learns byte-level BPE merges from text; returns the tokenizer.json and tokenizer_config.json
+   * texts. Deterministic.
+   */
   public static TrainedTokenizer train(String corpus, int targetVocabSize) {
     if (targetVocabSize < MIN_VOCAB) {
       throw new IllegalArgumentException(

@@ -43,7 +43,9 @@ public final class ChatTemplate {
     }
   }
 
-  /** Bound to {@code raise_exception} in templates; public because jinjava calls it reflectively. */
+  /**
+   * Bound to {@code raise_exception} in templates; public because jinjava calls it reflectively.
+   */
   public static Object raiseException(String message) {
     throw new TemplateRaisedException(message);
   }

@@ -5,9 +5,9 @@ import java.util.regex.PatternSyntaxException;
 
 /**
  * Compiles the regular expressions found in tokenizer.json (written for Rust's regex crate or
- * Oniguruma) with java.util.regex. The syntax is nearly the same; the differences handled here
- * are Unicode-aware {@code \s \d \w} and script names such as {@code \p{Han}}, which Java spells
- * {@code \p{IsHan}}.
+ * Oniguruma) with java.util.regex. The syntax is nearly the same; the differences handled here are
+ * Unicode-aware {@code \s \d \w} and script names such as {@code \p{Han}}, which Java spells {@code
+ * \p{IsHan}}.
  */
 final class HfRegex {
   /** The pre-tokenization pattern of GPT-2 and every ByteLevel pre-tokenizer with use_regex. */

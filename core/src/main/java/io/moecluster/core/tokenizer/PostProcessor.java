@@ -11,7 +11,6 @@ import java.util.Map;
 record PostProcessor(int[] prefix, int[] suffix) {
   static final String SUPPORTED =
       "TemplateProcessing, RobertaProcessing, BertProcessing, ByteLevel, Sequence";
-  private static final PostProcessor NONE = new PostProcessor(new int[0], new int[0]);
 
   int[] apply(int[] ids) {
     int[] out = new int[prefix.length + ids.length + suffix.length];
@@ -100,9 +99,5 @@ record PostProcessor(int[] prefix, int[] suffix) {
       }
     }
     return new PostProcessor(prefix.toArray(), suffix.toArray());
-  }
-
-  static PostProcessor none() {
-    return NONE;
   }
 }

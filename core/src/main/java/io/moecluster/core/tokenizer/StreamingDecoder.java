@@ -7,8 +7,8 @@ import java.util.Arrays;
  * Turns generated token ids into text one token at a time, for streaming responses. Bytes of a
  * character split over several tokens (byte-fallback or byte-level) are held back until the
  * character is complete, so no delta ever contains half a character. The concatenation of all
- * deltas and {@link #flush()} equals {@link Tokenizer#decode(int[], boolean)} of the same ids.
- * One instance per sequence; not thread-safe.
+ * deltas and {@link #flush()} equals {@link Tokenizer#decode(int[], boolean)} of the same ids. One
+ * instance per sequence; not thread-safe.
  */
 public final class StreamingDecoder {
   private final Tokenizer tokenizer;
@@ -68,7 +68,8 @@ public final class StreamingDecoder {
       if ((b & 0xC0) == 0x80) {
         continue;
       }
-      int needed = b >= 0xF0 && b <= 0xF4 ? 4 : b >= 0xE0 && b <= 0xEF ? 3 : b >= 0xC2 && b <= 0xDF ? 2 : 1;
+      int needed =
+          b >= 0xF0 && b <= 0xF4 ? 4 : b >= 0xE0 && b <= 0xEF ? 3 : b >= 0xC2 && b <= 0xDF ? 2 : 1;
       return needed > n - i ? i : n;
     }
     return n;

@@ -8,12 +8,13 @@ import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
 /**
- * The tokenizer.json "decoder", reduced to what streaming needs: each token becomes a run of
- * bytes (so UTF-8 split across byte tokens can be held back), plus the rules that only touch the
- * start of the output (Strip's leading characters, Metaspace's prefix on the first token).
+ * The tokenizer.json "decoder", reduced to what streaming needs: each token becomes a run of bytes
+ * (so UTF-8 split across byte tokens can be held back), plus the rules that only touch the start of
+ * the output (Strip's leading characters, Metaspace's prefix on the first token).
  */
 final class TokenDecoder {
-  static final String SUPPORTED = "Sequence, Replace, ByteFallback, Fuse, Strip, ByteLevel, Metaspace";
+  static final String SUPPORTED =
+      "Sequence, Replace, ByteFallback, Fuse, Strip, ByteLevel, Metaspace";
 
   private static final Pattern BYTE_TOKEN = Pattern.compile("<0x([0-9A-Fa-f]{2})>");
 
@@ -57,7 +58,9 @@ final class TokenDecoder {
         String replacement = JsonFields.text(node, "replacement", "\u2581");
         String scheme = JsonFields.text(node, "prepend_scheme", null);
         boolean strip =
-            scheme == null ? JsonFields.bool(node, "add_prefix_space", true) : !scheme.equals("never");
+            scheme == null
+                ? JsonFields.bool(node, "add_prefix_space", true)
+                : !scheme.equals("never");
         rewrites.add(new Rewrite(Pattern.compile(Pattern.quote(replacement)), " ", strip));
       }
       case "ByteFallback" -> byteFallback = true;
@@ -92,8 +95,8 @@ final class TokenDecoder {
   }
 
   /**
-   * @param firstToken whether this is the first token being decoded (after skipped special
-   *     tokens), where Metaspace removes the prefix space
+   * @param firstToken whether this is the first token being decoded (after skipped special tokens),
+   *     where Metaspace removes the prefix space
    */
   byte[] bytes(String token, boolean firstToken) {
     String text = token;

@@ -8,7 +8,6 @@ import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.Collections;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -108,7 +107,8 @@ public final class Tokenizer {
 
   /** Builds a tokenizer from the texts of tokenizer.json and (optionally) tokenizer_config.json. */
   public static Tokenizer fromJson(String tokenizerJson, String tokenizerConfigJsonOrNull) {
-    return parse(tokenizerJson, "tokenizer.json", tokenizerConfigJsonOrNull, "tokenizer_config.json");
+    return parse(
+        tokenizerJson, "tokenizer.json", tokenizerConfigJsonOrNull, "tokenizer_config.json");
   }
 
   private static Tokenizer parse(
@@ -203,7 +203,7 @@ public final class Tokenizer {
 
   /** The end-of-sequence ids named by tokenizer_config.json; empty when it names none. */
   public Set<Integer> eosTokenIds() {
-    return Collections.unmodifiableSet(eosTokenIds);
+    return eosTokenIds;
   }
 
   public OptionalInt tokenId(String token) {

@@ -19,7 +19,8 @@ record TokenizerConfig(
     Boolean addEosToken,
     String chatTemplate) {
 
-  static final TokenizerConfig EMPTY = new TokenizerConfig(null, null, null, null, null, null, null);
+  static final TokenizerConfig EMPTY =
+      new TokenizerConfig(null, null, null, null, null, null, null);
 
   static TokenizerConfig parse(String json, ObjectMapper mapper, String source) {
     if (json == null) {

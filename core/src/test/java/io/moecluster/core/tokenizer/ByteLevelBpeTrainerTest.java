@@ -14,7 +14,8 @@ class ByteLevelBpeTrainerTest {
   @Test
   void isDeterministic() {
     assertEquals(
-        ByteLevelBpeTrainer.trainOnBundledCorpus(800), ByteLevelBpeTrainer.trainOnBundledCorpus(800));
+        ByteLevelBpeTrainer.trainOnBundledCorpus(800),
+        ByteLevelBpeTrainer.trainOnBundledCorpus(800));
   }
 
   @Test

@@ -16,8 +16,13 @@ import org.junit.jupiter.params.provider.ValueSource;
 class ByteLevelTokenizerTest {
   /** Qwen2's pre-tokenization regex, as written in its tokenizer.json. */
   static final String QWEN2_PATTERN =
-      "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*"
-          + "|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+      "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r"
+          + "\\n"
+          + "\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r"
+          + "\\n"
+          + "]*|\\s*[\\r"
+          + "\\n"
+          + "]+|\\s+(?!\\S)|\\s+";
 
   private final Tokenizer tokenizer = TestTokenizers.byteLevel();
 
@@ -44,7 +49,8 @@ class ByteLevelTokenizerTest {
   void addsBosFromTheTemplateAndKnowsEos() {
     int[] ids = tokenizer.encode("Liberty");
     assertEquals(0, ids[0]);
-    assertArrayEquals(tokenizer.encode("Liberty", false), java.util.Arrays.copyOfRange(ids, 1, ids.length));
+    assertArrayEquals(
+        tokenizer.encode("Liberty", false), java.util.Arrays.copyOfRange(ids, 1, ids.length));
     assertEquals(OptionalInt.of(0), tokenizer.bosTokenId());
     assertEquals(Set.of(1), tokenizer.eosTokenIds());
     assertEquals("<s>Liberty", tokenizer.decode(ids));
@@ -78,7 +84,8 @@ class ByteLevelTokenizerTest {
     split.putObject("pattern").put("Regex", QWEN2_PATTERN);
     split.put("behavior", "Isolated");
     split.put("invert", false);
-    ObjectNode byteLevel = ((com.fasterxml.jackson.databind.node.ArrayNode) sequence.get("pretokenizers")).addObject();
+    ObjectNode byteLevel =
+        ((com.fasterxml.jackson.databind.node.ArrayNode) sequence.get("pretokenizers")).addObject();
     byteLevel.put("type", "ByteLevel");
     byteLevel.put("add_prefix_space", false);
     byteLevel.put("trim_offsets", false);
@@ -93,8 +100,7 @@ class ByteLevelTokenizerTest {
     // Qwen splits numbers into single digits, GPT-2 keeps runs together.
     int[] digits = qwenStyle.encode("2024", false);
     assertEquals(4, digits.length);
-    assertArrayEquals(
-        tokenizer.encode("the people", false), qwenStyle.encode("the people", false));
+    assertArrayEquals(tokenizer.encode("the people", false), qwenStyle.encode("the people", false));
     assertTrue(qwenStyle.encode(text).length > 0);
     assertTrue(qwenStyle.bosTokenId().isEmpty());
   }

@@ -13,25 +13,27 @@ class ChatTemplateTest {
       List.of(new ChatMessage("system", "Be brief."), new ChatMessage("user", "What is 2+2?"));
 
   static final String CHATML =
-      "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content']"
-          + " + '<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}"
-          + "{{ '<|im_start|>assistant\\n' }}{% endif %}";
+      "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n"
+          + "' + message['content'] + '<|im_end|>' + '\\n"
+          + "' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n"
+          + "' }}{% endif %}";
 
   /** The template shipped with meta-llama/Llama-2-7b-chat-hf. */
   static final String LLAMA2 =
-      "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}"
-          + "{% set system_message = messages[0]['content'] %}{% else %}"
-          + "{% set loop_messages = messages %}{% set system_message = false %}{% endif %}"
-          + "{% for message in loop_messages %}"
-          + "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
-          + "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}"
-          + "{% endif %}{% if loop.index0 == 0 and system_message != false %}"
-          + "{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] %}"
-          + "{% else %}{% set content = message['content'] %}{% endif %}"
-          + "{% if message['role'] == 'user' %}"
-          + "{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}"
-          + "{% elif message['role'] == 'assistant' %}"
-          + "{{ ' '  + content.strip() + ' ' + eos_token }}{% endif %}{% endfor %}";
+      "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}{% set"
+          + " system_message = messages[0]['content'] %}{% else %}{% set loop_messages = messages"
+          + " %}{% set system_message = false %}{% endif %}{% for message in loop_messages %}{% if"
+          + " (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{"
+          + " raise_exception('Conversation roles must alternate"
+          + " user/assistant/user/assistant/...') }}{% endif %}{% if loop.index0 == 0 and"
+          + " system_message != false %}{% set content = '<<SYS>>\\n"
+          + "' + system_message + '\\n"
+          + "<</SYS>>\\n"
+          + "\\n"
+          + "' + message['content'] %}{% else %}{% set content = message['content'] %}{% endif %}{%"
+          + " if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + '"
+          + " [/INST]' }}{% elif message['role'] == 'assistant' %}{{ ' '  + content.strip() + ' ' +"
+          + " eos_token }}{% endif %}{% endfor %}";
 
   @Test
   void rendersChatMl() {
@@ -81,8 +83,8 @@ class ChatTemplateTest {
   @Test
   void takesTheDefaultOfNamedTemplates() {
     String config =
-        "{\"bos_token\": \"<s>\", \"chat_template\": [{\"name\": \"tool_use\", \"template\": \"T\"},"
-            + " {\"name\": \"default\", \"template\": \"{{ bos_token }}D\"}]}";
+        "{\"bos_token\": \"<s>\", \"chat_template\": [{\"name\": \"tool_use\", \"template\":"
+            + " \"T\"}, {\"name\": \"default\", \"template\": \"{{ bos_token }}D\"}]}";
     Tokenizer tokenizer = Tokenizer.fromJson(TestTokenizers.trained().tokenizerJson(), config);
     assertEquals("<s>D", tokenizer.chatTemplate().orElseThrow().render(List.of(), false));
   }

@@ -9,8 +9,7 @@ import org.junit.jupiter.api.Test;
 
 /** Token-by-token decoding never emits half a character and adds up to a full decode. */
 class StreamingDecoderTest {
-  private static final String MIXED =
-      "Hi 👩‍👩‍👧 and 🎉! 你好，世界 — naïve \u0b85 ઌ 𝔘 end";
+  private static final String MIXED = "Hi 👩‍👩‍👧 and 🎉! 你好，世界 — naïve \u0b85 ઌ 𝔘 end";
 
   @Test
   void llamaStreamsEmojiAndCjkWithoutBrokenCharacters() {

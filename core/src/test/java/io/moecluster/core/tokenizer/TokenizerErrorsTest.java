@@ -58,7 +58,6 @@ class TokenizerErrorsTest {
         assertThrows(TokenizerException.class, () -> tokenizer.decode(new int[] {1, 32000}));
     assertTrue(e.getMessage().contains("32000"), e.getMessage());
     assertThrows(TokenizerException.class, () -> tokenizer.token(-1));
-    assertThrows(
-        TokenizerException.class, () -> tokenizer.streamingDecoder(false).push(1_000_000));
+    assertThrows(TokenizerException.class, () -> tokenizer.streamingDecoder(false).push(1_000_000));
   }
 }
