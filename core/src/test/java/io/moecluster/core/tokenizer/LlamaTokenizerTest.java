@@ -96,10 +96,10 @@ class LlamaTokenizerTest {
   @Test
   void encodesLongWordsWithoutQuadraticBlowUp() {
     String text = "supercalifragilistic".repeat(5_000);
-    long start = System.nanoTime();
-    int[] ids = tokenizer.encode(text, false);
-    long millis = (System.nanoTime() - start) / 1_000_000;
+    // A guard against quadratic merging (which takes minutes here), not a speed target.
+    int[] ids =
+        org.junit.jupiter.api.Assertions.assertTimeoutPreemptively(
+            java.time.Duration.ofSeconds(30), () -> tokenizer.encode(text, false));
     assertEquals(text, tokenizer.decode(ids));
-    assertTrue(millis < 2_000, "encoding a 100k-character word took " + millis + " ms");
   }
 }
