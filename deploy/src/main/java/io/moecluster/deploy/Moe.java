@@ -1,9 +1,14 @@
 package io.moecluster.deploy;
 
+import io.moecluster.deploy.commands.BenchCommand;
 import io.moecluster.deploy.commands.BenchLocalCommand;
+import io.moecluster.deploy.commands.ClientCommand;
 import io.moecluster.deploy.commands.DemoCommand;
 import io.moecluster.deploy.commands.GenerateCommand;
 import io.moecluster.deploy.commands.InitModelCommand;
+import io.moecluster.deploy.commands.LocalClusterCommand;
+import io.moecluster.deploy.commands.NodeCommand;
+import io.moecluster.deploy.commands.ServeCommand;
 
 import io.moecluster.deploy.cli.ErrorHandler;
 import io.moecluster.deploy.cli.Logging;
@@ -35,6 +40,11 @@ import picocli.CommandLine.Spec;
       InitModelCommand.class,
       GenerateCommand.class,
       BenchLocalCommand.class,
+      ServeCommand.class,
+      NodeCommand.class,
+      LocalClusterCommand.class,
+      ClientCommand.class,
+      BenchCommand.class,
     })
 public final class Moe implements Runnable {
 

@@ -58,6 +58,51 @@ public final class ProgressBars {
     return new SummaryLine(task, totalBytes, System.err, System.nanoTime());
   }
 
+  /** Progress over {@code total} items (requests, files), shown as a count. */
+  public static Progress count(String task, long total, String unit) {
+    if (interactive()) {
+      ProgressBar bar =
+          new ProgressBarBuilder()
+              .setTaskName(task)
+              .setInitialMax(total)
+              .setUnit(" " + unit, 1)
+              .setStyle(ProgressBarStyle.UNICODE_BLOCK)
+              .setUpdateIntervalMillis(200)
+              .build();
+      return new Progress() {
+        @Override
+        public void stepTo(long done) {
+          bar.stepTo(done);
+        }
+
+        @Override
+        public void close() {
+          bar.close();
+        }
+      };
+    }
+    long start = System.nanoTime();
+    return new Progress() {
+      private volatile long done;
+      private boolean closed;
+
+      @Override
+      public void stepTo(long done) {
+        this.done = done;
+      }
+
+      @Override
+      public synchronized void close() {
+        if (!closed) {
+          closed = true;
+          System.err.printf(Locale.ROOT, "%s: %d of %d %s in %.1f s%n", task, done, total, unit,
+              (System.nanoTime() - start) / 1e9);
+          System.err.flush();
+        }
+      }
+    };
+  }
+
   /**
    * Whether stderr is worth animating. Since JDK 22 System.console() is non-null even when
    * redirected, so ask isTerminal(); it checks stdin and stdout, the best the JDK offers.

@@ -1,0 +1,247 @@
+package io.moecluster.deploy.cluster;
+
+import com.typesafe.config.Config;
+import com.typesafe.config.ConfigException;
+import com.typesafe.config.ConfigFactory;
+import com.typesafe.config.ConfigParseOptions;
+import com.typesafe.config.ConfigValueFactory;
+import io.grpc.InsecureServerCredentials;
+import io.grpc.ServerBuilder;
+import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
+import io.moecluster.expert.ExpertNode;
+import io.moecluster.expert.ExpertNodeSettings;
+import io.moecluster.gateway.GatewayServer;
+import io.moecluster.gateway.GatewaySettings;
+import io.moecluster.router.RouterNode;
+import io.moecluster.router.RouterSettings;
+import java.net.InetSocketAddress;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionStage;
+import java.util.concurrent.TimeUnit;
+import java.util.function.Supplier;
+import org.apache.pekko.Done;
+import org.apache.pekko.actor.Address;
+import org.apache.pekko.actor.CoordinatedShutdown;
+import org.apache.pekko.actor.typed.ActorSystem;
+import org.apache.pekko.actor.typed.javadsl.Behaviors;
+import org.apache.pekko.cluster.typed.Cluster;
+import org.apache.pekko.cluster.typed.Join;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * One moe cluster node in this JVM: builds its Pekko config from a {@link NodeSpec}, creates the
+ * ActorSystem {@code moe}, starts the roles in the order expert, router, gateway, and registers
+ * their shutdown with CoordinatedShutdown so that any way the node stops (SIGTERM, {@link
+ * #shutdown()}, being downed) drains the gateway first, then stops the router, and closes the
+ * expert role only after the node left the cluster and its shards were handed off.
+ *
+ * <p>Config layers, first wins: {@code --conf key=value}, the flags (NodeSpec), system
+ * properties, {@code application.conf}, {@code moe-node.conf} (this module's defaults, every key
+ * commented), the modules' {@code reference.conf}.
+ */
+public final class ClusterNode implements AutoCloseable {
+  private static final Logger log = LoggerFactory.getLogger(ClusterNode.class);
+
+  /** The ActorSystem name; every node of a cluster must use the same. */
+  public static final String SYSTEM_NAME = "moe";
+
+  /** The model directory of the node; the roles' own keys ({@code moe.expert.model-dir}...) follow it. */
+  public static final String MODEL_DIR_KEY = "moe.model-dir";
+
+  private final NodeSpec spec;
+  private final ActorSystem<Void> system;
+  private volatile GatewayServer gateway;
+
+  private ClusterNode(NodeSpec spec, ActorSystem<Void> system) {
+    this.spec = spec;
+    this.system = system;
+  }
+
+  /** The full, resolved config of the node {@code spec} describes. */
+  public static Config config(NodeSpec spec) {
+    Map<String, Object> flags = new LinkedHashMap<>();
+    flags.put("pekko.actor.provider", "cluster");
+    flags.put("pekko.remote.artery.canonical.hostname", spec.host());
+    flags.put("pekko.remote.artery.canonical.port", spec.port());
+    List<String> roles = new ArrayList<>();
+    for (Role role : Role.values()) {
+      if (spec.has(role)) {
+        roles.add(role.clusterRole());
+      }
+    }
+    flags.put("pekko.cluster.roles", roles);
+    flags.put(
+        "pekko.cluster.seed-nodes",
+        spec.seedNodes().stream().map(s -> "pekko://" + SYSTEM_NAME + "@" + s).toList());
+    String modelDir = spec.modelDir().toAbsolutePath().normalize().toString();
+    flags.put(MODEL_DIR_KEY, modelDir);
+    // Each role reads its own key (moe.expert.model-dir, ...): the one --model names them all.
+    for (Role role : Role.values()) {
+      flags.put("moe." + role.clusterRole() + ".model-dir", modelDir);
+    }
+    Config flagConfig = ConfigFactory.parseMap(flags, "moe command-line flags");
+
+    Config base =
+        ConfigFactory.defaultOverrides()
+            .withFallback(ConfigFactory.defaultApplication())
+            .withFallback(ConfigFactory.parseResources(ClusterNode.class.getClassLoader(), "moe-node.conf"))
+            .withFallback(ConfigFactory.defaultReference());
+    return overrides(spec.overrides()).withFallback(flagConfig).withFallback(base).resolve();
+  }
+
+  /**
+   * {@code --conf} settings as config. A value is read as HOCON (numbers, durations, lists such as
+   * {@code [a,b]}); one that is not valid HOCON (a path with a colon) is taken as a string.
+   */
+  static Config overrides(Map<String, String> settings) {
+    Config out = ConfigFactory.empty();
+    for (var e : settings.entrySet()) {
+      String key = e.getKey().trim();
+      Config one;
+      try {
+        one = ConfigFactory.parseString(key + " = " + e.getValue(),
+            ConfigParseOptions.defaults().setOriginDescription("--conf " + key));
+        if (!one.hasPathOrNull(key)) {
+          throw new IllegalArgumentException("--conf: '" + key + "' is not a valid config key");
+        }
+      } catch (ConfigException.Parse ex) {
+        try {
+          one = ConfigFactory.empty().withValue(key, ConfigValueFactory.fromAnyRef(e.getValue(), "--conf " + key));
+        } catch (ConfigException bad) {
+          throw new IllegalArgumentException("--conf: '" + key + "' is not a valid config key");
+        }
+      }
+      out = one.withFallback(out);
+    }
+    return out;
+  }
+
+  /**
+   * Starts the node: the ActorSystem, then the roles in order, then a self-join when there are no
+   * seed nodes. A role that fails to start stops the node and rethrows.
+   */
+  public static ClusterNode start(NodeSpec spec) {
+    Config config = config(spec);
+    ActorSystem<Void> system = ActorSystem.create(Behaviors.empty(), SYSTEM_NAME, config);
+    ClusterNode node = new ClusterNode(spec, system);
+    try {
+      node.startRoles(config);
+    } catch (RuntimeException | Error e) {
+      node.shutdown();
+      throw e;
+    }
+    return node;
+  }
+
+  private void startRoles(Config config) {
+    CoordinatedShutdown shutdown = CoordinatedShutdown.get(system);
+    Duration drain = config.getDuration("moe.node.drain-timeout");
+    if (spec.has(Role.EXPERT)) {
+      ExpertNode expert = ExpertNode.start(system, ExpertNodeSettings.fromConfig(config));
+      // After the node left the cluster and handed its shards off: nothing more arrives.
+      addTask(shutdown, CoordinatedShutdown.PhaseBeforeActorSystemTerminate(), "moe-expert-stop",
+          () -> closeQuietly(expert, "expert"));
+    }
+    if (spec.has(Role.ROUTER)) {
+      RouterNode router = RouterNode.start(system, RouterSettings.fromConfig(config));
+      // After the gateway drained (service-unbind), before sharding and cluster shut down.
+      addTask(shutdown, CoordinatedShutdown.PhaseServiceStop(), "moe-router-stop",
+          () -> closeQuietly(router, "router"));
+    }
+    if (spec.has(Role.GATEWAY)) {
+      ServerBuilder<?> builder =
+          NettyServerBuilder.forAddress(
+              new InetSocketAddress(spec.grpcHost(), spec.grpcPort()), InsecureServerCredentials.create());
+      GatewayServer server =
+          GatewayServer.start(system, GatewaySettings.fromConfig(config), builder, spec.modelDir());
+      gateway = server;
+      // First of all: stop taking requests and let the running ones finish (or be cancelled).
+      addTask(shutdown, CoordinatedShutdown.PhaseServiceUnbind(), "moe-gateway-drain", () -> {
+        server.shutdownGracefully(drain);
+        closeQuietly(server, "gateway");
+      });
+    }
+    if (spec.seedNodes().isEmpty()) {
+      Cluster cluster = Cluster.get(system);
+      cluster.manager().tell(Join.create(cluster.selfMember().address()));
+    }
+  }
+
+  /** A blocking task on a thread of its own, so CoordinatedShutdown's dispatcher is not held. */
+  private static void addTask(CoordinatedShutdown shutdown, String phase, String name, Runnable task) {
+    Supplier<CompletionStage<Done>> run = () -> {
+      CompletableFuture<Done> done = new CompletableFuture<>();
+      Thread.ofPlatform().name(name).daemon().start(() -> {
+        try {
+          task.run();
+          done.complete(Done.getInstance());
+        } catch (Throwable t) {
+          done.completeExceptionally(t);
+        }
+      });
+      return done;
+    };
+    shutdown.addTask(phase, name, run);
+  }
+
+  private static void closeQuietly(AutoCloseable c, String what) {
+    try {
+      c.close();
+    } catch (Exception e) {
+      log.warn("stopping the {} role failed", what, e);
+    }
+  }
+
+  public NodeSpec spec() {
+    return spec;
+  }
+
+  public ActorSystem<Void> system() {
+    return system;
+  }
+
+  /** This node's cluster address, e.g. {@code pekko://moe@127.0.0.1:25520}. */
+  public Address address() {
+    return Cluster.get(system).selfMember().address();
+  }
+
+  /** The gateway's bound gRPC address ({@code grpcHost:actualPort}), if this node is a gateway. */
+  public Optional<HostPort> grpcAddress() {
+    GatewayServer g = gateway;
+    return g == null ? Optional.empty() : Optional.of(new HostPort(spec.grpcHost(), g.port()));
+  }
+
+  /** Completes when the ActorSystem has terminated, whatever stopped it. */
+  public CompletionStage<Done> whenTerminated() {
+    return system.getWhenTerminated();
+  }
+
+  /** Why the node is shutting down, if it is; empty while it runs. */
+  public Optional<CoordinatedShutdown.Reason> shutdownReason() {
+    return CoordinatedShutdown.get(system).getShutdownReason();
+  }
+
+  /** Runs CoordinatedShutdown (gateway drain, router, cluster leave, expert) and waits for it. */
+  public void shutdown() {
+    CoordinatedShutdown.get(system).runAll(CoordinatedShutdown.unknownReason());
+    try {
+      system.getWhenTerminated().toCompletableFuture().get(2, TimeUnit.MINUTES);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    } catch (Exception e) {
+      log.warn("node did not terminate within 2 minutes", e);
+    }
+  }
+
+  @Override
+  public void close() {
+    shutdown();
+  }
+}

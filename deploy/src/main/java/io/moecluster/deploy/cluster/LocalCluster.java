@@ -1,0 +1,207 @@
+package io.moecluster.deploy.cluster;
+
+import io.grpc.ManagedChannel;
+import io.moecluster.proto.v1.GetModelInfoRequest;
+import io.moecluster.proto.v1.InferenceGrpc;
+import io.moecluster.proto.v1.ModelInfo;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.io.UncheckedIOException;
+import java.net.InetAddress;
+import java.net.ServerSocket;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * A cluster of child JVMs on loopback, for development, demos and end-to-end tests: one JVM with
+ * the gateway and router roles (also the seed node) and N expert JVMs, each running {@code moe
+ * node}. The children watch this JVM's PID and stop when it dies, so none is left behind; {@link
+ * #close()} stops them one after the other (gateway first, so it drains), SIGTERM then SIGKILL.
+ */
+public final class LocalCluster implements AutoCloseable {
+  private static final String HOST = "127.0.0.1";
+
+  /**
+   * @param basePort the seed's cluster port; expert i gets basePort + i. 0 picks free ports.
+   * @param grpcPort the gateway's port; 0 picks a free one
+   * @param conf {@code --conf} settings passed to every node
+   */
+  public record Options(
+      Path model,
+      int expertNodes,
+      int grpcPort,
+      int basePort,
+      Map<String, String> conf,
+      Duration startTimeout,
+      Duration stopGrace) {
+    public Options {
+      conf = Map.copyOf(conf);
+      if (expertNodes < 1) {
+        throw new IllegalArgumentException("--expert-nodes must be >= 1, got " + expertNodes);
+      }
+      if (basePort < 0 || basePort + expertNodes > 65535) {
+        throw new IllegalArgumentException("--base-port must be in [0, " + (65535 - expertNodes) + "], got " + basePort);
+      }
+      if (grpcPort < 0 || grpcPort > 65535) {
+        throw new IllegalArgumentException("--grpc-port must be in [0, 65535], got " + grpcPort);
+      }
+    }
+  }
+
+  private final Options options;
+  private final HostPort gateway;
+  private final List<ChildProcess> children = new ArrayList<>();
+  private final Map<String, String> namesByAddress = new HashMap<>();
+  private volatile boolean stopping;
+
+  private LocalCluster(Options options, HostPort gateway) {
+    this.options = options;
+    this.gateway = gateway;
+  }
+
+  /**
+   * Starts the child JVMs (without waiting for them: see {@link #awaitServing()}). Their output
+   * goes to {@code log} with each line prefixed by the child's name.
+   */
+  public static LocalCluster start(Options options, PrintStream log) {
+    int grpcPort = options.grpcPort() == 0 ? freePort() : options.grpcPort();
+    LocalCluster cluster = new LocalCluster(options, new HostPort(HOST, grpcPort));
+    try {
+      List<Integer> ports = new ArrayList<>();
+      for (int i = 0; i <= options.expertNodes(); i++) {
+        ports.add(options.basePort() == 0 ? freePort() : options.basePort() + i);
+      }
+      String seed = HOST + ":" + ports.get(0);
+      // The router places the experts once this many expert nodes are up; fewer, and every
+      // expert would land on the first expert JVM to join.
+      Map<String, String> routerConf = Map.of("moe.router.min-expert-nodes", Integer.toString(options.expertNodes()));
+      cluster.spawn("gateway", "gateway,router", ports.get(0), seed, grpcPort, routerConf, log);
+      for (int i = 1; i <= options.expertNodes(); i++) {
+        cluster.spawn("expert-" + i, "expert", ports.get(i), seed, 0, Map.of(), log);
+      }
+    } catch (IOException | RuntimeException e) {
+      cluster.close();
+      throw e instanceof IOException io ? new UncheckedIOException("cannot start a node JVM", io) : (RuntimeException) e;
+    }
+    return cluster;
+  }
+
+  private void spawn(String name, String roles, int port, String seed, int grpcPort, Map<String, String> defaults,
+      PrintStream log) throws IOException {
+    List<String> cmd = new ArrayList<>(JavaCommand.forMainClass("io.moecluster.deploy.Moe"));
+    cmd.addAll(List.of(
+        "node",
+        "--roles", roles,
+        "--host", HOST,
+        "--port", Integer.toString(port),
+        "--seed-nodes", seed,
+        "--model", options.model().toAbsolutePath().toString(),
+        "--parent-pid", Long.toString(ProcessHandle.current().pid())));
+    if (grpcPort > 0) {
+      cmd.addAll(List.of("--grpc-host", HOST, "--grpc-port", Integer.toString(grpcPort)));
+    }
+    Map<String, String> conf = new java.util.LinkedHashMap<>(defaults);
+    conf.putAll(options.conf());
+    for (var e : conf.entrySet()) {
+      cmd.addAll(List.of("--conf", e.getKey() + "=" + e.getValue()));
+    }
+    children.add(ChildProcess.start(name, cmd, log));
+    namesByAddress.put("pekko://" + ClusterNode.SYSTEM_NAME + "@" + HOST + ":" + port, name);
+  }
+
+  private static int freePort() {
+    try (ServerSocket s = new ServerSocket(0, 1, InetAddress.getByName(HOST))) {
+      return s.getLocalPort();
+    } catch (IOException e) {
+      throw new UncheckedIOException("cannot find a free port", e);
+    }
+  }
+
+  /** The gateway's gRPC address. */
+  public HostPort gateway() {
+    return gateway;
+  }
+
+  public List<ChildProcess> children() {
+    return List.copyOf(children);
+  }
+
+  /** The child's name ("gateway", "expert-1", ...) for a cluster address, or null. */
+  public String nameOf(String nodeAddress) {
+    return namesByAddress.get(nodeAddress);
+  }
+
+  /** A message naming the first child that exited, with its last lines of output. */
+  public Optional<String> deadChild() {
+    for (ChildProcess c : children) {
+      if (!c.isAlive()) {
+        StringBuilder msg = new StringBuilder()
+            .append(c.name()).append(" exited with code ").append(c.exitValue());
+        List<String> tail = c.tail();
+        if (!tail.isEmpty()) {
+          msg.append("; its last lines:");
+          for (String line : tail.subList(Math.max(0, tail.size() - 10), tail.size())) {
+            msg.append(System.lineSeparator()).append("  ").append(line);
+          }
+        }
+        return Optional.of(msg.toString());
+      }
+    }
+    return Optional.empty();
+  }
+
+  /** Waits until the gateway's health says SERVING; fails early if a child dies. */
+  public void awaitServing() throws InterruptedException {
+    ManagedChannel channel = Gateways.channel(gateway);
+    try {
+      Gateways.awaitServing(channel, options.startTimeout(),
+          () -> deadChild().map(m -> "a node of the local cluster died before it was serving: " + m));
+    } finally {
+      Gateways.close(channel);
+    }
+  }
+
+  /** The model and its expert placement, from the gateway. */
+  public ModelInfo modelInfo() {
+    ManagedChannel channel = Gateways.channel(gateway);
+    try {
+      return InferenceGrpc.newBlockingStub(channel)
+          .withDeadlineAfter(10, TimeUnit.SECONDS)
+          .getModelInfo(GetModelInfoRequest.getDefaultInstance());
+    } finally {
+      Gateways.close(channel);
+    }
+  }
+
+  /** Completes with the first child that exits. */
+  public CompletableFuture<ChildProcess> anyExit() {
+    CompletableFuture<ChildProcess> first = new CompletableFuture<>();
+    for (ChildProcess c : children) {
+      c.process().onExit().thenRun(() -> first.complete(c));
+    }
+    return first;
+  }
+
+  public boolean stopping() {
+    return stopping;
+  }
+
+  /**
+   * Stops the children one after the other, gateway first (it drains and leaves), then the
+   * experts in order; each gets SIGTERM and, after the grace period, SIGKILL. Idempotent.
+   */
+  @Override
+  public synchronized void close() {
+    stopping = true;
+    for (ChildProcess c : children) {
+      c.stop(options.stopGrace());
+    }
+  }
+}

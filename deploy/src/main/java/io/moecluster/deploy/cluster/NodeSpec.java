@@ -1,0 +1,51 @@
+package io.moecluster.deploy.cluster;
+
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.Set;
+
+/**
+ * What one cluster node is: its roles, where it listens, whom it joins, what it serves. Built from
+ * the flags of {@code moe node} and {@code moe serve}; {@link ClusterNode} turns it into config.
+ *
+ * @param port the Artery (cluster) port; 0 picks a free one (only sensible without seeds to reach)
+ * @param seedNodes the nodes to join; empty: this node forms a new cluster on its own
+ * @param grpcHost where the gateway's gRPC server binds (gateway role only)
+ * @param grpcPort the gateway's gRPC port; 0 picks a free one
+ * @param overrides {@code --conf key=value} settings, applied over everything else
+ */
+public record NodeSpec(
+    Set<Role> roles,
+    String host,
+    int port,
+    List<HostPort> seedNodes,
+    Path modelDir,
+    String grpcHost,
+    int grpcPort,
+    Map<String, String> overrides) {
+
+  public NodeSpec {
+    Objects.requireNonNull(modelDir, "modelDir");
+    roles = Set.copyOf(roles);
+    seedNodes = List.copyOf(seedNodes);
+    overrides = Map.copyOf(overrides);
+    if (roles.isEmpty()) {
+      throw new IllegalArgumentException("--roles: a node needs at least one role");
+    }
+    if (host == null || host.isBlank()) {
+      throw new IllegalArgumentException("--host is empty");
+    }
+    if (port < 0 || port > 65535) {
+      throw new IllegalArgumentException("--port must be in [0, 65535], got " + port);
+    }
+    if (grpcPort < 0 || grpcPort > 65535) {
+      throw new IllegalArgumentException("--grpc-port must be in [0, 65535], got " + grpcPort);
+    }
+  }
+
+  public boolean has(Role role) {
+    return roles.contains(role);
+  }
+}
