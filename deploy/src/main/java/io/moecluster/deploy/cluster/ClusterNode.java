@@ -4,6 +4,7 @@ import com.typesafe.config.Config;
 import com.typesafe.config.ConfigException;
 import com.typesafe.config.ConfigFactory;
 import com.typesafe.config.ConfigParseOptions;
+import com.typesafe.config.ConfigUtil;
 import com.typesafe.config.ConfigValueFactory;
 import io.grpc.InsecureServerCredentials;
 import io.grpc.ServerBuilder;
@@ -104,6 +105,11 @@ public final class ClusterNode implements AutoCloseable {
     Config out = ConfigFactory.empty();
     for (var e : settings.entrySet()) {
       String key = e.getKey().trim();
+      try {
+        ConfigUtil.splitPath(key);
+      } catch (ConfigException bad) {
+        throw new IllegalArgumentException("--conf: '" + key + "' is not a valid config key (" + bad.getMessage() + ")");
+      }
       Config one;
       try {
         one = ConfigFactory.parseString(key + " = " + e.getValue(),
