@@ -1,0 +1,75 @@
+package io.moecluster.deploy;
+
+import io.moecluster.deploy.commands.BenchLocalCommand;
+import io.moecluster.deploy.commands.DemoCommand;
+import io.moecluster.deploy.commands.GenerateCommand;
+import io.moecluster.deploy.commands.InitModelCommand;
+
+import io.moecluster.deploy.cli.ErrorHandler;
+import io.moecluster.deploy.cli.Logging;
+import io.moecluster.deploy.cli.MoeVersion;
+import io.moecluster.deploy.cli.UsageErrorHandler;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.ParameterException;
+import picocli.CommandLine.ScopeType;
+import picocli.CommandLine.Spec;
+
+/**
+ * The {@code moe} command: the entry point of the distribution. Subcommands are registered in the
+ * {@code subcommands} list below; adding one is a one-line change there.
+ *
+ * <p>Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad input.
+ */
+@Command(
+    name = "moe",
+    mixinStandardHelpOptions = true,
+    versionProvider = MoeVersion.Provider.class,
+    description = "Serves Mixture-of-Experts language models from a cluster of JVMs.",
+    subcommands = {
+      CommandLine.HelpCommand.class,
+      VersionCommand.class,
+      DemoCommand.class,
+      InitModelCommand.class,
+      GenerateCommand.class,
+      BenchLocalCommand.class,
+    })
+public final class Moe implements Runnable {
+
+  @Spec private CommandSpec spec;
+
+  private boolean verbose;
+
+  /** Inherited, so {@code moe --verbose generate} and {@code moe generate --verbose} both work. */
+  @Option(
+      names = "--verbose",
+      scope = ScopeType.INHERIT,
+      description = "Log at DEBUG level and print stack traces of errors.")
+  void setVerbose(boolean verbose) {
+    this.verbose = verbose;
+    Logging.setVerbose(verbose);
+  }
+
+  public boolean verbose() {
+    return verbose;
+  }
+
+  /** {@code moe} alone is a usage error: say so and show the subcommands. */
+  @Override
+  public void run() {
+    throw new ParameterException(spec.commandLine(), "Missing subcommand");
+  }
+
+  /** The command line with moe's error handling and exit codes; tests and main both use it. */
+  public static CommandLine commandLine() {
+    return new CommandLine(new Moe())
+        .setParameterExceptionHandler(new UsageErrorHandler())
+        .setExecutionExceptionHandler(new ErrorHandler());
+  }
+
+  public static void main(String[] args) {
+    System.exit(commandLine().execute(args));
+  }
+}
