@@ -41,6 +41,7 @@ class CheckpointErrorsTest {
 
   private static void assertFailsNaming(Path dir, int[] tokens, String tensor) {
     RuntimeException e = assertThrows(RuntimeException.class, () -> loadAndRun(dir, tokens));
+    System.out.println("[reference] " + tensor + ": " + e);
     assertTrue(
         String.valueOf(e.getMessage()).contains(tensor),
         "the error should name " + tensor + " but says: " + e);

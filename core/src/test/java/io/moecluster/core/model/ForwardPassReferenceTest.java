@@ -26,14 +26,16 @@ import org.junit.jupiter.params.provider.MethodSource;
  * The project's forward pass (one prefill step, logits at every position) against {@link
  * NaiveMoeReference}, for every family, both dtypes and both kernel implementations.
  *
- * <p>Tolerance: {@code max |logit - reference| <= 1e-3 * max |reference logit|} over all positions
+ * <p>Tolerance: {@code max |logit - reference| <= 1e-4 * max |reference logit|} over all positions
  * and the whole vocabulary, and the same argmax at every position. The project computes in float32
- * throughout, the reference in double; BF16 weights are widened exactly on both sides, so the BF16
- * bound is the same as the F32 one (observed differences are ~1e-6 relative, printed by each
- * test; the bound leaves room for other seeds and longer prompts).
+ * throughout, the reference in double; BF16 weights are widened exactly on both sides (and
+ * activations stay float32 in the project), so the BF16 bound is the same as the F32 one. Observed:
+ * 1e-7 to 2e-6 relative (the scalar kernels' sequential float sums are the least accurate), printed
+ * by each test; the bound leaves a 50x margin for other seeds and longer prompts while still
+ * catching a wrong formula, which shows up at 1e-2 and above.
  */
 class ForwardPassReferenceTest {
-  static final double REL_TOL = 1e-3;
+  static final double REL_TOL = 1e-4;
 
   private static final Map<String, double[][]> REFERENCE = new ConcurrentHashMap<>();
 
@@ -104,11 +106,14 @@ class ForwardPassReferenceTest {
     checkAgainstReference("qwen3_moe tiny tied", dir, KernelKind.VECTOR_2_THREADS, 12);
   }
 
-  /** A longer prompt on tiny: more positions for RoPE and attention to go wrong. */
-  @Test
-  void longPromptTinyMatchesReference() {
-    Path dir = TestCheckpoints.get(Preset.TINY, ModelFamily.MIXTRAL, DType.F32);
-    checkAgainstReference("mixtral tiny F32 96 tokens", dir, KernelKind.VECTOR_2_THREADS, 96);
+  /** Long prompts on tiny: large RoPE angles, long softmaxes, KV cache growth by doubling. */
+  @ParameterizedTest(name = "{0} tiny F32 600 tokens")
+  @EnumSource(
+      value = ModelFamily.class,
+      names = {"MIXTRAL", "QWEN3_MOE"})
+  void longPromptTinyMatchesReference(ModelFamily family) {
+    Path dir = TestCheckpoints.get(Preset.TINY, family, DType.F32);
+    checkAgainstReference(family + " tiny F32 600 tokens", dir, KernelKind.VECTOR_2_THREADS, 600);
   }
 
   static void checkAgainstReference(String what, Path dir, KernelKind kind, int length) {

@@ -111,6 +111,13 @@ public final class TestCheckpoints {
     }
   }
 
+  /** Copies a single-file checkpoint unchanged and edits its config.json. */
+  public static Path copyWithConfig(Path from, Path to, Consumer<ObjectNode> edit) {
+    copyWithTensors(from, to, ts -> {});
+    editConfig(to, edit);
+    return to;
+  }
+
   /** One tensor of a safetensors file, with its raw little-endian bytes. */
   public record RawTensor(String name, String dtype, long[] shape, byte[] data) {
     /** A zero tensor of the same dtype and a different shape. */
@@ -122,6 +129,20 @@ public final class TestCheckpoints {
       int elementBytes = dtype.equals("F32") ? 4 : 2;
       return new RawTensor(name, dtype, newShape, new byte[(int) (count * elementBytes)]);
     }
+  }
+
+  /** An F32 tensor of uniform values in {@code center ± halfWidth}, a pure function of the seed. */
+  public static RawTensor randomF32(String name, long seed, float center, float halfWidth, long... shape) {
+    long count = 1;
+    for (long d : shape) {
+      count *= d;
+    }
+    java.util.SplittableRandom r = new java.util.SplittableRandom(seed ^ name.hashCode());
+    ByteBuffer b = ByteBuffer.allocate((int) count * 4).order(ByteOrder.LITTLE_ENDIAN);
+    for (long i = 0; i < count; i++) {
+      b.putFloat(center + (float) ((r.nextDouble() * 2 - 1) * halfWidth));
+    }
+    return new RawTensor(name, "F32", shape, b.array());
   }
 
   static List<RawTensor> readSafetensors(Path file) throws IOException {
