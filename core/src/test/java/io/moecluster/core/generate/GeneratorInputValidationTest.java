@@ -53,7 +53,7 @@ class GeneratorInputValidationTest {
     TestCheckpoints.editConfig(dir, c -> c.put("max_position_embeddings", 16));
     try (LocalGenerator gen = LocalGenerator.open(dir, 2)) {
       int vocab = gen.config().vocabSize();
-      for (int length : new int[] {17, 40}) {
+      for (int length : new int[] {16, 17, 40}) {
         int[] prompt = ForwardHarness.prompt(3L, length, vocab);
         IllegalArgumentException e =
             assertThrows(IllegalArgumentException.class, () -> gen.generate(greedy(prompt, 4), t -> {}));

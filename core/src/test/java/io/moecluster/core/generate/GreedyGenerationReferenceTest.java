@@ -2,6 +2,7 @@ package io.moecluster.core.generate;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.moecluster.core.checkpoint.Preset;
 import io.moecluster.core.config.ModelFamily;
@@ -15,6 +16,8 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.stream.Stream;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
@@ -64,6 +67,52 @@ class GreedyGenerationReferenceTest {
       assertEquals(
           result.text(), events.stream().map(TokenEvent::textDelta).reduce("", String::concat),
           "streamed deltas add up to the text");
+    }
+  }
+
+  /**
+   * An EOS id taken from the greedy continuation (config eos_token_id edited): generation stops
+   * right after emitting it (EOS included, as in HF), ignore_eos runs on, and a batch mixing both
+   * gives each the same tokens as alone.
+   */
+  @Test
+  void eosStopsGreedyGeneration(@TempDir Path tmp) {
+    Path src = TestCheckpoints.get(Preset.TINY, ModelFamily.MIXTRAL, DType.F32);
+    int[] prompt;
+    int[] expected;
+    try (NaiveMoeReference ref = NaiveMoeReference.load(src)) {
+      prompt = ForwardHarness.prompt(123L, 5, ref.vocabSize());
+      expected = ref.greedy(prompt, STEPS);
+    }
+    int stop = -1;
+    for (int i = 2; i < STEPS && stop < 0; i++) {
+      final int at = i;
+      if (Arrays.stream(expected, 0, i).noneMatch(t -> t == expected[at])) {
+        stop = i;
+      }
+    }
+    assertTrue(stop > 0, "no fresh token in " + Arrays.toString(expected));
+    int eos = expected[stop];
+    Path dir = TestCheckpoints.copyWithConfig(src, tmp.resolve("eos"), c -> c.put("eos_token_id", eos));
+    try (LocalGenerator gen = LocalGenerator.open(dir, 2)) {
+      assertTrue(gen.eosTokenIds().contains(eos));
+      GenerationRequest stopping = new GenerationRequest(prompt, SamplingParams.GREEDY, STEPS, List.of(), false);
+      GenerationRequest ignoring = new GenerationRequest(prompt, SamplingParams.GREEDY, STEPS, List.of(), true);
+      GenerationResult a = gen.generate(stopping, e -> {});
+      assertEquals(FinishReason.EOS, a.finishReason());
+      assertArrayEquals(Arrays.copyOf(expected, stop + 1), a.generatedIds());
+      GenerationResult b = gen.generate(ignoring, e -> {});
+      assertEquals(FinishReason.LENGTH, b.finishReason());
+      assertArrayEquals(expected, b.generatedIds());
+      GenerationRequest other =
+          new GenerationRequest(
+              ForwardHarness.prompt(124L, 3, gen.config().vocabSize()), SamplingParams.GREEDY, STEPS, List.of(), true);
+      GenerationResult c = gen.generate(other, e -> {});
+      List<GenerationResult> batch = gen.generateBatch(List.of(stopping, other, ignoring));
+      assertArrayEquals(a.generatedIds(), batch.get(0).generatedIds());
+      assertEquals(FinishReason.EOS, batch.get(0).finishReason());
+      assertArrayEquals(c.generatedIds(), batch.get(1).generatedIds());
+      assertArrayEquals(b.generatedIds(), batch.get(2).generatedIds());
     }
   }
 }

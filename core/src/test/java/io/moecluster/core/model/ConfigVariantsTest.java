@@ -89,4 +89,21 @@ class ConfigVariantsTest {
     TestCheckpoints.editConfig(dir, c -> c.put("head_dim", headDim));
     ForwardPassReferenceTest.checkAgainstReference(family + " head_dim 32", dir, KernelKind.VECTOR_2_THREADS, 14);
   }
+
+  /**
+   * F16 checkpoints (widened to F32 on load) and checkpoints mixing F32, BF16 and F16 tensors (real
+   * checkpoints keep norms or the router in F32 next to BF16 matrices).
+   */
+  @ParameterizedTest(name = "{0}")
+  @org.junit.jupiter.params.provider.ValueSource(strings = {"all F16", "mixed F32/BF16/F16"})
+  void otherStorageDtypesMatchReference(String layout, @TempDir Path tmp) {
+    Path src = TestCheckpoints.get(Preset.TINY, ModelFamily.QWEN2_MOE, DType.F32);
+    String[] cycle = layout.startsWith("all") ? new String[] {"F16"} : new String[] {"F32", "BF16", "F16"};
+    int[] i = {0};
+    Path dir =
+        TestCheckpoints.copyWithTensors(
+            src, tmp.resolve("c"), ts -> ts.replaceAll(t -> t.convertedFromF32(cycle[i[0]++ % cycle.length])));
+    ForwardPassReferenceTest.checkAgainstReference("qwen2_moe tiny " + layout, dir, KernelKind.VECTOR_2_THREADS, 14);
+    ForwardPassReferenceTest.checkAgainstReference("qwen2_moe tiny " + layout, dir, KernelKind.SCALAR, 14);
+  }
 }

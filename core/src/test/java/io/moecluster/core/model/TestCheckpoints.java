@@ -120,6 +120,24 @@ public final class TestCheckpoints {
 
   /** One tensor of a safetensors file, with its raw little-endian bytes. */
   public record RawTensor(String name, String dtype, long[] shape, byte[] data) {
+    /** The same F32 values stored as {@code F16} or {@code BF16} (rounded to nearest even). */
+    public RawTensor convertedFromF32(String newDtype) {
+      if (!dtype.equals("F32")) {
+        throw new IllegalStateException(name + " is " + dtype);
+      }
+      if (newDtype.equals("F32")) {
+        return this;
+      }
+      ByteBuffer in = ByteBuffer.wrap(data).order(ByteOrder.LITTLE_ENDIAN);
+      ByteBuffer out = ByteBuffer.allocate(data.length / 2).order(ByteOrder.LITTLE_ENDIAN);
+      for (int i = 0; i < data.length / 4; i++) {
+        float v = in.getFloat(i * 4);
+        out.putShort(
+            newDtype.equals("F16") ? Float.floatToFloat16(v) : io.moecluster.core.tensor.BFloat16.fromFloat(v));
+      }
+      return new RawTensor(name, newDtype, shape, out.array());
+    }
+
     /** A zero tensor of the same dtype and a different shape. */
     public RawTensor reshaped(long... newShape) {
       long count = 1;
