@@ -11,7 +11,6 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.HashSet;
 import java.util.List;
 import java.util.Set;
 import java.util.function.Consumer;
@@ -39,9 +38,7 @@ public final class LocalGenerator implements AutoCloseable {
     this.experts = experts;
     this.stepper = new BatchStepper(new ForwardPass(model, experts));
     this.ownsKernels = ownsKernels;
-    Set<Integer> eos = new HashSet<>(model.config().eosTokenIds());
-    eos.addAll(tokenizer.eosTokenIds());
-    this.eosIds = Set.copyOf(eos);
+    this.eosIds = EosTokens.of(model.config(), tokenizer);
   }
 
   /** Loads the model in {@code dir} with kernels on {@code threads} threads (0: all cores). */
