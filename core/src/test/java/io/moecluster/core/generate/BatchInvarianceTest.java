@@ -18,7 +18,9 @@ import org.junit.jupiter.api.Test;
 
 /**
  * Continuous batching must not change any sequence: 8 different requests (prompt lengths 1 to 21,
- * greedy and seeded sampling, different max_tokens, some stopping at EOS) give exactly the same
+ * greedy and seeded sampling with temperature, top-k, top-p, min-p and repetition penalty,
+ * different max_tokens, ignore_eos on and off, so sequences leave the batch at different steps)
+ * give exactly the same
  * token ids, text and finish reason alone and all in one batch, on the small preset with the
  * Vector API kernels on 2 threads. Exact equality: the kernels are batch invariant and the
  * sampler's draw depends only on (seed, position).

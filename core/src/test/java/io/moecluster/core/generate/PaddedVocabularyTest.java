@@ -28,6 +28,11 @@ import org.junit.jupiter.api.io.TempDir;
  * Qwen2/3-MoE: 151936 vs 151665), and {@link LocalGenerator#open} accepts that. A padding id can
  * still be sampled (its logit is finite); generation must go on, with no text for that id, as in
  * Hugging Face, whose decode skips ids that have no token.
+ *
+ * <p>Fails today: {@code Sequence.accept} hands every sampled id to {@code
+ * StreamingDecoder.push}, which throws {@code TokenizerException} ("Token id N is not in the
+ * vocabulary") for an id the tokenizer does not have, killing the whole generation (and, in a
+ * batch, every sequence stepped with it).
  */
 class PaddedVocabularyTest {
   private static final int PAD = 8;

@@ -8,6 +8,7 @@ import io.moecluster.core.tensor.DType;
 import java.nio.file.Path;
 import java.util.function.Consumer;
 import java.util.stream.Stream;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
@@ -105,5 +106,33 @@ class ConfigVariantsTest {
             src, tmp.resolve("c"), ts -> ts.replaceAll(t -> t.convertedFromF32(cycle[i[0]++ % cycle.length])));
     ForwardPassReferenceTest.checkAgainstReference("qwen2_moe tiny " + layout, dir, KernelKind.VECTOR_2_THREADS, 14);
     ForwardPassReferenceTest.checkAgainstReference("qwen2_moe tiny " + layout, dir, KernelKind.SCALAR, 14);
+  }
+
+  /**
+   * Qwen2-MoE's shared expert wider than the routed ones (Qwen1.5-MoE-A2.7B: 5632 vs 1408): the
+   * shared expert of the tiny checkpoint is replaced by one of width 3 x 128.
+   */
+  @Test
+  void widerSharedExpertMatchesReference(@TempDir Path tmp) {
+    int hidden = Preset.TINY.hiddenSize;
+    int shared = 3 * Preset.TINY.ffnSize;
+    Path dir =
+        TestCheckpoints.copyWithTensors(
+            TestCheckpoints.get(Preset.TINY, ModelFamily.QWEN2_MOE, DType.F32),
+            tmp.resolve("c"),
+            ts ->
+                ts.replaceAll(
+                    t -> {
+                      String n = t.name();
+                      if (n.endsWith("shared_expert.gate_proj.weight") || n.endsWith("shared_expert.up_proj.weight")) {
+                        return TestCheckpoints.randomF32(n, 9, 0f, (float) Math.sqrt(3.0 / hidden), shared, hidden);
+                      }
+                      if (n.endsWith("shared_expert.down_proj.weight")) {
+                        return TestCheckpoints.randomF32(n, 9, 0f, (float) Math.sqrt(3.0 / shared), hidden, shared);
+                      }
+                      return t;
+                    }));
+    TestCheckpoints.editConfig(dir, c -> c.put("shared_expert_intermediate_size", shared));
+    ForwardPassReferenceTest.checkAgainstReference("qwen2_moe wide shared expert", dir, KernelKind.VECTOR_2_THREADS, 14);
   }
 }
