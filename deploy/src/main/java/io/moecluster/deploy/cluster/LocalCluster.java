@@ -199,8 +199,15 @@ public final class LocalCluster implements AutoCloseable {
    */
   @Override
   public synchronized void close() {
+    if (stopping) {
+      return;
+    }
     stopping = true;
     for (ChildProcess c : children) {
+      if (c.isAlive()) {
+        System.err.println("moe: stopping " + c.name());
+        System.err.flush();
+      }
       c.stop(options.stopGrace());
     }
   }

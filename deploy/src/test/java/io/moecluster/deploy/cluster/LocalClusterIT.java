@@ -118,6 +118,7 @@ class LocalClusterIT {
     CountDownLatch serving = new CountDownLatch(1);
     Path logFile = Path.of("target", "local-cluster-it.log");
     Thread.ofPlatform().daemon().start(() -> pump(logFile, serving));
+    grpcTarget = "127.0.0.1:" + grpcPort;
     channel = Gateways.channel(new HostPort("127.0.0.1", grpcPort));
 
     // The reference tokens, computed while the cluster starts.
@@ -506,6 +507,55 @@ class LocalClusterIT {
     assertTrue(wrong.isEmpty(), String.join("\n", wrong));
     // And the cluster still serves.
     assertTrue(stub.withDeadlineAfter(60, TimeUnit.SECONDS).generate(base.clone().build()).hasNext());
+  }
+
+  // ---- moe client generate prints what moe generate prints
+
+  private String grpcTarget;
+
+  private String runMoe(String... args) throws Exception {
+    List<String> cmd = new ArrayList<>();
+    cmd.add(Path.of(System.getProperty("moe.dist.dir")).resolve("bin/moe").toString());
+    cmd.addAll(List.of(args));
+    ProcessBuilder pb = new ProcessBuilder(cmd).redirectError(ProcessBuilder.Redirect.DISCARD);
+    pb.environment().put("JAVA_HOME", System.getProperty("java.home"));
+    Process p = pb.start();
+    try {
+      String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+      assertTrue(p.waitFor(90, TimeUnit.SECONDS), "moe " + String.join(" ", args) + " did not finish");
+      assertEquals(0, p.exitValue(), "moe " + String.join(" ", args) + ": " + out);
+      return out;
+    } finally {
+      p.destroyForcibly();
+    }
+  }
+
+  @Test
+  @Order(6)
+  void clientGeneratePrintsWhatGeneratePrints() throws Exception {
+    var json = new com.fasterxml.jackson.databind.ObjectMapper();
+    for (List<String> flags : List.of(
+        List.of("--prompt", "We hold these truths", "--max-tokens", "10", "--seed", "3", "--json"),
+        List.of("--prompt-ids", "5,77,300,12", "--max-tokens", "8", "--temperature", "0", "--json"))) {
+      List<String> client = new ArrayList<>(List.of("client", "generate", "--target", grpcTarget));
+      client.addAll(flags);
+      List<String> local = new ArrayList<>(List.of("generate", "--model", model.toString(), "--threads", "1"));
+      local.addAll(flags);
+      var remote = (com.fasterxml.jackson.databind.node.ObjectNode) json.readTree(runMoe(client.toArray(String[]::new)));
+      var here = (com.fasterxml.jackson.databind.node.ObjectNode) json.readTree(runMoe(local.toArray(String[]::new)));
+      for (var o : List.of(remote, here)) {
+        assertTrue(o.has("prefill_tokens_per_second") && o.has("decode_tokens_per_second"), o.toString());
+        o.remove(List.of("prefill_tokens_per_second", "decode_tokens_per_second"));
+      }
+      assertEquals(here, remote, String.join(" ", flags));
+    }
+    // Text mode: the same text on stdout.
+    List<String> flags = List.of("--prompt", "Once upon a time", "--max-tokens", "12", "--seed", "9");
+    List<String> client = new ArrayList<>(List.of("client", "generate", "--target", grpcTarget));
+    client.addAll(flags);
+    List<String> local = new ArrayList<>(List.of("generate", "--model", model.toString(), "--threads", "1"));
+    local.addAll(flags);
+    assertEquals(runMoe(local.toArray(String[]::new)), runMoe(client.toArray(String[]::new)));
   }
 
   // ---- SIGTERM: everything stops
