@@ -56,6 +56,9 @@ public final class ClusterNode implements AutoCloseable {
   /** The model directory of the node; the roles' own keys ({@code moe.expert.model-dir}...) follow it. */
   public static final String MODEL_DIR_KEY = "moe.model-dir";
 
+  /** The gateway's own setting: how long running streams may finish when the node stops. */
+  static final String DRAIN_TIMEOUT_KEY = "moe.gateway.drain-timeout";
+
   private final NodeSpec spec;
   private final ActorSystem<Void> system;
   private volatile GatewayServer gateway;
@@ -86,6 +89,11 @@ public final class ClusterNode implements AutoCloseable {
     // Each role reads its own key (moe.expert.model-dir, ...): the one --model names them all.
     for (Role role : Role.values()) {
       flags.put("moe." + role.clusterRole() + ".model-dir", modelDir);
+    }
+    if (spec.has(Role.GATEWAY)) {
+      // The gateway builds its server on the builder ClusterNode gives it; its own port key says
+      // the same, for anything that reads the settings.
+      flags.put("moe.gateway.grpc-port", spec.grpcPort());
     }
     Config flagConfig = ConfigFactory.parseMap(flags, "moe command-line flags");
 
@@ -148,7 +156,7 @@ public final class ClusterNode implements AutoCloseable {
 
   private void startRoles(Config config) {
     CoordinatedShutdown shutdown = CoordinatedShutdown.get(system);
-    Duration drain = config.getDuration("moe.node.drain-timeout");
+    Duration drain = config.hasPath(DRAIN_TIMEOUT_KEY) ? config.getDuration(DRAIN_TIMEOUT_KEY) : Duration.ofSeconds(30);
     if (spec.has(Role.EXPERT)) {
       ExpertNode expert = ExpertNode.start(system, ExpertNodeSettings.fromConfig(config));
       // After the node left the cluster and handed its shards off: nothing more arrives.

@@ -76,7 +76,7 @@ public final class DemoCommand implements Callable<Integer> {
       CheckpointWriter.write(CheckpointSpec.of(preset, DType.BF16, 42), dir);
     }
     LocalCluster.Options options = new LocalCluster.Options(dir, expertNodes, grpcPort, basePort, Map.of(),
-        Duration.ofSeconds(180), Duration.ofSeconds(40));
+        Duration.ofSeconds(180), Duration.ofSeconds(60));
     try (LocalCluster cluster = LocalClusterCommand.startServing(options, System.err, err)) {
       ModelInfo info = cluster.modelInfo();
       err.printf(Locale.ROOT, "moe demo: %s, %d layers, %d experts (top-%d), hidden %d, vocab %d, served at %s%n",

@@ -50,7 +50,7 @@ public final class LocalClusterCommand implements Callable<Integer> {
 
   @Option(names = "--stop-grace", paramLabel = "SECONDS",
       description = "how long a node may take to stop after SIGTERM before it is killed (default: ${DEFAULT-VALUE})",
-      defaultValue = "40")
+      defaultValue = "60")
   int stopGraceSeconds;
 
   @Override

@@ -105,9 +105,11 @@ class LocalClusterIT {
         "--start-timeout", "150", "--stop-grace", "30",
         // One limit everywhere: 16 running, none waiting, so the 17th request is refused.
         "--conf", "moe.gateway.max-running=" + SLOTS,
-        "--conf", "moe.gateway.max-waiting=0",
+        "--conf", "moe.gateway.max-queued=0",
         "--conf", "moe.router.max-running-sequences=" + SLOTS,
         "--conf", "moe.router.max-waiting=0",
+        // Nothing runs when the test stops the cluster; no need to wait for stragglers.
+        "--conf", "moe.gateway.drain-timeout=5s",
         // Two JVMs share each of the 2 cores: one compute thread per node.
         "--conf", "moe.expert.compute-threads=1",
         "--conf", "moe.router.compute-threads=1")
