@@ -9,6 +9,7 @@ import com.typesafe.config.ConfigValueFactory;
 import io.grpc.InsecureServerCredentials;
 import io.grpc.ServerBuilder;
 import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
+import io.moecluster.deploy.cli.UserError;
 import io.moecluster.expert.ExpertNode;
 import io.moecluster.expert.ExpertNodeSettings;
 import io.moecluster.gateway.GatewayServer;
@@ -173,8 +174,20 @@ public final class ClusterNode implements AutoCloseable {
       ServerBuilder<?> builder =
           NettyServerBuilder.forAddress(
               new InetSocketAddress(spec.grpcHost(), spec.grpcPort()), InsecureServerCredentials.create());
-      GatewayServer server =
-          GatewayServer.start(system, GatewaySettings.fromConfig(config), builder, spec.modelDir());
+      GatewayServer server;
+      try {
+        server = GatewayServer.start(system, GatewaySettings.fromConfig(config), builder, spec.modelDir());
+      } catch (RuntimeException e) {
+        for (Throwable t = e; t != null; t = t.getCause()) {
+          // Netty's native transport reports EADDRINUSE as its own IOException, not BindException.
+          if (t instanceof java.net.BindException
+              || (t.getMessage() != null && t.getMessage().contains("Address already in use"))) {
+            throw new UserError("--grpc-port " + spec.grpcPort() + ": cannot listen on " + spec.grpcHost() + ":"
+                + spec.grpcPort() + " (" + t.getMessage() + "); pick another port, or 0 for any free one", e);
+          }
+        }
+        throw e;
+      }
       gateway = server;
       // First of all: stop taking requests and let the running ones finish (or be cancelled).
       addTask(shutdown, CoordinatedShutdown.PhaseServiceUnbind(), "moe-gateway-drain", () -> {

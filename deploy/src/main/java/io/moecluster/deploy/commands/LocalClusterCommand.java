@@ -53,9 +53,16 @@ public final class LocalClusterCommand implements Callable<Integer> {
       defaultValue = "60")
   int stopGraceSeconds;
 
+  @Option(names = "--parent-pid", hidden = true,
+      description = "stop the cluster when this process exits (tests pass their own PID)")
+  Long parentPid;
+
   @Override
   public Integer call() throws InterruptedException {
     NodeRunner.checkModelDir(model);
+    if (parentPid != null) {
+      NodeRunner.watchParent(parentPid, spec.commandLine().getErr());
+    }
     if (startTimeoutSeconds < 1 || stopGraceSeconds < 1) {
       throw new IllegalArgumentException("--start-timeout and --stop-grace must be >= 1");
     }

@@ -82,10 +82,11 @@ final class NodeRunner {
   }
 
   /**
-   * A child of local-cluster: exits (orderly, through the shutdown hook) when its parent is gone,
-   * so a killed parent leaves no node behind.
+   * Exits (orderly, through the shutdown hooks) when process {@code pid} is gone: a node started
+   * by local-cluster, or a local-cluster started by a test, leaves nothing behind if its parent
+   * is killed.
    */
-  private static void watchParent(long pid, PrintWriter err) {
+  static void watchParent(long pid, PrintWriter err) {
     Optional<ProcessHandle> parent = ProcessHandle.of(pid);
     if (parent.isEmpty() || !parent.get().isAlive()) {
       throw new IllegalArgumentException("--parent-pid " + pid + ": no such process");

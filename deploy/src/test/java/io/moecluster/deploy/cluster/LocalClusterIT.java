@@ -103,6 +103,8 @@ class LocalClusterIT {
         "--model", model.toString(), "--expert-nodes", "2",
         "--grpc-port", Integer.toString(grpcPort), "--base-port", Integer.toString(basePort),
         "--start-timeout", "150", "--stop-grace", "30",
+        // If this JVM dies (a build timeout), the cluster goes with it.
+        "--parent-pid", Long.toString(ProcessHandle.current().pid()),
         // One limit everywhere: 16 running, none waiting, so the 17th request is refused.
         "--conf", "moe.gateway.max-running=" + SLOTS,
         "--conf", "moe.gateway.max-queued=0",
