@@ -1,0 +1,272 @@
+package io.moecluster.gateway;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.grpc.Context;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import io.grpc.stub.StreamObserver;
+import io.moecluster.proto.v1.CompleteResponse;
+import io.moecluster.proto.v1.DetokenizeRequest;
+import io.moecluster.proto.v1.FinishReason;
+import io.moecluster.proto.v1.GenerateRequest;
+import io.moecluster.proto.v1.GenerateResponse;
+import io.moecluster.proto.v1.GetModelInfoRequest;
+import io.moecluster.proto.v1.ModelInfo;
+import io.moecluster.proto.v1.SamplingParams;
+import io.moecluster.proto.v1.TokenizeRequest;
+import io.moecluster.proto.v1.TokenizeResponse;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Iterator;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import org.apache.pekko.actor.typed.ActorSystem;
+import org.apache.pekko.actor.typed.Props;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+/**
+ * The gateway against a {@link TestRouter} over a real channel: streaming, Complete, the local
+ * RPCs, admission (RESOURCE_EXHAUSTED, slots freed by cancellation and deadlines) and router
+ * faults a real router does not produce on demand (silence, failures).
+ */
+@Timeout(value = 60, unit = TimeUnit.SECONDS)
+class TestRouterStreamingTest {
+  private static ActorSystem<Void> system;
+  private static TestRouter router;
+  private static GatewayFixture gateway;
+
+  @BeforeAll
+  static void start() {
+    system = TestClusters.start("streaming", List.of("gateway"));
+    router = new TestRouter();
+    system.systemActorOf(router.behavior(), "test-router", Props.empty());
+    gateway = GatewayFixture.start(system, GatewayFixture.settings("first-event-timeout = 1s"), TestModel.tiny());
+    GatewayFixture.await("SERVING", Duration.ofSeconds(10), gateway.server::isServing);
+  }
+
+  @AfterAll
+  static void stop() {
+    if (gateway != null) {
+      gateway.close();
+    }
+    TestClusters.stop(system);
+  }
+
+  @AfterEach
+  void resetRouter() {
+    router.silent = false;
+    router.failCode = null;
+    router.tokens = 3;
+    router.interval = Duration.ofMillis(5);
+  }
+
+  private static GenerateRequest request(int maxTokens) {
+    return GenerateRequest.newBuilder()
+        .setText("Once upon a time")
+        .setMaxTokens(maxTokens)
+        .setSampling(SamplingParams.newBuilder().setTemperature(0f))
+        .build();
+  }
+
+  @Test
+  void generateStreamsTokensThenALastMessageWithUsage() {
+    List<GenerateResponse> responses = new ArrayList<>();
+    gateway.blocking().generate(request(16)).forEachRemaining(responses::add);
+    List<Integer> ids = new ArrayList<>();
+    StringBuilder text = new StringBuilder();
+    for (GenerateResponse r : responses) {
+      if (!r.getTokensList().isEmpty()) {
+        assertEquals(ids.size(), r.getIndex());
+      }
+      r.getTokensList().forEach(t -> ids.add(t.getId()));
+      text.append(r.getText());
+    }
+    assertEquals(List.of(10, 11, 12), ids);
+    assertEquals("a0a1a2", text.toString());
+    GenerateResponse last = responses.getLast();
+    assertEquals(FinishReason.FINISH_REASON_STOP, last.getFinishReason());
+    assertEquals(3, last.getUsage().getCompletionTokens());
+    assertTrue(last.getUsage().getPromptTokens() > 0);
+    for (GenerateResponse r : responses.subList(0, responses.size() - 1)) {
+      assertEquals(FinishReason.FINISH_REASON_UNSPECIFIED, r.getFinishReason());
+    }
+    // What the router received: resolved sampling, prompt with BOS, the request's max_tokens.
+    var submit = router.submits.values().stream().filter(s -> s.getMaxTokens() == 16).findFirst().orElseThrow();
+    assertEquals(0f, submit.getSampling().getTemperature());
+    assertEquals(1f, submit.getSampling().getTopP());
+    assertEquals(1f, submit.getSampling().getRepetitionPenalty());
+  }
+
+  @Test
+  void completeGathersTheWholeCompletion() {
+    CompleteResponse r = gateway.blocking().complete(request(2));
+    assertEquals(List.of(10, 11), r.getTokenIdsList());
+    assertEquals("a0a1", r.getText());
+    assertEquals(FinishReason.FINISH_REASON_LENGTH, r.getFinishReason());
+    assertEquals(2, r.getUsage().getCompletionTokens());
+    assertTrue(r.getTokensList().isEmpty());
+  }
+
+  @Test
+  void routerFailureBecomesItsStatus() {
+    router.failCode = "INTERNAL";
+    StatusRuntimeException e =
+        assertThrows(StatusRuntimeException.class, () -> gateway.blocking().complete(request(4)));
+    assertEquals(Status.Code.INTERNAL, e.getStatus().getCode());
+    assertEquals("test failure", e.getStatus().getDescription());
+    GatewayFixture.await("slot freed", Duration.ofSeconds(2), () -> gateway.server.runningStreams() == 0);
+  }
+
+  @Test
+  void silentRouterIsUnavailableAfterTheFirstEventTimeout() {
+    router.silent = true;
+    StatusRuntimeException e =
+        assertThrows(
+            StatusRuntimeException.class,
+            () -> gateway.blocking().generate(request(4)).forEachRemaining(r -> {}));
+    assertEquals(Status.Code.UNAVAILABLE, e.getStatus().getCode());
+    assertTrue(e.getStatus().getDescription().contains("did not answer"), e.getStatus().getDescription());
+    GatewayFixture.await("slot freed", Duration.ofSeconds(2), () -> gateway.server.runningStreams() == 0);
+  }
+
+  @Test
+  void tokenizeDetokenizeAndModelInfo() {
+    TokenizeResponse t =
+        gateway.blocking().tokenize(TokenizeRequest.newBuilder().setText("Hello world").build());
+    assertEquals(t.getIdsCount(), t.getTokensCount());
+    assertFalse(t.getIdsList().isEmpty());
+    String back =
+        gateway.blocking().detokenize(DetokenizeRequest.newBuilder().addAllIds(t.getIdsList()).build()).getText();
+    assertEquals("Hello world", back);
+    ModelInfo info = gateway.blocking().getModelInfo(GetModelInfoRequest.getDefaultInstance());
+    assertEquals("tiny", info.getName());
+    assertEquals("mixtral", info.getModelType());
+    assertEquals(4096, info.getContextLength());
+    assertEquals("f32", info.getDtype());
+    assertEquals(2, info.getPlacementCount());
+    assertEquals(0, info.getPlacement(0).getLayer()); // sorted by layer, then expert
+    assertEquals(1, info.getPlacement(1).getLayer());
+  }
+
+  /** A Generate call the test can cancel, recording what arrived. */
+  private static final class Stream implements StreamObserver<GenerateResponse> {
+    final Context.CancellableContext context = Context.current().withCancellation();
+    final List<GenerateResponse> received = new CopyOnWriteArrayList<>();
+    final CountDownLatch first = new CountDownLatch(1);
+    final CompletableFuture<Status> end = new CompletableFuture<>();
+
+    static Stream start(GatewayFixture gateway, GenerateRequest request) {
+      Stream s = new Stream();
+      s.context.run(() -> gateway.async().generate(request, s));
+      return s;
+    }
+
+    @Override
+    public void onNext(GenerateResponse value) {
+      received.add(value);
+      if (value.getTokensCount() > 0) {
+        first.countDown();
+      }
+    }
+
+    @Override
+    public void onError(Throwable t) {
+      end.complete(Status.fromThrowable(t));
+      first.countDown();
+    }
+
+    @Override
+    public void onCompleted() {
+      end.complete(Status.OK);
+      first.countDown();
+    }
+
+    void awaitFirstToken() throws InterruptedException {
+      assertTrue(first.await(10, TimeUnit.SECONDS), "no first token");
+      assertFalse(end.isDone(), "the stream ended early: " + end.getNow(null));
+    }
+  }
+
+  @Test
+  void fullGatewayRejectsAndCancellationFreesTheSlotAtOnce() throws Exception {
+    router.tokens = 1_000_000;
+    router.interval = Duration.ofMillis(20);
+    try (GatewayFixture small =
+        GatewayFixture.start(system, GatewayFixture.settings("max-running = 1, max-queued = 0"), TestModel.tiny())) {
+      Stream running = Stream.start(small, request(4000));
+      running.awaitFirstToken();
+      String cancelledId = router.lastSubmitted();
+      StatusRuntimeException e =
+          assertThrows(
+              StatusRuntimeException.class,
+              () -> small.blocking().generate(request(4)).forEachRemaining(r -> {}));
+      assertEquals(Status.Code.RESOURCE_EXHAUSTED, e.getStatus().getCode());
+      assertTrue(
+          e.getStatus().getDescription().contains("server is at capacity: 1 streams running, 0 queued"),
+          e.getStatus().getDescription());
+
+      running.context.cancel(null);
+      assertEquals(Status.Code.CANCELLED, running.end.get(5, TimeUnit.SECONDS).getCode());
+      GatewayFixture.await("Cancel at the router", Duration.ofSeconds(5), () -> router.cancelled.contains(cancelledId));
+      GatewayFixture.await("slot freed", Duration.ofSeconds(5), () -> small.server.runningStreams() == 0);
+
+      // At once: the next request is admitted and streams.
+      Stream next = Stream.start(small, request(4000));
+      next.awaitFirstToken();
+      next.context.cancel(null);
+      next.end.get(5, TimeUnit.SECONDS);
+    }
+  }
+
+  @Test
+  void deadlineFreesTheSlotAndCancelsAtTheRouter() throws Exception {
+    router.tokens = 1_000_000;
+    router.interval = Duration.ofMillis(20);
+    try (GatewayFixture small =
+        GatewayFixture.start(system, GatewayFixture.settings("max-running = 1, max-queued = 0"), TestModel.tiny())) {
+      int cancelledBefore = router.cancelled.size();
+      Iterator<GenerateResponse> it =
+          small.blocking().withDeadlineAfter(300, TimeUnit.MILLISECONDS).generate(request(4000));
+      StatusRuntimeException e =
+          assertThrows(StatusRuntimeException.class, () -> it.forEachRemaining(r -> {}));
+      assertEquals(Status.Code.DEADLINE_EXCEEDED, e.getStatus().getCode());
+      GatewayFixture.await("Cancel at the router", Duration.ofSeconds(5), () -> router.cancelled.size() > cancelledBefore);
+      GatewayFixture.await("slot freed", Duration.ofSeconds(5), () -> small.server.runningStreams() == 0);
+
+      Stream next = Stream.start(small, request(4000));
+      next.awaitFirstToken();
+      next.context.cancel(null);
+      next.end.get(5, TimeUnit.SECONDS);
+    }
+  }
+
+  @Test
+  void queuedRequestRunsWhenTheSlotFrees() throws Exception {
+    router.tokens = 1_000_000;
+    router.interval = Duration.ofMillis(20);
+    try (GatewayFixture small =
+        GatewayFixture.start(system, GatewayFixture.settings("max-running = 1, max-queued = 1"), TestModel.tiny())) {
+      Stream first = Stream.start(small, request(4000));
+      first.awaitFirstToken();
+      Stream second = Stream.start(small, request(4000));
+      GatewayFixture.await("queued", Duration.ofSeconds(5), () -> small.server.queuedStreams() == 1);
+      assertTrue(second.received.isEmpty());
+      first.context.cancel(null);
+      second.awaitFirstToken();
+      second.context.cancel(null);
+      second.end.get(5, TimeUnit.SECONDS);
+      GatewayFixture.await("all freed", Duration.ofSeconds(5), () -> small.server.runningStreams() == 0);
+    }
+  }
+}
