@@ -45,6 +45,13 @@ final class TestRouter {
     return order.getLast();
   }
 
+  final java.util.concurrent.atomic.AtomicInteger statusAsked = new java.util.concurrent.atomic.AtomicInteger();
+
+  /** Stops the test router (its Receptionist entry goes with it). */
+  enum Stop implements NoSerializationVerificationNeeded {
+    INSTANCE
+  }
+
   private record Next(String requestId) implements NoSerializationVerificationNeeded {}
 
   private static final class Seq {
@@ -72,6 +79,7 @@ final class TestRouter {
           return Behaviors.withTimers(
               timers ->
                   Behaviors.receive(Object.class)
+                      .onMessage(Stop.class, stop -> Behaviors.stopped())
                       .onMessage(
                           RouterCommand.class,
                           cmd -> {
@@ -106,6 +114,7 @@ final class TestRouter {
                                 }
                               }
                               case GET_STATUS -> {
+                                statusAsked.incrementAndGet();
                                 ActorRef<RouterStatus> replyTo =
                                     resolver.resolveActorRef(cmd.getGetStatus().getReplyTo());
                                 RouterStatus.Builder st =
