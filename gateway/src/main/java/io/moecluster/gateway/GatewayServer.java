@@ -131,6 +131,11 @@ public final class GatewayServer implements AutoCloseable {
     return admission.queued();
   }
 
+  /** The routers this gateway sees (tests). */
+  RouterDirectory directory() {
+    return routers;
+  }
+
   /** Whether the health service says SERVING now. */
   public boolean isServing() {
     return routers.serving() == io.grpc.health.v1.HealthCheckResponse.ServingStatus.SERVING;

@@ -400,7 +400,7 @@ final class StreamSession extends AbstractBehavior<Object> {
     submitted = false; // nothing left there to cancel
     fail(
         Status.UNAVAILABLE.withDescription(
-            "the router serving this request left the cluster; retry the request"),
+            "the router serving this request stopped or left the cluster; retry the request"),
         false);
   }
 

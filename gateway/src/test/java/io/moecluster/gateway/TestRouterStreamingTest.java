@@ -44,13 +44,15 @@ import org.junit.jupiter.api.Timeout;
 class TestRouterStreamingTest {
   private static ActorSystem<Void> system;
   private static TestRouter router;
+  private static org.apache.pekko.actor.typed.ActorRef<Object> routerRef;
+  private static int routers;
   private static GatewayFixture gateway;
 
   @BeforeAll
   static void start() {
     system = TestClusters.start("streaming", List.of("gateway"));
     router = new TestRouter();
-    system.systemActorOf(router.behavior(), "test-router", Props.empty());
+    routerRef = system.systemActorOf(router.behavior(), "test-router-" + routers++, Props.empty());
     gateway = GatewayFixture.start(system, GatewayFixture.settings("first-event-timeout = 1s"), TestModel.tiny());
     GatewayFixture.await("SERVING", Duration.ofSeconds(10), gateway.server::isServing);
   }
@@ -267,6 +269,73 @@ class TestRouterStreamingTest {
       second.context.cancel(null);
       second.end.get(5, TimeUnit.SECONDS);
       GatewayFixture.await("all freed", Duration.ofSeconds(5), () -> small.server.runningStreams() == 0);
+    }
+  }
+
+  @Test
+  void leastLoadedRouterIsChosenAndALostRouterFailsItsStreamsWithUnavailable() throws Exception {
+    router.tokens = 1_000_000;
+    router.interval = Duration.ofMillis(20);
+    TestRouter other = new TestRouter();
+    other.tokens = 1_000_000;
+    other.interval = Duration.ofMillis(20);
+    var otherRef = system.systemActorOf(other.behavior(), "test-router-" + routers++, Props.empty());
+    GatewayFixture.await("two routers", Duration.ofSeconds(5), () -> gateway.server.directory().routers().size() == 2);
+    int before = router.order.size();
+    Stream a = Stream.start(gateway, request(4000));
+    a.awaitFirstToken();
+    Stream b = Stream.start(gateway, request(4000));
+    b.awaitFirstToken();
+    assertEquals(1, router.order.size() - before, "one stream on each router");
+    assertEquals(1, other.order.size());
+
+    // The other router goes away mid-stream: its stream fails with UNAVAILABLE, the slot frees.
+    otherRef.tell(TestRouter.Stop.INSTANCE);
+    CompletableFuture.anyOf(a.end, b.end).get(10, TimeUnit.SECONDS);
+    Stream lost = a.end.isDone() ? a : b;
+    Stream kept = lost == a ? b : a;
+    assertEquals(Status.Code.UNAVAILABLE, lost.end.get().getCode());
+    assertTrue(lost.end.get().getDescription().contains("router"), lost.end.get().getDescription());
+    assertFalse(kept.end.isDone());
+    GatewayFixture.await("one slot freed", Duration.ofSeconds(5), () -> gateway.server.runningStreams() == 1);
+    kept.context.cancel(null);
+    kept.end.get(5, TimeUnit.SECONDS);
+    GatewayFixture.await("all slots freed", Duration.ofSeconds(5), () -> gateway.server.runningStreams() == 0);
+  }
+
+  @Test
+  void gracefulShutdownDrainsThenCancelsTheRest() throws Exception {
+    try (GatewayFixture g = GatewayFixture.start(system, GatewayFixture.settings(""), TestModel.tiny())) {
+      GatewayFixture.await("SERVING", Duration.ofSeconds(10), g.server::isServing);
+      router.tokens = 1_000_000;
+      router.interval = Duration.ofMillis(20);
+      Stream endless = Stream.start(g, request(4000));
+      endless.awaitFirstToken();
+      String endlessId = router.lastSubmitted();
+      long start = System.nanoTime();
+      assertFalse(g.server.shutdownGracefully(Duration.ofMillis(500)), "the endless stream cannot drain");
+      assertTrue(System.nanoTime() - start >= 400_000_000L, "waited for the drain time");
+      Status end = endless.end.get(5, TimeUnit.SECONDS);
+      assertFalse(end.isOk());
+      GatewayFixture.await("Cancel at the router", Duration.ofSeconds(5), () -> router.cancelled.contains(endlessId));
+      assertEquals(0, g.server.runningStreams());
+      StatusRuntimeException refused =
+          assertThrows(StatusRuntimeException.class, () -> g.blocking().complete(request(2)));
+      assertEquals(Status.Code.UNAVAILABLE, refused.getStatus().getCode());
+    }
+  }
+
+  @Test
+  void gracefulShutdownLetsShortStreamsFinish() throws Exception {
+    try (GatewayFixture g = GatewayFixture.start(system, GatewayFixture.settings(""), TestModel.tiny())) {
+      GatewayFixture.await("SERVING", Duration.ofSeconds(10), g.server::isServing);
+      router.tokens = 20;
+      router.interval = Duration.ofMillis(20);
+      Stream shortOne = Stream.start(g, request(4000));
+      shortOne.awaitFirstToken();
+      assertTrue(g.server.shutdownGracefully(Duration.ofSeconds(10)));
+      assertEquals(Status.Code.OK, shortOne.end.get(1, TimeUnit.SECONDS).getCode());
+      assertEquals(FinishReason.FINISH_REASON_STOP, shortOne.received.getLast().getFinishReason());
     }
   }
 }
