@@ -150,7 +150,7 @@ final class TestRouter {
                                   SequenceEvent.newBuilder()
                                       .setRequestId(n.requestId())
                                       .setToken(
-                                          TokenChunk.newBuilder().setIndex(i).setTokenId(10 + i).setText("a" + i))
+                                          chunk(seq.submit, i))
                                       .build());
                               timers.startSingleTimer(n.requestId(), n, interval);
                             } else {
@@ -161,6 +161,17 @@ final class TestRouter {
                           })
                       .build());
         });
+  }
+
+  private static TokenChunk chunk(Submit submit, int i) {
+    TokenChunk.Builder c = TokenChunk.newBuilder().setIndex(i).setTokenId(10 + i).setText("a" + i);
+    if (submit.getLogprobs() > 0) {
+      c.setLogprob(-0.25f * (i + 1));
+      for (int k = 0; k < submit.getLogprobs(); k++) {
+        c.addTop(io.moecluster.proto.cluster.v1.TopLogprob.newBuilder().setId(10 + i + k).setLogprob(-0.25f * (i + 1 + k)));
+      }
+    }
+    return c.build();
   }
 
   private static SequenceEvent finished(Seq seq, String reason) {
