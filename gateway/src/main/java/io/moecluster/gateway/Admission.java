@@ -8,8 +8,8 @@ import java.util.function.Consumer;
 /**
  * The gateway's bounded gate for Generate/Complete streams: at most {@code maxRunning} hold a
  * {@link Permit} at once and at most {@code maxQueued} wait for one (first come, first served);
- * anything beyond is rejected. A permit is released exactly once, whatever ends the stream, and
- * its release hands the slot to the oldest waiter.
+ * anything beyond is rejected. A permit is released exactly once, whatever ends the stream, and its
+ * release hands the slot to the oldest waiter.
  */
 public final class Admission {
   private final int maxRunning;

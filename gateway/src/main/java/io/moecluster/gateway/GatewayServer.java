@@ -54,7 +54,8 @@ public final class GatewayServer implements AutoCloseable {
   }
 
   /** Starts a Netty server on {@code settings.grpcPort()} (0 = any free port). */
-  public static GatewayServer start(ActorSystem<?> system, GatewaySettings settings, Path modelDir) {
+  public static GatewayServer start(
+      ActorSystem<?> system, GatewaySettings settings, Path modelDir) {
     return start(system, settings, NettyServerBuilder.forPort(settings.grpcPort()), modelDir);
   }
 
@@ -143,8 +144,8 @@ public final class GatewayServer implements AutoCloseable {
 
   /**
    * Stops accepting calls (health NOT_SERVING), lets running streams finish for up to {@code
-   * drain}, then cancels the rest (which cancels their sequences on the routers). Returns true
-   * when every call ended within the drain time.
+   * drain}, then cancels the rest (which cancels their sequences on the routers). Returns true when
+   * every call ended within the drain time.
    */
   public synchronized boolean shutdownGracefully(Duration drain) {
     if (stopped) {

@@ -4,8 +4,8 @@ import com.typesafe.config.Config;
 import java.time.Duration;
 
 /**
- * The gateway's settings, read once from {@code moe.gateway} (see reference.conf for what each
- * key means).
+ * The gateway's settings, read once from {@code moe.gateway} (see reference.conf for what each key
+ * means).
  *
  * @param modelName the served model name; empty = the checkpoint directory's name
  */
@@ -40,7 +40,8 @@ public record GatewaySettings(
       }
     }
     if (drainTimeout.isNegative()) {
-      throw new IllegalArgumentException("moe.gateway.drain-timeout must be >= 0, got " + drainTimeout);
+      throw new IllegalArgumentException(
+          "moe.gateway.drain-timeout must be >= 0, got " + drainTimeout);
     }
   }
 
@@ -66,8 +67,18 @@ public record GatewaySettings(
   /** A copy with other admission limits (tests, the CLI's flags). */
   public GatewaySettings withAdmission(int maxRunning, int maxQueued) {
     return new GatewaySettings(
-        grpcPort, modelName, maxRunning, maxQueued, defaultMaxTokens, maxMaxTokens, maxPromptChars,
-        maxLogprobs, maxInboundMessageBytes, drainTimeout, routerAskTimeout, firstEventTimeout,
+        grpcPort,
+        modelName,
+        maxRunning,
+        maxQueued,
+        defaultMaxTokens,
+        maxMaxTokens,
+        maxPromptChars,
+        maxLogprobs,
+        maxInboundMessageBytes,
+        drainTimeout,
+        routerAskTimeout,
+        firstEventTimeout,
         healthPollInterval);
   }
 

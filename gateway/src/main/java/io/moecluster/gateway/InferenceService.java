@@ -97,7 +97,9 @@ public final class InferenceService extends InferenceGrpc.InferenceImplBase {
     StreamSession.Slot slot = new StreamSession.Slot();
     ActorRef<Object> session =
         system.systemActorOf(
-            StreamSession.create(env, mode, call, valid, id, slot), "gateway-call-" + id, Props.empty());
+            StreamSession.create(env, mode, call, valid, id, slot),
+            "gateway-call-" + id,
+            Props.empty());
     // gRPC threads only forward to the session, which alone writes to the call.
     call.setOnReadyHandler(() -> session.tell(StreamSession.Signal.READY));
     call.setOnCancelHandler(() -> session.tell(StreamSession.Signal.CLIENT_CANCELLED));
@@ -144,7 +146,13 @@ public final class InferenceService extends InferenceGrpc.InferenceImplBase {
         int id = request.getIds(i);
         if (id < 0 || id >= vocab || !hasToken(id)) {
           throw RequestValidator.invalid(
-              "ids: id " + id + " at position " + i + " is not in the vocabulary [0, " + vocab + ")");
+              "ids: id "
+                  + id
+                  + " at position "
+                  + i
+                  + " is not in the vocabulary [0, "
+                  + vocab
+                  + ")");
         }
         ids[i] = id;
       }

@@ -15,8 +15,8 @@ import java.util.List;
 /**
  * Checks a {@link GenerateRequest} against the served model and the gateway's limits, and turns it
  * into a {@link ValidRequest}: prompt token ids (template and special tokens applied), sampling
- * with every default resolved, max_tokens resolved and capped by the context. Every bad field is
- * an {@code INVALID_ARGUMENT} whose description starts with the field's name; an unknown model is
+ * with every default resolved, max_tokens resolved and capped by the context. Every bad field is an
+ * {@code INVALID_ARGUMENT} whose description starts with the field's name; an unknown model is
  * {@code NOT_FOUND} (as inference.proto documents).
  */
 public final class RequestValidator {
@@ -52,7 +52,10 @@ public final class RequestValidator {
     if (!requested.isEmpty() && !requested.equals(modelName)) {
       throw new StatusRuntimeException(
           Status.NOT_FOUND.withDescription(
-              "model: '" + requested + "' is not served here; the served model is '" + modelName
+              "model: '"
+                  + requested
+                  + "' is not served here; the served model is '"
+                  + modelName
                   + "' (or leave the field empty)"));
     }
   }
@@ -129,7 +132,8 @@ public final class RequestValidator {
                 .orElseThrow(
                     () ->
                         invalid(
-                            "chat: model '" + modelName
+                            "chat: model '"
+                                + modelName
                                 + "' has no chat template; send the prompt without chat"));
         String rendered;
         try {
@@ -175,7 +179,10 @@ public final class RequestValidator {
     float temperature = s.hasTemperature() ? s.getTemperature() : 1.0f;
     if (!(temperature >= 0f && temperature <= MAX_TEMPERATURE)) {
       throw invalid(
-          "sampling.temperature: must be in [0, " + (int) MAX_TEMPERATURE + "], got " + temperature);
+          "sampling.temperature: must be in [0, "
+              + (int) MAX_TEMPERATURE
+              + "], got "
+              + temperature);
     }
     float topP = s.hasTopP() ? s.getTopP() : 1.0f;
     if (!(topP > 0f && topP <= 1f)) {

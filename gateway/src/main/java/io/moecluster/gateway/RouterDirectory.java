@@ -28,10 +28,10 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * The gateway's view of the routers: the Receptionist listing under {@link RouterKeys#ROUTER},
- * this gateway's in-flight streams per router (for least-loaded choice), and each router's last
- * {@link RouterStatus}, polled every {@code health-poll-interval}. It drives the health service:
- * SERVING while some listed router reports {@code experts_ready}, NOT_SERVING otherwise.
+ * The gateway's view of the routers: the Receptionist listing under {@link RouterKeys#ROUTER}, this
+ * gateway's in-flight streams per router (for least-loaded choice), and each router's last {@link
+ * RouterStatus}, polled every {@code health-poll-interval}. It drives the health service: SERVING
+ * while some listed router reports {@code experts_ready}, NOT_SERVING otherwise.
  */
 final class RouterDirectory {
   private static final Logger log = LoggerFactory.getLogger(RouterDirectory.class);
@@ -74,8 +74,7 @@ final class RouterDirectory {
     Optional<ActorRef<RouterCommand>> best =
         candidates.stream()
             .min(
-                Comparator.comparingInt(
-                        (ActorRef<RouterCommand> r) -> counter(r).get())
+                Comparator.comparingInt((ActorRef<RouterCommand> r) -> counter(r).get())
                     .thenComparing(r -> r.path().toString()));
     return best.map(
         r -> {
@@ -219,7 +218,10 @@ final class RouterDirectory {
                           if (p.error() != null || !routers.contains(p.router())) {
                             statuses.remove(p.router());
                             if (p.error() != null) {
-                              log.debug("router {} did not answer GetStatus: {}", p.router(), p.error().toString());
+                              log.debug(
+                                  "router {} did not answer GetStatus: {}",
+                                  p.router(),
+                                  p.error().toString());
                             }
                           } else {
                             statuses.put(p.router(), p.status());

@@ -8,7 +8,8 @@ import org.apache.pekko.actor.typed.receptionist.ServiceKey;
  * io.moecluster.router.RouterActor.SERVICE_KEY; kept here until router-node publishes it.
  */
 final class RouterKeys {
-  static final ServiceKey<RouterCommand> ROUTER = ServiceKey.create(RouterCommand.class, "moe-router");
+  static final ServiceKey<RouterCommand> ROUTER =
+      ServiceKey.create(RouterCommand.class, "moe-router");
 
   private RouterKeys() {}
 }

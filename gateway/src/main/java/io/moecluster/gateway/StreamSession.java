@@ -37,11 +37,11 @@ import org.slf4j.LoggerFactory;
 /**
  * One Generate or Complete call: a short-lived actor that waits for admission, submits the request
  * to a router, receives the router's {@link SequenceEvent}s and is the only writer to the call's
- * {@link ServerCallStreamObserver}. Tokens are queued and written only while the client
- * {@code isReady()}; when the client is slow, the queued tokens go out coalesced in one message.
- * gRPC callbacks (ready, cancel, deadline) arrive as messages. Whatever ends the call, the
- * router's in-flight count and the admission permit are released exactly once, and a router that
- * may still be generating gets a {@code Cancel}.
+ * {@link ServerCallStreamObserver}. Tokens are queued and written only while the client {@code
+ * isReady()}; when the client is slow, the queued tokens go out coalesced in one message. gRPC
+ * callbacks (ready, cancel, deadline) arrive as messages. Whatever ends the call, the router's
+ * in-flight count and the admission permit are released exactly once, and a router that may still
+ * be generating gets a {@code Cancel}.
  *
  * <p>Its reference is an {@code ActorRef<SequenceEvent>} (the router's view); the gateway's own
  * messages to it are local only.
@@ -56,8 +56,7 @@ final class StreamSession extends AbstractBehavior<Object> {
   }
 
   /** Everything a session needs from the gateway. */
-  record Env(
-      RouterDirectory routers, Tokenizer tokenizer, Duration firstEventTimeout) {}
+  record Env(RouterDirectory routers, Tokenizer tokenizer, Duration firstEventTimeout) {}
 
   // --- local messages (never leave this JVM) ---
   /**
@@ -203,7 +202,10 @@ final class StreamSession extends AbstractBehavior<Object> {
       step.run();
     } catch (RuntimeException e) {
       log.error("request {}: internal error in the gateway stream", requestId, e);
-      fail(Status.INTERNAL.withDescription("internal error in the gateway (request " + requestId + ")"), true);
+      fail(
+          Status.INTERNAL.withDescription(
+              "internal error in the gateway (request " + requestId + ")"),
+          true);
     }
     return closed ? Behaviors.stopped() : this;
   }
@@ -211,7 +213,9 @@ final class StreamSession extends AbstractBehavior<Object> {
   private void onAdmitted() {
     var chosen = env.routers().acquire();
     if (chosen.isEmpty()) {
-      fail(Status.UNAVAILABLE.withDescription("no router is available in the cluster; retry later"), false);
+      fail(
+          Status.UNAVAILABLE.withDescription("no router is available in the cluster; retry later"),
+          false);
       return;
     }
     lease = chosen.get();
@@ -230,8 +234,10 @@ final class StreamSession extends AbstractBehavior<Object> {
             .build();
     lease.router().tell(RouterCommand.newBuilder().setSubmit(submit).build());
     submitted = true;
-    timers.startSingleTimer(Signal.FIRST_EVENT_TIMEOUT, Signal.FIRST_EVENT_TIMEOUT, env.firstEventTimeout());
-    log.debug("request {} ({}) submitted to {}", requestId, request.clientRequestId(), lease.router());
+    timers.startSingleTimer(
+        Signal.FIRST_EVENT_TIMEOUT, Signal.FIRST_EVENT_TIMEOUT, env.firstEventTimeout());
+    log.debug(
+        "request {} ({}) submitted to {}", requestId, request.clientRequestId(), lease.router());
   }
 
   private void onEvent(SequenceEvent event) {
@@ -364,13 +370,17 @@ final class StreamSession extends AbstractBehavior<Object> {
   }
 
   private void write(Object message) {
-    call.onNext(message);
+    if (!call.isCancelled()) {
+      call.onNext(message);
+    }
   }
 
   private void complete() {
     release(false);
     closed = true;
-    call.onCompleted();
+    if (!call.isCancelled()) {
+      call.onCompleted();
+    }
   }
 
   /** Ends the call with an error status (never a stack trace). */
@@ -411,7 +421,10 @@ final class StreamSession extends AbstractBehavior<Object> {
       if (cancelRouter && submitted) {
         lease
             .router()
-            .tell(RouterCommand.newBuilder().setCancel(Cancel.newBuilder().setRequestId(requestId)).build());
+            .tell(
+                RouterCommand.newBuilder()
+                    .setCancel(Cancel.newBuilder().setRequestId(requestId))
+                    .build());
       }
       submitted = false;
       getContext().unwatch(lease.router());
@@ -423,7 +436,9 @@ final class StreamSession extends AbstractBehavior<Object> {
   private Behavior<Object> onPostStop() {
     if (!closed) {
       // The actor system is going down under a live call.
-      fail(Status.UNAVAILABLE.withDescription("the gateway is shutting down; retry the request"), true);
+      fail(
+          Status.UNAVAILABLE.withDescription("the gateway is shutting down; retry the request"),
+          true);
     }
     return this;
   }

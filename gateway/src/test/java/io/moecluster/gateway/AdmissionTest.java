@@ -18,7 +18,8 @@ class AdmissionTest {
     Admission.Ticket waiting = a.acquire(granted::add);
     assertEquals(1, granted.size());
     assertEquals(1, a.queued());
-    Admission.RejectedException e = assertThrows(Admission.RejectedException.class, () -> a.acquire(granted::add));
+    Admission.RejectedException e =
+        assertThrows(Admission.RejectedException.class, () -> a.acquire(granted::add));
     assertEquals("server is at capacity: 1 streams running, 1 queued; retry later", e.getMessage());
     granted.getFirst().release();
     granted.getFirst().release(); // exactly once: the second release does nothing

@@ -43,7 +43,8 @@ final class GatewayFixture implements AutoCloseable {
   }
 
   static GatewayFixture start(ActorSystem<?> system, GatewaySettings settings, Path model) {
-    GatewayServer server = GatewayServer.start(system, settings, NettyServerBuilder.forPort(0), model);
+    GatewayServer server =
+        GatewayServer.start(system, settings, NettyServerBuilder.forPort(0), model);
     ManagedChannel channel =
         ManagedChannelBuilder.forAddress("127.0.0.1", server.port()).usePlaintext().build();
     return new GatewayFixture(server, channel);

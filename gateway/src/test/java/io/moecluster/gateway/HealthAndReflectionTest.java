@@ -86,7 +86,9 @@ class HealthAndReflectionTest {
                 new StreamObserver<>() {
                   @Override
                   public void onNext(io.grpc.reflection.v1.ServerReflectionResponse r) {
-                    r.getListServicesResponse().getServiceList().forEach(s -> services.add(s.getName()));
+                    r.getListServicesResponse()
+                        .getServiceList()
+                        .forEach(s -> services.add(s.getName()));
                   }
 
                   @Override
@@ -99,7 +101,8 @@ class HealthAndReflectionTest {
                     done.countDown();
                   }
                 });
-    requests.onNext(io.grpc.reflection.v1.ServerReflectionRequest.newBuilder().setListServices("").build());
+    requests.onNext(
+        io.grpc.reflection.v1.ServerReflectionRequest.newBuilder().setListServices("").build());
     requests.onCompleted();
     assertTrue(done.await(10, TimeUnit.SECONDS));
     assertTrue(services.contains("moecluster.v1.Inference"), services.toString());
@@ -117,7 +120,9 @@ class HealthAndReflectionTest {
                 new StreamObserver<>() {
                   @Override
                   public void onNext(io.grpc.reflection.v1alpha.ServerReflectionResponse r) {
-                    r.getListServicesResponse().getServiceList().forEach(s -> services.add(s.getName()));
+                    r.getListServicesResponse()
+                        .getServiceList()
+                        .forEach(s -> services.add(s.getName()));
                   }
 
                   @Override
@@ -131,7 +136,9 @@ class HealthAndReflectionTest {
                   }
                 });
     requests.onNext(
-        io.grpc.reflection.v1alpha.ServerReflectionRequest.newBuilder().setListServices("").build());
+        io.grpc.reflection.v1alpha.ServerReflectionRequest.newBuilder()
+            .setListServices("")
+            .build());
     requests.onCompleted();
     assertTrue(done.await(10, TimeUnit.SECONDS));
     assertTrue(services.contains("moecluster.v1.Inference"), services.toString());

@@ -41,7 +41,8 @@ class RequestValidationTest {
     gateway =
         GatewayFixture.start(
             system,
-            GatewayFixture.settings("model-name = tiny-moe, max-prompt-chars = 1000, max-max-tokens = 512"),
+            GatewayFixture.settings(
+                "model-name = tiny-moe, max-prompt-chars = 1000, max-max-tokens = 512"),
             TestModel.tiny());
     ModelConfig config = ModelConfig.load(TestModel.tiny());
     context = config.contextLength();
@@ -60,7 +61,8 @@ class RequestValidationTest {
     return GenerateRequest.newBuilder().setText("Hello there").setMaxTokens(4);
   }
 
-  private static Arguments bad(String name, String field, UnaryOperator<GenerateRequest.Builder> edit) {
+  private static Arguments bad(
+      String name, String field, UnaryOperator<GenerateRequest.Builder> edit) {
     return Arguments.of(name, field, edit);
   }
 
@@ -78,22 +80,46 @@ class RequestValidationTest {
             "prompt as long as the context",
             "prompt",
             b -> b.setTokenIds(TokenIds.newBuilder().addAllIds(Collections.nCopies(context, 5)))),
-        bad("negative token id", "prompt.token_ids", b -> b.setTokenIds(TokenIds.newBuilder().addIds(1).addIds(-1))),
-        bad("token id = vocab", "prompt.token_ids", b -> b.setTokenIds(TokenIds.newBuilder().addIds(vocab))),
-        bad("chat with token ids", "chat", b -> b.setTokenIds(TokenIds.newBuilder().addIds(1)).setChat(true)),
+        bad(
+            "negative token id",
+            "prompt.token_ids",
+            b -> b.setTokenIds(TokenIds.newBuilder().addIds(1).addIds(-1))),
+        bad(
+            "token id = vocab",
+            "prompt.token_ids",
+            b -> b.setTokenIds(TokenIds.newBuilder().addIds(vocab))),
+        bad(
+            "chat with token ids",
+            "chat",
+            b -> b.setTokenIds(TokenIds.newBuilder().addIds(1)).setChat(true)),
         bad("max_tokens over the limit", "max_tokens", b -> b.setMaxTokens(513)),
         bad("max_tokens as uint32 max", "max_tokens", b -> b.setMaxTokens(-1)),
-        bad("negative temperature", "sampling.temperature", b -> b.setSampling(sp().setTemperature(-0.1f))),
-        bad("NaN temperature", "sampling.temperature", b -> b.setSampling(sp().setTemperature(Float.NaN))),
-        bad("temperature > 100", "sampling.temperature", b -> b.setSampling(sp().setTemperature(100.5f))),
+        bad(
+            "negative temperature",
+            "sampling.temperature",
+            b -> b.setSampling(sp().setTemperature(-0.1f))),
+        bad(
+            "NaN temperature",
+            "sampling.temperature",
+            b -> b.setSampling(sp().setTemperature(Float.NaN))),
+        bad(
+            "temperature > 100",
+            "sampling.temperature",
+            b -> b.setSampling(sp().setTemperature(100.5f))),
         bad("top_p 0", "sampling.top_p", b -> b.setSampling(sp().setTopP(0f))),
         bad("top_p > 1", "sampling.top_p", b -> b.setSampling(sp().setTopP(1.01f))),
         bad("top_p NaN", "sampling.top_p", b -> b.setSampling(sp().setTopP(Float.NaN))),
         bad("top_k < 0", "sampling.top_k", b -> b.setSampling(sp().setTopK(-1))),
         bad("min_p < 0", "sampling.min_p", b -> b.setSampling(sp().setMinP(-0.01f))),
         bad("min_p > 1", "sampling.min_p", b -> b.setSampling(sp().setMinP(1.5f))),
-        bad("repetition_penalty 0", "sampling.repetition_penalty", b -> b.setSampling(sp().setRepetitionPenalty(0f))),
-        bad("repetition_penalty < 0", "sampling.repetition_penalty", b -> b.setSampling(sp().setRepetitionPenalty(-1f))),
+        bad(
+            "repetition_penalty 0",
+            "sampling.repetition_penalty",
+            b -> b.setSampling(sp().setRepetitionPenalty(0f))),
+        bad(
+            "repetition_penalty < 0",
+            "sampling.repetition_penalty",
+            b -> b.setSampling(sp().setRepetitionPenalty(-1f))),
         bad("logprobs over the limit", "logprobs", b -> b.setLogprobs(21)),
         bad("resume_token_ids", "resume_token_ids", b -> b.addResumeTokenIds(3)),
         bad("empty stop sequence", "stop", b -> b.addStop("")));
@@ -125,11 +151,14 @@ class RequestValidationTest {
   @Test
   void tooLongPromptSaysTokensAndContext() {
     GenerateRequest request =
-        ok().setTokenIds(TokenIds.newBuilder().addAllIds(Collections.nCopies(context + 5, 5))).build();
+        ok().setTokenIds(TokenIds.newBuilder().addAllIds(Collections.nCopies(context + 5, 5)))
+            .build();
     StatusRuntimeException e =
         assertThrows(StatusRuntimeException.class, () -> gateway.blocking().complete(request));
     assertTrue(
-        e.getStatus().getDescription().contains((context + 5) + " tokens, the context is " + context),
+        e.getStatus()
+            .getDescription()
+            .contains((context + 5) + " tokens, the context is " + context),
         e.getStatus().getDescription());
   }
 
@@ -146,14 +175,18 @@ class RequestValidationTest {
         Status.Code.NOT_FOUND,
         assertThrows(
                 StatusRuntimeException.class,
-                () -> gateway.blocking().tokenize(TokenizeRequest.newBuilder().setModel("x").build()))
+                () ->
+                    gateway.blocking().tokenize(TokenizeRequest.newBuilder().setModel("x").build()))
             .getStatus()
             .getCode());
     assertEquals(
         Status.Code.NOT_FOUND,
         assertThrows(
                 StatusRuntimeException.class,
-                () -> gateway.blocking().getModelInfo(GetModelInfoRequest.newBuilder().setModel("x").build()))
+                () ->
+                    gateway
+                        .blocking()
+                        .getModelInfo(GetModelInfoRequest.newBuilder().setModel("x").build()))
             .getStatus()
             .getCode());
   }
@@ -163,14 +196,18 @@ class RequestValidationTest {
     StatusRuntimeException e =
         assertThrows(
             StatusRuntimeException.class,
-            () -> gateway.blocking().detokenize(DetokenizeRequest.newBuilder().addIds(vocab + 3).build()));
+            () ->
+                gateway
+                    .blocking()
+                    .detokenize(DetokenizeRequest.newBuilder().addIds(vocab + 3).build()));
     assertEquals(Status.Code.INVALID_ARGUMENT, e.getStatus().getCode());
     assertTrue(e.getStatus().getDescription().startsWith("ids:"));
   }
 
   @Test
   void validRequestWithoutRouterIsUnavailable() {
-    // Passes validation (max_tokens far past the context is capped, not refused), then finds no router.
+    // Passes validation (max_tokens far past the context is capped, not refused), then finds no
+    // router.
     GenerateRequest request =
         GenerateRequest.newBuilder()
             .setTokenIds(TokenIds.newBuilder().addAllIds(Collections.nCopies(context - 1, 5)))
@@ -179,7 +216,11 @@ class RequestValidationTest {
     StatusRuntimeException e =
         assertThrows(StatusRuntimeException.class, () -> gateway.blocking().complete(request));
     assertEquals(Status.Code.UNAVAILABLE, e.getStatus().getCode());
-    assertTrue(e.getStatus().getDescription().contains("no router"), e.getStatus().getDescription());
-    GatewayFixture.await("the slot to be freed", java.time.Duration.ofSeconds(2), () -> gateway.server.runningStreams() == 0);
+    assertTrue(
+        e.getStatus().getDescription().contains("no router"), e.getStatus().getDescription());
+    GatewayFixture.await(
+        "the slot to be freed",
+        java.time.Duration.ofSeconds(2),
+        () -> gateway.server.runningStreams() == 0);
   }
 }

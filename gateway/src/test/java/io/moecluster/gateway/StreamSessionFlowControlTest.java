@@ -49,7 +49,8 @@ class StreamSessionFlowControlTest {
     kit.spawn(directory.behavior());
     router = kit.createTestProbe(RouterCommand.class);
     kit.system().receptionist().tell(Receptionist.register(RouterKeys.ROUTER, router.ref()));
-    GatewayFixture.await("router listed", Duration.ofSeconds(5), () -> directory.routers().size() == 1);
+    GatewayFixture.await(
+        "router listed", Duration.ofSeconds(5), () -> directory.routers().size() == 1);
     tokenizer = Tokenizer.load(TestModel.tiny());
   }
 
@@ -121,7 +122,13 @@ class StreamSessionFlowControlTest {
     StreamSession.Slot slot = new StreamSession.Slot();
     RequestValidator.ValidRequest request =
         new RequestValidator.ValidRequest(
-            new int[] {1, 2, 3}, SamplingSpec.newBuilder().setTopP(1f).build(), 8, List.of(), false, 0, "");
+            new int[] {1, 2, 3},
+            SamplingSpec.newBuilder().setTopP(1f).build(),
+            8,
+            List.of(),
+            false,
+            0,
+            "");
     ActorRef<Object> ref =
         kit.spawn(
             StreamSession.create(
@@ -131,11 +138,13 @@ class StreamSessionFlowControlTest {
                 request,
                 id,
                 slot));
-    slot.ticket(admission.acquire(p -> {
-      if (slot.offer(p)) {
-        ref.tell(StreamSession.Signal.ADMITTED);
-      }
-    }));
+    slot.ticket(
+        admission.acquire(
+            p -> {
+              if (slot.offer(p)) {
+                ref.tell(StreamSession.Signal.ADMITTED);
+              }
+            }));
     RouterCommand submit = expect(RouterCommand.CommandCase.SUBMIT);
     assertEquals(id, submit.getSubmit().getRequestId());
     assertEquals(List.of(1, 2, 3), submit.getSubmit().getPromptIdsList());
@@ -159,7 +168,8 @@ class StreamSessionFlowControlTest {
 
   private static SequenceEvent.Builder finished(String reason, int n) {
     return SequenceEvent.newBuilder()
-        .setFinished(Finished.newBuilder().setReason(reason).setPromptTokens(3).setCompletionTokens(n));
+        .setFinished(
+            Finished.newBuilder().setReason(reason).setPromptTokens(3).setCompletionTokens(n));
   }
 
   @Test
@@ -167,7 +177,8 @@ class StreamSessionFlowControlTest {
     Session s = startSession("fc-1");
     s.call.ready = true;
     s.tell(token(0));
-    GatewayFixture.await("first token written", Duration.ofSeconds(5), () -> s.call.written.size() == 1);
+    GatewayFixture.await(
+        "first token written", Duration.ofSeconds(5), () -> s.call.written.size() == 1);
     s.call.ready = false;
     s.tell(token(1));
     s.tell(token(2));
@@ -176,7 +187,8 @@ class StreamSessionFlowControlTest {
     assertEquals(1, s.call.written.size(), "nothing is written while the client is not ready");
     s.call.ready = true;
     s.ref.tell(StreamSession.Signal.READY);
-    GatewayFixture.await("coalesced write", Duration.ofSeconds(5), () -> s.call.written.size() == 2);
+    GatewayFixture.await(
+        "coalesced write", Duration.ofSeconds(5), () -> s.call.written.size() == 2);
     GenerateResponse coalesced = (GenerateResponse) s.call.written.get(1);
     assertEquals(3, coalesced.getTokensCount());
     assertEquals(1, coalesced.getIndex());
@@ -219,7 +231,8 @@ class StreamSessionFlowControlTest {
     s.ref.tell(StreamSession.Signal.CLIENT_CANCELLED);
     RouterCommand cancel = expect(RouterCommand.CommandCase.CANCEL);
     assertEquals("fc-3", cancel.getCancel().getRequestId());
-    GatewayFixture.await("permit released", Duration.ofSeconds(5), () -> s.admission.running() == 0);
+    GatewayFixture.await(
+        "permit released", Duration.ofSeconds(5), () -> s.admission.running() == 0);
     assertTrue(!s.call.completed);
     assertNull(s.call.error);
   }
@@ -229,7 +242,10 @@ class StreamSessionFlowControlTest {
     Session s = startSession("fc-4");
     s.tell(
         SequenceEvent.newBuilder()
-            .setFailed(io.moecluster.proto.cluster.v1.Failed.newBuilder().setCode("UNAVAILABLE").setMessage("expert lost")));
+            .setFailed(
+                io.moecluster.proto.cluster.v1.Failed.newBuilder()
+                    .setCode("UNAVAILABLE")
+                    .setMessage("expert lost")));
     GatewayFixture.await("error", Duration.ofSeconds(5), () -> s.call.error != null);
     Status status = Status.fromThrowable(s.call.error);
     assertEquals(Status.Code.UNAVAILABLE, status.getCode());

@@ -30,7 +30,9 @@ final class TestClusters {
             """)
         .withFallback(
             ConfigFactory.parseString(
-                "pekko.cluster.roles = [" + String.join(",", roles.stream().map(r -> "\"" + r + "\"").toList()) + "]"))
+                "pekko.cluster.roles = ["
+                    + String.join(",", roles.stream().map(r -> "\"" + r + "\"").toList())
+                    + "]"))
         .withFallback(ConfigFactory.load());
   }
 
@@ -58,7 +60,10 @@ final class TestClusters {
     if (system != null) {
       system.terminate();
       try {
-        system.getWhenTerminated().toCompletableFuture().get(15, java.util.concurrent.TimeUnit.SECONDS);
+        system
+            .getWhenTerminated()
+            .toCompletableFuture()
+            .get(15, java.util.concurrent.TimeUnit.SECONDS);
       } catch (Exception e) {
         // best effort
       }

@@ -22,17 +22,20 @@ import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.apache.pekko.actor.typed.receptionist.Receptionist;
 
 /**
- * A stand-in router for gateway tests, registered under the router key: answers Submit with
- * {@code tokens} TokenChunks (ids 10, 11, ..., text "a0", "a1", ...) one every {@code interval},
- * then Finished; honours Cancel; answers GetStatus with {@code ready}. Its knobs are volatile so a
- * test can turn it silent, failing or unready while it runs; it records what it saw.
+ * A stand-in router for gateway tests, registered under the router key: answers Submit with {@code
+ * tokens} TokenChunks (ids 10, 11, ..., text "a0", "a1", ...) one every {@code interval}, then
+ * Finished; honours Cancel; answers GetStatus with {@code ready}. Its knobs are volatile so a test
+ * can turn it silent, failing or unready while it runs; it records what it saw.
  */
 final class TestRouter {
   volatile boolean ready = true;
+
   /** Never answers Submit (first-event timeout). */
   volatile boolean silent;
+
   /** Answers Submit with Failed{failCode}. */
   volatile String failCode;
+
   volatile int tokens = 3;
   volatile Duration interval = Duration.ofMillis(5);
   final Set<String> submitted = ConcurrentHashMap.newKeySet();
@@ -45,7 +48,8 @@ final class TestRouter {
     return order.getLast();
   }
 
-  final java.util.concurrent.atomic.AtomicInteger statusAsked = new java.util.concurrent.atomic.AtomicInteger();
+  final java.util.concurrent.atomic.AtomicInteger statusAsked =
+      new java.util.concurrent.atomic.AtomicInteger();
 
   /** Stops the test router (its Receptionist entry goes with it). */
   enum Stop implements NoSerializationVerificationNeeded {
@@ -89,7 +93,8 @@ final class TestRouter {
                                 submitted.add(s.getRequestId());
                                 submits.put(s.getRequestId(), s);
                                 order.add(s.getRequestId());
-                                ActorRef<SequenceEvent> replyTo = resolver.resolveActorRef(s.getReplyTo());
+                                ActorRef<SequenceEvent> replyTo =
+                                    resolver.resolveActorRef(s.getReplyTo());
                                 if (silent) {
                                   break;
                                 }
@@ -97,12 +102,16 @@ final class TestRouter {
                                   replyTo.tell(
                                       SequenceEvent.newBuilder()
                                           .setRequestId(s.getRequestId())
-                                          .setFailed(Failed.newBuilder().setCode(failCode).setMessage("test failure"))
+                                          .setFailed(
+                                              Failed.newBuilder()
+                                                  .setCode(failCode)
+                                                  .setMessage("test failure"))
                                           .build());
                                   break;
                                 }
                                 live.put(s.getRequestId(), new Seq(s, replyTo));
-                                timers.startSingleTimer(s.getRequestId(), new Next(s.getRequestId()), interval);
+                                timers.startSingleTimer(
+                                    s.getRequestId(), new Next(s.getRequestId()), interval);
                               }
                               case CANCEL -> {
                                 String id = cmd.getCancel().getRequestId();
@@ -125,8 +134,18 @@ final class TestRouter {
                                 if (ready) {
                                   st.addAllPlacement(
                                       List.of(
-                                          Located.newBuilder().setLayer(1).setExpert(0).setNode("n").setLoaded(true).build(),
-                                          Located.newBuilder().setLayer(0).setExpert(1).setNode("n").setLoaded(true).build()));
+                                          Located.newBuilder()
+                                              .setLayer(1)
+                                              .setExpert(0)
+                                              .setNode("n")
+                                              .setLoaded(true)
+                                              .build(),
+                                          Located.newBuilder()
+                                              .setLayer(0)
+                                              .setExpert(1)
+                                              .setNode("n")
+                                              .setLoaded(true)
+                                              .build()));
                                 } else {
                                   st.setDetail("loading");
                                 }
@@ -149,8 +168,7 @@ final class TestRouter {
                               seq.replyTo.tell(
                                   SequenceEvent.newBuilder()
                                       .setRequestId(n.requestId())
-                                      .setToken(
-                                          chunk(seq.submit, i))
+                                      .setToken(chunk(seq.submit, i))
                                       .build());
                               timers.startSingleTimer(n.requestId(), n, interval);
                             } else {
@@ -168,7 +186,10 @@ final class TestRouter {
     if (submit.getLogprobs() > 0) {
       c.setLogprob(-0.25f * (i + 1));
       for (int k = 0; k < submit.getLogprobs(); k++) {
-        c.addTop(io.moecluster.proto.cluster.v1.TopLogprob.newBuilder().setId(10 + i + k).setLogprob(-0.25f * (i + 1 + k)));
+        c.addTop(
+            io.moecluster.proto.cluster.v1.TopLogprob.newBuilder()
+                .setId(10 + i + k)
+                .setLogprob(-0.25f * (i + 1 + k)));
       }
     }
     return c.build();

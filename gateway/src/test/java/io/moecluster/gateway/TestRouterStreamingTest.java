@@ -37,8 +37,8 @@ import org.junit.jupiter.api.Timeout;
 
 /**
  * The gateway against a {@link TestRouter} over a real channel: streaming, Complete, the local
- * RPCs, admission (RESOURCE_EXHAUSTED, slots freed by cancellation and deadlines) and router
- * faults a real router does not produce on demand (silence, failures).
+ * RPCs, admission (RESOURCE_EXHAUSTED, slots freed by cancellation and deadlines) and router faults
+ * a real router does not produce on demand (silence, failures).
  */
 @Timeout(value = 60, unit = TimeUnit.SECONDS)
 class TestRouterStreamingTest {
@@ -53,7 +53,9 @@ class TestRouterStreamingTest {
     system = TestClusters.start("streaming", List.of("gateway"));
     router = new TestRouter();
     routerRef = system.systemActorOf(router.behavior(), "test-router-" + routers++, Props.empty());
-    gateway = GatewayFixture.start(system, GatewayFixture.settings("first-event-timeout = 1s"), TestModel.tiny());
+    gateway =
+        GatewayFixture.start(
+            system, GatewayFixture.settings("first-event-timeout = 1s"), TestModel.tiny());
     GatewayFixture.await("SERVING", Duration.ofSeconds(10), gateway.server::isServing);
   }
 
@@ -104,7 +106,11 @@ class TestRouterStreamingTest {
       assertEquals(FinishReason.FINISH_REASON_UNSPECIFIED, r.getFinishReason());
     }
     // What the router received: resolved sampling, prompt with BOS, the request's max_tokens.
-    var submit = router.submits.values().stream().filter(s -> s.getMaxTokens() == 16).findFirst().orElseThrow();
+    var submit =
+        router.submits.values().stream()
+            .filter(s -> s.getMaxTokens() == 16)
+            .findFirst()
+            .orElseThrow();
     assertEquals(0f, submit.getSampling().getTemperature());
     assertEquals(1f, submit.getSampling().getTopP());
     assertEquals(1f, submit.getSampling().getRepetitionPenalty());
@@ -134,7 +140,9 @@ class TestRouterStreamingTest {
     var submit = router.submits.get(router.lastSubmitted());
     var tokenizer = io.moecluster.core.tokenizer.Tokenizer.load(TestModel.tiny());
     String rendered =
-        tokenizer.chatTemplate().orElseThrow()
+        tokenizer
+            .chatTemplate()
+            .orElseThrow()
             .render(List.of(new io.moecluster.core.tokenizer.ChatMessage("user", "Hi!")), true);
     List<Integer> expected = new ArrayList<>();
     for (int id : tokenizer.encode(rendered, false)) {
@@ -158,7 +166,8 @@ class TestRouterStreamingTest {
         assertThrows(StatusRuntimeException.class, () -> gateway.blocking().complete(request(4)));
     assertEquals(Status.Code.INTERNAL, e.getStatus().getCode());
     assertEquals("test failure", e.getStatus().getDescription());
-    GatewayFixture.await("slot freed", Duration.ofSeconds(2), () -> gateway.server.runningStreams() == 0);
+    GatewayFixture.await(
+        "slot freed", Duration.ofSeconds(2), () -> gateway.server.runningStreams() == 0);
   }
 
   @Test
@@ -169,8 +178,10 @@ class TestRouterStreamingTest {
             StatusRuntimeException.class,
             () -> gateway.blocking().generate(request(4)).forEachRemaining(r -> {}));
     assertEquals(Status.Code.UNAVAILABLE, e.getStatus().getCode());
-    assertTrue(e.getStatus().getDescription().contains("did not answer"), e.getStatus().getDescription());
-    GatewayFixture.await("slot freed", Duration.ofSeconds(2), () -> gateway.server.runningStreams() == 0);
+    assertTrue(
+        e.getStatus().getDescription().contains("did not answer"), e.getStatus().getDescription());
+    GatewayFixture.await(
+        "slot freed", Duration.ofSeconds(2), () -> gateway.server.runningStreams() == 0);
   }
 
   @Test
@@ -180,7 +191,10 @@ class TestRouterStreamingTest {
     assertEquals(t.getIdsCount(), t.getTokensCount());
     assertFalse(t.getIdsList().isEmpty());
     String back =
-        gateway.blocking().detokenize(DetokenizeRequest.newBuilder().addAllIds(t.getIdsList()).build()).getText();
+        gateway
+            .blocking()
+            .detokenize(DetokenizeRequest.newBuilder().addAllIds(t.getIdsList()).build())
+            .getText();
     assertEquals("Hello world", back);
     ModelInfo info = gateway.blocking().getModelInfo(GetModelInfoRequest.getDefaultInstance());
     assertEquals("tiny", info.getName());
@@ -236,7 +250,8 @@ class TestRouterStreamingTest {
     router.tokens = 1_000_000;
     router.interval = Duration.ofMillis(20);
     try (GatewayFixture small =
-        GatewayFixture.start(system, GatewayFixture.settings("max-running = 1, max-queued = 0"), TestModel.tiny())) {
+        GatewayFixture.start(
+            system, GatewayFixture.settings("max-running = 1, max-queued = 0"), TestModel.tiny())) {
       Stream running = Stream.start(small, request(4000));
       running.awaitFirstToken();
       String cancelledId = router.lastSubmitted();
@@ -246,13 +261,19 @@ class TestRouterStreamingTest {
               () -> small.blocking().generate(request(4)).forEachRemaining(r -> {}));
       assertEquals(Status.Code.RESOURCE_EXHAUSTED, e.getStatus().getCode());
       assertTrue(
-          e.getStatus().getDescription().contains("server is at capacity: 1 streams running, 0 queued"),
+          e.getStatus()
+              .getDescription()
+              .contains("server is at capacity: 1 streams running, 0 queued"),
           e.getStatus().getDescription());
 
       running.context.cancel(null);
       assertEquals(Status.Code.CANCELLED, running.end.get(5, TimeUnit.SECONDS).getCode());
-      GatewayFixture.await("Cancel at the router", Duration.ofSeconds(5), () -> router.cancelled.contains(cancelledId));
-      GatewayFixture.await("slot freed", Duration.ofSeconds(5), () -> small.server.runningStreams() == 0);
+      GatewayFixture.await(
+          "Cancel at the router",
+          Duration.ofSeconds(5),
+          () -> router.cancelled.contains(cancelledId));
+      GatewayFixture.await(
+          "slot freed", Duration.ofSeconds(5), () -> small.server.runningStreams() == 0);
 
       // At once: the next request is admitted and streams.
       Stream next = Stream.start(small, request(4000));
@@ -267,15 +288,20 @@ class TestRouterStreamingTest {
     router.tokens = 1_000_000;
     router.interval = Duration.ofMillis(20);
     try (GatewayFixture small =
-        GatewayFixture.start(system, GatewayFixture.settings("max-running = 1, max-queued = 0"), TestModel.tiny())) {
+        GatewayFixture.start(
+            system, GatewayFixture.settings("max-running = 1, max-queued = 0"), TestModel.tiny())) {
       int cancelledBefore = router.cancelled.size();
       Iterator<GenerateResponse> it =
           small.blocking().withDeadlineAfter(300, TimeUnit.MILLISECONDS).generate(request(4000));
       StatusRuntimeException e =
           assertThrows(StatusRuntimeException.class, () -> it.forEachRemaining(r -> {}));
       assertEquals(Status.Code.DEADLINE_EXCEEDED, e.getStatus().getCode());
-      GatewayFixture.await("Cancel at the router", Duration.ofSeconds(5), () -> router.cancelled.size() > cancelledBefore);
-      GatewayFixture.await("slot freed", Duration.ofSeconds(5), () -> small.server.runningStreams() == 0);
+      GatewayFixture.await(
+          "Cancel at the router",
+          Duration.ofSeconds(5),
+          () -> router.cancelled.size() > cancelledBefore);
+      GatewayFixture.await(
+          "slot freed", Duration.ofSeconds(5), () -> small.server.runningStreams() == 0);
 
       Stream next = Stream.start(small, request(4000));
       next.awaitFirstToken();
@@ -289,17 +315,20 @@ class TestRouterStreamingTest {
     router.tokens = 1_000_000;
     router.interval = Duration.ofMillis(20);
     try (GatewayFixture small =
-        GatewayFixture.start(system, GatewayFixture.settings("max-running = 1, max-queued = 1"), TestModel.tiny())) {
+        GatewayFixture.start(
+            system, GatewayFixture.settings("max-running = 1, max-queued = 1"), TestModel.tiny())) {
       Stream first = Stream.start(small, request(4000));
       first.awaitFirstToken();
       Stream second = Stream.start(small, request(4000));
-      GatewayFixture.await("queued", Duration.ofSeconds(5), () -> small.server.queuedStreams() == 1);
+      GatewayFixture.await(
+          "queued", Duration.ofSeconds(5), () -> small.server.queuedStreams() == 1);
       assertTrue(second.received.isEmpty());
       first.context.cancel(null);
       second.awaitFirstToken();
       second.context.cancel(null);
       second.end.get(5, TimeUnit.SECONDS);
-      GatewayFixture.await("all freed", Duration.ofSeconds(5), () -> small.server.runningStreams() == 0);
+      GatewayFixture.await(
+          "all freed", Duration.ofSeconds(5), () -> small.server.runningStreams() == 0);
     }
   }
 
@@ -310,8 +339,12 @@ class TestRouterStreamingTest {
     TestRouter other = new TestRouter();
     other.tokens = 1_000_000;
     other.interval = Duration.ofMillis(20);
-    var otherRef = system.systemActorOf(other.behavior(), "test-router-" + routers++, Props.empty());
-    GatewayFixture.await("two routers", Duration.ofSeconds(5), () -> gateway.server.directory().routers().size() == 2);
+    var otherRef =
+        system.systemActorOf(other.behavior(), "test-router-" + routers++, Props.empty());
+    GatewayFixture.await(
+        "two routers",
+        Duration.ofSeconds(5),
+        () -> gateway.server.directory().routers().size() == 2);
     int before = router.order.size();
     Stream a = Stream.start(gateway, request(4000));
     a.awaitFirstToken();
@@ -328,15 +361,18 @@ class TestRouterStreamingTest {
     assertEquals(Status.Code.UNAVAILABLE, lost.end.get().getCode());
     assertTrue(lost.end.get().getDescription().contains("router"), lost.end.get().getDescription());
     assertFalse(kept.end.isDone());
-    GatewayFixture.await("one slot freed", Duration.ofSeconds(5), () -> gateway.server.runningStreams() == 1);
+    GatewayFixture.await(
+        "one slot freed", Duration.ofSeconds(5), () -> gateway.server.runningStreams() == 1);
     kept.context.cancel(null);
     kept.end.get(5, TimeUnit.SECONDS);
-    GatewayFixture.await("all slots freed", Duration.ofSeconds(5), () -> gateway.server.runningStreams() == 0);
+    GatewayFixture.await(
+        "all slots freed", Duration.ofSeconds(5), () -> gateway.server.runningStreams() == 0);
   }
 
   @Test
   void gracefulShutdownDrainsThenCancelsTheRest() throws Exception {
-    try (GatewayFixture g = GatewayFixture.start(system, GatewayFixture.settings(""), TestModel.tiny())) {
+    try (GatewayFixture g =
+        GatewayFixture.start(system, GatewayFixture.settings(""), TestModel.tiny())) {
       GatewayFixture.await("SERVING", Duration.ofSeconds(10), g.server::isServing);
       router.tokens = 1_000_000;
       router.interval = Duration.ofMillis(20);
@@ -344,11 +380,15 @@ class TestRouterStreamingTest {
       endless.awaitFirstToken();
       String endlessId = router.lastSubmitted();
       long start = System.nanoTime();
-      assertFalse(g.server.shutdownGracefully(Duration.ofMillis(500)), "the endless stream cannot drain");
+      assertFalse(
+          g.server.shutdownGracefully(Duration.ofMillis(500)), "the endless stream cannot drain");
       assertTrue(System.nanoTime() - start >= 400_000_000L, "waited for the drain time");
       Status end = endless.end.get(5, TimeUnit.SECONDS);
       assertFalse(end.isOk());
-      GatewayFixture.await("Cancel at the router", Duration.ofSeconds(5), () -> router.cancelled.contains(endlessId));
+      GatewayFixture.await(
+          "Cancel at the router",
+          Duration.ofSeconds(5),
+          () -> router.cancelled.contains(endlessId));
       assertEquals(0, g.server.runningStreams());
       StatusRuntimeException refused =
           assertThrows(StatusRuntimeException.class, () -> g.blocking().complete(request(2)));
@@ -358,7 +398,8 @@ class TestRouterStreamingTest {
 
   @Test
   void gracefulShutdownLetsShortStreamsFinish() throws Exception {
-    try (GatewayFixture g = GatewayFixture.start(system, GatewayFixture.settings(""), TestModel.tiny())) {
+    try (GatewayFixture g =
+        GatewayFixture.start(system, GatewayFixture.settings(""), TestModel.tiny())) {
       GatewayFixture.await("SERVING", Duration.ofSeconds(10), g.server::isServing);
       router.tokens = 20;
       router.interval = Duration.ofMillis(20);
