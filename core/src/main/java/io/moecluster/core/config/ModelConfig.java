@@ -183,8 +183,9 @@ public record ModelConfig(
           case OLMOE -> QkNorm.FULL;
         },
         family == ModelFamily.QWEN2_MOE || k.bool("attention_bias", false),
-        (float) k.number("rms_norm_eps", 1e-6),
-        k.number("rope_theta", 10000.0),
+        // Defaults are those of each family's HF config class, for configs that leave keys out.
+        (float) k.number("rms_norm_eps", mixtral || family == ModelFamily.OLMOE ? 1e-5 : 1e-6),
+        k.number("rope_theta", mixtral ? 1e6 : 10000.0),
         context,
         k.bool("tie_word_embeddings", false),
         k.integer("bos_token_id", -1),

@@ -27,6 +27,7 @@ public final class Sequence {
   private final Consumer<TokenEvent> listener;
   private final int promptLength;
   private final int maxTokens;
+  private final int tokenizerVocab;
   private final StringBuilder text = new StringBuilder();
   private int[] tokens; // prompt then generated ids
   private int length;
@@ -53,6 +54,7 @@ public final class Sequence {
     this.stops = new StopSequenceMatcher(request.stopSequences());
     this.listener = listener;
     this.promptLength = prompt.length;
+    this.tokenizerVocab = tokenizer.vocabSize();
     this.maxTokens = Math.min(request.maxTokens(), context - prompt.length);
     this.tokens = Arrays.copyOf(prompt, prompt.length + Math.min(maxTokens, 256));
     this.length = prompt.length;
@@ -88,7 +90,9 @@ public final class Sequence {
       StopSequenceMatcher.Result tail = stops.feed(decoder.flush());
       delta = tail.text() + (tail.stopped() ? "" : stops.flush());
     } else {
-      StopSequenceMatcher.Result fed = stops.feed(decoder.push(token));
+      // Checkpoints pad vocab_size past the tokenizer (OLMoE, Qwen); such ids have no text, as in HF.
+      String text = token < tokenizerVocab ? decoder.push(token) : "";
+      StopSequenceMatcher.Result fed = stops.feed(text);
       delta = fed.text();
       if (fed.stopped()) {
         finish = FinishReason.STOP_SEQUENCE;

@@ -33,10 +33,8 @@ public record DenseWeights(
     for (int l = 0; l < c.numLayers(); l++) {
       layers.add(loadLayer(st, c, n, l));
     }
-    Matrix lmHead =
-        c.tieWordEmbeddings() && !st.contains(n.lmHead())
-            ? embed
-            : st.matrix(n.lmHead(), c.vocabSize(), hidden);
+    // HF ties the head to the embedding whenever the config says so, even if lm_head is stored.
+    Matrix lmHead = c.tieWordEmbeddings() ? embed : st.matrix(n.lmHead(), c.vocabSize(), hidden);
     return new DenseWeights(embed, layers, st.floats(n.finalNorm(), hidden), lmHead);
   }
 

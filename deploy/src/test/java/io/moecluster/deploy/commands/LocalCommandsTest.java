@@ -1,0 +1,97 @@
+package io.moecluster.deploy.commands;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import io.moecluster.deploy.Moe;
+import java.io.PrintWriter;
+import java.io.StringWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** {@code moe init-model} and {@code moe generate} end to end, in process, with their errors. */
+class LocalCommandsTest {
+  @TempDir static Path dir;
+  static Path model;
+
+  private record Run(int exitCode, String out, String err) {}
+
+  private static Run run(String... args) {
+    StringWriter out = new StringWriter();
+    StringWriter err = new StringWriter();
+    var cli = Moe.commandLine();
+    cli.setOut(new PrintWriter(out, true));
+    cli.setErr(new PrintWriter(err, true));
+    int code = cli.execute(args);
+    return new Run(code, out.toString(), err.toString());
+  }
+
+  @BeforeAll
+  static void writeModel() {
+    model = dir.resolve("tiny");
+    Run r = run("init-model", "--preset", "tiny", "--dtype", "f32", "--seed", "5", "--out", model.toString(), "--shards", "2");
+    assertEquals(0, r.exitCode(), r.err());
+    assertTrue(Files.exists(model.resolve("model.safetensors.index.json")));
+    assertTrue(Files.exists(model.resolve("tokenizer.json")));
+  }
+
+  @Test
+  void generateJsonIsReproducible() throws Exception {
+    String[] args = {"generate", "--model", model.toString(), "--prompt", "We hold these truths",
+        "--max-tokens", "6", "--temperature", "0.9", "--seed", "3", "--ignore-eos", "--json", "--threads", "1"};
+    Run first = run(args);
+    assertEquals(0, first.exitCode(), first.err());
+    JsonNode json = new ObjectMapper().readTree(first.out());
+    assertEquals(6, json.get("generated_ids").size());
+    assertEquals("length", json.get("finish_reason").asText());
+    assertTrue(json.get("prompt_ids").size() > 1);
+    Run second = run(args);
+    JsonNode again = new ObjectMapper().readTree(second.out());
+    assertEquals(json.get("generated_ids"), again.get("generated_ids"));
+    assertEquals(json.get("text"), again.get("text"));
+  }
+
+  @Test
+  void promptIdsAndTextStreamToStdout() {
+    Run r = run("generate", "--model", model.toString(), "--prompt-ids", "0,5,9", "--max-tokens", "4",
+        "--temperature", "0", "--ignore-eos");
+    assertEquals(0, r.exitCode(), r.err());
+    assertTrue(r.err().contains("decode"), r.err());
+  }
+
+  @Test
+  void badFlagsAreUsageErrors() {
+    assertUserError(run("generate", "--model", model.toString(), "--prompt", "x", "--temperature", "-1"), "--temperature");
+    assertUserError(run("generate", "--model", model.toString(), "--prompt", "x", "--top-p", "0"), "--top-p");
+    assertUserError(run("generate", "--model", model.toString(), "--prompt", "x", "--max-tokens", "0"), "--max-tokens");
+    assertUserError(run("generate", "--model", model.toString(), "--prompt", ""), "--prompt");
+    assertUserError(run("generate", "--model", model.toString(), "--prompt-ids", "1,x"), "x");
+    assertUserError(run("generate", "--model", model.toString(), "--prompt-ids", "1,999999"), "999999");
+    assertUserError(run("generate", "--model", model.toString()), "--prompt");
+    assertUserError(run("init-model", "--preset", "huge", "--out", dir.resolve("x").toString()), "huge");
+    assertUserError(run("init-model", "--dtype", "f16", "--out", dir.resolve("x").toString()), "f16");
+  }
+
+  @Test
+  void missingOrBrokenModelIsAUserError() throws Exception {
+    assertUserError(run("generate", "--model", dir.resolve("nope").toString(), "--prompt", "x"), "nope");
+    Path broken = dir.resolve("broken");
+    Files.createDirectories(broken);
+    Files.copy(model.resolve("tokenizer.json"), broken.resolve("tokenizer.json"));
+    Files.copy(model.resolve("config.json"), broken.resolve("config.json"));
+    Files.writeString(broken.resolve("model.safetensors"), "short");
+    assertUserError(run("generate", "--model", broken.toString(), "--prompt", "x"), "model.safetensors");
+  }
+
+  private static void assertUserError(Run r, String mention) {
+    assertEquals(2, r.exitCode(), "exit code; stderr: " + r.err());
+    assertTrue(r.err().contains(mention), "stderr should mention " + mention + ": " + r.err());
+    assertFalse(r.err().contains("\tat "), "no stack trace: " + r.err());
+  }
+}
