@@ -15,6 +15,7 @@ import io.moecluster.core.checkpoint.Preset;
 import io.moecluster.core.generate.GenerationRequest;
 import io.moecluster.core.generate.GenerationResult;
 import io.moecluster.core.generate.LocalGenerator;
+import io.moecluster.core.model.ExpertTask;
 import io.moecluster.core.tensor.DType;
 import io.moecluster.expert.ExpertNode;
 import io.moecluster.expert.ExpertNodeSettings;
@@ -175,6 +176,37 @@ class RouterClusterTest {
         assertEquals("req-" + i, e.getRequestId());
       }
     }
+  }
+
+  @Test
+  void shardedExpertsAreBitIdenticalToLocalExperts() {
+    int hidden = local.config().hiddenSize();
+    Random random = new Random(8);
+    List<ExpertTask> tasks = new ArrayList<>();
+    for (int e = 0; e < local.config().numExperts(); e++) {
+      int rows = 1 + 11 * e; // 1 to 34 rows: 1 to 9 chunks of 4 rows
+      float[] x = new float[rows * hidden];
+      for (int i = 0; i < x.length; i++) {
+        x[i] = (float) random.nextGaussian();
+      }
+      tasks.add(new ExpertTask(e, rows, x));
+    }
+    ShardedExperts sharded = new ShardedExperts(routerKit.system(), Duration.ofSeconds(10), 1024);
+    for (int layer = 0; layer < local.config().numLayers(); layer++) {
+      List<float[]> expected = local.model().experts().run(layer, tasks);
+      List<float[]> actual = sharded.run(layer, tasks);
+      for (int t = 0; t < tasks.size(); t++) {
+        assertArrayEquals(bits(expected.get(t)), bits(actual.get(t)), "layer " + layer + " task " + t);
+      }
+    }
+  }
+
+  private static int[] bits(float[] values) {
+    int[] bits = new int[values.length];
+    for (int i = 0; i < values.length; i++) {
+      bits[i] = Float.floatToRawIntBits(values[i]);
+    }
+    return bits;
   }
 
   @Test
