@@ -78,6 +78,9 @@ public final class ExpertPlacement extends AbstractBehavior<ExpertPlacement.Comm
         new ExpertPlacement(ctx, timers, region, layers, experts, minExpertNodes, retryInterval, view)));
   }
 
+  /** Ticks between placement refreshes once every expert is located. */
+  private static final int REFRESH_TICKS = 5;
+
   private final int layers;
   private final int experts;
   private final int minExpertNodes;
@@ -94,6 +97,7 @@ public final class ExpertPlacement extends AbstractBehavior<ExpertPlacement.Comm
   private final Map<String, Located> answers = new HashMap<>(); // entity id -> latest answer
   private final Set<String> toLocate = new HashSet<>(); // entity ids that need a (fresh) answer
   private String detail = "";
+  private long idleTicks;
 
   private ExpertPlacement(ActorContext<Command> ctx, TimerScheduler<Command> timers,
       ActorRef<ShardingEnvelope<ExpertCommand>> region, int layers, int experts,
@@ -131,39 +135,53 @@ public final class ExpertPlacement extends AbstractBehavior<ExpertPlacement.Comm
   }
 
   private Behavior<Command> onMembersChanged() {
+    return onTick();
+  }
+
+  /**
+   * Re-reads the Up expert members (on every event and every tick: the cluster state read here
+   * may lag the event that woke us); on a change, forgets the answers from nodes that left and
+   * locates every entity again once the regions are confirmed.
+   */
+  private void refreshMembers() {
     Set<Address> now = new HashSet<>();
     for (Member m : Cluster.get(getContext().getSystem()).state().getMembers()) {
       if (m.status() == MemberStatus.up() && m.hasRole(ExpertSharding.ROLE)) {
         now.add(m.address());
       }
     }
-    if (!now.equals(upExperts)) {
-      Set<String> gone = new HashSet<>();
-      for (Address a : upExperts) {
-        if (!now.contains(a)) {
-          gone.add(a.toString());
-        }
-      }
-      answers.values().removeIf(l -> gone.contains(l.getNode()));
-      upExperts = Set.copyOf(now);
-      regionsConfirmed = false;
-      toLocate.clear();
-      for (int l = 0; l < layers; l++) {
-        for (int e = 0; e < experts; e++) {
-          toLocate.add(ExpertEntity.entityId(l, e));
-        }
-      }
-      getContext().getLog().info("Expert members Up: {}; locating the experts again", upExperts);
-      publish();
-      onTick();
+    if (now.equals(upExperts)) {
+      return;
     }
-    return this;
+    Set<String> gone = new HashSet<>();
+    for (Address a : upExperts) {
+      if (!now.contains(a)) {
+        gone.add(a.toString());
+      }
+    }
+    answers.values().removeIf(l -> gone.contains(l.getNode()));
+    upExperts = Set.copyOf(now);
+    regionsConfirmed = false;
+    toLocate.clear();
+    for (int l = 0; l < layers; l++) {
+      for (int e = 0; e < experts; e++) {
+        toLocate.add(ExpertEntity.entityId(l, e));
+      }
+    }
+    getContext().getLog().info("Expert members Up: {}; locating the experts again", upExperts);
+    publish();
   }
 
   private Behavior<Command> onTick() {
+    refreshMembers();
     if (toLocate.isEmpty()) {
+      // Ready: now and then ask every entity again, as rebalancing may have moved some.
+      if (++idleTicks % REFRESH_TICKS == 0) {
+        sendLocates(answers.keySet());
+      }
       return this;
     }
+    idleTicks = 0;
     if (upExperts.size() < minExpertNodes) {
       detail = "waiting for " + minExpertNodes + " expert node(s) (members Up with role '" + ExpertSharding.ROLE
           + "'), " + upExperts.size() + " Up";
@@ -173,7 +191,7 @@ public final class ExpertPlacement extends AbstractBehavior<ExpertPlacement.Comm
       // proxy) itself, which forwards to the coordinator.
       classicRegion.tell(ShardRegion.getCurrentRegionsInstance(), Adapter.toClassic(regionsAdapter));
     } else {
-      sendLocates();
+      sendLocates(toLocate);
     }
     return this;
   }
@@ -187,7 +205,7 @@ public final class ExpertPlacement extends AbstractBehavior<ExpertPlacement.Comm
     missing.removeAll(regions);
     if (missing.isEmpty() && upExperts.size() >= minExpertNodes) {
       regionsConfirmed = true;
-      sendLocates();
+      sendLocates(toLocate);
     } else {
       detail = "waiting for the shard regions of expert node(s) " + missing + " to register";
       publish();
@@ -195,11 +213,11 @@ public final class ExpertPlacement extends AbstractBehavior<ExpertPlacement.Comm
     return this;
   }
 
-  private void sendLocates() {
+  private void sendLocates(Set<String> ids) {
     ExpertCommand locate = ExpertCommand.newBuilder()
         .setLocate(Locate.newBuilder().setReplyTo(locatedReplyTo))
         .build();
-    for (String id : toLocate) {
+    for (String id : ids) {
       sharding.entityRefFor(ExpertEntity.TYPE_KEY, id).tell(locate);
     }
     publish();

@@ -158,8 +158,9 @@ class RouterClusterTest {
     for (int i = 0; i < 8; i++) {
       TestProbe<SequenceEvent> probe = routerKit.createTestProbe(SequenceEvent.class);
       probes.add(probe);
-      routerNode.router().tell(submit(routerKit.system(), "req-" + i, prompts.get(i), samplings.get(i),
-          maxTokens.get(i), i % 3 == 0, probe));
+      RouterCommand cmd = submit(routerKit.system(), "req-" + i, prompts.get(i), samplings.get(i),
+          maxTokens.get(i), i % 3 == 0, probe);
+      routerNode.router().tell(cmd.toBuilder().setSubmit(cmd.getSubmit().toBuilder().addAllStop(stops(i))).build());
     }
     for (int i = 0; i < 8; i++) {
       List<SequenceEvent> events = events(probes.get(i), EVENT_TIMEOUT);
@@ -167,7 +168,7 @@ class RouterClusterTest {
       assertTrue(end.hasFinished(), "req-" + i + " ended with " + end);
       SamplingSpec s = samplings.get(i);
       GenerationResult expected = local.generate(new GenerationRequest(prompts.get(i),
-          RouterActor.toParams(s), maxTokens.get(i), List.of(), i % 3 == 0), e -> {});
+          RouterActor.toParams(s), maxTokens.get(i), stops(i), i % 3 == 0), e -> {});
       assertArrayEquals(expected.generatedIds(), tokenIds(events), "req-" + i);
       assertEquals(expected.finishReason().name().toLowerCase(Locale.ROOT), end.getFinished().getReason());
       assertEquals(prompts.get(i).length, end.getFinished().getPromptTokens());
@@ -207,6 +208,15 @@ class RouterClusterTest {
       bits[i] = Float.floatToRawIntBits(values[i]);
     }
     return bits;
+  }
+
+  /** Stop sequences for some requests: single letters that random text is likely to reach. */
+  private static List<String> stops(int request) {
+    return switch (request) {
+      case 2 -> List.of("e", "a");
+      case 5 -> List.of("t");
+      default -> List.of();
+    };
   }
 
   @Test
