@@ -84,7 +84,6 @@ public final class ExpertPlacement extends AbstractBehavior<ExpertPlacement.Comm
   private final int layers;
   private final int experts;
   private final int minExpertNodes;
-  private final Duration retryInterval;
   private final AtomicReference<Snapshot> view;
   private final ClusterSharding sharding;
   private final ActorRef<Located> locatedAdapter;
@@ -106,7 +105,6 @@ public final class ExpertPlacement extends AbstractBehavior<ExpertPlacement.Comm
     this.layers = layers;
     this.experts = experts;
     this.minExpertNodes = minExpertNodes;
-    this.retryInterval = retryInterval;
     this.view = view;
     this.sharding = ClusterSharding.get(ctx.getSystem());
     this.locatedAdapter = ctx.messageAdapter(Located.class, GotLocated::new);
