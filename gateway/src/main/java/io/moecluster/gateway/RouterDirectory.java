@@ -6,6 +6,7 @@ import io.moecluster.proto.cluster.v1.GetStatus;
 import io.moecluster.proto.cluster.v1.RouterCommand;
 import io.moecluster.proto.cluster.v1.RouterStatus;
 import io.moecluster.proto.v1.InferenceGrpc;
+import io.moecluster.router.RouterActor;
 import java.time.Duration;
 import java.util.Comparator;
 import java.util.List;
@@ -28,10 +29,11 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * The gateway's view of the routers: the Receptionist listing under {@link RouterKeys#ROUTER}, this
- * gateway's in-flight streams per router (for least-loaded choice), and each router's last {@link
- * RouterStatus}, polled every {@code health-poll-interval}. It drives the health service: SERVING
- * while some listed router reports {@code experts_ready}, NOT_SERVING otherwise.
+ * The gateway's view of the routers: the Receptionist listing under {@link
+ * RouterActor#SERVICE_KEY}, this gateway's in-flight streams per router (for least-loaded choice),
+ * and each router's last {@link RouterStatus}, polled every {@code health-poll-interval}. It drives
+ * the health service: SERVING while some listed router reports {@code experts_ready}, NOT_SERVING
+ * otherwise.
  */
 final class RouterDirectory {
   private static final Logger log = LoggerFactory.getLogger(RouterDirectory.class);
@@ -87,6 +89,11 @@ final class RouterDirectory {
   int inFlight(ActorRef<RouterCommand> router) {
     AtomicInteger c = inFlight.get(router);
     return c == null ? 0 : c.get();
+  }
+
+  /** Listed routers whose last status said experts_ready. */
+  long readyCount() {
+    return routers.stream().filter(r -> isReady(statuses.get(r))).count();
   }
 
   List<ActorRef<RouterCommand>> routers() {
@@ -177,7 +184,7 @@ final class RouterDirectory {
           context
               .getSystem()
               .receptionist()
-              .tell(Receptionist.subscribe(RouterKeys.ROUTER, listingAdapter));
+              .tell(Receptionist.subscribe(RouterActor.SERVICE_KEY, listingAdapter));
           return Behaviors.withTimers(
               timers -> {
                 timers.startTimerWithFixedDelay(Tick.INSTANCE, Duration.ZERO, pollInterval);
@@ -187,7 +194,7 @@ final class RouterDirectory {
                         Receptionist.Listing.class,
                         listing -> {
                           List<ActorRef<RouterCommand>> now =
-                              List.copyOf(listing.getServiceInstances(RouterKeys.ROUTER));
+                              List.copyOf(listing.getServiceInstances(RouterActor.SERVICE_KEY));
                           if (!now.equals(routers)) {
                             log.info("routers listed: {}", now.size());
                           }

@@ -16,6 +16,7 @@ import io.moecluster.proto.cluster.v1.SequenceEvent;
 import io.moecluster.proto.cluster.v1.TokenChunk;
 import io.moecluster.proto.v1.FinishReason;
 import io.moecluster.proto.v1.GenerateResponse;
+import io.moecluster.router.RouterActor;
 import java.time.Duration;
 import java.util.List;
 import java.util.concurrent.CopyOnWriteArrayList;
@@ -48,7 +49,7 @@ class StreamSessionFlowControlTest {
     directory = new RouterDirectory(kit.system(), new HealthStatusManager(), settings);
     kit.spawn(directory.behavior());
     router = kit.createTestProbe(RouterCommand.class);
-    kit.system().receptionist().tell(Receptionist.register(RouterKeys.ROUTER, router.ref()));
+    kit.system().receptionist().tell(Receptionist.register(RouterActor.SERVICE_KEY, router.ref()));
     GatewayFixture.await(
         "router listed", Duration.ofSeconds(5), () -> directory.routers().size() == 1);
     tokenizer = Tokenizer.load(TestModel.tiny());

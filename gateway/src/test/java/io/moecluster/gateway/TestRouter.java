@@ -8,6 +8,7 @@ import io.moecluster.proto.cluster.v1.RouterStatus;
 import io.moecluster.proto.cluster.v1.SequenceEvent;
 import io.moecluster.proto.cluster.v1.Submit;
 import io.moecluster.proto.cluster.v1.TokenChunk;
+import io.moecluster.router.RouterActor;
 import java.time.Duration;
 import java.util.HashMap;
 import java.util.List;
@@ -77,7 +78,10 @@ final class TestRouter {
     return Behaviors.setup(
         context -> {
           ActorRef<RouterCommand> self = context.getSelf().narrow();
-          context.getSystem().receptionist().tell(Receptionist.register(RouterKeys.ROUTER, self));
+          context
+              .getSystem()
+              .receptionist()
+              .tell(Receptionist.register(RouterActor.SERVICE_KEY, self));
           ActorRefResolver resolver = ActorRefResolver.get(context.getSystem());
           Map<String, Seq> live = new HashMap<>();
           return Behaviors.withTimers(

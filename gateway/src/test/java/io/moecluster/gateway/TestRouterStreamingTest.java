@@ -5,10 +5,8 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import io.grpc.Context;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
-import io.grpc.stub.StreamObserver;
 import io.moecluster.proto.v1.CompleteResponse;
 import io.moecluster.proto.v1.DetokenizeRequest;
 import io.moecluster.proto.v1.FinishReason;
@@ -21,11 +19,8 @@ import io.moecluster.proto.v1.TokenizeRequest;
 import io.moecluster.proto.v1.TokenizeResponse;
 import java.time.Duration;
 import java.util.ArrayList;
-import java.util.Iterator;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.CopyOnWriteArrayList;
-import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.Props;
@@ -117,16 +112,6 @@ class TestRouterStreamingTest {
   }
 
   @Test
-  void completeGathersTheWholeCompletion() {
-    CompleteResponse r = gateway.blocking().complete(request(2));
-    assertEquals(List.of(10, 11), r.getTokenIdsList());
-    assertEquals("a0a1", r.getText());
-    assertEquals(FinishReason.FINISH_REASON_LENGTH, r.getFinishReason());
-    assertEquals(2, r.getUsage().getCompletionTokens());
-    assertTrue(r.getTokensList().isEmpty());
-  }
-
-  @Test
   void chatRendersTheTemplateAndLogprobsComeBack() {
     GenerateRequest chat =
         GenerateRequest.newBuilder()
@@ -206,132 +191,6 @@ class TestRouterStreamingTest {
     assertEquals(1, info.getPlacement(1).getLayer());
   }
 
-  /** A Generate call the test can cancel, recording what arrived. */
-  private static final class Stream implements StreamObserver<GenerateResponse> {
-    final Context.CancellableContext context = Context.current().withCancellation();
-    final List<GenerateResponse> received = new CopyOnWriteArrayList<>();
-    final CountDownLatch first = new CountDownLatch(1);
-    final CompletableFuture<Status> end = new CompletableFuture<>();
-
-    static Stream start(GatewayFixture gateway, GenerateRequest request) {
-      Stream s = new Stream();
-      s.context.run(() -> gateway.async().generate(request, s));
-      return s;
-    }
-
-    @Override
-    public void onNext(GenerateResponse value) {
-      received.add(value);
-      if (value.getTokensCount() > 0) {
-        first.countDown();
-      }
-    }
-
-    @Override
-    public void onError(Throwable t) {
-      end.complete(Status.fromThrowable(t));
-      first.countDown();
-    }
-
-    @Override
-    public void onCompleted() {
-      end.complete(Status.OK);
-      first.countDown();
-    }
-
-    void awaitFirstToken() throws InterruptedException {
-      assertTrue(first.await(10, TimeUnit.SECONDS), "no first token");
-      assertFalse(end.isDone(), "the stream ended early: " + end.getNow(null));
-    }
-  }
-
-  @Test
-  void fullGatewayRejectsAndCancellationFreesTheSlotAtOnce() throws Exception {
-    router.tokens = 1_000_000;
-    router.interval = Duration.ofMillis(20);
-    try (GatewayFixture small =
-        GatewayFixture.start(
-            system, GatewayFixture.settings("max-running = 1, max-queued = 0"), TestModel.tiny())) {
-      Stream running = Stream.start(small, request(4000));
-      running.awaitFirstToken();
-      String cancelledId = router.lastSubmitted();
-      StatusRuntimeException e =
-          assertThrows(
-              StatusRuntimeException.class,
-              () -> small.blocking().generate(request(4)).forEachRemaining(r -> {}));
-      assertEquals(Status.Code.RESOURCE_EXHAUSTED, e.getStatus().getCode());
-      assertTrue(
-          e.getStatus()
-              .getDescription()
-              .contains("server is at capacity: 1 streams running, 0 queued"),
-          e.getStatus().getDescription());
-
-      running.context.cancel(null);
-      assertEquals(Status.Code.CANCELLED, running.end.get(5, TimeUnit.SECONDS).getCode());
-      GatewayFixture.await(
-          "Cancel at the router",
-          Duration.ofSeconds(5),
-          () -> router.cancelled.contains(cancelledId));
-      GatewayFixture.await(
-          "slot freed", Duration.ofSeconds(5), () -> small.server.runningStreams() == 0);
-
-      // At once: the next request is admitted and streams.
-      Stream next = Stream.start(small, request(4000));
-      next.awaitFirstToken();
-      next.context.cancel(null);
-      next.end.get(5, TimeUnit.SECONDS);
-    }
-  }
-
-  @Test
-  void deadlineFreesTheSlotAndCancelsAtTheRouter() throws Exception {
-    router.tokens = 1_000_000;
-    router.interval = Duration.ofMillis(20);
-    try (GatewayFixture small =
-        GatewayFixture.start(
-            system, GatewayFixture.settings("max-running = 1, max-queued = 0"), TestModel.tiny())) {
-      int cancelledBefore = router.cancelled.size();
-      Iterator<GenerateResponse> it =
-          small.blocking().withDeadlineAfter(300, TimeUnit.MILLISECONDS).generate(request(4000));
-      StatusRuntimeException e =
-          assertThrows(StatusRuntimeException.class, () -> it.forEachRemaining(r -> {}));
-      assertEquals(Status.Code.DEADLINE_EXCEEDED, e.getStatus().getCode());
-      GatewayFixture.await(
-          "Cancel at the router",
-          Duration.ofSeconds(5),
-          () -> router.cancelled.size() > cancelledBefore);
-      GatewayFixture.await(
-          "slot freed", Duration.ofSeconds(5), () -> small.server.runningStreams() == 0);
-
-      Stream next = Stream.start(small, request(4000));
-      next.awaitFirstToken();
-      next.context.cancel(null);
-      next.end.get(5, TimeUnit.SECONDS);
-    }
-  }
-
-  @Test
-  void queuedRequestRunsWhenTheSlotFrees() throws Exception {
-    router.tokens = 1_000_000;
-    router.interval = Duration.ofMillis(20);
-    try (GatewayFixture small =
-        GatewayFixture.start(
-            system, GatewayFixture.settings("max-running = 1, max-queued = 1"), TestModel.tiny())) {
-      Stream first = Stream.start(small, request(4000));
-      first.awaitFirstToken();
-      Stream second = Stream.start(small, request(4000));
-      GatewayFixture.await(
-          "queued", Duration.ofSeconds(5), () -> small.server.queuedStreams() == 1);
-      assertTrue(second.received.isEmpty());
-      first.context.cancel(null);
-      second.awaitFirstToken();
-      second.context.cancel(null);
-      second.end.get(5, TimeUnit.SECONDS);
-      GatewayFixture.await(
-          "all freed", Duration.ofSeconds(5), () -> small.server.runningStreams() == 0);
-    }
-  }
-
   @Test
   void leastLoadedRouterIsChosenAndALostRouterFailsItsStreamsWithUnavailable() throws Exception {
     router.tokens = 1_000_000;
@@ -341,73 +200,47 @@ class TestRouterStreamingTest {
     other.interval = Duration.ofMillis(20);
     var otherRef =
         system.systemActorOf(other.behavior(), "test-router-" + routers++, Props.empty());
-    GatewayFixture.await(
-        "two routers",
-        Duration.ofSeconds(5),
-        () -> gateway.server.directory().routers().size() == 2);
-    int before = router.order.size();
-    Stream a = Stream.start(gateway, request(4000));
-    a.awaitFirstToken();
-    Stream b = Stream.start(gateway, request(4000));
-    b.awaitFirstToken();
-    assertEquals(1, router.order.size() - before, "one stream on each router");
-    assertEquals(1, other.order.size());
-
-    // The other router goes away mid-stream: its stream fails with UNAVAILABLE, the slot frees.
-    otherRef.tell(TestRouter.Stop.INSTANCE);
-    CompletableFuture.anyOf(a.end, b.end).get(10, TimeUnit.SECONDS);
-    Stream lost = a.end.isDone() ? a : b;
-    Stream kept = lost == a ? b : a;
-    assertEquals(Status.Code.UNAVAILABLE, lost.end.get().getCode());
-    assertTrue(lost.end.get().getDescription().contains("router"), lost.end.get().getDescription());
-    assertFalse(kept.end.isDone());
-    GatewayFixture.await(
-        "one slot freed", Duration.ofSeconds(5), () -> gateway.server.runningStreams() == 1);
-    kept.context.cancel(null);
-    kept.end.get(5, TimeUnit.SECONDS);
-    GatewayFixture.await(
-        "all slots freed", Duration.ofSeconds(5), () -> gateway.server.runningStreams() == 0);
-  }
-
-  @Test
-  void gracefulShutdownDrainsThenCancelsTheRest() throws Exception {
-    try (GatewayFixture g =
-        GatewayFixture.start(system, GatewayFixture.settings(""), TestModel.tiny())) {
-      GatewayFixture.await("SERVING", Duration.ofSeconds(10), g.server::isServing);
-      router.tokens = 1_000_000;
-      router.interval = Duration.ofMillis(20);
-      Stream endless = Stream.start(g, request(4000));
-      endless.awaitFirstToken();
-      String endlessId = router.lastSubmitted();
-      long start = System.nanoTime();
-      assertFalse(
-          g.server.shutdownGracefully(Duration.ofMillis(500)), "the endless stream cannot drain");
-      assertTrue(System.nanoTime() - start >= 400_000_000L, "waited for the drain time");
-      Status end = endless.end.get(5, TimeUnit.SECONDS);
-      assertFalse(end.isOk());
+    GrpcStream a = null;
+    GrpcStream b = null;
+    try {
       GatewayFixture.await(
-          "Cancel at the router",
+          "two ready routers",
           Duration.ofSeconds(5),
-          () -> router.cancelled.contains(endlessId));
-      assertEquals(0, g.server.runningStreams());
-      StatusRuntimeException refused =
-          assertThrows(StatusRuntimeException.class, () -> g.blocking().complete(request(2)));
-      assertEquals(Status.Code.UNAVAILABLE, refused.getStatus().getCode());
-    }
-  }
+          () -> gateway.server.directory().readyCount() == 2);
+      int before = router.order.size();
+      a = GrpcStream.start(gateway, request(4000));
+      a.awaitFirstToken();
+      b = GrpcStream.start(gateway, request(4000));
+      b.awaitFirstToken();
+      assertEquals(1, router.order.size() - before, "one stream on each router");
+      assertEquals(1, other.order.size());
 
-  @Test
-  void gracefulShutdownLetsShortStreamsFinish() throws Exception {
-    try (GatewayFixture g =
-        GatewayFixture.start(system, GatewayFixture.settings(""), TestModel.tiny())) {
-      GatewayFixture.await("SERVING", Duration.ofSeconds(10), g.server::isServing);
-      router.tokens = 20;
-      router.interval = Duration.ofMillis(20);
-      Stream shortOne = Stream.start(g, request(4000));
-      shortOne.awaitFirstToken();
-      assertTrue(g.server.shutdownGracefully(Duration.ofSeconds(10)));
-      assertEquals(Status.Code.OK, shortOne.end.get(1, TimeUnit.SECONDS).getCode());
-      assertEquals(FinishReason.FINISH_REASON_STOP, shortOne.received.getLast().getFinishReason());
+      // The other router goes away mid-stream: its stream fails with UNAVAILABLE, the slot frees.
+      otherRef.tell(TestRouter.Stop.INSTANCE);
+      CompletableFuture.anyOf(a.end, b.end).get(10, TimeUnit.SECONDS);
+      GrpcStream lost = a.end.isDone() ? a : b;
+      GrpcStream kept = lost == a ? b : a;
+      assertEquals(Status.Code.UNAVAILABLE, lost.end.get().getCode());
+      assertTrue(
+          lost.end.get().getDescription().contains("router"), lost.end.get().getDescription());
+      assertFalse(kept.end.isDone());
+      GatewayFixture.await(
+          "one slot freed", Duration.ofSeconds(5), () -> gateway.server.runningStreams() == 1);
+      kept.context.cancel(null);
+      kept.end.get(5, TimeUnit.SECONDS);
+      GatewayFixture.await(
+          "all slots freed", Duration.ofSeconds(5), () -> gateway.server.runningStreams() == 0);
+    } finally {
+      otherRef.tell(TestRouter.Stop.INSTANCE);
+      for (GrpcStream s : new GrpcStream[] {a, b}) {
+        if (s != null) {
+          s.context.cancel(null);
+        }
+      }
+      GatewayFixture.await(
+          "one router listed",
+          Duration.ofSeconds(5),
+          () -> gateway.server.directory().routers().size() == 1);
     }
   }
 }
