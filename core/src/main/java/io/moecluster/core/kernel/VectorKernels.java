@@ -16,9 +16,7 @@ import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicReference;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
-import jdk.incubator.vector.ShortVector;
 import jdk.incubator.vector.VectorOperators;
-import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorShuffle;
 import jdk.incubator.vector.VectorSpecies;
 
@@ -46,8 +44,15 @@ import jdk.incubator.vector.VectorSpecies;
  * blocks of about {@value #BLOCK_BYTES} bytes, so a block streams from memory once and is re-read
  * from L2 for the following tiles.
  *
- * <p>BF16 weights are widened in registers: 16-bit loads, zero/sign-extended to 32-bit lanes,
- * shifted left by 16 and reinterpreted as floats (exact).
+ * <p>BF16 weights are widened in registers without cross-lane work: each 32-bit lane of a load
+ * holds two weights; {@code lane << 16} is the even column and {@code lane & 0xFFFF0000} the odd
+ * one, both exact floats. The input is first copied into the matching layout (per block of
+ * {@code 2*VL} columns: the even columns, then the odd ones), so a BF16 dot uses, per
+ * {@code 4*VL} columns, {@code a0 += even(p0)*x, a1 += odd(p0)*x, a2 += even(p1)*x,
+ * a3 += odd(p1)*x}, then {@code a0, a1} per remaining whole block of {@code 2*VL}, then the same
+ * reduce and scalar tail. (That beat widening 16-bit lanes with {@code convertShape(S2I)} in
+ * {@code Bf16ConvertBench}, where C2 also failed to intrinsify the conversion in some
+ * compilations and boxed every vector.)
  *
  * <p>The element-wise kernels are vectorized where it pays and deterministic for a given length;
  * {@link #softmax} and {@link #siluMul} use the scalar {@link Math#exp} (the Vector API's
@@ -57,8 +62,6 @@ public final class VectorKernels implements Kernels, AutoCloseable {
 
   static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
   static final VectorSpecies<Integer> I = VectorSpecies.of(int.class, F.vectorShape());
-  static final VectorSpecies<Short> S =
-      VectorSpecies.of(short.class, VectorShape.forBitSize(F.vectorBitSize() / 2));
   static final int VL = F.length();
   private static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
   private static final ValueLayout.OfFloat F32_LE =
@@ -132,16 +135,18 @@ public final class VectorKernels implements Kernels, AutoCloseable {
     Objects.checkFromIndexSize(outOff, rows, out.length);
     MemorySegment seg = w.data();
     boolean bf16 = w.dtype() == DType.BF16;
+    float[] in = bf16 ? splitPairs(x, xOff, cols, 1) : x;
+    int inOff = bf16 ? 0 : xOff;
     long elements = (long) rows * cols;
     if (pool == null || elements < PARALLEL_MIN_ELEMENTS || rows < 2) {
-      matVecRows(seg, bf16, cols, x, xOff, out, outOff, 0, rows);
+      matVecRows(seg, bf16, cols, in, inOff, out, outOff, 0, rows);
       return;
     }
     int chunkRows = chunkRows(rows, cols, Integer.MAX_VALUE);
     int chunks = ceilDiv(rows, chunkRows);
     parallelFor(chunks, chunk -> {
       int r0 = chunk * chunkRows;
-      matVecRows(seg, bf16, cols, x, xOff, out, outOff, r0, Math.min(rows, r0 + chunkRows));
+      matVecRows(seg, bf16, cols, in, inOff, out, outOff, r0, Math.min(rows, r0 + chunkRows));
     });
   }
 
@@ -175,16 +180,17 @@ public final class VectorKernels implements Kernels, AutoCloseable {
     boolean bf16 = w.dtype() == DType.BF16;
     long rowBytes = (long) cols * w.dtype().byteSize();
     int blockRows = (int) Math.max(1, Math.min(rows, BLOCK_BYTES / Math.max(1, rowBytes)));
+    float[] in = bf16 ? splitPairs(x, 0, cols, n) : x;
     double work = (double) rows * cols * n;
     if (pool == null || work < PARALLEL_MIN_ELEMENTS || rows < 2) {
-      matMulRows(seg, bf16, rows, cols, x, n, out, 0, rows, blockRows);
+      matMulRows(seg, bf16, rows, cols, in, n, out, 0, rows, blockRows);
       return;
     }
     int chunkRows = chunkRows(rows, cols, blockRows);
     int chunks = ceilDiv(rows, chunkRows);
     parallelFor(chunks, chunk -> {
       int r0 = chunk * chunkRows;
-      matMulRows(seg, bf16, rows, cols, x, n, out, r0, Math.min(rows, r0 + chunkRows), blockRows);
+      matMulRows(seg, bf16, rows, cols, in, n, out, r0, Math.min(rows, r0 + chunkRows), blockRows);
     });
   }
 
@@ -298,14 +304,6 @@ public final class VectorKernels implements Kernels, AutoCloseable {
   // Row dot products. The single-row and the 4-row versions perform, per (input row, weight row),
   // exactly the same sequence of floating-point operations (see the class comment).
 
-  /** A BF16 vector of VL weights at byte offset {@code off}, widened exactly to floats. */
-  static FloatVector bf16(MemorySegment seg, long off) {
-    return ((IntVector) ShortVector.fromMemorySegment(S, seg, off, LE)
-        .convertShape(VectorOperators.S2I, I, 0))
-        .lanewise(VectorOperators.LSHL, 16)
-        .reinterpretAsFloats();
-  }
-
   private static FloatVector f32(MemorySegment seg, long off) {
     return FloatVector.fromMemorySegment(F, seg, off, LE);
   }
@@ -332,36 +330,108 @@ public final class VectorKernels implements Kernels, AutoCloseable {
     for (; c < bound1; c += VL) {
       a0 = f32(w, row + 4L * c).fma(xv(x, xo + c), a0);
     }
-    float s = reduce(a0.add(a1).add(a2.add(a3)));
+    // reduce() written out: a call taking a vector that C2 does not inline boxes it
+    FloatVector t = a0.add(a1).add(a2.add(a3));
+    float s;
+    if (VL <= 16) {
+      t = t.add(t.rearrange(SWAP_HALF));
+      t = t.add(t.rearrange(SWAP_QUARTER));
+      if (VL >= 8) {
+        t = t.add(t.rearrange(SWAP_EIGHTH));
+      }
+      if (VL >= 16) {
+        t = t.add(t.rearrange(SWAP_SIXTEENTH));
+      }
+      s = t.lane(0);
+    } else {
+      s = reduce(t);
+    }
     for (; c < cols; c++) {
       s = Math.fma(w.get(F32_LE, row + 4L * c), x[xo + c], s);
     }
     return s;
   }
 
-  static float dotBf16(MemorySegment w, long row, float[] x, int xo, int cols) {
+  /**
+   * BF16 weight row against an input in the {@link #splitPairs} layout: each 32-bit load holds two
+   * weights (even column in the low half, odd column in the high half); shifting the low half up
+   * and masking the high half gives the even and the odd columns as exact floats, with no
+   * cross-lane widening.
+   */
+  static float dotBf16(MemorySegment w, long row, float[] xs, int xo, int cols) {
     FloatVector a0 = FloatVector.zero(F);
     FloatVector a1 = a0;
     FloatVector a2 = a0;
     FloatVector a3 = a0;
     int bound4 = cols - cols % (4 * VL);
-    int bound1 = F.loopBound(cols);
+    int bound2 = cols - cols % (2 * VL);
     int c = 0;
     for (; c < bound4; c += 4 * VL) {
       long o = row + 2L * c;
-      a0 = bf16(w, o).fma(xv(x, xo + c), a0);
-      a1 = bf16(w, o + 2L * VL).fma(xv(x, xo + c + VL), a1);
-      a2 = bf16(w, o + 4L * VL).fma(xv(x, xo + c + 2 * VL), a2);
-      a3 = bf16(w, o + 6L * VL).fma(xv(x, xo + c + 3 * VL), a3);
+      IntVector p0 = IntVector.fromMemorySegment(I, w, o, LE);
+      IntVector p1 = IntVector.fromMemorySegment(I, w, o + 4L * VL, LE);
+      a0 = even(p0).fma(xv(xs, xo + c), a0);
+      a1 = odd(p0).fma(xv(xs, xo + c + VL), a1);
+      a2 = even(p1).fma(xv(xs, xo + c + 2 * VL), a2);
+      a3 = odd(p1).fma(xv(xs, xo + c + 3 * VL), a3);
     }
-    for (; c < bound1; c += VL) {
-      a0 = bf16(w, row + 2L * c).fma(xv(x, xo + c), a0);
+    for (; c < bound2; c += 2 * VL) {
+      IntVector p0 = IntVector.fromMemorySegment(I, w, row + 2L * c, LE);
+      a0 = even(p0).fma(xv(xs, xo + c), a0);
+      a1 = odd(p0).fma(xv(xs, xo + c + VL), a1);
     }
-    float s = reduce(a0.add(a1).add(a2.add(a3)));
+    // reduce() written out: a call taking a vector that C2 does not inline boxes it
+    FloatVector t = a0.add(a1).add(a2.add(a3));
+    float s;
+    if (VL <= 16) {
+      t = t.add(t.rearrange(SWAP_HALF));
+      t = t.add(t.rearrange(SWAP_QUARTER));
+      if (VL >= 8) {
+        t = t.add(t.rearrange(SWAP_EIGHTH));
+      }
+      if (VL >= 16) {
+        t = t.add(t.rearrange(SWAP_SIXTEENTH));
+      }
+      s = t.lane(0);
+    } else {
+      s = reduce(t);
+    }
     for (; c < cols; c++) {
-      s = Math.fma(bf16Scalar(w, row + 2L * c), x[xo + c], s);
+      s = Math.fma(bf16Scalar(w, row + 2L * c), xs[xo + c], s);
     }
     return s;
+  }
+
+  /** Even columns of a vector of BF16 pairs: the low halves, moved up into float position. */
+  static FloatVector even(IntVector pairs) {
+    return pairs.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+  }
+
+  /** Odd columns of a vector of BF16 pairs: the high halves, already in float position. */
+  static FloatVector odd(IntVector pairs) {
+    return pairs.and(0xFFFF0000).reinterpretAsFloats();
+  }
+
+  /**
+   * Copies {@code rowsN} input rows of {@code cols} floats into the layout {@link #dotBf16} reads:
+   * within each whole block of {@code 2*VL} columns, the {@code VL} even columns then the
+   * {@code VL} odd ones; the columns after the last whole block stay in place.
+   */
+  static float[] splitPairs(float[] x, int xOff, int cols, int rowsN) {
+    float[] xs = new float[Math.multiplyExact(cols, rowsN)];
+    int bound2 = cols - cols % (2 * VL);
+    for (int i = 0; i < rowsN; i++) {
+      int src = xOff + i * cols;
+      int dst = i * cols;
+      for (int b = 0; b < bound2; b += 2 * VL) {
+        for (int j = 0; j < VL; j++) {
+          xs[dst + b + j] = x[src + b + 2 * j];
+          xs[dst + b + VL + j] = x[src + b + 2 * j + 1];
+        }
+      }
+      System.arraycopy(x, src + bound2, xs, dst + bound2, cols - bound2);
+    }
+    return xs;
   }
 
   private static float bf16Scalar(MemorySegment w, long off) {
@@ -411,10 +481,70 @@ public final class VectorKernels implements Kernels, AutoCloseable {
       c0 = w0.fma(xv(x, xc + c), c0);
       d0 = w0.fma(xv(x, xd + c), d0);
     }
-    float sa = reduce(a0.add(a1).add(a2.add(a3)));
-    float sb = reduce(b0.add(b1).add(b2.add(b3)));
-    float sc = reduce(c0.add(c1).add(c2.add(c3)));
-    float sd = reduce(d0.add(d1).add(d2.add(d3)));
+    // reduce() written out: a call taking a vector that C2 does not inline boxes it
+    FloatVector ta = a0.add(a1).add(a2.add(a3));
+    float sa;
+    if (VL <= 16) {
+      ta = ta.add(ta.rearrange(SWAP_HALF));
+      ta = ta.add(ta.rearrange(SWAP_QUARTER));
+      if (VL >= 8) {
+        ta = ta.add(ta.rearrange(SWAP_EIGHTH));
+      }
+      if (VL >= 16) {
+        ta = ta.add(ta.rearrange(SWAP_SIXTEENTH));
+      }
+      sa = ta.lane(0);
+    } else {
+      sa = reduce(ta);
+    }
+    // reduce() written out: a call taking a vector that C2 does not inline boxes it
+    FloatVector tb = b0.add(b1).add(b2.add(b3));
+    float sb;
+    if (VL <= 16) {
+      tb = tb.add(tb.rearrange(SWAP_HALF));
+      tb = tb.add(tb.rearrange(SWAP_QUARTER));
+      if (VL >= 8) {
+        tb = tb.add(tb.rearrange(SWAP_EIGHTH));
+      }
+      if (VL >= 16) {
+        tb = tb.add(tb.rearrange(SWAP_SIXTEENTH));
+      }
+      sb = tb.lane(0);
+    } else {
+      sb = reduce(tb);
+    }
+    // reduce() written out: a call taking a vector that C2 does not inline boxes it
+    FloatVector tc = c0.add(c1).add(c2.add(c3));
+    float sc;
+    if (VL <= 16) {
+      tc = tc.add(tc.rearrange(SWAP_HALF));
+      tc = tc.add(tc.rearrange(SWAP_QUARTER));
+      if (VL >= 8) {
+        tc = tc.add(tc.rearrange(SWAP_EIGHTH));
+      }
+      if (VL >= 16) {
+        tc = tc.add(tc.rearrange(SWAP_SIXTEENTH));
+      }
+      sc = tc.lane(0);
+    } else {
+      sc = reduce(tc);
+    }
+    // reduce() written out: a call taking a vector that C2 does not inline boxes it
+    FloatVector td = d0.add(d1).add(d2.add(d3));
+    float sd;
+    if (VL <= 16) {
+      td = td.add(td.rearrange(SWAP_HALF));
+      td = td.add(td.rearrange(SWAP_QUARTER));
+      if (VL >= 8) {
+        td = td.add(td.rearrange(SWAP_EIGHTH));
+      }
+      if (VL >= 16) {
+        td = td.add(td.rearrange(SWAP_SIXTEENTH));
+      }
+      sd = td.lane(0);
+    } else {
+      sd = reduce(td);
+    }
     for (; c < cols; c++) {
       float wc = w.get(F32_LE, row + 4L * c);
       sa = Math.fma(wc, x[xa + c], sa);
@@ -436,42 +566,110 @@ public final class VectorKernels implements Kernels, AutoCloseable {
     FloatVector d0 = a0, d1 = a0, d2 = a0, d3 = a0;
     int xa = xo, xb = xo + cols, xc = xo + 2 * cols, xd = xo + 3 * cols;
     int bound4 = cols - cols % (4 * VL);
-    int bound1 = F.loopBound(cols);
+    int bound2 = cols - cols % (2 * VL);
     int c = 0;
     for (; c < bound4; c += 4 * VL) {
       long o = row + 2L * c;
-      FloatVector w0 = bf16(w, o);
+      IntVector p0 = IntVector.fromMemorySegment(I, w, o, LE);
+      FloatVector w0 = even(p0);
       a0 = w0.fma(xv(x, xa + c), a0);
       b0 = w0.fma(xv(x, xb + c), b0);
       c0 = w0.fma(xv(x, xc + c), c0);
       d0 = w0.fma(xv(x, xd + c), d0);
-      FloatVector w1 = bf16(w, o + 2L * VL);
+      FloatVector w1 = odd(p0);
       a1 = w1.fma(xv(x, xa + c + VL), a1);
       b1 = w1.fma(xv(x, xb + c + VL), b1);
       c1 = w1.fma(xv(x, xc + c + VL), c1);
       d1 = w1.fma(xv(x, xd + c + VL), d1);
-      FloatVector w2 = bf16(w, o + 4L * VL);
+      IntVector p1 = IntVector.fromMemorySegment(I, w, o + 4L * VL, LE);
+      FloatVector w2 = even(p1);
       a2 = w2.fma(xv(x, xa + c + 2 * VL), a2);
       b2 = w2.fma(xv(x, xb + c + 2 * VL), b2);
       c2 = w2.fma(xv(x, xc + c + 2 * VL), c2);
       d2 = w2.fma(xv(x, xd + c + 2 * VL), d2);
-      FloatVector w3 = bf16(w, o + 6L * VL);
+      FloatVector w3 = odd(p1);
       a3 = w3.fma(xv(x, xa + c + 3 * VL), a3);
       b3 = w3.fma(xv(x, xb + c + 3 * VL), b3);
       c3 = w3.fma(xv(x, xc + c + 3 * VL), c3);
       d3 = w3.fma(xv(x, xd + c + 3 * VL), d3);
     }
-    for (; c < bound1; c += VL) {
-      FloatVector w0 = bf16(w, row + 2L * c);
+    for (; c < bound2; c += 2 * VL) {
+      IntVector p0 = IntVector.fromMemorySegment(I, w, row + 2L * c, LE);
+      FloatVector w0 = even(p0);
       a0 = w0.fma(xv(x, xa + c), a0);
       b0 = w0.fma(xv(x, xb + c), b0);
       c0 = w0.fma(xv(x, xc + c), c0);
       d0 = w0.fma(xv(x, xd + c), d0);
+      FloatVector w1 = odd(p0);
+      a1 = w1.fma(xv(x, xa + c + VL), a1);
+      b1 = w1.fma(xv(x, xb + c + VL), b1);
+      c1 = w1.fma(xv(x, xc + c + VL), c1);
+      d1 = w1.fma(xv(x, xd + c + VL), d1);
     }
-    float sa = reduce(a0.add(a1).add(a2.add(a3)));
-    float sb = reduce(b0.add(b1).add(b2.add(b3)));
-    float sc = reduce(c0.add(c1).add(c2.add(c3)));
-    float sd = reduce(d0.add(d1).add(d2.add(d3)));
+    // reduce() written out: a call taking a vector that C2 does not inline boxes it
+    FloatVector ta = a0.add(a1).add(a2.add(a3));
+    float sa;
+    if (VL <= 16) {
+      ta = ta.add(ta.rearrange(SWAP_HALF));
+      ta = ta.add(ta.rearrange(SWAP_QUARTER));
+      if (VL >= 8) {
+        ta = ta.add(ta.rearrange(SWAP_EIGHTH));
+      }
+      if (VL >= 16) {
+        ta = ta.add(ta.rearrange(SWAP_SIXTEENTH));
+      }
+      sa = ta.lane(0);
+    } else {
+      sa = reduce(ta);
+    }
+    // reduce() written out: a call taking a vector that C2 does not inline boxes it
+    FloatVector tb = b0.add(b1).add(b2.add(b3));
+    float sb;
+    if (VL <= 16) {
+      tb = tb.add(tb.rearrange(SWAP_HALF));
+      tb = tb.add(tb.rearrange(SWAP_QUARTER));
+      if (VL >= 8) {
+        tb = tb.add(tb.rearrange(SWAP_EIGHTH));
+      }
+      if (VL >= 16) {
+        tb = tb.add(tb.rearrange(SWAP_SIXTEENTH));
+      }
+      sb = tb.lane(0);
+    } else {
+      sb = reduce(tb);
+    }
+    // reduce() written out: a call taking a vector that C2 does not inline boxes it
+    FloatVector tc = c0.add(c1).add(c2.add(c3));
+    float sc;
+    if (VL <= 16) {
+      tc = tc.add(tc.rearrange(SWAP_HALF));
+      tc = tc.add(tc.rearrange(SWAP_QUARTER));
+      if (VL >= 8) {
+        tc = tc.add(tc.rearrange(SWAP_EIGHTH));
+      }
+      if (VL >= 16) {
+        tc = tc.add(tc.rearrange(SWAP_SIXTEENTH));
+      }
+      sc = tc.lane(0);
+    } else {
+      sc = reduce(tc);
+    }
+    // reduce() written out: a call taking a vector that C2 does not inline boxes it
+    FloatVector td = d0.add(d1).add(d2.add(d3));
+    float sd;
+    if (VL <= 16) {
+      td = td.add(td.rearrange(SWAP_HALF));
+      td = td.add(td.rearrange(SWAP_QUARTER));
+      if (VL >= 8) {
+        td = td.add(td.rearrange(SWAP_EIGHTH));
+      }
+      if (VL >= 16) {
+        td = td.add(td.rearrange(SWAP_SIXTEENTH));
+      }
+      sd = td.lane(0);
+    } else {
+      sd = reduce(td);
+    }
     for (; c < cols; c++) {
       float wc = bf16Scalar(w, row + 2L * c);
       sa = Math.fma(wc, x[xa + c], sa);
@@ -549,7 +747,22 @@ public final class VectorKernels implements Kernels, AutoCloseable {
     for (; i < bound1; i += VL) {
       a0 = xv(a, aOff + i).fma(xv(b, bOff + i), a0);
     }
-    float s = reduce(a0.add(a1).add(a2.add(a3)));
+    // reduce() written out: a call taking a vector that C2 does not inline boxes it
+    FloatVector t = a0.add(a1).add(a2.add(a3));
+    float s;
+    if (VL <= 16) {
+      t = t.add(t.rearrange(SWAP_HALF));
+      t = t.add(t.rearrange(SWAP_QUARTER));
+      if (VL >= 8) {
+        t = t.add(t.rearrange(SWAP_EIGHTH));
+      }
+      if (VL >= 16) {
+        t = t.add(t.rearrange(SWAP_SIXTEENTH));
+      }
+      s = t.lane(0);
+    } else {
+      s = reduce(t);
+    }
     for (; i < length; i++) {
       s = Math.fma(a[aOff + i], b[bOff + i], s);
     }
