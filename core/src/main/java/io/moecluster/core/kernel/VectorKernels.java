@@ -29,9 +29,10 @@ import jdk.incubator.vector.VectorSpecies;
  * a weight row with an input row of {@code cols} floats is always computed as
  *
  * <ol>
- *   <li>one vector accumulator {@code a}: {@code a = fma(w[c .. c+VL), x[c .. c+VL), a)} for each
- *       whole vector of columns, in column order (BF16: for each whole block of {@code 2*VL}
- *       columns, first the even columns, then the odd ones, see below);
+ *   <li>one vector accumulator: F32, {@code a = fma(w[c .. c+VL), x[c .. c+VL), a)} for each
+ *       whole vector of columns, in column order; BF16, for each whole block of {@code 2*VL}
+ *       columns in column order, {@code a = fma(even columns, x, a)} then
+ *       {@code a = fma(odd columns, x, a)} (see below);
  *   <li>{@code s = reduce(a)}, a fixed butterfly: lane {@code i} plus lane {@code i ^ VL/2}, then
  *       {@code i ^ VL/4}, ... down to lane 0 (lane-wise IEEE adds only, unlike
  *       {@code reduceLanes(ADD)}, whose order may differ between the interpreter and C2);
@@ -40,8 +41,9 @@ import jdk.incubator.vector.VectorSpecies;
  *
  * That sequence depends on {@code cols} (and the species) only. Latency is hidden by working on
  * several independent (weight row, input row) pairs at once instead of by splitting one sum:
- * {@link #matVec} takes 4 weight rows per pass, {@link #matMul} 4 weight rows x {@value #TILE}
- * input rows (16 accumulators in registers; each weight vector is loaded once per tile). Every
+ * {@link #matVec} takes 4 weight rows per pass (8 for BF16), {@link #matMul} 4 weight rows x {@value #TILE}
+ * input rows for F32 ({@value #TILE_BF16} for BF16): 16 accumulators in registers, each weight
+ * vector loaded once per tile. Every
  * pair still runs the sequence above, so {@link #matMul} is bit-identical to {@link #matVec}
  * whatever {@code n}, the chunking or the thread count. Weight rows are walked in blocks of
  * about {@value #BLOCK_BYTES} bytes, so a block streams from memory once and is re-read from L2
@@ -69,8 +71,10 @@ public final class VectorKernels implements Kernels, AutoCloseable {
   private static final ValueLayout.OfShort I16_LE =
       ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
-  /** Input rows processed per pass over a weight row in {@link #matMul}. */
+  /** Input rows processed per pass over 4 weight rows in {@link #matMul}, F32 weights. */
   static final int TILE = 4;
+  /** The same for BF16 weights. */
+  static final int TILE_BF16 = 4;
   /** Weight bytes per {@link #matMul} row block (a fraction of the 4 MiB L2 per core). */
   static final long BLOCK_BYTES = 1L << 20;
   /** Below this many weight elements (times n) a product runs on the calling thread alone. */
@@ -154,6 +158,12 @@ public final class VectorKernels implements Kernels, AutoCloseable {
       float[] out, int outOff, int r0, int r1) {
     long rowBytes = (long) cols * (bf16 ? 2 : 4);
     int r = r0;
+    if (bf16) {
+      // BF16 runs two FMAs per loaded vector on one chain: 8 rows keep enough loads in flight.
+      for (; r + 8 <= r1; r += 8) {
+        bf16Rows8x1(seg, r * rowBytes, rowBytes, x, xOff, cols, out, outOff + r, 0);
+      }
+    }
     for (; r + 4 <= r1; r += 4) {
       if (bf16) {
         bf16Rows4x1(seg, r * rowBytes, rowBytes, x, xOff, cols, out, outOff + r, 0);
@@ -185,7 +195,7 @@ public final class VectorKernels implements Kernels, AutoCloseable {
     MemorySegment seg = w.data();
     boolean bf16 = w.dtype() == DType.BF16;
     long rowBytes = (long) cols * w.dtype().byteSize();
-    int blockRows = (int) Math.max(1, Math.min(rows, BLOCK_BYTES / Math.max(1, rowBytes)));
+    int blockRows = roundUp8((int) Math.max(1, Math.min(rows, BLOCK_BYTES / Math.max(1, rowBytes))));
     float[] in = bf16 ? splitPairs(x, 0, cols, n) : x;
     double work = (double) rows * cols * n;
     if (pool == null || work < PARALLEL_MIN_ELEMENTS || rows < 2) {
@@ -202,15 +212,17 @@ public final class VectorKernels implements Kernels, AutoCloseable {
 
   /**
    * Weight rows [r0, r1) for every input row: L2-sized blocks of weight rows; within a block, tiles
-   * of {@value #TILE} input rows against 4 weight rows at a time (16 accumulators in registers).
+   * of input rows ({@value #TILE} for F32, {@value #TILE_BF16} for BF16) against 4 weight rows at a
+   * time (16 accumulators in registers).
    */
   private static void matMulRows(MemorySegment seg, boolean bf16, int rows, int cols, float[] x,
       int n, float[] out, int r0, int r1, int blockRows) {
     long rowBytes = (long) cols * (bf16 ? 2 : 4);
+    int tile = bf16 ? TILE_BF16 : TILE;
     for (int b0 = r0; b0 < r1; b0 += blockRows) {
       int b1 = Math.min(r1, b0 + blockRows);
       int i = 0;
-      for (; i + TILE <= n; i += TILE) {
+      for (; i + tile <= n; i += tile) {
         int xo = i * cols;
         int oo = i * rows;
         int r = b0;
@@ -238,7 +250,12 @@ public final class VectorKernels implements Kernels, AutoCloseable {
   private int chunkRows(int rows, int cols, int maxRows) {
     int balanced = ceilDiv(rows, threads * CHUNKS_PER_THREAD);
     int minRows = (int) Math.max(1, ceilDiv(MIN_CHUNK_ELEMENTS, Math.max(1, cols)));
-    return Math.max(1, Math.min(maxRows, Math.max(balanced, minRows)));
+    return roundUp8(Math.max(1, Math.min(maxRows, Math.max(balanced, minRows))));
+  }
+
+  /** Row counts in multiples of 8 keep every row in the 8- and 4-row kernels. */
+  private static int roundUp8(int rows) {
+    return (rows + 7) & ~7;
   }
 
   private static int ceilDiv(long a, long b) {
@@ -336,12 +353,11 @@ public final class VectorKernels implements Kernels, AutoCloseable {
   }
 
   // ---------------------------------------------------------------------------------------------
-  // Register-tiled dot products, generated (R weight rows x T input rows, one accumulator per
-  // pair). Every variant runs, per (weight row, input row) pair, the identical sequence of
-  // operations described in the class comment, so they can be mixed freely.
+  // Register-tiled dot products, generated (R weight rows x T input rows). Every variant runs,
+  // per (weight row, input row) pair, the identical sequence of operations described in the
+  // class comment, so they can be mixed freely.
 
   /** 1 weight row(s) x 1 input row(s), F32: out[oo + t*ostride + k] = dot(w row k, x row t). */
-
   static void f32Rows1x1(MemorySegment w, long row, long rowBytes, float[] x, int xo, int cols,
       float[] out, int oo, int ostride) {
     long w0 = row + 0L * rowBytes;
@@ -375,7 +391,6 @@ public final class VectorKernels implements Kernels, AutoCloseable {
   }
 
   /** 4 weight row(s) x 1 input row(s), F32: out[oo + t*ostride + k] = dot(w row k, x row t). */
-
   static void f32Rows4x1(MemorySegment w, long row, long rowBytes, float[] x, int xo, int cols,
       float[] out, int oo, int ostride) {
     long w0 = row + 0L * rowBytes;
@@ -466,7 +481,6 @@ public final class VectorKernels implements Kernels, AutoCloseable {
   }
 
   /** 4 weight row(s) x 4 input row(s), F32: out[oo + t*ostride + k] = dot(w row k, x row t). */
-
   static void f32Rows4x4(MemorySegment w, long row, long rowBytes, float[] x, int xo, int cols,
       float[] out, int oo, int ostride) {
     long w0 = row + 0L * rowBytes;
@@ -758,7 +772,6 @@ public final class VectorKernels implements Kernels, AutoCloseable {
   }
 
   /** 1 weight row(s) x 4 input row(s), F32: out[oo + t*ostride + k] = dot(w row k, x row t). */
-
   static void f32Rows1x4(MemorySegment w, long row, long rowBytes, float[] x, int xo, int cols,
       float[] out, int oo, int ostride) {
     long w0 = row + 0L * rowBytes;
@@ -849,7 +862,6 @@ public final class VectorKernels implements Kernels, AutoCloseable {
   }
 
   /** 1 weight row(s) x 1 input row(s), BF16: out[oo + t*ostride + k] = dot(w row k, x row t). */
-
   static void bf16Rows1x1(MemorySegment w, long row, long rowBytes, float[] x, int xo, int cols,
       float[] out, int oo, int ostride) {
     long w0 = row + 0L * rowBytes;
@@ -887,7 +899,6 @@ public final class VectorKernels implements Kernels, AutoCloseable {
   }
 
   /** 4 weight row(s) x 1 input row(s), BF16: out[oo + t*ostride + k] = dot(w row k, x row t). */
-
   static void bf16Rows4x1(MemorySegment w, long row, long rowBytes, float[] x, int xo, int cols,
       float[] out, int oo, int ostride) {
     long w0 = row + 0L * rowBytes;
@@ -990,8 +1001,198 @@ public final class VectorKernels implements Kernels, AutoCloseable {
     out[oo + 0 * ostride + 3] = s30;
   }
 
-  /** 4 weight row(s) x 4 input row(s), BF16: out[oo + t*ostride + k] = dot(w row k, x row t). */
+  /** 8 weight row(s) x 1 input row(s), BF16: out[oo + t*ostride + k] = dot(w row k, x row t). */
+  static void bf16Rows8x1(MemorySegment w, long row, long rowBytes, float[] x, int xo, int cols,
+      float[] out, int oo, int ostride) {
+    long w0 = row + 0L * rowBytes;
+    long w1 = row + 1L * rowBytes;
+    long w2 = row + 2L * rowBytes;
+    long w3 = row + 3L * rowBytes;
+    long w4 = row + 4L * rowBytes;
+    long w5 = row + 5L * rowBytes;
+    long w6 = row + 6L * rowBytes;
+    long w7 = row + 7L * rowBytes;
+    int x0 = xo + 0 * cols;
+    FloatVector a00 = FloatVector.zero(F);
+    FloatVector a10 = FloatVector.zero(F);
+    FloatVector a20 = FloatVector.zero(F);
+    FloatVector a30 = FloatVector.zero(F);
+    FloatVector a40 = FloatVector.zero(F);
+    FloatVector a50 = FloatVector.zero(F);
+    FloatVector a60 = FloatVector.zero(F);
+    FloatVector a70 = FloatVector.zero(F);
+    int c = 0;
+    int bound = cols - cols % (2 * VL);
+    for (; c < bound; c += 2 * VL) {
+      IntVector p0 = IntVector.fromMemorySegment(I, w, w0 + 2L * c, LE);
+      IntVector p1 = IntVector.fromMemorySegment(I, w, w1 + 2L * c, LE);
+      IntVector p2 = IntVector.fromMemorySegment(I, w, w2 + 2L * c, LE);
+      IntVector p3 = IntVector.fromMemorySegment(I, w, w3 + 2L * c, LE);
+      IntVector p4 = IntVector.fromMemorySegment(I, w, w4 + 2L * c, LE);
+      IntVector p5 = IntVector.fromMemorySegment(I, w, w5 + 2L * c, LE);
+      IntVector p6 = IntVector.fromMemorySegment(I, w, w6 + 2L * c, LE);
+      IntVector p7 = IntVector.fromMemorySegment(I, w, w7 + 2L * c, LE);
+      FloatVector e0 = p0.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+      FloatVector e1 = p1.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+      FloatVector e2 = p2.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+      FloatVector e3 = p3.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+      FloatVector e4 = p4.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+      FloatVector e5 = p5.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+      FloatVector e6 = p6.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+      FloatVector e7 = p7.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+      FloatVector y0 = FloatVector.fromArray(F, x, x0 + c);
+      a00 = e0.fma(y0, a00);
+      a10 = e1.fma(y0, a10);
+      a20 = e2.fma(y0, a20);
+      a30 = e3.fma(y0, a30);
+      a40 = e4.fma(y0, a40);
+      a50 = e5.fma(y0, a50);
+      a60 = e6.fma(y0, a60);
+      a70 = e7.fma(y0, a70);
+      FloatVector o0 = p0.and(0xFFFF0000).reinterpretAsFloats();
+      FloatVector o1 = p1.and(0xFFFF0000).reinterpretAsFloats();
+      FloatVector o2 = p2.and(0xFFFF0000).reinterpretAsFloats();
+      FloatVector o3 = p3.and(0xFFFF0000).reinterpretAsFloats();
+      FloatVector o4 = p4.and(0xFFFF0000).reinterpretAsFloats();
+      FloatVector o5 = p5.and(0xFFFF0000).reinterpretAsFloats();
+      FloatVector o6 = p6.and(0xFFFF0000).reinterpretAsFloats();
+      FloatVector o7 = p7.and(0xFFFF0000).reinterpretAsFloats();
+      FloatVector z0 = FloatVector.fromArray(F, x, x0 + c + VL);
+      a00 = o0.fma(z0, a00);
+      a10 = o1.fma(z0, a10);
+      a20 = o2.fma(z0, a20);
+      a30 = o3.fma(z0, a30);
+      a40 = o4.fma(z0, a40);
+      a50 = o5.fma(z0, a50);
+      a60 = o6.fma(z0, a60);
+      a70 = o7.fma(z0, a70);
+    }
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a00 = a00.add(a00.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a00 = a00.add(a00.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a00 = a00.add(a00.rearrange(STEP4));
+    }
+    a00 = a00.add(a00.rearrange(STEP2));
+    a00 = a00.add(a00.rearrange(STEP1));
+    float s00 = a00.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a10 = a10.add(a10.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a10 = a10.add(a10.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a10 = a10.add(a10.rearrange(STEP4));
+    }
+    a10 = a10.add(a10.rearrange(STEP2));
+    a10 = a10.add(a10.rearrange(STEP1));
+    float s10 = a10.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a20 = a20.add(a20.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a20 = a20.add(a20.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a20 = a20.add(a20.rearrange(STEP4));
+    }
+    a20 = a20.add(a20.rearrange(STEP2));
+    a20 = a20.add(a20.rearrange(STEP1));
+    float s20 = a20.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a30 = a30.add(a30.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a30 = a30.add(a30.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a30 = a30.add(a30.rearrange(STEP4));
+    }
+    a30 = a30.add(a30.rearrange(STEP2));
+    a30 = a30.add(a30.rearrange(STEP1));
+    float s30 = a30.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a40 = a40.add(a40.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a40 = a40.add(a40.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a40 = a40.add(a40.rearrange(STEP4));
+    }
+    a40 = a40.add(a40.rearrange(STEP2));
+    a40 = a40.add(a40.rearrange(STEP1));
+    float s40 = a40.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a50 = a50.add(a50.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a50 = a50.add(a50.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a50 = a50.add(a50.rearrange(STEP4));
+    }
+    a50 = a50.add(a50.rearrange(STEP2));
+    a50 = a50.add(a50.rearrange(STEP1));
+    float s50 = a50.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a60 = a60.add(a60.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a60 = a60.add(a60.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a60 = a60.add(a60.rearrange(STEP4));
+    }
+    a60 = a60.add(a60.rearrange(STEP2));
+    a60 = a60.add(a60.rearrange(STEP1));
+    float s60 = a60.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a70 = a70.add(a70.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a70 = a70.add(a70.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a70 = a70.add(a70.rearrange(STEP4));
+    }
+    a70 = a70.add(a70.rearrange(STEP2));
+    a70 = a70.add(a70.rearrange(STEP1));
+    float s70 = a70.lane(0);
+    for (; c < cols; c++) {
+      float u0 = Float.intBitsToFloat(w.get(I16_LE, w0 + 2L * c) << 16);
+      float u1 = Float.intBitsToFloat(w.get(I16_LE, w1 + 2L * c) << 16);
+      float u2 = Float.intBitsToFloat(w.get(I16_LE, w2 + 2L * c) << 16);
+      float u3 = Float.intBitsToFloat(w.get(I16_LE, w3 + 2L * c) << 16);
+      float u4 = Float.intBitsToFloat(w.get(I16_LE, w4 + 2L * c) << 16);
+      float u5 = Float.intBitsToFloat(w.get(I16_LE, w5 + 2L * c) << 16);
+      float u6 = Float.intBitsToFloat(w.get(I16_LE, w6 + 2L * c) << 16);
+      float u7 = Float.intBitsToFloat(w.get(I16_LE, w7 + 2L * c) << 16);
+      float q0 = x[x0 + c];
+      s00 = Math.fma(u0, q0, s00);
+      s10 = Math.fma(u1, q0, s10);
+      s20 = Math.fma(u2, q0, s20);
+      s30 = Math.fma(u3, q0, s30);
+      s40 = Math.fma(u4, q0, s40);
+      s50 = Math.fma(u5, q0, s50);
+      s60 = Math.fma(u6, q0, s60);
+      s70 = Math.fma(u7, q0, s70);
+    }
+    out[oo + 0 * ostride + 0] = s00;
+    out[oo + 0 * ostride + 1] = s10;
+    out[oo + 0 * ostride + 2] = s20;
+    out[oo + 0 * ostride + 3] = s30;
+    out[oo + 0 * ostride + 4] = s40;
+    out[oo + 0 * ostride + 5] = s50;
+    out[oo + 0 * ostride + 6] = s60;
+    out[oo + 0 * ostride + 7] = s70;
+  }
 
+  /** 4 weight row(s) x 4 input row(s), BF16: out[oo + t*ostride + k] = dot(w row k, x row t). */
   static void bf16Rows4x4(MemorySegment w, long row, long rowBytes, float[] x, int xo, int cols,
       float[] out, int oo, int ostride) {
     long w0 = row + 0L * rowBytes;
@@ -1311,7 +1512,6 @@ public final class VectorKernels implements Kernels, AutoCloseable {
   }
 
   /** 1 weight row(s) x 4 input row(s), BF16: out[oo + t*ostride + k] = dot(w row k, x row t). */
-
   static void bf16Rows1x4(MemorySegment w, long row, long rowBytes, float[] x, int xo, int cols,
       float[] out, int oo, int ostride) {
     long w0 = row + 0L * rowBytes;
