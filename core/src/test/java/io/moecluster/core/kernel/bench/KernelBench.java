@@ -12,14 +12,18 @@ import io.moecluster.core.kernel.VectorKernels;
  * # the machine's bounds: median read bandwidth (1 GiB buffer) and FMA peak, on 1 and 2 threads
  * ./mvnw -q -pl core -Pjmh test-compile exec:exec -Djmh.args="bounds 1 2"
  * # decode: matVec GB/s of weights read (the "gbytes" row), F32 and BF16, 1 and 2 threads
- * ./mvnw -q -pl core -Pjmh test-compile exec:exec -Djmh.args="MatVecBench -f 1 -wi 2 -i 3 -r 1s"
+ * ./mvnw -q -pl core -Pjmh test-compile exec:exec -Djmh.args="MatVecBench -f 1 -wi 5 -i 3 -r 1s"
  * # prefill: matMul GFLOP/s (the "gflop" row) at n = 16, 64, 256
- * ./mvnw -q -pl core -Pjmh test-compile exec:exec -Djmh.args="MatMulBench -f 1 -wi 2 -i 3 -r 1s"
+ * ./mvnw -q -pl core -Pjmh test-compile exec:exec -Djmh.args="MatMulBench -f 1 -wi 5 -i 3 -r 1s"
  * # BF16 widening formulations compared
  * ./mvnw -q -pl core -Pjmh test-compile exec:exec -Djmh.args="Bf16ConvertBench -f 1 -wi 2 -i 3 -r 1s"
  * }</pre>
  *
- * Any other arguments are JMH's own ({@code -h} lists them; {@code -p threads=1} narrows a
+ * Five one-second warm-up iterations, not two: C2 needs a few seconds to compile the large
+ * register-tiled kernels on a busy 2-core machine, and until it has, the Vector API runs in the
+ * interpreter and C1 hundreds of times slower (which shows up as near-zero GB/s).
+ *
+ * <p>Any other arguments are JMH's own ({@code -h} lists them; {@code -p threads=1} narrows a
  * parameter). The {@code jmh} profile of {@code core/pom.xml} runs this class on the test class
  * path with the Vector API module added.
  */
@@ -28,8 +32,8 @@ public final class KernelBench {
 
   public static void main(String[] args) throws Exception {
     if (args.length > 0 && args[0].equals("bounds")) {
-      System.out.println("species " + VectorKernels.class.getSimpleName() + " preferred float lanes: "
-          + jdk.incubator.vector.FloatVector.SPECIES_PREFERRED.length());
+      System.out.println(VectorKernels.class.getSimpleName() + " species: "
+          + jdk.incubator.vector.FloatVector.SPECIES_PREFERRED);
       for (int i = 1; i < Math.max(2, args.length); i++) {
         int threads = args.length > 1 ? Integer.parseInt(args[i]) : Runtime.getRuntime().availableProcessors();
         double gbps = MemoryBandwidth.measureReadGBps(threads);

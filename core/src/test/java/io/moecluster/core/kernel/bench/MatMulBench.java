@@ -27,13 +27,13 @@ import org.openjdk.jmh.annotations.Warmup;
  * weight matrix, reported as GFLOP/s (the {@code gflop} secondary result, 2 flops per
  * multiply-add; the primary score is calls/s).
  *
- * <p>Run: {@code ./mvnw -q -pl core -Pjmh test-compile exec:exec -Djmh.args="MatMulBench -f 1 -wi 2 -i 3 -r 1s"}
+ * <p>Run: {@code ./mvnw -q -pl core -Pjmh test-compile exec:exec -Djmh.args="MatMulBench -f 1 -wi 5 -i 3 -r 1s"}
  */
 @State(Scope.Thread)
 @BenchmarkMode(Mode.Throughput)
 @OutputTimeUnit(TimeUnit.SECONDS)
 @Fork(value = 1, jvmArgsAppend = {"--add-modules", "jdk.incubator.vector", "-Xmx2g"})
-@Warmup(iterations = 2, time = 1)
+@Warmup(iterations = 5, time = 1)
 @Measurement(iterations = 3, time = 1)
 public class MatMulBench {
 

@@ -28,13 +28,13 @@ import org.openjdk.jmh.annotations.Warmup;
  * call takes the next of enough copies of the matrix to fill 1 GiB, so weights come from DRAM as
  * they do when a token touches many experts, not from the caches.
  *
- * <p>Run: {@code ./mvnw -q -pl core -Pjmh test-compile exec:exec -Djmh.args="MatVecBench -f 1 -wi 2 -i 3 -r 1s"}
+ * <p>Run: {@code ./mvnw -q -pl core -Pjmh test-compile exec:exec -Djmh.args="MatVecBench -f 1 -wi 5 -i 3 -r 1s"}
  */
 @State(Scope.Thread)
 @BenchmarkMode(Mode.Throughput)
 @OutputTimeUnit(TimeUnit.SECONDS)
 @Fork(value = 1, jvmArgsAppend = {"--add-modules", "jdk.incubator.vector", "-Xmx2g"})
-@Warmup(iterations = 2, time = 1)
+@Warmup(iterations = 5, time = 1)
 @Measurement(iterations = 3, time = 1)
 public class MatVecBench {
 
