@@ -41,13 +41,12 @@ import jdk.incubator.vector.VectorSpecies;
  *
  * That sequence depends on {@code cols} (and the species) only. Latency is hidden by working on
  * several independent (weight row, input row) pairs at once instead of by splitting one sum:
- * {@link #matVec} takes 4 weight rows per pass (8 for BF16), {@link #matMul} 4 weight rows x {@value #TILE}
- * input rows for F32 ({@value #TILE_BF16} for BF16): 16 accumulators in registers, each weight
- * vector loaded once per tile. Every
- * pair still runs the sequence above, so {@link #matMul} is bit-identical to {@link #matVec}
- * whatever {@code n}, the chunking or the thread count. Weight rows are walked in blocks of
- * about {@value #BLOCK_BYTES} bytes, so a block streams from memory once and is re-read from L2
- * for the following tiles.
+ * {@link #matVec} takes 4 weight rows per pass (8 for BF16), {@link #matMul} 4 weight rows x
+ * {@value #TILE} input rows: 16 accumulators in registers, each weight vector loaded once per
+ * tile. Every pair still runs the sequence above, so {@link #matMul} is bit-identical to
+ * {@link #matVec} whatever {@code n}, the chunking or the thread count. Weight rows are walked in
+ * blocks of about {@value #BLOCK_BYTES} bytes, so a block streams from memory once and is re-read
+ * from L2 for the following tiles.
  *
  * <p>BF16 weights are widened in registers without cross-lane work: each 32-bit lane of a load
  * holds two weights; {@code lane << 16} is the even column and {@code lane & 0xFFFF0000} the odd
