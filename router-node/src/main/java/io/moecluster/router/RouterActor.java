@@ -116,7 +116,12 @@ public final class RouterActor extends AbstractBehavior<RouterCommand> {
     if (prompt.length == 0) {
       throw new IllegalArgumentException("prompt_ids must contain at least one token");
     }
-    return new GenerationRequest(prompt, sampling, maxTokens, submit.getStopList(), submit.getIgnoreEos());
+    if (submit.getLogprobs() > GenerationRequest.MAX_LOGPROBS) {
+      throw new IllegalArgumentException(
+          "logprobs must be at most " + GenerationRequest.MAX_LOGPROBS + ", got " + Integer.toUnsignedLong(submit.getLogprobs()));
+    }
+    return new GenerationRequest(
+        prompt, sampling, maxTokens, submit.getStopList(), submit.getIgnoreEos(), submit.getLogprobs());
   }
 
   /** Converts sampling parameters; IllegalArgumentException names the field ("sampling.top_p ..."). */
@@ -146,13 +151,19 @@ public final class RouterActor extends AbstractBehavior<RouterCommand> {
   private record EventSender(String requestId, ActorRef<SequenceEvent> replyTo) implements Engine.Listener {
     @Override
     public void onToken(TokenEvent token) {
-      replyTo.tell(SequenceEvent.newBuilder()
-          .setRequestId(requestId)
-          .setToken(TokenChunk.newBuilder()
-              .setIndex(token.index())
-              .setTokenId(token.tokenId())
-              .setText(token.textDelta()))
-          .build());
+      TokenChunk.Builder chunk = TokenChunk.newBuilder()
+          .setIndex(token.index())
+          .setTokenId(token.tokenId())
+          .setText(token.textDelta());
+      if (token.hasLogprob()) {
+        chunk.setLogprob(token.logprob());
+        for (var alt : token.topLogprobs()) {
+          chunk.addTop(io.moecluster.proto.cluster.v1.TopLogprob.newBuilder()
+              .setId(alt.tokenId())
+              .setLogprob(alt.logprob()));
+        }
+      }
+      replyTo.tell(SequenceEvent.newBuilder().setRequestId(requestId).setToken(chunk).build());
     }
 
     @Override
