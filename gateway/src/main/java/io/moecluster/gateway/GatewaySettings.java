@@ -31,7 +31,9 @@ public record GatewaySettings(
     requireRange("max-max-tokens", maxMaxTokens, 1, Integer.MAX_VALUE);
     requireRange("default-max-tokens", defaultMaxTokens, 1, maxMaxTokens);
     requireRange("max-prompt-chars", maxPromptChars, 1, Integer.MAX_VALUE);
-    requireRange("max-logprobs", maxLogprobs, 0, Integer.MAX_VALUE);
+    // The router's own limit (GenerationRequest.MAX_LOGPROBS).
+    requireRange(
+        "max-logprobs", maxLogprobs, 0, io.moecluster.core.generate.GenerationRequest.MAX_LOGPROBS);
     requireRange("max-inbound-message-bytes", maxInboundMessageBytes, 1024, Integer.MAX_VALUE);
     modelName = modelName == null ? "" : modelName.strip();
     for (Duration d : new Duration[] {routerAskTimeout, firstEventTimeout, healthPollInterval}) {

@@ -221,6 +221,43 @@ class EndToEndTest {
             local.tokenizer().encode(rendered, false), SamplingParams.GREEDY, 8, List.of(), false));
   }
 
+  @Test
+  void logprobsAreTheSingleJvmOnes() {
+    int[] prompt = local.tokenizer().encode("Logprobs please", true);
+    List<io.moecluster.core.generate.TokenEvent> events = new ArrayList<>();
+    local.generate(
+        new GenerationRequest(
+            prompt, new SamplingParams(0.8f, 0, 1f, 0f, 1f, 99L), 5, List.of(), true, 3),
+        events::add);
+    CompleteResponse r =
+        gateway
+            .blocking()
+            .complete(
+                GenerateRequest.newBuilder()
+                    .setText("Logprobs please")
+                    .setMaxTokens(5)
+                    .setIgnoreEos(true)
+                    .setLogprobs(3)
+                    .setSampling(
+                        io.moecluster.proto.v1.SamplingParams.newBuilder()
+                            .setTemperature(0.8f)
+                            .setSeed(99))
+                    .build());
+    assertEquals(events.size(), r.getTokensCount());
+    for (int i = 0; i < events.size(); i++) {
+      var want = events.get(i);
+      var got = r.getTokens(i);
+      assertEquals(want.tokenId(), got.getId());
+      assertEquals(local.tokenizer().decode(new int[] {want.tokenId()}), got.getText());
+      assertEquals(want.logprob(), got.getLogprob(), "token " + i);
+      assertEquals(3, got.getTopLogprobsCount());
+      for (int k = 0; k < 3; k++) {
+        assertEquals(want.topLogprobs().get(k).tokenId(), got.getTopLogprobs(k).getId());
+        assertEquals(want.topLogprobs().get(k).logprob(), got.getTopLogprobs(k).getLogprob());
+      }
+    }
+  }
+
   /** A greedy request that runs for seconds on TINY (thousands of tokens, EOS ignored). */
   private static GenerateRequest endless() {
     return GenerateRequest.newBuilder()

@@ -7,7 +7,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
-import io.moecluster.proto.v1.CompleteResponse;
 import io.moecluster.proto.v1.DetokenizeRequest;
 import io.moecluster.proto.v1.FinishReason;
 import io.moecluster.proto.v1.GenerateRequest;
@@ -79,7 +78,7 @@ class TestRouterStreamingTest {
   }
 
   @Test
-  void generateStreamsTokensThenALastMessageWithUsage() {
+  void streamIndexesUsageAndTheSubmitsResolvedDefaults() {
     List<GenerateResponse> responses = new ArrayList<>();
     gateway.blocking().generate(request(16)).forEachRemaining(responses::add);
     List<Integer> ids = new ArrayList<>();
@@ -109,39 +108,6 @@ class TestRouterStreamingTest {
     assertEquals(0f, submit.getSampling().getTemperature());
     assertEquals(1f, submit.getSampling().getTopP());
     assertEquals(1f, submit.getSampling().getRepetitionPenalty());
-  }
-
-  @Test
-  void chatRendersTheTemplateAndLogprobsComeBack() {
-    GenerateRequest chat =
-        GenerateRequest.newBuilder()
-            .setText("Hi!")
-            .setChat(true)
-            .setMaxTokens(2)
-            .setLogprobs(2)
-            .setSampling(SamplingParams.newBuilder().setSeed(7))
-            .build();
-    CompleteResponse r = gateway.blocking().complete(chat);
-    var submit = router.submits.get(router.lastSubmitted());
-    var tokenizer = io.moecluster.core.tokenizer.Tokenizer.load(TestModel.tiny());
-    String rendered =
-        tokenizer
-            .chatTemplate()
-            .orElseThrow()
-            .render(List.of(new io.moecluster.core.tokenizer.ChatMessage("user", "Hi!")), true);
-    List<Integer> expected = new ArrayList<>();
-    for (int id : tokenizer.encode(rendered, false)) {
-      expected.add(id);
-    }
-    assertEquals(expected, submit.getPromptIdsList());
-    assertEquals(7L, submit.getSampling().getSeed());
-    assertEquals(1f, submit.getSampling().getTemperature());
-    assertEquals(2, submit.getLogprobs());
-    assertEquals(2, r.getTokensCount());
-    assertEquals(-0.25f, r.getTokens(0).getLogprob());
-    assertEquals(2, r.getTokens(0).getTopLogprobsCount());
-    assertEquals(11, r.getTokens(1).getId());
-    assertEquals(tokenizer.decode(new int[] {11}), r.getTokens(1).getText());
   }
 
   @Test
