@@ -200,6 +200,9 @@ final class RouterDirectory {
                           }
                           routers = now;
                           statuses.keySet().retainAll(now);
+                          inFlight
+                              .entrySet()
+                              .removeIf(e -> !now.contains(e.getKey()) && e.getValue().get() == 0);
                           updateServing();
                           return Behaviors.same();
                         })

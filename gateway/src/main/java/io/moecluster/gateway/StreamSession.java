@@ -258,6 +258,7 @@ final class StreamSession extends AbstractBehavior<Object> {
       case FINISHED -> {
         finished = event.getFinished();
         submitted = false; // the router is done with it: nothing to cancel any more
+        getContext().unwatch(lease.router()); // its leaving no longer matters to this call
         flush();
       }
       case FAILED -> {
@@ -407,6 +408,9 @@ final class StreamSession extends AbstractBehavior<Object> {
   }
 
   private void onRouterGone() {
+    if (finished != null) {
+      return; // every event is here; only the client's readiness is awaited
+    }
     submitted = false; // nothing left there to cancel
     fail(
         Status.UNAVAILABLE.withDescription(
