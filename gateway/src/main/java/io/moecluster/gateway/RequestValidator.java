@@ -17,7 +17,7 @@ import java.util.List;
  * into a {@link ValidRequest}: prompt token ids (template and special tokens applied), sampling
  * with every default resolved, max_tokens resolved and capped by the context. Every bad field is an
  * {@code INVALID_ARGUMENT} whose description starts with the field's name; an unknown model is
- * {@code NOT_FOUND} (as inference.proto documents).
+ * {@code INVALID_ARGUMENT} naming the field.
  */
 public final class RequestValidator {
   /** Highest temperature accepted; above it sampling is indistinguishable from uniform. */
@@ -47,11 +47,11 @@ public final class RequestValidator {
       int logprobs,
       String clientRequestId) {}
 
-  /** Checks the model name (empty = the served one); {@code NOT_FOUND} otherwise. */
+  /** Checks the model name (empty = the served one); {@code INVALID_ARGUMENT} otherwise. */
   public void checkModel(String requested) {
     if (!requested.isEmpty() && !requested.equals(modelName)) {
       throw new StatusRuntimeException(
-          Status.NOT_FOUND.withDescription(
+          Status.INVALID_ARGUMENT.withDescription(
               "model: '"
                   + requested
                   + "' is not served here; the served model is '"

@@ -168,11 +168,11 @@ class RequestValidationTest {
         assertThrows(
             StatusRuntimeException.class,
             () -> gateway.blocking().complete(ok().setModel("gpt-9").build()));
-    assertEquals(Status.Code.NOT_FOUND, e.getStatus().getCode());
+    assertEquals(Status.Code.INVALID_ARGUMENT, e.getStatus().getCode());
     assertTrue(e.getStatus().getDescription().startsWith("model:"), e.getStatus().getDescription());
     assertTrue(e.getStatus().getDescription().contains("tiny-moe"), e.getStatus().getDescription());
     assertEquals(
-        Status.Code.NOT_FOUND,
+        Status.Code.INVALID_ARGUMENT,
         assertThrows(
                 StatusRuntimeException.class,
                 () ->
@@ -180,7 +180,7 @@ class RequestValidationTest {
             .getStatus()
             .getCode());
     assertEquals(
-        Status.Code.NOT_FOUND,
+        Status.Code.INVALID_ARGUMENT,
         assertThrows(
                 StatusRuntimeException.class,
                 () ->
