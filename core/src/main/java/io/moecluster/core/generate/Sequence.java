@@ -109,7 +109,12 @@ public final class Sequence {
     if (finish != null) {
       endNanos = System.nanoTime();
     }
-    listener.accept(new TokenEvent(index, token, delta));
+    if (request.logprobs() > 0) {
+      Logprobs lp = new Logprobs(logits);
+      listener.accept(new TokenEvent(index, token, delta, lp.of(token), lp.top(request.logprobs())));
+    } else {
+      listener.accept(new TokenEvent(index, token, delta));
+    }
   }
 
   /** Ends the sequence early (client gone). */

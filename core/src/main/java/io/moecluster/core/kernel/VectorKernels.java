@@ -16,9 +16,7 @@ import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicReference;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
-import jdk.incubator.vector.ShortVector;
 import jdk.incubator.vector.VectorOperators;
-import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorShuffle;
 import jdk.incubator.vector.VectorSpecies;
 
@@ -31,23 +29,31 @@ import jdk.incubator.vector.VectorSpecies;
  * a weight row with an input row of {@code cols} floats is always computed as
  *
  * <ol>
- *   <li>four vector accumulators {@code a0..a3}, {@code a_k += w[c + k*VL ..] * x[c + k*VL ..]}
- *       (fused multiply-add) for every block of {@code 4*VL} columns;
- *   <li>{@code a0 += w*x} for each remaining whole vector of {@code VL} columns;
- *   <li>{@code s = reduce((a0 + a1) + (a2 + a3))} where {@code reduce} is a fixed butterfly
- *       (lane {@code i} plus lane {@code i + VL/2}, then {@code VL/4}, ... down to one lane);
+ *   <li>one vector accumulator: F32, {@code a = fma(w[c .. c+VL), x[c .. c+VL), a)} for each
+ *       whole vector of columns, in column order; BF16, for each whole block of {@code 2*VL}
+ *       columns in column order, {@code a = fma(even columns, x, a)} then
+ *       {@code a = fma(odd columns, x, a)} (see below);
+ *   <li>{@code s = reduce(a)}, a fixed butterfly: lane {@code i} plus lane {@code i ^ VL/2}, then
+ *       {@code i ^ VL/4}, ... down to lane 0 (lane-wise IEEE adds only, unlike
+ *       {@code reduceLanes(ADD)}, whose order may differ between the interpreter and C2);
  *   <li>{@code s = fma(w[c], x[c], s)} for each remaining column in index order.
  * </ol>
  *
- * That sequence depends on {@code cols} (and the species) only. {@link #matMul} runs the very same
- * sequence for each (input row, output row) pair, only interleaving {@value #TILE} input rows per
- * pass over a weight row so the weights are loaded once per tile: its results are bit-identical to
- * {@link #matVec}, whatever {@code n}, the chunking or the thread count. Weight rows are walked in
+ * That sequence depends on {@code cols} (and the species) only. Latency is hidden by working on
+ * several independent (weight row, input row) pairs at once instead of by splitting one sum:
+ * {@link #matVec} takes 4 weight rows per pass (8 for BF16), {@link #matMul} 4 weight rows x
+ * {@value #TILE} input rows: 16 accumulators in registers, each weight vector loaded once per
+ * tile. Every pair still runs the sequence above, so {@link #matMul} is bit-identical to
+ * {@link #matVec} whatever {@code n}, the chunking or the thread count. Weight rows are walked in
  * blocks of about {@value #BLOCK_BYTES} bytes, so a block streams from memory once and is re-read
  * from L2 for the following tiles.
  *
- * <p>BF16 weights are widened in registers: 16-bit loads, zero/sign-extended to 32-bit lanes,
- * shifted left by 16 and reinterpreted as floats (exact).
+ * <p>BF16 weights are widened in registers without cross-lane work: each 32-bit lane of a load
+ * holds two weights; {@code lane << 16} is the even column and {@code lane & 0xFFFF0000} the odd
+ * one, both exact floats. The input is first copied into the matching layout (per block of
+ * {@code 2*VL} columns: the even columns, then the odd ones). That beat widening 16-bit lanes
+ * with {@code convertShape(S2I)} in {@code Bf16ConvertBench}, where C2 also failed to intrinsify
+ * the conversion in some compilations and boxed every vector.
  *
  * <p>The element-wise kernels are vectorized where it pays and deterministic for a given length;
  * {@link #softmax} and {@link #siluMul} use the scalar {@link Math#exp} (the Vector API's
@@ -57,8 +63,6 @@ public final class VectorKernels implements Kernels, AutoCloseable {
 
   static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
   static final VectorSpecies<Integer> I = VectorSpecies.of(int.class, F.vectorShape());
-  static final VectorSpecies<Short> S =
-      VectorSpecies.of(short.class, VectorShape.forBitSize(F.vectorBitSize() / 2));
   static final int VL = F.length();
   private static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
   private static final ValueLayout.OfFloat F32_LE =
@@ -66,8 +70,10 @@ public final class VectorKernels implements Kernels, AutoCloseable {
   private static final ValueLayout.OfShort I16_LE =
       ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
-  /** Input rows processed per pass over a weight row in {@link #matMul}. */
+  /** Input rows processed per pass over 4 weight rows in {@link #matMul}, F32 weights. */
   static final int TILE = 4;
+  /** The same for BF16 weights. */
+  static final int TILE_BF16 = 4;
   /** Weight bytes per {@link #matMul} row block (a fraction of the 4 MiB L2 per core). */
   static final long BLOCK_BYTES = 1L << 20;
   /** Below this many weight elements (times n) a product runs on the calling thread alone. */
@@ -78,11 +84,11 @@ public final class VectorKernels implements Kernels, AutoCloseable {
   private static final int CHUNKS_PER_THREAD = 4;
 
   /** Butterfly shuffles for {@link #reduce}: lane i takes lane i ^ step, step = VL/2 .. 1. */
-  private static final VectorShuffle<Float>[] BUTTERFLY = butterflies();
-  private static final VectorShuffle<Float> SWAP_HALF = swap(VL / 2);
-  private static final VectorShuffle<Float> SWAP_QUARTER = swap(VL / 4);
-  private static final VectorShuffle<Float> SWAP_EIGHTH = swap(VL / 8);
-  private static final VectorShuffle<Float> SWAP_SIXTEENTH = swap(VL / 16);
+  private static final VectorShuffle<Float>[] BIG_STEPS = bigSteps();
+  private static final VectorShuffle<Float> STEP8 = swap(8);
+  private static final VectorShuffle<Float> STEP4 = swap(4);
+  private static final VectorShuffle<Float> STEP2 = swap(2);
+  private static final VectorShuffle<Float> STEP1 = swap(1);
 
   private static final AtomicInteger THREAD_IDS = new AtomicInteger();
 
@@ -132,29 +138,43 @@ public final class VectorKernels implements Kernels, AutoCloseable {
     Objects.checkFromIndexSize(outOff, rows, out.length);
     MemorySegment seg = w.data();
     boolean bf16 = w.dtype() == DType.BF16;
+    float[] in = bf16 ? splitPairs(x, xOff, cols, 1) : x;
+    int inOff = bf16 ? 0 : xOff;
     long elements = (long) rows * cols;
     if (pool == null || elements < PARALLEL_MIN_ELEMENTS || rows < 2) {
-      matVecRows(seg, bf16, cols, x, xOff, out, outOff, 0, rows);
+      matVecRows(seg, bf16, cols, in, inOff, out, outOff, 0, rows);
       return;
     }
     int chunkRows = chunkRows(rows, cols, Integer.MAX_VALUE);
     int chunks = ceilDiv(rows, chunkRows);
     parallelFor(chunks, chunk -> {
       int r0 = chunk * chunkRows;
-      matVecRows(seg, bf16, cols, x, xOff, out, outOff, r0, Math.min(rows, r0 + chunkRows));
+      matVecRows(seg, bf16, cols, in, inOff, out, outOff, r0, Math.min(rows, r0 + chunkRows));
     });
   }
 
   private static void matVecRows(MemorySegment seg, boolean bf16, int cols, float[] x, int xOff,
       float[] out, int outOff, int r0, int r1) {
     long rowBytes = (long) cols * (bf16 ? 2 : 4);
+    int r = r0;
     if (bf16) {
-      for (int r = r0; r < r1; r++) {
-        out[outOff + r] = dotBf16(seg, r * rowBytes, x, xOff, cols);
+      // BF16 runs two FMAs per loaded vector on one chain: 8 rows keep enough loads in flight.
+      for (; r + 8 <= r1; r += 8) {
+        bf16Rows8x1(seg, r * rowBytes, rowBytes, x, xOff, cols, out, outOff + r, 0);
       }
-    } else {
-      for (int r = r0; r < r1; r++) {
-        out[outOff + r] = dotF32(seg, r * rowBytes, x, xOff, cols);
+    }
+    for (; r + 4 <= r1; r += 4) {
+      if (bf16) {
+        bf16Rows4x1(seg, r * rowBytes, rowBytes, x, xOff, cols, out, outOff + r, 0);
+      } else {
+        f32Rows4x1(seg, r * rowBytes, rowBytes, x, xOff, cols, out, outOff + r, 0);
+      }
+    }
+    for (; r < r1; r++) {
+      if (bf16) {
+        bf16Rows1x1(seg, r * rowBytes, rowBytes, x, xOff, cols, out, outOff + r, 0);
+      } else {
+        f32Rows1x1(seg, r * rowBytes, rowBytes, x, xOff, cols, out, outOff + r, 0);
       }
     }
   }
@@ -174,44 +194,54 @@ public final class VectorKernels implements Kernels, AutoCloseable {
     MemorySegment seg = w.data();
     boolean bf16 = w.dtype() == DType.BF16;
     long rowBytes = (long) cols * w.dtype().byteSize();
-    int blockRows = (int) Math.max(1, Math.min(rows, BLOCK_BYTES / Math.max(1, rowBytes)));
+    int blockRows = roundUp8((int) Math.max(1, Math.min(rows, BLOCK_BYTES / Math.max(1, rowBytes))));
+    float[] in = bf16 ? splitPairs(x, 0, cols, n) : x;
     double work = (double) rows * cols * n;
     if (pool == null || work < PARALLEL_MIN_ELEMENTS || rows < 2) {
-      matMulRows(seg, bf16, rows, cols, x, n, out, 0, rows, blockRows);
+      matMulRows(seg, bf16, rows, cols, in, n, out, 0, rows, blockRows);
       return;
     }
     int chunkRows = chunkRows(rows, cols, blockRows);
     int chunks = ceilDiv(rows, chunkRows);
     parallelFor(chunks, chunk -> {
       int r0 = chunk * chunkRows;
-      matMulRows(seg, bf16, rows, cols, x, n, out, r0, Math.min(rows, r0 + chunkRows), blockRows);
+      matMulRows(seg, bf16, rows, cols, in, n, out, r0, Math.min(rows, r0 + chunkRows), blockRows);
     });
   }
 
-  /** Rows [r0, r1) of every output row, weight rows in L2-sized blocks, inputs in tiles. */
+  /**
+   * Weight rows [r0, r1) for every input row: L2-sized blocks of weight rows; within a block, tiles
+   * of input rows ({@value #TILE} for F32, {@value #TILE_BF16} for BF16) against 4 weight rows at a
+   * time (16 accumulators in registers).
+   */
   private static void matMulRows(MemorySegment seg, boolean bf16, int rows, int cols, float[] x,
       int n, float[] out, int r0, int r1, int blockRows) {
     long rowBytes = (long) cols * (bf16 ? 2 : 4);
+    int tile = bf16 ? TILE_BF16 : TILE;
     for (int b0 = r0; b0 < r1; b0 += blockRows) {
       int b1 = Math.min(r1, b0 + blockRows);
       int i = 0;
-      for (; i + TILE <= n; i += TILE) {
-        int x0 = i * cols;
-        int o0 = i * rows;
-        for (int r = b0; r < b1; r++) {
+      for (; i + tile <= n; i += tile) {
+        int xo = i * cols;
+        int oo = i * rows;
+        int r = b0;
+        for (; r + 4 <= b1; r += 4) {
           if (bf16) {
-            dot4Bf16(seg, r * rowBytes, x, x0, cols, out, o0 + r, rows);
+            bf16Rows4x4(seg, r * rowBytes, rowBytes, x, xo, cols, out, oo + r, rows);
           } else {
-            dot4F32(seg, r * rowBytes, x, x0, cols, out, o0 + r, rows);
+            f32Rows4x4(seg, r * rowBytes, rowBytes, x, xo, cols, out, oo + r, rows);
+          }
+        }
+        for (; r < b1; r++) {
+          if (bf16) {
+            bf16Rows1x4(seg, r * rowBytes, rowBytes, x, xo, cols, out, oo + r, rows);
+          } else {
+            f32Rows1x4(seg, r * rowBytes, rowBytes, x, xo, cols, out, oo + r, rows);
           }
         }
       }
       for (; i < n; i++) {
-        int x0 = i * cols;
-        int o0 = i * rows;
-        for (int r = b0; r < b1; r++) {
-          out[o0 + r] = bf16 ? dotBf16(seg, r * rowBytes, x, x0, cols) : dotF32(seg, r * rowBytes, x, x0, cols);
-        }
+        matVecRows(seg, bf16, cols, x, i * cols, out, i * rows, b0, b1);
       }
     }
   }
@@ -219,7 +249,12 @@ public final class VectorKernels implements Kernels, AutoCloseable {
   private int chunkRows(int rows, int cols, int maxRows) {
     int balanced = ceilDiv(rows, threads * CHUNKS_PER_THREAD);
     int minRows = (int) Math.max(1, ceilDiv(MIN_CHUNK_ELEMENTS, Math.max(1, cols)));
-    return Math.max(1, Math.min(maxRows, Math.max(balanced, minRows)));
+    return roundUp8(Math.max(1, Math.min(maxRows, Math.max(balanced, minRows))));
+  }
+
+  /** Row counts in multiples of 8 keep every row in the 8- and 4-row kernels. */
+  private static int roundUp8(int rows) {
+    return (rows + 7) & ~7;
   }
 
   private static int ceilDiv(long a, long b) {
@@ -294,195 +329,1285 @@ public final class VectorKernels implements Kernels, AutoCloseable {
     }
   }
 
-  // ---------------------------------------------------------------------------------------------
-  // Row dot products. The single-row and the 4-row versions perform, per (input row, weight row),
-  // exactly the same sequence of floating-point operations (see the class comment).
-
-  /** A BF16 vector of VL weights at byte offset {@code off}, widened exactly to floats. */
-  static FloatVector bf16(MemorySegment seg, long off) {
-    return ((IntVector) ShortVector.fromMemorySegment(S, seg, off, LE)
-        .convertShape(VectorOperators.S2I, I, 0))
-        .lanewise(VectorOperators.LSHL, 16)
-        .reinterpretAsFloats();
-  }
-
-  private static FloatVector f32(MemorySegment seg, long off) {
-    return FloatVector.fromMemorySegment(F, seg, off, LE);
-  }
-
-  private static FloatVector xv(float[] x, int off) {
-    return FloatVector.fromArray(F, x, off);
-  }
-
-  static float dotF32(MemorySegment w, long row, float[] x, int xo, int cols) {
-    FloatVector a0 = FloatVector.zero(F);
-    FloatVector a1 = a0;
-    FloatVector a2 = a0;
-    FloatVector a3 = a0;
-    int bound4 = cols - cols % (4 * VL);
-    int bound1 = F.loopBound(cols);
-    int c = 0;
-    for (; c < bound4; c += 4 * VL) {
-      long o = row + 4L * c;
-      a0 = f32(w, o).fma(xv(x, xo + c), a0);
-      a1 = f32(w, o + 4L * VL).fma(xv(x, xo + c + VL), a1);
-      a2 = f32(w, o + 8L * VL).fma(xv(x, xo + c + 2 * VL), a2);
-      a3 = f32(w, o + 12L * VL).fma(xv(x, xo + c + 3 * VL), a3);
-    }
-    for (; c < bound1; c += VL) {
-      a0 = f32(w, row + 4L * c).fma(xv(x, xo + c), a0);
-    }
-    float s = reduce(a0.add(a1).add(a2.add(a3)));
-    for (; c < cols; c++) {
-      s = Math.fma(w.get(F32_LE, row + 4L * c), x[xo + c], s);
-    }
-    return s;
-  }
-
-  static float dotBf16(MemorySegment w, long row, float[] x, int xo, int cols) {
-    FloatVector a0 = FloatVector.zero(F);
-    FloatVector a1 = a0;
-    FloatVector a2 = a0;
-    FloatVector a3 = a0;
-    int bound4 = cols - cols % (4 * VL);
-    int bound1 = F.loopBound(cols);
-    int c = 0;
-    for (; c < bound4; c += 4 * VL) {
-      long o = row + 2L * c;
-      a0 = bf16(w, o).fma(xv(x, xo + c), a0);
-      a1 = bf16(w, o + 2L * VL).fma(xv(x, xo + c + VL), a1);
-      a2 = bf16(w, o + 4L * VL).fma(xv(x, xo + c + 2 * VL), a2);
-      a3 = bf16(w, o + 6L * VL).fma(xv(x, xo + c + 3 * VL), a3);
-    }
-    for (; c < bound1; c += VL) {
-      a0 = bf16(w, row + 2L * c).fma(xv(x, xo + c), a0);
-    }
-    float s = reduce(a0.add(a1).add(a2.add(a3)));
-    for (; c < cols; c++) {
-      s = Math.fma(bf16Scalar(w, row + 2L * c), x[xo + c], s);
-    }
-    return s;
-  }
-
-  private static float bf16Scalar(MemorySegment w, long off) {
-    return Float.intBitsToFloat(w.get(I16_LE, off) << 16);
-  }
-
   /**
-   * Four input rows (at x[xo], x[xo + cols], ...) against one weight row; results go to
-   * out[oo], out[oo + ostride], ... Per input row, the same operations as {@link #dotF32}.
+   * Copies {@code rowsN} input rows of {@code cols} floats into the layout the BF16 kernels read:
+   * within each whole block of {@code 2*VL} columns, the {@code VL} even columns then the
+   * {@code VL} odd ones; the columns after the last whole block stay in place.
    */
-  static void dot4F32(MemorySegment w, long row, float[] x, int xo, int cols, float[] out, int oo, int ostride) {
-    FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
-    FloatVector b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-    FloatVector c0 = a0, c1 = a0, c2 = a0, c3 = a0;
-    FloatVector d0 = a0, d1 = a0, d2 = a0, d3 = a0;
-    int xa = xo, xb = xo + cols, xc = xo + 2 * cols, xd = xo + 3 * cols;
-    int bound4 = cols - cols % (4 * VL);
-    int bound1 = F.loopBound(cols);
-    int c = 0;
-    for (; c < bound4; c += 4 * VL) {
-      long o = row + 4L * c;
-      FloatVector w0 = f32(w, o);
-      a0 = w0.fma(xv(x, xa + c), a0);
-      b0 = w0.fma(xv(x, xb + c), b0);
-      c0 = w0.fma(xv(x, xc + c), c0);
-      d0 = w0.fma(xv(x, xd + c), d0);
-      FloatVector w1 = f32(w, o + 4L * VL);
-      a1 = w1.fma(xv(x, xa + c + VL), a1);
-      b1 = w1.fma(xv(x, xb + c + VL), b1);
-      c1 = w1.fma(xv(x, xc + c + VL), c1);
-      d1 = w1.fma(xv(x, xd + c + VL), d1);
-      FloatVector w2 = f32(w, o + 8L * VL);
-      a2 = w2.fma(xv(x, xa + c + 2 * VL), a2);
-      b2 = w2.fma(xv(x, xb + c + 2 * VL), b2);
-      c2 = w2.fma(xv(x, xc + c + 2 * VL), c2);
-      d2 = w2.fma(xv(x, xd + c + 2 * VL), d2);
-      FloatVector w3 = f32(w, o + 12L * VL);
-      a3 = w3.fma(xv(x, xa + c + 3 * VL), a3);
-      b3 = w3.fma(xv(x, xb + c + 3 * VL), b3);
-      c3 = w3.fma(xv(x, xc + c + 3 * VL), c3);
-      d3 = w3.fma(xv(x, xd + c + 3 * VL), d3);
+  static float[] splitPairs(float[] x, int xOff, int cols, int rowsN) {
+    float[] xs = new float[Math.multiplyExact(cols, rowsN)];
+    int bound2 = cols - cols % (2 * VL);
+    for (int i = 0; i < rowsN; i++) {
+      int src = xOff + i * cols;
+      int dst = i * cols;
+      for (int b = 0; b < bound2; b += 2 * VL) {
+        for (int j = 0; j < VL; j++) {
+          xs[dst + b + j] = x[src + b + 2 * j];
+          xs[dst + b + VL + j] = x[src + b + 2 * j + 1];
+        }
+      }
+      System.arraycopy(x, src + bound2, xs, dst + bound2, cols - bound2);
     }
-    for (; c < bound1; c += VL) {
-      FloatVector w0 = f32(w, row + 4L * c);
-      a0 = w0.fma(xv(x, xa + c), a0);
-      b0 = w0.fma(xv(x, xb + c), b0);
-      c0 = w0.fma(xv(x, xc + c), c0);
-      d0 = w0.fma(xv(x, xd + c), d0);
-    }
-    float sa = reduce(a0.add(a1).add(a2.add(a3)));
-    float sb = reduce(b0.add(b1).add(b2.add(b3)));
-    float sc = reduce(c0.add(c1).add(c2.add(c3)));
-    float sd = reduce(d0.add(d1).add(d2.add(d3)));
-    for (; c < cols; c++) {
-      float wc = w.get(F32_LE, row + 4L * c);
-      sa = Math.fma(wc, x[xa + c], sa);
-      sb = Math.fma(wc, x[xb + c], sb);
-      sc = Math.fma(wc, x[xc + c], sc);
-      sd = Math.fma(wc, x[xd + c], sd);
-    }
-    out[oo] = sa;
-    out[oo + ostride] = sb;
-    out[oo + 2 * ostride] = sc;
-    out[oo + 3 * ostride] = sd;
+    return xs;
   }
 
-  /** {@link #dot4F32} for BF16 weights; per input row the same operations as {@link #dotBf16}. */
-  static void dot4Bf16(MemorySegment w, long row, float[] x, int xo, int cols, float[] out, int oo, int ostride) {
-    FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
-    FloatVector b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-    FloatVector c0 = a0, c1 = a0, c2 = a0, c3 = a0;
-    FloatVector d0 = a0, d1 = a0, d2 = a0, d3 = a0;
-    int xa = xo, xb = xo + cols, xc = xo + 2 * cols, xd = xo + 3 * cols;
-    int bound4 = cols - cols % (4 * VL);
-    int bound1 = F.loopBound(cols);
+  // ---------------------------------------------------------------------------------------------
+  // Register-tiled dot products, generated (R weight rows x T input rows). Every variant runs,
+  // per (weight row, input row) pair, the identical sequence of operations described in the
+  // class comment, so they can be mixed freely.
+
+  /** 1 weight row(s) x 1 input row(s), F32: out[oo + t*ostride + k] = dot(w row k, x row t). */
+  static void f32Rows1x1(MemorySegment w, long row, long rowBytes, float[] x, int xo, int cols,
+      float[] out, int oo, int ostride) {
+    long w0 = row + 0L * rowBytes;
+    int x0 = xo + 0 * cols;
+    FloatVector a00 = FloatVector.zero(F);
     int c = 0;
-    for (; c < bound4; c += 4 * VL) {
-      long o = row + 2L * c;
-      FloatVector w0 = bf16(w, o);
-      a0 = w0.fma(xv(x, xa + c), a0);
-      b0 = w0.fma(xv(x, xb + c), b0);
-      c0 = w0.fma(xv(x, xc + c), c0);
-      d0 = w0.fma(xv(x, xd + c), d0);
-      FloatVector w1 = bf16(w, o + 2L * VL);
-      a1 = w1.fma(xv(x, xa + c + VL), a1);
-      b1 = w1.fma(xv(x, xb + c + VL), b1);
-      c1 = w1.fma(xv(x, xc + c + VL), c1);
-      d1 = w1.fma(xv(x, xd + c + VL), d1);
-      FloatVector w2 = bf16(w, o + 4L * VL);
-      a2 = w2.fma(xv(x, xa + c + 2 * VL), a2);
-      b2 = w2.fma(xv(x, xb + c + 2 * VL), b2);
-      c2 = w2.fma(xv(x, xc + c + 2 * VL), c2);
-      d2 = w2.fma(xv(x, xd + c + 2 * VL), d2);
-      FloatVector w3 = bf16(w, o + 6L * VL);
-      a3 = w3.fma(xv(x, xa + c + 3 * VL), a3);
-      b3 = w3.fma(xv(x, xb + c + 3 * VL), b3);
-      c3 = w3.fma(xv(x, xc + c + 3 * VL), c3);
-      d3 = w3.fma(xv(x, xd + c + 3 * VL), d3);
+    int bound = F.loopBound(cols);
+    for (; c < bound; c += VL) {
+      FloatVector v0 = FloatVector.fromMemorySegment(F, w, w0 + 4L * c, LE);
+      FloatVector y0 = FloatVector.fromArray(F, x, x0 + c);
+      a00 = v0.fma(y0, a00);
     }
-    for (; c < bound1; c += VL) {
-      FloatVector w0 = bf16(w, row + 2L * c);
-      a0 = w0.fma(xv(x, xa + c), a0);
-      b0 = w0.fma(xv(x, xb + c), b0);
-      c0 = w0.fma(xv(x, xc + c), c0);
-      d0 = w0.fma(xv(x, xd + c), d0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a00 = a00.add(a00.rearrange(sh));
     }
-    float sa = reduce(a0.add(a1).add(a2.add(a3)));
-    float sb = reduce(b0.add(b1).add(b2.add(b3)));
-    float sc = reduce(c0.add(c1).add(c2.add(c3)));
-    float sd = reduce(d0.add(d1).add(d2.add(d3)));
+    if (VL >= 16) {
+      a00 = a00.add(a00.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a00 = a00.add(a00.rearrange(STEP4));
+    }
+    a00 = a00.add(a00.rearrange(STEP2));
+    a00 = a00.add(a00.rearrange(STEP1));
+    float s00 = a00.lane(0);
     for (; c < cols; c++) {
-      float wc = bf16Scalar(w, row + 2L * c);
-      sa = Math.fma(wc, x[xa + c], sa);
-      sb = Math.fma(wc, x[xb + c], sb);
-      sc = Math.fma(wc, x[xc + c], sc);
-      sd = Math.fma(wc, x[xd + c], sd);
+      float u0 = w.get(F32_LE, w0 + 4L * c);
+      float q0 = x[x0 + c];
+      s00 = Math.fma(u0, q0, s00);
     }
-    out[oo] = sa;
-    out[oo + ostride] = sb;
-    out[oo + 2 * ostride] = sc;
-    out[oo + 3 * ostride] = sd;
+    out[oo + 0 * ostride + 0] = s00;
+  }
+
+  /** 4 weight row(s) x 1 input row(s), F32: out[oo + t*ostride + k] = dot(w row k, x row t). */
+  static void f32Rows4x1(MemorySegment w, long row, long rowBytes, float[] x, int xo, int cols,
+      float[] out, int oo, int ostride) {
+    long w0 = row + 0L * rowBytes;
+    long w1 = row + 1L * rowBytes;
+    long w2 = row + 2L * rowBytes;
+    long w3 = row + 3L * rowBytes;
+    int x0 = xo + 0 * cols;
+    FloatVector a00 = FloatVector.zero(F);
+    FloatVector a10 = FloatVector.zero(F);
+    FloatVector a20 = FloatVector.zero(F);
+    FloatVector a30 = FloatVector.zero(F);
+    int c = 0;
+    int bound = F.loopBound(cols);
+    for (; c < bound; c += VL) {
+      FloatVector v0 = FloatVector.fromMemorySegment(F, w, w0 + 4L * c, LE);
+      FloatVector v1 = FloatVector.fromMemorySegment(F, w, w1 + 4L * c, LE);
+      FloatVector v2 = FloatVector.fromMemorySegment(F, w, w2 + 4L * c, LE);
+      FloatVector v3 = FloatVector.fromMemorySegment(F, w, w3 + 4L * c, LE);
+      FloatVector y0 = FloatVector.fromArray(F, x, x0 + c);
+      a00 = v0.fma(y0, a00);
+      a10 = v1.fma(y0, a10);
+      a20 = v2.fma(y0, a20);
+      a30 = v3.fma(y0, a30);
+    }
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a00 = a00.add(a00.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a00 = a00.add(a00.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a00 = a00.add(a00.rearrange(STEP4));
+    }
+    a00 = a00.add(a00.rearrange(STEP2));
+    a00 = a00.add(a00.rearrange(STEP1));
+    float s00 = a00.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a10 = a10.add(a10.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a10 = a10.add(a10.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a10 = a10.add(a10.rearrange(STEP4));
+    }
+    a10 = a10.add(a10.rearrange(STEP2));
+    a10 = a10.add(a10.rearrange(STEP1));
+    float s10 = a10.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a20 = a20.add(a20.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a20 = a20.add(a20.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a20 = a20.add(a20.rearrange(STEP4));
+    }
+    a20 = a20.add(a20.rearrange(STEP2));
+    a20 = a20.add(a20.rearrange(STEP1));
+    float s20 = a20.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a30 = a30.add(a30.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a30 = a30.add(a30.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a30 = a30.add(a30.rearrange(STEP4));
+    }
+    a30 = a30.add(a30.rearrange(STEP2));
+    a30 = a30.add(a30.rearrange(STEP1));
+    float s30 = a30.lane(0);
+    for (; c < cols; c++) {
+      float u0 = w.get(F32_LE, w0 + 4L * c);
+      float u1 = w.get(F32_LE, w1 + 4L * c);
+      float u2 = w.get(F32_LE, w2 + 4L * c);
+      float u3 = w.get(F32_LE, w3 + 4L * c);
+      float q0 = x[x0 + c];
+      s00 = Math.fma(u0, q0, s00);
+      s10 = Math.fma(u1, q0, s10);
+      s20 = Math.fma(u2, q0, s20);
+      s30 = Math.fma(u3, q0, s30);
+    }
+    out[oo + 0 * ostride + 0] = s00;
+    out[oo + 0 * ostride + 1] = s10;
+    out[oo + 0 * ostride + 2] = s20;
+    out[oo + 0 * ostride + 3] = s30;
+  }
+
+  /** 4 weight row(s) x 4 input row(s), F32: out[oo + t*ostride + k] = dot(w row k, x row t). */
+  static void f32Rows4x4(MemorySegment w, long row, long rowBytes, float[] x, int xo, int cols,
+      float[] out, int oo, int ostride) {
+    long w0 = row + 0L * rowBytes;
+    long w1 = row + 1L * rowBytes;
+    long w2 = row + 2L * rowBytes;
+    long w3 = row + 3L * rowBytes;
+    int x0 = xo + 0 * cols;
+    int x1 = xo + 1 * cols;
+    int x2 = xo + 2 * cols;
+    int x3 = xo + 3 * cols;
+    FloatVector a00 = FloatVector.zero(F);
+    FloatVector a01 = FloatVector.zero(F);
+    FloatVector a02 = FloatVector.zero(F);
+    FloatVector a03 = FloatVector.zero(F);
+    FloatVector a10 = FloatVector.zero(F);
+    FloatVector a11 = FloatVector.zero(F);
+    FloatVector a12 = FloatVector.zero(F);
+    FloatVector a13 = FloatVector.zero(F);
+    FloatVector a20 = FloatVector.zero(F);
+    FloatVector a21 = FloatVector.zero(F);
+    FloatVector a22 = FloatVector.zero(F);
+    FloatVector a23 = FloatVector.zero(F);
+    FloatVector a30 = FloatVector.zero(F);
+    FloatVector a31 = FloatVector.zero(F);
+    FloatVector a32 = FloatVector.zero(F);
+    FloatVector a33 = FloatVector.zero(F);
+    int c = 0;
+    int bound = F.loopBound(cols);
+    for (; c < bound; c += VL) {
+      FloatVector v0 = FloatVector.fromMemorySegment(F, w, w0 + 4L * c, LE);
+      FloatVector v1 = FloatVector.fromMemorySegment(F, w, w1 + 4L * c, LE);
+      FloatVector v2 = FloatVector.fromMemorySegment(F, w, w2 + 4L * c, LE);
+      FloatVector v3 = FloatVector.fromMemorySegment(F, w, w3 + 4L * c, LE);
+      FloatVector y0 = FloatVector.fromArray(F, x, x0 + c);
+      a00 = v0.fma(y0, a00);
+      a10 = v1.fma(y0, a10);
+      a20 = v2.fma(y0, a20);
+      a30 = v3.fma(y0, a30);
+      FloatVector y1 = FloatVector.fromArray(F, x, x1 + c);
+      a01 = v0.fma(y1, a01);
+      a11 = v1.fma(y1, a11);
+      a21 = v2.fma(y1, a21);
+      a31 = v3.fma(y1, a31);
+      FloatVector y2 = FloatVector.fromArray(F, x, x2 + c);
+      a02 = v0.fma(y2, a02);
+      a12 = v1.fma(y2, a12);
+      a22 = v2.fma(y2, a22);
+      a32 = v3.fma(y2, a32);
+      FloatVector y3 = FloatVector.fromArray(F, x, x3 + c);
+      a03 = v0.fma(y3, a03);
+      a13 = v1.fma(y3, a13);
+      a23 = v2.fma(y3, a23);
+      a33 = v3.fma(y3, a33);
+    }
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a00 = a00.add(a00.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a00 = a00.add(a00.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a00 = a00.add(a00.rearrange(STEP4));
+    }
+    a00 = a00.add(a00.rearrange(STEP2));
+    a00 = a00.add(a00.rearrange(STEP1));
+    float s00 = a00.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a01 = a01.add(a01.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a01 = a01.add(a01.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a01 = a01.add(a01.rearrange(STEP4));
+    }
+    a01 = a01.add(a01.rearrange(STEP2));
+    a01 = a01.add(a01.rearrange(STEP1));
+    float s01 = a01.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a02 = a02.add(a02.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a02 = a02.add(a02.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a02 = a02.add(a02.rearrange(STEP4));
+    }
+    a02 = a02.add(a02.rearrange(STEP2));
+    a02 = a02.add(a02.rearrange(STEP1));
+    float s02 = a02.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a03 = a03.add(a03.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a03 = a03.add(a03.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a03 = a03.add(a03.rearrange(STEP4));
+    }
+    a03 = a03.add(a03.rearrange(STEP2));
+    a03 = a03.add(a03.rearrange(STEP1));
+    float s03 = a03.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a10 = a10.add(a10.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a10 = a10.add(a10.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a10 = a10.add(a10.rearrange(STEP4));
+    }
+    a10 = a10.add(a10.rearrange(STEP2));
+    a10 = a10.add(a10.rearrange(STEP1));
+    float s10 = a10.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a11 = a11.add(a11.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a11 = a11.add(a11.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a11 = a11.add(a11.rearrange(STEP4));
+    }
+    a11 = a11.add(a11.rearrange(STEP2));
+    a11 = a11.add(a11.rearrange(STEP1));
+    float s11 = a11.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a12 = a12.add(a12.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a12 = a12.add(a12.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a12 = a12.add(a12.rearrange(STEP4));
+    }
+    a12 = a12.add(a12.rearrange(STEP2));
+    a12 = a12.add(a12.rearrange(STEP1));
+    float s12 = a12.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a13 = a13.add(a13.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a13 = a13.add(a13.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a13 = a13.add(a13.rearrange(STEP4));
+    }
+    a13 = a13.add(a13.rearrange(STEP2));
+    a13 = a13.add(a13.rearrange(STEP1));
+    float s13 = a13.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a20 = a20.add(a20.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a20 = a20.add(a20.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a20 = a20.add(a20.rearrange(STEP4));
+    }
+    a20 = a20.add(a20.rearrange(STEP2));
+    a20 = a20.add(a20.rearrange(STEP1));
+    float s20 = a20.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a21 = a21.add(a21.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a21 = a21.add(a21.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a21 = a21.add(a21.rearrange(STEP4));
+    }
+    a21 = a21.add(a21.rearrange(STEP2));
+    a21 = a21.add(a21.rearrange(STEP1));
+    float s21 = a21.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a22 = a22.add(a22.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a22 = a22.add(a22.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a22 = a22.add(a22.rearrange(STEP4));
+    }
+    a22 = a22.add(a22.rearrange(STEP2));
+    a22 = a22.add(a22.rearrange(STEP1));
+    float s22 = a22.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a23 = a23.add(a23.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a23 = a23.add(a23.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a23 = a23.add(a23.rearrange(STEP4));
+    }
+    a23 = a23.add(a23.rearrange(STEP2));
+    a23 = a23.add(a23.rearrange(STEP1));
+    float s23 = a23.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a30 = a30.add(a30.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a30 = a30.add(a30.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a30 = a30.add(a30.rearrange(STEP4));
+    }
+    a30 = a30.add(a30.rearrange(STEP2));
+    a30 = a30.add(a30.rearrange(STEP1));
+    float s30 = a30.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a31 = a31.add(a31.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a31 = a31.add(a31.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a31 = a31.add(a31.rearrange(STEP4));
+    }
+    a31 = a31.add(a31.rearrange(STEP2));
+    a31 = a31.add(a31.rearrange(STEP1));
+    float s31 = a31.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a32 = a32.add(a32.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a32 = a32.add(a32.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a32 = a32.add(a32.rearrange(STEP4));
+    }
+    a32 = a32.add(a32.rearrange(STEP2));
+    a32 = a32.add(a32.rearrange(STEP1));
+    float s32 = a32.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a33 = a33.add(a33.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a33 = a33.add(a33.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a33 = a33.add(a33.rearrange(STEP4));
+    }
+    a33 = a33.add(a33.rearrange(STEP2));
+    a33 = a33.add(a33.rearrange(STEP1));
+    float s33 = a33.lane(0);
+    for (; c < cols; c++) {
+      float u0 = w.get(F32_LE, w0 + 4L * c);
+      float u1 = w.get(F32_LE, w1 + 4L * c);
+      float u2 = w.get(F32_LE, w2 + 4L * c);
+      float u3 = w.get(F32_LE, w3 + 4L * c);
+      float q0 = x[x0 + c];
+      s00 = Math.fma(u0, q0, s00);
+      s10 = Math.fma(u1, q0, s10);
+      s20 = Math.fma(u2, q0, s20);
+      s30 = Math.fma(u3, q0, s30);
+      float q1 = x[x1 + c];
+      s01 = Math.fma(u0, q1, s01);
+      s11 = Math.fma(u1, q1, s11);
+      s21 = Math.fma(u2, q1, s21);
+      s31 = Math.fma(u3, q1, s31);
+      float q2 = x[x2 + c];
+      s02 = Math.fma(u0, q2, s02);
+      s12 = Math.fma(u1, q2, s12);
+      s22 = Math.fma(u2, q2, s22);
+      s32 = Math.fma(u3, q2, s32);
+      float q3 = x[x3 + c];
+      s03 = Math.fma(u0, q3, s03);
+      s13 = Math.fma(u1, q3, s13);
+      s23 = Math.fma(u2, q3, s23);
+      s33 = Math.fma(u3, q3, s33);
+    }
+    out[oo + 0 * ostride + 0] = s00;
+    out[oo + 0 * ostride + 1] = s10;
+    out[oo + 0 * ostride + 2] = s20;
+    out[oo + 0 * ostride + 3] = s30;
+    out[oo + 1 * ostride + 0] = s01;
+    out[oo + 1 * ostride + 1] = s11;
+    out[oo + 1 * ostride + 2] = s21;
+    out[oo + 1 * ostride + 3] = s31;
+    out[oo + 2 * ostride + 0] = s02;
+    out[oo + 2 * ostride + 1] = s12;
+    out[oo + 2 * ostride + 2] = s22;
+    out[oo + 2 * ostride + 3] = s32;
+    out[oo + 3 * ostride + 0] = s03;
+    out[oo + 3 * ostride + 1] = s13;
+    out[oo + 3 * ostride + 2] = s23;
+    out[oo + 3 * ostride + 3] = s33;
+  }
+
+  /** 1 weight row(s) x 4 input row(s), F32: out[oo + t*ostride + k] = dot(w row k, x row t). */
+  static void f32Rows1x4(MemorySegment w, long row, long rowBytes, float[] x, int xo, int cols,
+      float[] out, int oo, int ostride) {
+    long w0 = row + 0L * rowBytes;
+    int x0 = xo + 0 * cols;
+    int x1 = xo + 1 * cols;
+    int x2 = xo + 2 * cols;
+    int x3 = xo + 3 * cols;
+    FloatVector a00 = FloatVector.zero(F);
+    FloatVector a01 = FloatVector.zero(F);
+    FloatVector a02 = FloatVector.zero(F);
+    FloatVector a03 = FloatVector.zero(F);
+    int c = 0;
+    int bound = F.loopBound(cols);
+    for (; c < bound; c += VL) {
+      FloatVector v0 = FloatVector.fromMemorySegment(F, w, w0 + 4L * c, LE);
+      FloatVector y0 = FloatVector.fromArray(F, x, x0 + c);
+      a00 = v0.fma(y0, a00);
+      FloatVector y1 = FloatVector.fromArray(F, x, x1 + c);
+      a01 = v0.fma(y1, a01);
+      FloatVector y2 = FloatVector.fromArray(F, x, x2 + c);
+      a02 = v0.fma(y2, a02);
+      FloatVector y3 = FloatVector.fromArray(F, x, x3 + c);
+      a03 = v0.fma(y3, a03);
+    }
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a00 = a00.add(a00.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a00 = a00.add(a00.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a00 = a00.add(a00.rearrange(STEP4));
+    }
+    a00 = a00.add(a00.rearrange(STEP2));
+    a00 = a00.add(a00.rearrange(STEP1));
+    float s00 = a00.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a01 = a01.add(a01.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a01 = a01.add(a01.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a01 = a01.add(a01.rearrange(STEP4));
+    }
+    a01 = a01.add(a01.rearrange(STEP2));
+    a01 = a01.add(a01.rearrange(STEP1));
+    float s01 = a01.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a02 = a02.add(a02.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a02 = a02.add(a02.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a02 = a02.add(a02.rearrange(STEP4));
+    }
+    a02 = a02.add(a02.rearrange(STEP2));
+    a02 = a02.add(a02.rearrange(STEP1));
+    float s02 = a02.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a03 = a03.add(a03.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a03 = a03.add(a03.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a03 = a03.add(a03.rearrange(STEP4));
+    }
+    a03 = a03.add(a03.rearrange(STEP2));
+    a03 = a03.add(a03.rearrange(STEP1));
+    float s03 = a03.lane(0);
+    for (; c < cols; c++) {
+      float u0 = w.get(F32_LE, w0 + 4L * c);
+      float q0 = x[x0 + c];
+      s00 = Math.fma(u0, q0, s00);
+      float q1 = x[x1 + c];
+      s01 = Math.fma(u0, q1, s01);
+      float q2 = x[x2 + c];
+      s02 = Math.fma(u0, q2, s02);
+      float q3 = x[x3 + c];
+      s03 = Math.fma(u0, q3, s03);
+    }
+    out[oo + 0 * ostride + 0] = s00;
+    out[oo + 1 * ostride + 0] = s01;
+    out[oo + 2 * ostride + 0] = s02;
+    out[oo + 3 * ostride + 0] = s03;
+  }
+
+  /** 1 weight row(s) x 1 input row(s), BF16: out[oo + t*ostride + k] = dot(w row k, x row t). */
+  static void bf16Rows1x1(MemorySegment w, long row, long rowBytes, float[] x, int xo, int cols,
+      float[] out, int oo, int ostride) {
+    long w0 = row + 0L * rowBytes;
+    int x0 = xo + 0 * cols;
+    FloatVector a00 = FloatVector.zero(F);
+    int c = 0;
+    int bound = cols - cols % (2 * VL);
+    for (; c < bound; c += 2 * VL) {
+      IntVector p0 = IntVector.fromMemorySegment(I, w, w0 + 2L * c, LE);
+      FloatVector e0 = p0.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+      FloatVector y0 = FloatVector.fromArray(F, x, x0 + c);
+      a00 = e0.fma(y0, a00);
+      FloatVector o0 = p0.and(0xFFFF0000).reinterpretAsFloats();
+      FloatVector z0 = FloatVector.fromArray(F, x, x0 + c + VL);
+      a00 = o0.fma(z0, a00);
+    }
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a00 = a00.add(a00.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a00 = a00.add(a00.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a00 = a00.add(a00.rearrange(STEP4));
+    }
+    a00 = a00.add(a00.rearrange(STEP2));
+    a00 = a00.add(a00.rearrange(STEP1));
+    float s00 = a00.lane(0);
+    for (; c < cols; c++) {
+      float u0 = Float.intBitsToFloat(w.get(I16_LE, w0 + 2L * c) << 16);
+      float q0 = x[x0 + c];
+      s00 = Math.fma(u0, q0, s00);
+    }
+    out[oo + 0 * ostride + 0] = s00;
+  }
+
+  /** 4 weight row(s) x 1 input row(s), BF16: out[oo + t*ostride + k] = dot(w row k, x row t). */
+  static void bf16Rows4x1(MemorySegment w, long row, long rowBytes, float[] x, int xo, int cols,
+      float[] out, int oo, int ostride) {
+    long w0 = row + 0L * rowBytes;
+    long w1 = row + 1L * rowBytes;
+    long w2 = row + 2L * rowBytes;
+    long w3 = row + 3L * rowBytes;
+    int x0 = xo + 0 * cols;
+    FloatVector a00 = FloatVector.zero(F);
+    FloatVector a10 = FloatVector.zero(F);
+    FloatVector a20 = FloatVector.zero(F);
+    FloatVector a30 = FloatVector.zero(F);
+    int c = 0;
+    int bound = cols - cols % (2 * VL);
+    for (; c < bound; c += 2 * VL) {
+      IntVector p0 = IntVector.fromMemorySegment(I, w, w0 + 2L * c, LE);
+      IntVector p1 = IntVector.fromMemorySegment(I, w, w1 + 2L * c, LE);
+      IntVector p2 = IntVector.fromMemorySegment(I, w, w2 + 2L * c, LE);
+      IntVector p3 = IntVector.fromMemorySegment(I, w, w3 + 2L * c, LE);
+      FloatVector e0 = p0.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+      FloatVector e1 = p1.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+      FloatVector e2 = p2.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+      FloatVector e3 = p3.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+      FloatVector y0 = FloatVector.fromArray(F, x, x0 + c);
+      a00 = e0.fma(y0, a00);
+      a10 = e1.fma(y0, a10);
+      a20 = e2.fma(y0, a20);
+      a30 = e3.fma(y0, a30);
+      FloatVector o0 = p0.and(0xFFFF0000).reinterpretAsFloats();
+      FloatVector o1 = p1.and(0xFFFF0000).reinterpretAsFloats();
+      FloatVector o2 = p2.and(0xFFFF0000).reinterpretAsFloats();
+      FloatVector o3 = p3.and(0xFFFF0000).reinterpretAsFloats();
+      FloatVector z0 = FloatVector.fromArray(F, x, x0 + c + VL);
+      a00 = o0.fma(z0, a00);
+      a10 = o1.fma(z0, a10);
+      a20 = o2.fma(z0, a20);
+      a30 = o3.fma(z0, a30);
+    }
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a00 = a00.add(a00.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a00 = a00.add(a00.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a00 = a00.add(a00.rearrange(STEP4));
+    }
+    a00 = a00.add(a00.rearrange(STEP2));
+    a00 = a00.add(a00.rearrange(STEP1));
+    float s00 = a00.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a10 = a10.add(a10.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a10 = a10.add(a10.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a10 = a10.add(a10.rearrange(STEP4));
+    }
+    a10 = a10.add(a10.rearrange(STEP2));
+    a10 = a10.add(a10.rearrange(STEP1));
+    float s10 = a10.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a20 = a20.add(a20.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a20 = a20.add(a20.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a20 = a20.add(a20.rearrange(STEP4));
+    }
+    a20 = a20.add(a20.rearrange(STEP2));
+    a20 = a20.add(a20.rearrange(STEP1));
+    float s20 = a20.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a30 = a30.add(a30.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a30 = a30.add(a30.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a30 = a30.add(a30.rearrange(STEP4));
+    }
+    a30 = a30.add(a30.rearrange(STEP2));
+    a30 = a30.add(a30.rearrange(STEP1));
+    float s30 = a30.lane(0);
+    for (; c < cols; c++) {
+      float u0 = Float.intBitsToFloat(w.get(I16_LE, w0 + 2L * c) << 16);
+      float u1 = Float.intBitsToFloat(w.get(I16_LE, w1 + 2L * c) << 16);
+      float u2 = Float.intBitsToFloat(w.get(I16_LE, w2 + 2L * c) << 16);
+      float u3 = Float.intBitsToFloat(w.get(I16_LE, w3 + 2L * c) << 16);
+      float q0 = x[x0 + c];
+      s00 = Math.fma(u0, q0, s00);
+      s10 = Math.fma(u1, q0, s10);
+      s20 = Math.fma(u2, q0, s20);
+      s30 = Math.fma(u3, q0, s30);
+    }
+    out[oo + 0 * ostride + 0] = s00;
+    out[oo + 0 * ostride + 1] = s10;
+    out[oo + 0 * ostride + 2] = s20;
+    out[oo + 0 * ostride + 3] = s30;
+  }
+
+  /** 8 weight row(s) x 1 input row(s), BF16: out[oo + t*ostride + k] = dot(w row k, x row t). */
+  static void bf16Rows8x1(MemorySegment w, long row, long rowBytes, float[] x, int xo, int cols,
+      float[] out, int oo, int ostride) {
+    long w0 = row + 0L * rowBytes;
+    long w1 = row + 1L * rowBytes;
+    long w2 = row + 2L * rowBytes;
+    long w3 = row + 3L * rowBytes;
+    long w4 = row + 4L * rowBytes;
+    long w5 = row + 5L * rowBytes;
+    long w6 = row + 6L * rowBytes;
+    long w7 = row + 7L * rowBytes;
+    int x0 = xo + 0 * cols;
+    FloatVector a00 = FloatVector.zero(F);
+    FloatVector a10 = FloatVector.zero(F);
+    FloatVector a20 = FloatVector.zero(F);
+    FloatVector a30 = FloatVector.zero(F);
+    FloatVector a40 = FloatVector.zero(F);
+    FloatVector a50 = FloatVector.zero(F);
+    FloatVector a60 = FloatVector.zero(F);
+    FloatVector a70 = FloatVector.zero(F);
+    int c = 0;
+    int bound = cols - cols % (2 * VL);
+    for (; c < bound; c += 2 * VL) {
+      IntVector p0 = IntVector.fromMemorySegment(I, w, w0 + 2L * c, LE);
+      IntVector p1 = IntVector.fromMemorySegment(I, w, w1 + 2L * c, LE);
+      IntVector p2 = IntVector.fromMemorySegment(I, w, w2 + 2L * c, LE);
+      IntVector p3 = IntVector.fromMemorySegment(I, w, w3 + 2L * c, LE);
+      IntVector p4 = IntVector.fromMemorySegment(I, w, w4 + 2L * c, LE);
+      IntVector p5 = IntVector.fromMemorySegment(I, w, w5 + 2L * c, LE);
+      IntVector p6 = IntVector.fromMemorySegment(I, w, w6 + 2L * c, LE);
+      IntVector p7 = IntVector.fromMemorySegment(I, w, w7 + 2L * c, LE);
+      FloatVector e0 = p0.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+      FloatVector e1 = p1.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+      FloatVector e2 = p2.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+      FloatVector e3 = p3.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+      FloatVector e4 = p4.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+      FloatVector e5 = p5.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+      FloatVector e6 = p6.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+      FloatVector e7 = p7.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+      FloatVector y0 = FloatVector.fromArray(F, x, x0 + c);
+      a00 = e0.fma(y0, a00);
+      a10 = e1.fma(y0, a10);
+      a20 = e2.fma(y0, a20);
+      a30 = e3.fma(y0, a30);
+      a40 = e4.fma(y0, a40);
+      a50 = e5.fma(y0, a50);
+      a60 = e6.fma(y0, a60);
+      a70 = e7.fma(y0, a70);
+      FloatVector o0 = p0.and(0xFFFF0000).reinterpretAsFloats();
+      FloatVector o1 = p1.and(0xFFFF0000).reinterpretAsFloats();
+      FloatVector o2 = p2.and(0xFFFF0000).reinterpretAsFloats();
+      FloatVector o3 = p3.and(0xFFFF0000).reinterpretAsFloats();
+      FloatVector o4 = p4.and(0xFFFF0000).reinterpretAsFloats();
+      FloatVector o5 = p5.and(0xFFFF0000).reinterpretAsFloats();
+      FloatVector o6 = p6.and(0xFFFF0000).reinterpretAsFloats();
+      FloatVector o7 = p7.and(0xFFFF0000).reinterpretAsFloats();
+      FloatVector z0 = FloatVector.fromArray(F, x, x0 + c + VL);
+      a00 = o0.fma(z0, a00);
+      a10 = o1.fma(z0, a10);
+      a20 = o2.fma(z0, a20);
+      a30 = o3.fma(z0, a30);
+      a40 = o4.fma(z0, a40);
+      a50 = o5.fma(z0, a50);
+      a60 = o6.fma(z0, a60);
+      a70 = o7.fma(z0, a70);
+    }
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a00 = a00.add(a00.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a00 = a00.add(a00.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a00 = a00.add(a00.rearrange(STEP4));
+    }
+    a00 = a00.add(a00.rearrange(STEP2));
+    a00 = a00.add(a00.rearrange(STEP1));
+    float s00 = a00.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a10 = a10.add(a10.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a10 = a10.add(a10.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a10 = a10.add(a10.rearrange(STEP4));
+    }
+    a10 = a10.add(a10.rearrange(STEP2));
+    a10 = a10.add(a10.rearrange(STEP1));
+    float s10 = a10.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a20 = a20.add(a20.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a20 = a20.add(a20.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a20 = a20.add(a20.rearrange(STEP4));
+    }
+    a20 = a20.add(a20.rearrange(STEP2));
+    a20 = a20.add(a20.rearrange(STEP1));
+    float s20 = a20.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a30 = a30.add(a30.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a30 = a30.add(a30.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a30 = a30.add(a30.rearrange(STEP4));
+    }
+    a30 = a30.add(a30.rearrange(STEP2));
+    a30 = a30.add(a30.rearrange(STEP1));
+    float s30 = a30.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a40 = a40.add(a40.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a40 = a40.add(a40.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a40 = a40.add(a40.rearrange(STEP4));
+    }
+    a40 = a40.add(a40.rearrange(STEP2));
+    a40 = a40.add(a40.rearrange(STEP1));
+    float s40 = a40.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a50 = a50.add(a50.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a50 = a50.add(a50.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a50 = a50.add(a50.rearrange(STEP4));
+    }
+    a50 = a50.add(a50.rearrange(STEP2));
+    a50 = a50.add(a50.rearrange(STEP1));
+    float s50 = a50.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a60 = a60.add(a60.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a60 = a60.add(a60.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a60 = a60.add(a60.rearrange(STEP4));
+    }
+    a60 = a60.add(a60.rearrange(STEP2));
+    a60 = a60.add(a60.rearrange(STEP1));
+    float s60 = a60.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a70 = a70.add(a70.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a70 = a70.add(a70.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a70 = a70.add(a70.rearrange(STEP4));
+    }
+    a70 = a70.add(a70.rearrange(STEP2));
+    a70 = a70.add(a70.rearrange(STEP1));
+    float s70 = a70.lane(0);
+    for (; c < cols; c++) {
+      float u0 = Float.intBitsToFloat(w.get(I16_LE, w0 + 2L * c) << 16);
+      float u1 = Float.intBitsToFloat(w.get(I16_LE, w1 + 2L * c) << 16);
+      float u2 = Float.intBitsToFloat(w.get(I16_LE, w2 + 2L * c) << 16);
+      float u3 = Float.intBitsToFloat(w.get(I16_LE, w3 + 2L * c) << 16);
+      float u4 = Float.intBitsToFloat(w.get(I16_LE, w4 + 2L * c) << 16);
+      float u5 = Float.intBitsToFloat(w.get(I16_LE, w5 + 2L * c) << 16);
+      float u6 = Float.intBitsToFloat(w.get(I16_LE, w6 + 2L * c) << 16);
+      float u7 = Float.intBitsToFloat(w.get(I16_LE, w7 + 2L * c) << 16);
+      float q0 = x[x0 + c];
+      s00 = Math.fma(u0, q0, s00);
+      s10 = Math.fma(u1, q0, s10);
+      s20 = Math.fma(u2, q0, s20);
+      s30 = Math.fma(u3, q0, s30);
+      s40 = Math.fma(u4, q0, s40);
+      s50 = Math.fma(u5, q0, s50);
+      s60 = Math.fma(u6, q0, s60);
+      s70 = Math.fma(u7, q0, s70);
+    }
+    out[oo + 0 * ostride + 0] = s00;
+    out[oo + 0 * ostride + 1] = s10;
+    out[oo + 0 * ostride + 2] = s20;
+    out[oo + 0 * ostride + 3] = s30;
+    out[oo + 0 * ostride + 4] = s40;
+    out[oo + 0 * ostride + 5] = s50;
+    out[oo + 0 * ostride + 6] = s60;
+    out[oo + 0 * ostride + 7] = s70;
+  }
+
+  /** 4 weight row(s) x 4 input row(s), BF16: out[oo + t*ostride + k] = dot(w row k, x row t). */
+  static void bf16Rows4x4(MemorySegment w, long row, long rowBytes, float[] x, int xo, int cols,
+      float[] out, int oo, int ostride) {
+    long w0 = row + 0L * rowBytes;
+    long w1 = row + 1L * rowBytes;
+    long w2 = row + 2L * rowBytes;
+    long w3 = row + 3L * rowBytes;
+    int x0 = xo + 0 * cols;
+    int x1 = xo + 1 * cols;
+    int x2 = xo + 2 * cols;
+    int x3 = xo + 3 * cols;
+    FloatVector a00 = FloatVector.zero(F);
+    FloatVector a01 = FloatVector.zero(F);
+    FloatVector a02 = FloatVector.zero(F);
+    FloatVector a03 = FloatVector.zero(F);
+    FloatVector a10 = FloatVector.zero(F);
+    FloatVector a11 = FloatVector.zero(F);
+    FloatVector a12 = FloatVector.zero(F);
+    FloatVector a13 = FloatVector.zero(F);
+    FloatVector a20 = FloatVector.zero(F);
+    FloatVector a21 = FloatVector.zero(F);
+    FloatVector a22 = FloatVector.zero(F);
+    FloatVector a23 = FloatVector.zero(F);
+    FloatVector a30 = FloatVector.zero(F);
+    FloatVector a31 = FloatVector.zero(F);
+    FloatVector a32 = FloatVector.zero(F);
+    FloatVector a33 = FloatVector.zero(F);
+    int c = 0;
+    int bound = cols - cols % (2 * VL);
+    for (; c < bound; c += 2 * VL) {
+      IntVector p0 = IntVector.fromMemorySegment(I, w, w0 + 2L * c, LE);
+      IntVector p1 = IntVector.fromMemorySegment(I, w, w1 + 2L * c, LE);
+      IntVector p2 = IntVector.fromMemorySegment(I, w, w2 + 2L * c, LE);
+      IntVector p3 = IntVector.fromMemorySegment(I, w, w3 + 2L * c, LE);
+      FloatVector e0 = p0.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+      FloatVector e1 = p1.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+      FloatVector e2 = p2.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+      FloatVector e3 = p3.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+      FloatVector y0 = FloatVector.fromArray(F, x, x0 + c);
+      a00 = e0.fma(y0, a00);
+      a10 = e1.fma(y0, a10);
+      a20 = e2.fma(y0, a20);
+      a30 = e3.fma(y0, a30);
+      FloatVector y1 = FloatVector.fromArray(F, x, x1 + c);
+      a01 = e0.fma(y1, a01);
+      a11 = e1.fma(y1, a11);
+      a21 = e2.fma(y1, a21);
+      a31 = e3.fma(y1, a31);
+      FloatVector y2 = FloatVector.fromArray(F, x, x2 + c);
+      a02 = e0.fma(y2, a02);
+      a12 = e1.fma(y2, a12);
+      a22 = e2.fma(y2, a22);
+      a32 = e3.fma(y2, a32);
+      FloatVector y3 = FloatVector.fromArray(F, x, x3 + c);
+      a03 = e0.fma(y3, a03);
+      a13 = e1.fma(y3, a13);
+      a23 = e2.fma(y3, a23);
+      a33 = e3.fma(y3, a33);
+      FloatVector o0 = p0.and(0xFFFF0000).reinterpretAsFloats();
+      FloatVector o1 = p1.and(0xFFFF0000).reinterpretAsFloats();
+      FloatVector o2 = p2.and(0xFFFF0000).reinterpretAsFloats();
+      FloatVector o3 = p3.and(0xFFFF0000).reinterpretAsFloats();
+      FloatVector z0 = FloatVector.fromArray(F, x, x0 + c + VL);
+      a00 = o0.fma(z0, a00);
+      a10 = o1.fma(z0, a10);
+      a20 = o2.fma(z0, a20);
+      a30 = o3.fma(z0, a30);
+      FloatVector z1 = FloatVector.fromArray(F, x, x1 + c + VL);
+      a01 = o0.fma(z1, a01);
+      a11 = o1.fma(z1, a11);
+      a21 = o2.fma(z1, a21);
+      a31 = o3.fma(z1, a31);
+      FloatVector z2 = FloatVector.fromArray(F, x, x2 + c + VL);
+      a02 = o0.fma(z2, a02);
+      a12 = o1.fma(z2, a12);
+      a22 = o2.fma(z2, a22);
+      a32 = o3.fma(z2, a32);
+      FloatVector z3 = FloatVector.fromArray(F, x, x3 + c + VL);
+      a03 = o0.fma(z3, a03);
+      a13 = o1.fma(z3, a13);
+      a23 = o2.fma(z3, a23);
+      a33 = o3.fma(z3, a33);
+    }
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a00 = a00.add(a00.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a00 = a00.add(a00.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a00 = a00.add(a00.rearrange(STEP4));
+    }
+    a00 = a00.add(a00.rearrange(STEP2));
+    a00 = a00.add(a00.rearrange(STEP1));
+    float s00 = a00.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a01 = a01.add(a01.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a01 = a01.add(a01.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a01 = a01.add(a01.rearrange(STEP4));
+    }
+    a01 = a01.add(a01.rearrange(STEP2));
+    a01 = a01.add(a01.rearrange(STEP1));
+    float s01 = a01.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a02 = a02.add(a02.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a02 = a02.add(a02.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a02 = a02.add(a02.rearrange(STEP4));
+    }
+    a02 = a02.add(a02.rearrange(STEP2));
+    a02 = a02.add(a02.rearrange(STEP1));
+    float s02 = a02.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a03 = a03.add(a03.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a03 = a03.add(a03.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a03 = a03.add(a03.rearrange(STEP4));
+    }
+    a03 = a03.add(a03.rearrange(STEP2));
+    a03 = a03.add(a03.rearrange(STEP1));
+    float s03 = a03.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a10 = a10.add(a10.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a10 = a10.add(a10.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a10 = a10.add(a10.rearrange(STEP4));
+    }
+    a10 = a10.add(a10.rearrange(STEP2));
+    a10 = a10.add(a10.rearrange(STEP1));
+    float s10 = a10.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a11 = a11.add(a11.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a11 = a11.add(a11.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a11 = a11.add(a11.rearrange(STEP4));
+    }
+    a11 = a11.add(a11.rearrange(STEP2));
+    a11 = a11.add(a11.rearrange(STEP1));
+    float s11 = a11.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a12 = a12.add(a12.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a12 = a12.add(a12.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a12 = a12.add(a12.rearrange(STEP4));
+    }
+    a12 = a12.add(a12.rearrange(STEP2));
+    a12 = a12.add(a12.rearrange(STEP1));
+    float s12 = a12.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a13 = a13.add(a13.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a13 = a13.add(a13.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a13 = a13.add(a13.rearrange(STEP4));
+    }
+    a13 = a13.add(a13.rearrange(STEP2));
+    a13 = a13.add(a13.rearrange(STEP1));
+    float s13 = a13.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a20 = a20.add(a20.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a20 = a20.add(a20.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a20 = a20.add(a20.rearrange(STEP4));
+    }
+    a20 = a20.add(a20.rearrange(STEP2));
+    a20 = a20.add(a20.rearrange(STEP1));
+    float s20 = a20.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a21 = a21.add(a21.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a21 = a21.add(a21.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a21 = a21.add(a21.rearrange(STEP4));
+    }
+    a21 = a21.add(a21.rearrange(STEP2));
+    a21 = a21.add(a21.rearrange(STEP1));
+    float s21 = a21.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a22 = a22.add(a22.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a22 = a22.add(a22.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a22 = a22.add(a22.rearrange(STEP4));
+    }
+    a22 = a22.add(a22.rearrange(STEP2));
+    a22 = a22.add(a22.rearrange(STEP1));
+    float s22 = a22.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a23 = a23.add(a23.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a23 = a23.add(a23.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a23 = a23.add(a23.rearrange(STEP4));
+    }
+    a23 = a23.add(a23.rearrange(STEP2));
+    a23 = a23.add(a23.rearrange(STEP1));
+    float s23 = a23.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a30 = a30.add(a30.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a30 = a30.add(a30.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a30 = a30.add(a30.rearrange(STEP4));
+    }
+    a30 = a30.add(a30.rearrange(STEP2));
+    a30 = a30.add(a30.rearrange(STEP1));
+    float s30 = a30.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a31 = a31.add(a31.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a31 = a31.add(a31.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a31 = a31.add(a31.rearrange(STEP4));
+    }
+    a31 = a31.add(a31.rearrange(STEP2));
+    a31 = a31.add(a31.rearrange(STEP1));
+    float s31 = a31.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a32 = a32.add(a32.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a32 = a32.add(a32.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a32 = a32.add(a32.rearrange(STEP4));
+    }
+    a32 = a32.add(a32.rearrange(STEP2));
+    a32 = a32.add(a32.rearrange(STEP1));
+    float s32 = a32.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a33 = a33.add(a33.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a33 = a33.add(a33.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a33 = a33.add(a33.rearrange(STEP4));
+    }
+    a33 = a33.add(a33.rearrange(STEP2));
+    a33 = a33.add(a33.rearrange(STEP1));
+    float s33 = a33.lane(0);
+    for (; c < cols; c++) {
+      float u0 = Float.intBitsToFloat(w.get(I16_LE, w0 + 2L * c) << 16);
+      float u1 = Float.intBitsToFloat(w.get(I16_LE, w1 + 2L * c) << 16);
+      float u2 = Float.intBitsToFloat(w.get(I16_LE, w2 + 2L * c) << 16);
+      float u3 = Float.intBitsToFloat(w.get(I16_LE, w3 + 2L * c) << 16);
+      float q0 = x[x0 + c];
+      s00 = Math.fma(u0, q0, s00);
+      s10 = Math.fma(u1, q0, s10);
+      s20 = Math.fma(u2, q0, s20);
+      s30 = Math.fma(u3, q0, s30);
+      float q1 = x[x1 + c];
+      s01 = Math.fma(u0, q1, s01);
+      s11 = Math.fma(u1, q1, s11);
+      s21 = Math.fma(u2, q1, s21);
+      s31 = Math.fma(u3, q1, s31);
+      float q2 = x[x2 + c];
+      s02 = Math.fma(u0, q2, s02);
+      s12 = Math.fma(u1, q2, s12);
+      s22 = Math.fma(u2, q2, s22);
+      s32 = Math.fma(u3, q2, s32);
+      float q3 = x[x3 + c];
+      s03 = Math.fma(u0, q3, s03);
+      s13 = Math.fma(u1, q3, s13);
+      s23 = Math.fma(u2, q3, s23);
+      s33 = Math.fma(u3, q3, s33);
+    }
+    out[oo + 0 * ostride + 0] = s00;
+    out[oo + 0 * ostride + 1] = s10;
+    out[oo + 0 * ostride + 2] = s20;
+    out[oo + 0 * ostride + 3] = s30;
+    out[oo + 1 * ostride + 0] = s01;
+    out[oo + 1 * ostride + 1] = s11;
+    out[oo + 1 * ostride + 2] = s21;
+    out[oo + 1 * ostride + 3] = s31;
+    out[oo + 2 * ostride + 0] = s02;
+    out[oo + 2 * ostride + 1] = s12;
+    out[oo + 2 * ostride + 2] = s22;
+    out[oo + 2 * ostride + 3] = s32;
+    out[oo + 3 * ostride + 0] = s03;
+    out[oo + 3 * ostride + 1] = s13;
+    out[oo + 3 * ostride + 2] = s23;
+    out[oo + 3 * ostride + 3] = s33;
+  }
+
+  /** 1 weight row(s) x 4 input row(s), BF16: out[oo + t*ostride + k] = dot(w row k, x row t). */
+  static void bf16Rows1x4(MemorySegment w, long row, long rowBytes, float[] x, int xo, int cols,
+      float[] out, int oo, int ostride) {
+    long w0 = row + 0L * rowBytes;
+    int x0 = xo + 0 * cols;
+    int x1 = xo + 1 * cols;
+    int x2 = xo + 2 * cols;
+    int x3 = xo + 3 * cols;
+    FloatVector a00 = FloatVector.zero(F);
+    FloatVector a01 = FloatVector.zero(F);
+    FloatVector a02 = FloatVector.zero(F);
+    FloatVector a03 = FloatVector.zero(F);
+    int c = 0;
+    int bound = cols - cols % (2 * VL);
+    for (; c < bound; c += 2 * VL) {
+      IntVector p0 = IntVector.fromMemorySegment(I, w, w0 + 2L * c, LE);
+      FloatVector e0 = p0.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+      FloatVector y0 = FloatVector.fromArray(F, x, x0 + c);
+      a00 = e0.fma(y0, a00);
+      FloatVector y1 = FloatVector.fromArray(F, x, x1 + c);
+      a01 = e0.fma(y1, a01);
+      FloatVector y2 = FloatVector.fromArray(F, x, x2 + c);
+      a02 = e0.fma(y2, a02);
+      FloatVector y3 = FloatVector.fromArray(F, x, x3 + c);
+      a03 = e0.fma(y3, a03);
+      FloatVector o0 = p0.and(0xFFFF0000).reinterpretAsFloats();
+      FloatVector z0 = FloatVector.fromArray(F, x, x0 + c + VL);
+      a00 = o0.fma(z0, a00);
+      FloatVector z1 = FloatVector.fromArray(F, x, x1 + c + VL);
+      a01 = o0.fma(z1, a01);
+      FloatVector z2 = FloatVector.fromArray(F, x, x2 + c + VL);
+      a02 = o0.fma(z2, a02);
+      FloatVector z3 = FloatVector.fromArray(F, x, x3 + c + VL);
+      a03 = o0.fma(z3, a03);
+    }
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a00 = a00.add(a00.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a00 = a00.add(a00.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a00 = a00.add(a00.rearrange(STEP4));
+    }
+    a00 = a00.add(a00.rearrange(STEP2));
+    a00 = a00.add(a00.rearrange(STEP1));
+    float s00 = a00.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a01 = a01.add(a01.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a01 = a01.add(a01.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a01 = a01.add(a01.rearrange(STEP4));
+    }
+    a01 = a01.add(a01.rearrange(STEP2));
+    a01 = a01.add(a01.rearrange(STEP1));
+    float s01 = a01.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a02 = a02.add(a02.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a02 = a02.add(a02.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a02 = a02.add(a02.rearrange(STEP4));
+    }
+    a02 = a02.add(a02.rearrange(STEP2));
+    a02 = a02.add(a02.rearrange(STEP1));
+    float s02 = a02.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a03 = a03.add(a03.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a03 = a03.add(a03.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a03 = a03.add(a03.rearrange(STEP4));
+    }
+    a03 = a03.add(a03.rearrange(STEP2));
+    a03 = a03.add(a03.rearrange(STEP1));
+    float s03 = a03.lane(0);
+    for (; c < cols; c++) {
+      float u0 = Float.intBitsToFloat(w.get(I16_LE, w0 + 2L * c) << 16);
+      float q0 = x[x0 + c];
+      s00 = Math.fma(u0, q0, s00);
+      float q1 = x[x1 + c];
+      s01 = Math.fma(u0, q1, s01);
+      float q2 = x[x2 + c];
+      s02 = Math.fma(u0, q2, s02);
+      float q3 = x[x3 + c];
+      s03 = Math.fma(u0, q3, s03);
+    }
+    out[oo + 0 * ostride + 0] = s00;
+    out[oo + 1 * ostride + 0] = s01;
+    out[oo + 2 * ostride + 0] = s02;
+    out[oo + 3 * ostride + 0] = s03;
   }
 
   /**
@@ -491,36 +1616,31 @@ public final class VectorKernels implements Kernels, AutoCloseable {
    * then i ^ VL/4, ..., down to lane 0. Only IEEE lane-wise adds, so every JIT tier agrees.
    */
   static float reduce(FloatVector v) {
-    switch (VL) {
-      case 16 -> {
-        v = v.add(v.rearrange(SWAP_HALF));
-        v = v.add(v.rearrange(SWAP_QUARTER));
-        v = v.add(v.rearrange(SWAP_EIGHTH));
-        v = v.add(v.rearrange(SWAP_SIXTEENTH));
-      }
-      case 8 -> {
-        v = v.add(v.rearrange(SWAP_HALF));
-        v = v.add(v.rearrange(SWAP_QUARTER));
-        v = v.add(v.rearrange(SWAP_EIGHTH));
-      }
-      default -> {
-        for (VectorShuffle<Float> s : BUTTERFLY) {
-          v = v.add(v.rearrange(s));
-        }
-      }
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      v = v.add(v.rearrange(sh));
     }
-    return v.lane(0);
+    if (VL >= 16) {
+      v = v.add(v.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      v = v.add(v.rearrange(STEP4));
+    }
+    v = v.add(v.rearrange(STEP2));
+    v = v.add(v.rearrange(STEP1));
+    float s = v.lane(0);
+    return s;
   }
 
   private static VectorShuffle<Float> swap(int step) {
-    return step == 0 ? null : VectorShuffle.fromOp(F, i -> i ^ step);
+    return step == 0 || step >= VL ? null : VectorShuffle.fromOp(F, i -> i ^ step);
   }
 
+  /** Butterfly steps of 16 lanes and more (none up to 512-bit vectors), largest first. */
   @SuppressWarnings("unchecked")
-  private static VectorShuffle<Float>[] butterflies() {
-    int steps = Integer.numberOfTrailingZeros(VL);
-    VectorShuffle<Float>[] result = new VectorShuffle[steps];
-    for (int k = 0; k < steps; k++) {
+  private static VectorShuffle<Float>[] bigSteps() {
+    int n = Math.max(0, Integer.numberOfTrailingZeros(VL) - 4);
+    VectorShuffle<Float>[] result = new VectorShuffle[n];
+    for (int k = 0; k < n; k++) {
       result[k] = swap(VL >> (k + 1));
     }
     return result;
@@ -541,15 +1661,27 @@ public final class VectorKernels implements Kernels, AutoCloseable {
     int bound1 = F.loopBound(length);
     int i = 0;
     for (; i < bound4; i += 4 * VL) {
-      a0 = xv(a, aOff + i).fma(xv(b, bOff + i), a0);
-      a1 = xv(a, aOff + i + VL).fma(xv(b, bOff + i + VL), a1);
-      a2 = xv(a, aOff + i + 2 * VL).fma(xv(b, bOff + i + 2 * VL), a2);
-      a3 = xv(a, aOff + i + 3 * VL).fma(xv(b, bOff + i + 3 * VL), a3);
+      a0 = FloatVector.fromArray(F, a, aOff + i).fma(FloatVector.fromArray(F, b, bOff + i), a0);
+      a1 = FloatVector.fromArray(F, a, aOff + i + VL).fma(FloatVector.fromArray(F, b, bOff + i + VL), a1);
+      a2 = FloatVector.fromArray(F, a, aOff + i + 2 * VL).fma(FloatVector.fromArray(F, b, bOff + i + 2 * VL), a2);
+      a3 = FloatVector.fromArray(F, a, aOff + i + 3 * VL).fma(FloatVector.fromArray(F, b, bOff + i + 3 * VL), a3);
     }
     for (; i < bound1; i += VL) {
-      a0 = xv(a, aOff + i).fma(xv(b, bOff + i), a0);
+      a0 = FloatVector.fromArray(F, a, aOff + i).fma(FloatVector.fromArray(F, b, bOff + i), a0);
     }
-    float s = reduce(a0.add(a1).add(a2.add(a3)));
+    FloatVector t = a0.add(a1).add(a2.add(a3));
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      t = t.add(t.rearrange(sh));
+    }
+    if (VL >= 16) {
+      t = t.add(t.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      t = t.add(t.rearrange(STEP4));
+    }
+    t = t.add(t.rearrange(STEP2));
+    t = t.add(t.rearrange(STEP1));
+    float s = t.lane(0);
     for (; i < length; i++) {
       s = Math.fma(a[aOff + i], b[bOff + i], s);
     }
@@ -564,7 +1696,7 @@ public final class VectorKernels implements Kernels, AutoCloseable {
     int bound = F.loopBound(length);
     int i = 0;
     for (; i < bound; i += VL) {
-      xv(x, xOff + i).fma(va, xv(y, yOff + i)).intoArray(y, yOff + i);
+      FloatVector.fromArray(F, x, xOff + i).fma(va, FloatVector.fromArray(F, y, yOff + i)).intoArray(y, yOff + i);
     }
     for (; i < length; i++) {
       y[yOff + i] = Math.fma(x[xOff + i], alpha, y[yOff + i]);
@@ -582,7 +1714,7 @@ public final class VectorKernels implements Kernels, AutoCloseable {
     int bound = F.loopBound(size);
     int i = 0;
     for (; i < bound; i += VL) {
-      xv(x, xOff + i).mul(vinv).mul(xv(weight, i)).intoArray(out, outOff + i);
+      FloatVector.fromArray(F, x, xOff + i).mul(vinv).mul(FloatVector.fromArray(F, weight, i)).intoArray(out, outOff + i);
     }
     for (; i < size; i++) {
       out[outOff + i] = x[xOff + i] * inv * weight[i];
@@ -601,7 +1733,7 @@ public final class VectorKernels implements Kernels, AutoCloseable {
     if (bound > 0) {
       FloatVector vmax = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY);
       for (; i < bound; i += VL) {
-        vmax = vmax.max(xv(x, off + i));
+        vmax = vmax.max(FloatVector.fromArray(F, x, off + i));
       }
       max = vmax.reduceLanes(VectorOperators.MAX); // max is exact: order does not matter
     }
@@ -618,7 +1750,7 @@ public final class VectorKernels implements Kernels, AutoCloseable {
     }
     FloatVector vs = FloatVector.broadcast(F, sum);
     for (i = 0; i < bound; i += VL) {
-      xv(x, off + i).div(vs).intoArray(x, off + i);
+      FloatVector.fromArray(F, x, off + i).div(vs).intoArray(x, off + i);
     }
     for (; i < length; i++) {
       x[off + i] /= sum;
@@ -647,10 +1779,10 @@ public final class VectorKernels implements Kernels, AutoCloseable {
       int b2 = b1 + half;
       int i = 0;
       for (; i < bound; i += VL) {
-        FloatVector x1 = xv(x, b1 + i);
-        FloatVector x2 = xv(x, b2 + i);
-        FloatVector c = xv(cos, i);
-        FloatVector s = xv(sin, i);
+        FloatVector x1 = FloatVector.fromArray(F, x, b1 + i);
+        FloatVector x2 = FloatVector.fromArray(F, x, b2 + i);
+        FloatVector c = FloatVector.fromArray(F, cos, i);
+        FloatVector s = FloatVector.fromArray(F, sin, i);
         x1.mul(c).sub(x2.mul(s)).intoArray(x, b1 + i);
         x2.mul(c).add(x1.mul(s)).intoArray(x, b2 + i);
       }

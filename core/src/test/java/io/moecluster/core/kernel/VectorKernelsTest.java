@@ -373,7 +373,8 @@ class VectorKernelsTest {
   @Test
   void memoryBandwidthSmoke() {
     double gbps = MemoryBandwidth.measureReadGBps(1, 32L << 20, 2);
-    assertTrue(gbps > 0.1 && gbps < 10_000, "read bandwidth " + gbps + " GB/s");
+    // Only sanity: the figure depends on the machine and its load (and on the JIT having run).
+    assertTrue(gbps > 0 && Double.isFinite(gbps), "read bandwidth " + gbps + " GB/s");
   }
 
   private static void assertRelative(float expected, float actual, double rel, String what) {

@@ -37,7 +37,7 @@ import org.openjdk.jmh.annotations.Warmup;
  *       against an input pre-split into even/odd columns (no cross-lane widening at all).
  * </ul>
  *
- * Run: {@code ./mvnw -q -pl core -Pjmh test-compile exec:exec -Djmh.args="Bf16ConvertBench -f 1 -wi 2 -i 3 -r 1s"}
+ * Run: {@code ./mvnw -q -pl core -Pjmh test-compile exec:exec -Djmh.args="Bf16ConvertBench -f 1 -wi 2 -i 3 -r 1s"} (see {@link KernelBench})
  */
 @State(Scope.Thread)
 @BenchmarkMode(Mode.AverageTime)

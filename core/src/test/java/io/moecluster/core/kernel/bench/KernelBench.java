@@ -1,0 +1,48 @@
+package io.moecluster.core.kernel.bench;
+
+import io.moecluster.core.kernel.MemoryBandwidth;
+import io.moecluster.core.kernel.VectorKernels;
+
+/**
+ * Entry point of the kernel benchmarks (JMH, in this package; never run by {@code mvnw verify}).
+ *
+ * <p>From a clean clone, with {@code JAVA_HOME} on a JDK 25:
+ *
+ * <pre>{@code
+ * # the machine's bounds: median read bandwidth (1 GiB buffer) and FMA peak, on 1 and 2 threads
+ * ./mvnw -q -pl core -Pjmh test-compile exec:exec -Djmh.args="bounds 1 2"
+ * # decode: matVec GB/s of weights read (the "gbytes" row), F32 and BF16, 1 and 2 threads
+ * ./mvnw -q -pl core -Pjmh test-compile exec:exec -Djmh.args="MatVecBench -f 1 -wi 5 -i 3 -r 1s"
+ * # prefill: matMul GFLOP/s (the "gflop" row) at n = 16, 64, 256
+ * ./mvnw -q -pl core -Pjmh test-compile exec:exec -Djmh.args="MatMulBench -f 1 -wi 5 -i 3 -r 1s"
+ * # BF16 widening formulations compared
+ * ./mvnw -q -pl core -Pjmh test-compile exec:exec -Djmh.args="Bf16ConvertBench -f 1 -wi 2 -i 3 -r 1s"
+ * }</pre>
+ *
+ * Five one-second warm-up iterations, not two: C2 needs a few seconds to compile the large
+ * register-tiled kernels on a busy 2-core machine, and until it has, the Vector API runs in the
+ * interpreter and C1 hundreds of times slower (which shows up as near-zero GB/s).
+ *
+ * <p>Any other arguments are JMH's own ({@code -h} lists them; {@code -p threads=1} narrows a
+ * parameter). The {@code jmh} profile of {@code core/pom.xml} runs this class on the test class
+ * path with the Vector API module added.
+ */
+public final class KernelBench {
+  private KernelBench() {}
+
+  public static void main(String[] args) throws Exception {
+    if (args.length > 0 && args[0].equals("bounds")) {
+      System.out.println(VectorKernels.class.getSimpleName() + " species: "
+          + jdk.incubator.vector.FloatVector.SPECIES_PREFERRED);
+      for (int i = 1; i < Math.max(2, args.length); i++) {
+        int threads = args.length > 1 ? Integer.parseInt(args[i]) : Runtime.getRuntime().availableProcessors();
+        double gbps = MemoryBandwidth.measureReadGBps(threads);
+        double gflops = MemoryBandwidth.fmaPeakGflops(threads);
+        System.out.printf("threads %d: read bandwidth %.1f GB/s (median, 1 GiB buffer), FMA peak %.1f GFLOP/s%n",
+            threads, gbps, gflops);
+      }
+      return;
+    }
+    org.openjdk.jmh.Main.main(args);
+  }
+}

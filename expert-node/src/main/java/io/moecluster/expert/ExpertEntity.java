@@ -1,0 +1,254 @@
+package io.moecluster.expert;
+
+import io.moecluster.core.kernel.Kernels;
+import io.moecluster.core.model.ExpertFfn;
+import io.moecluster.core.model.ExpertStore;
+import io.moecluster.core.model.ExpertWeights;
+import io.moecluster.core.tensor.Matrix;
+import io.moecluster.proto.cluster.v1.ComputeExperts;
+import io.moecluster.proto.cluster.v1.ExpertCommand;
+import io.moecluster.proto.cluster.v1.ExpertReply;
+import io.moecluster.proto.cluster.v1.Locate;
+import io.moecluster.proto.cluster.v1.Located;
+import io.moecluster.proto.codec.ActivationCodec;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.Executor;
+import java.util.concurrent.RejectedExecutionException;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.ActorRefResolver;
+import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.javadsl.AbstractBehavior;
+import org.apache.pekko.actor.typed.javadsl.ActorContext;
+import org.apache.pekko.actor.typed.javadsl.Behaviors;
+import org.apache.pekko.actor.typed.javadsl.Receive;
+import org.apache.pekko.cluster.sharding.typed.javadsl.EntityTypeKey;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * One routed expert of one MoE layer as a sharded actor (entity id {@code "<layer>/<expert>"}).
+ * It owns the views of its three weight matrices (looked up once in the node's mapped
+ * checkpoint) and whether they are paged in. The actor only dispatches: the FFN and the page
+ * loads run on the node's compute executor, which answers the requester directly.
+ */
+public final class ExpertEntity extends AbstractBehavior<ExpertCommand> {
+
+  /** The sharded entity type; its message type is the wire's {@link ExpertCommand}. */
+  public static final EntityTypeKey<ExpertCommand> TYPE_KEY =
+      EntityTypeKey.create(ExpertCommand.class, "expert");
+
+  private static final Logger log = LoggerFactory.getLogger(ExpertEntity.class);
+  private static final long PAGE_BYTES = 4096;
+  private static volatile long pageSink; // a visible use of the touched bytes
+
+  /** What every entity of a node shares: the weights, the kernels and where to compute. */
+  record NodeContext(ExpertStore store, Kernels kernels, Executor compute, String nodeAddress) {}
+
+  /** A parsed entity id. */
+  public record Id(int layer, int expert) {
+    @Override
+    public String toString() {
+      return entityId(layer, expert);
+    }
+  }
+
+  /** The entity id of (layer, expert): {@code "<layer>/<expert>"}. */
+  public static String entityId(int layer, int expert) {
+    return layer + "/" + expert;
+  }
+
+  /** Parses {@code "<layer>/<expert>"}; throws IllegalArgumentException on anything else. */
+  public static Id parseEntityId(String id) {
+    int slash = id.indexOf('/');
+    if (slash <= 0 || slash == id.length() - 1) {
+      throw new IllegalArgumentException("expert entity id must be \"<layer>/<expert>\", got \"" + id + "\"");
+    }
+    try {
+      int layer = Integer.parseInt(id, 0, slash, 10);
+      int expert = Integer.parseInt(id, slash + 1, id.length(), 10);
+      if (layer < 0 || expert < 0) {
+        throw new NumberFormatException("negative");
+      }
+      return new Id(layer, expert);
+    } catch (NumberFormatException e) {
+      throw new IllegalArgumentException("expert entity id must be \"<layer>/<expert>\", got \"" + id + "\"");
+    }
+  }
+
+  static Behavior<ExpertCommand> create(NodeContext node, String entityId) {
+    return Behaviors.setup(ctx -> new ExpertEntity(ctx, node, entityId));
+  }
+
+  private final NodeContext node;
+  private final ActorRefResolver resolver;
+  private final String entityId;
+  private final Id id; // null when the entity id is malformed
+  private ExpertWeights weights; // views into the mapped checkpoint, looked up on first use
+  private String weightsError; // why the weights cannot be found, once known
+  private CompletableFuture<Void> loaded; // pages touched; null until the first load request
+
+  private ExpertEntity(ActorContext<ExpertCommand> ctx, NodeContext node, String entityId) {
+    super(ctx);
+    this.node = node;
+    this.resolver = ActorRefResolver.get(ctx.getSystem());
+    this.entityId = entityId;
+    Id parsed = null;
+    try {
+      parsed = parseEntityId(entityId);
+    } catch (IllegalArgumentException e) {
+      weightsError = e.getMessage();
+    }
+    this.id = parsed;
+  }
+
+  @Override
+  public Receive<ExpertCommand> createReceive() {
+    return newReceiveBuilder().onMessage(ExpertCommand.class, this::onCommand).build();
+  }
+
+  private Behavior<ExpertCommand> onCommand(ExpertCommand cmd) {
+    switch (cmd.getCommandCase()) {
+      case COMPUTE -> onCompute(cmd.getCompute());
+      case LOCATE -> onLocate(cmd.getLocate());
+      case PREFETCH -> ensureLoaded();
+      case COMMAND_NOT_SET -> getContext().getLog().warn("Expert {}: empty ExpertCommand ignored", entityId);
+    }
+    return this;
+  }
+
+  private void onCompute(ComputeExperts req) {
+    ActorRef<ExpertReply> replyTo;
+    try {
+      replyTo = resolver.resolveActorRef(req.getReplyTo());
+    } catch (RuntimeException e) {
+      getContext().getLog().warn("Expert {}: cannot answer step {}: bad reply_to '{}'", entityId,
+          req.getStepId(), req.getReplyTo());
+      return;
+    }
+    ExpertReply.Builder reply = ExpertReply.newBuilder()
+        .setStepId(req.getStepId())
+        .setChunk(req.getChunk())
+        .setLayer(req.getLayer())
+        .setExpert(req.getExpert())
+        .setNode(node.nodeAddress());
+    String problem = check(req);
+    if (problem != null) {
+      replyTo.tell(reply.setError(problem).build());
+      return;
+    }
+    ExpertWeights w = weights;
+    int rows = req.getInput().getRows();
+    int hidden = req.getInput().getHidden();
+    try {
+      node.compute().execute(() -> {
+        try {
+          float[] x = ActivationCodec.decode(req.getInput()); // [rows, hidden]
+          long start = System.nanoTime();
+          float[] out = ExpertFfn.forward(node.kernels(), w, x, rows); // [rows, hidden]
+          double seconds = (System.nanoTime() - start) / 1e9;
+          replyTo.tell(reply.setOutput(ActivationCodec.encode(out, rows, hidden)).setComputeSeconds(seconds).build());
+        } catch (RuntimeException e) {
+          replyTo.tell(reply.setError("expert " + entityId + " failed: " + e).build());
+        }
+      });
+    } catch (RejectedExecutionException e) {
+      replyTo.tell(reply.setError("expert node " + node.nodeAddress() + " is shutting down").build());
+    }
+  }
+
+  /** Why the request cannot run, or null when it can. */
+  private String check(ComputeExperts req) {
+    if (id != null && (req.getLayer() != id.layer() || req.getExpert() != id.expert())) {
+      return "request for expert " + req.getLayer() + "/" + req.getExpert() + " reached entity " + entityId;
+    }
+    if (weights() == null) {
+      return weightsError;
+    }
+    int hidden = weights.hiddenSize();
+    var in = req.getInput();
+    if (in.getRows() == 0) {
+      return "expert " + entityId + ": input has no rows";
+    }
+    if (in.getHidden() != hidden) {
+      return "expert " + entityId + ": input rows have " + in.getHidden() + " elements, the model's hidden size is " + hidden;
+    }
+    int width = switch (in.getDtype()) {
+      case F32 -> Float.BYTES;
+      case BF16 -> 2;
+      default -> 0;
+    };
+    if (width == 0) {
+      return "expert " + entityId + ": unknown activation dtype " + in.getDtypeValue();
+    }
+    long expected = (long) in.getRows() * in.getHidden() * width;
+    if (expected != in.getData().size()) {
+      return "expert " + entityId + ": input of " + in.getRows() + " x " + in.getHidden() + " " + in.getDtype()
+          + " needs " + expected + " bytes, got " + in.getData().size();
+    }
+    return null;
+  }
+
+  private void onLocate(Locate req) {
+    ActorRef<Located> replyTo;
+    try {
+      replyTo = resolver.resolveActorRef(req.getReplyTo());
+    } catch (RuntimeException e) {
+      getContext().getLog().warn("Expert {}: cannot answer Locate: bad reply_to '{}'", entityId, req.getReplyTo());
+      return;
+    }
+    Located.Builder located = Located.newBuilder().setNode(node.nodeAddress());
+    if (id != null) {
+      located.setLayer(id.layer()).setExpert(id.expert());
+    }
+    CompletableFuture<Void> load = ensureLoaded();
+    if (load == null) {
+      replyTo.tell(located.setLoaded(false).build());
+      return;
+    }
+    load.whenComplete((v, err) -> replyTo.tell(located.setLoaded(err == null).build()));
+  }
+
+  /** Starts paging the weights in on the compute executor (once); null when there are none. */
+  private CompletableFuture<Void> ensureLoaded() {
+    if (loaded == null && weights() != null) {
+      ExpertWeights w = weights;
+      try {
+        loaded = CompletableFuture.runAsync(() -> touch(w), node.compute());
+      } catch (RejectedExecutionException e) {
+        return CompletableFuture.failedFuture(e);
+      }
+      loaded.whenComplete((v, err) -> {
+        if (err != null) {
+          log.warn("Expert {}: loading weights failed", entityId, err);
+        }
+      });
+    }
+    return loaded;
+  }
+
+  private ExpertWeights weights() {
+    if (weights == null && weightsError == null) {
+      try {
+        weights = node.store().expert(id.layer(), id.expert());
+      } catch (RuntimeException e) {
+        weightsError = "expert " + entityId + " has no weights in this checkpoint: " + e.getMessage();
+        getContext().getLog().warn("{}", weightsError);
+      }
+    }
+    return weights;
+  }
+
+  /** Reads one byte of every page of the three matrices so later products do not fault. */
+  static void touch(ExpertWeights w) {
+    long sum = 0;
+    for (Matrix m : new Matrix[] {w.gate(), w.up(), w.down()}) {
+      MemorySegment seg = m.data();
+      for (long off = 0; off < seg.byteSize(); off += PAGE_BYTES) {
+        sum += seg.get(ValueLayout.JAVA_BYTE, off);
+      }
+    }
+    pageSink += sum;
+  }
+}

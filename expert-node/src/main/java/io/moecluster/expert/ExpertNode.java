@@ -1,0 +1,123 @@
+package io.moecluster.expert;
+
+import io.moecluster.core.config.ModelConfig;
+import io.moecluster.core.kernel.KernelsFactory;
+import io.moecluster.core.kernel.VectorKernels;
+import io.moecluster.core.model.ExpertStore;
+import io.moecluster.core.safetensors.SafeTensors;
+import io.moecluster.proto.cluster.v1.ExpertCommand;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.ThreadPoolExecutor;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.ActorSystem;
+import org.apache.pekko.cluster.sharding.typed.ShardingEnvelope;
+import org.apache.pekko.cluster.typed.Cluster;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The expert role of a cluster node: it maps the checkpoint once, owns the kernels and the
+ * compute executor ({@code moe-expert-compute-N}) that every {@link ExpertEntity} of the node
+ * runs on, and inits Cluster Sharding for {@link ExpertEntity#TYPE_KEY} with role
+ * {@value ExpertSharding#ROLE}. The node must carry that role. Closing it stops the compute
+ * threads and unmaps the checkpoint; close it after the actor system has left the cluster.
+ */
+public final class ExpertNode implements AutoCloseable {
+  private static final Logger log = LoggerFactory.getLogger(ExpertNode.class);
+  private static final AtomicInteger THREAD_IDS = new AtomicInteger();
+
+  private final SafeTensors tensors;
+  private final ModelConfig config;
+  private final VectorKernels kernels;
+  private final ExecutorService compute;
+  private final ActorRef<ShardingEnvelope<ExpertCommand>> region;
+  private final String address;
+
+  private ExpertNode(SafeTensors tensors, ModelConfig config, VectorKernels kernels, ExecutorService compute,
+      ActorRef<ShardingEnvelope<ExpertCommand>> region, String address) {
+    this.tensors = tensors;
+    this.config = config;
+    this.kernels = kernels;
+    this.compute = compute;
+    this.region = region;
+    this.address = address;
+  }
+
+  /** Opens the model of {@code settings} and starts hosting expert entities on {@code system}. */
+  public static ExpertNode start(ActorSystem<?> system, ExpertNodeSettings settings) {
+    Cluster cluster = Cluster.get(system);
+    if (!cluster.selfMember().hasRole(ExpertSharding.ROLE)) {
+      throw new IllegalStateException("an expert node needs the cluster role '" + ExpertSharding.ROLE
+          + "' (pekko.cluster.roles); this node has " + cluster.selfMember().getRoles());
+    }
+    ModelConfig config = ModelConfig.load(settings.modelDir());
+    SafeTensors tensors = SafeTensors.open(settings.modelDir());
+    int threads = settings.effectiveComputeThreads();
+    VectorKernels kernels = null;
+    ExecutorService compute = null;
+    try {
+      kernels = KernelsFactory.create(threads);
+      compute = computeExecutor(threads);
+      String address = cluster.selfMember().address().toString();
+      ExpertEntity.NodeContext ctx =
+          new ExpertEntity.NodeContext(new ExpertStore(tensors, config), kernels, compute, address);
+      ActorRef<ShardingEnvelope<ExpertCommand>> region =
+          ExpertSharding.initHosting(system, entity -> ExpertEntity.create(ctx, entity.getEntityId()));
+      log.info("Expert node {}: model {} ({} layers x {} experts), {} compute thread(s)", address,
+          settings.modelDir(), config.numLayers(), config.numExperts(), threads);
+      return new ExpertNode(tensors, config, kernels, compute, region, address);
+    } catch (RuntimeException e) {
+      if (compute != null) {
+        compute.shutdownNow();
+      }
+      if (kernels != null) {
+        kernels.close();
+      }
+      tensors.close();
+      throw e;
+    }
+  }
+
+  private static ExecutorService computeExecutor(int threads) {
+    ThreadPoolExecutor pool = new ThreadPoolExecutor(threads, threads, 0L, TimeUnit.MILLISECONDS,
+        new LinkedBlockingQueue<>(), r -> {
+          Thread t = new Thread(r, "moe-expert-compute-" + THREAD_IDS.getAndIncrement());
+          t.setDaemon(true);
+          return t;
+        });
+    return pool;
+  }
+
+  /** The model this node serves experts of. */
+  public ModelConfig config() {
+    return config;
+  }
+
+  /** The local shard region of the expert entities. */
+  public ActorRef<ShardingEnvelope<ExpertCommand>> region() {
+    return region;
+  }
+
+  /** This node's cluster address, as reported in ExpertReply.node and Located.node. */
+  public String address() {
+    return address;
+  }
+
+  @Override
+  public void close() {
+    compute.shutdown();
+    try {
+      if (!compute.awaitTermination(5, TimeUnit.SECONDS)) {
+        compute.shutdownNow();
+      }
+    } catch (InterruptedException e) {
+      compute.shutdownNow();
+      Thread.currentThread().interrupt();
+    }
+    kernels.close();
+    tensors.close();
+  }
+}

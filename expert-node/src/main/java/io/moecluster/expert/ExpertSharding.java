@@ -1,0 +1,81 @@
+package io.moecluster.expert;
+
+import com.typesafe.config.Config;
+import io.moecluster.proto.cluster.v1.ExpertCommand;
+import java.util.Collections;
+import java.util.Set;
+import java.util.WeakHashMap;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.ActorSystem;
+import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.javadsl.Behaviors;
+import org.apache.pekko.cluster.sharding.ShardCoordinator;
+import org.apache.pekko.cluster.sharding.typed.ClusterShardingSettings;
+import org.apache.pekko.cluster.sharding.typed.HashCodeMessageExtractor;
+import org.apache.pekko.cluster.sharding.typed.ShardingEnvelope;
+import org.apache.pekko.cluster.sharding.typed.javadsl.ClusterSharding;
+import org.apache.pekko.cluster.sharding.typed.javadsl.Entity;
+import org.apache.pekko.cluster.sharding.typed.javadsl.EntityContext;
+import org.apache.pekko.cluster.typed.Cluster;
+
+/**
+ * The one definition of the "expert" entity type that every node shares: role {@value #ROLE},
+ * the shard count and least-shard allocation of {@code moe.expert.sharding}, and no idle
+ * passivation (an entity keeps its weights resident). Expert nodes init the real region through
+ * {@link ExpertNode}; routers get a proxy from {@link #initProxy}.
+ */
+public final class ExpertSharding {
+  /** The cluster role of the nodes that host expert entities. */
+  public static final String ROLE = "expert";
+
+  // Systems on which ExpertNode has inited the hosting region (so initProxy may return it).
+  private static final Set<ActorSystem<?>> HOSTING = Collections.synchronizedSet(
+      Collections.newSetFromMap(new WeakHashMap<>()));
+
+  private ExpertSharding() {}
+
+  /**
+   * The sharding region (or proxy) of the expert entities, for a node that does not host them:
+   * a router. On a node with the {@value #ROLE} role the {@link ExpertNode} must be started
+   * first (it inits the hosting region; init is idempotent, so this returns that region).
+   */
+  public static ActorRef<ShardingEnvelope<ExpertCommand>> initProxy(ActorSystem<?> system) {
+    if (Cluster.get(system).selfMember().hasRole(ROLE) && !HOSTING.contains(system)) {
+      throw new IllegalStateException(
+          "this node has the '" + ROLE + "' role: start ExpertNode before asking for the expert"
+              + " sharding proxy, so the region is created with the real entity behavior");
+    }
+    return ClusterSharding.get(system).init(entity(system, ctx -> Behaviors.empty()));
+  }
+
+  static ActorRef<ShardingEnvelope<ExpertCommand>> initHosting(
+      ActorSystem<?> system,
+      org.apache.pekko.japi.function.Function<EntityContext<ExpertCommand>, Behavior<ExpertCommand>> create) {
+    ActorRef<ShardingEnvelope<ExpertCommand>> region = ClusterSharding.get(system).init(entity(system, create));
+    HOSTING.add(system);
+    return region;
+  }
+
+  /** Shards of the expert entity type ({@code moe.expert.sharding.number-of-shards}). */
+  public static int numberOfShards(ActorSystem<?> system) {
+    return system.settings().config().getInt("moe.expert.sharding.number-of-shards");
+  }
+
+  private static Entity<ExpertCommand, ShardingEnvelope<ExpertCommand>> entity(
+      ActorSystem<?> system,
+      org.apache.pekko.japi.function.Function<EntityContext<ExpertCommand>, Behavior<ExpertCommand>> create) {
+    Config c = system.settings().config().getConfig("moe.expert.sharding");
+    int shards = c.getInt("number-of-shards");
+    if (shards < 1) {
+      throw new IllegalArgumentException("moe.expert.sharding.number-of-shards must be >= 1, got " + shards);
+    }
+    ShardCoordinator.ShardAllocationStrategy allocation =
+        ShardCoordinator.ShardAllocationStrategy$.MODULE$.leastShardAllocationStrategy(
+            c.getInt("rebalance-absolute-limit"), c.getDouble("rebalance-relative-limit"));
+    return Entity.of(ExpertEntity.TYPE_KEY, create)
+        .withRole(ROLE)
+        .withSettings(ClusterShardingSettings.create(system).withNoPassivationStrategy().withRole(ROLE))
+        .withMessageExtractor(new HashCodeMessageExtractor<ExpertCommand>(shards))
+        .withAllocationStrategy(allocation);
+  }
+}

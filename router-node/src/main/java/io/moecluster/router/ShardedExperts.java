@@ -1,0 +1,126 @@
+package io.moecluster.router;
+
+import io.moecluster.core.model.ExpertExecutor;
+import io.moecluster.core.model.ExpertTask;
+import io.moecluster.expert.ExpertEntity;
+import io.moecluster.proto.cluster.v1.ComputeExperts;
+import io.moecluster.proto.cluster.v1.ExpertCommand;
+import io.moecluster.proto.cluster.v1.ExpertReply;
+import io.moecluster.proto.cluster.v1.Prefetch;
+import io.moecluster.proto.codec.ActivationCodec;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+import java.util.concurrent.atomic.AtomicLong;
+import org.apache.pekko.actor.typed.ActorRefResolver;
+import org.apache.pekko.actor.typed.ActorSystem;
+import org.apache.pekko.cluster.sharding.typed.javadsl.ClusterSharding;
+import org.apache.pekko.cluster.sharding.typed.javadsl.EntityRef;
+
+/**
+ * The cluster's {@link ExpertExecutor}: scatters each layer's expert tasks to the sharded expert
+ * entities ({@code "<layer>/<expert>"}) and gathers their outputs. A task's rows are split into
+ * chunks of at most {@code maxMessageBytes} of F32 activations (exact, so the tokens match a
+ * single JVM); every chunk of every task is sent before any is awaited, and all are awaited
+ * together under one timeout. Needs the expert sharding proxy (or region) inited on the system.
+ */
+public final class ShardedExperts implements ExpertExecutor {
+  private final ClusterSharding sharding;
+  private final ActorRefResolver resolver;
+  private final Duration timeout;
+  private final int maxMessageBytes;
+  private final AtomicLong steps = new AtomicLong();
+
+  public ShardedExperts(ActorSystem<?> system, Duration timeout, int maxMessageBytes) {
+    this.sharding = ClusterSharding.get(system);
+    this.resolver = ActorRefResolver.get(system);
+    this.timeout = timeout;
+    this.maxMessageBytes = maxMessageBytes;
+  }
+
+  private record Pending(int task, int chunk, int firstRow, int rows, CompletableFuture<ExpertReply> reply) {}
+
+  @Override
+  public List<float[]> run(int layer, List<ExpertTask> tasks) {
+    long stepId = steps.incrementAndGet();
+    List<Pending> pending = new ArrayList<>();
+    List<float[]> outputs = new ArrayList<>(tasks.size());
+    for (int t = 0; t < tasks.size(); t++) {
+      ExpertTask task = tasks.get(t);
+      int hidden = task.input().length / task.rows();
+      outputs.add(new float[task.input().length]); // [rows, hidden]
+      int rowsPerChunk = Math.max(1, maxMessageBytes / (hidden * Float.BYTES));
+      EntityRef<ExpertCommand> entity =
+          sharding.entityRefFor(ExpertEntity.TYPE_KEY, ExpertEntity.entityId(layer, task.expert()));
+      for (int first = 0, chunk = 0; first < task.rows(); first += rowsPerChunk, chunk++) {
+        int rows = Math.min(rowsPerChunk, task.rows() - first);
+        float[] slice = Arrays.copyOfRange(task.input(), first * hidden, (first + rows) * hidden); // [rows, hidden]
+        ComputeExperts.Builder request = ComputeExperts.newBuilder()
+            .setStepId(stepId)
+            .setChunk(chunk)
+            .setLayer(layer)
+            .setExpert(task.expert())
+            .setInput(ActivationCodec.encode(slice, rows, hidden));
+        CompletableFuture<ExpertReply> reply = entity.<ExpertReply>ask(
+                replyTo -> ExpertCommand.newBuilder()
+                    .setCompute(request.setReplyTo(resolver.toSerializationFormat(replyTo)))
+                    .build(),
+                timeout)
+            .toCompletableFuture();
+        pending.add(new Pending(t, chunk, first, rows, reply));
+      }
+    }
+    long deadline = System.nanoTime() + timeout.toNanos();
+    for (Pending p : pending) {
+      ExpertTask task = tasks.get(p.task());
+      ExpertReply reply = await(layer, task.expert(), p.reply(), deadline);
+      if (!reply.getError().isEmpty()) {
+        throw new ExpertUnavailableException(layer, task.expert(),
+            "expert " + layer + "/" + task.expert() + " failed on " + reply.getNode() + ": " + reply.getError(), null);
+      }
+      int hidden = task.input().length / task.rows();
+      float[] out;
+      try {
+        out = ActivationCodec.decode(reply.getOutput());
+      } catch (IllegalArgumentException e) {
+        throw new ExpertUnavailableException(layer, task.expert(),
+            "expert " + layer + "/" + task.expert() + " sent a malformed reply: " + e.getMessage(), e);
+      }
+      if (reply.getOutput().getRows() != p.rows() || out.length != p.rows() * hidden) {
+        throw new ExpertUnavailableException(layer, task.expert(),
+            "expert " + layer + "/" + task.expert() + " answered " + reply.getOutput().getRows() + " x "
+                + reply.getOutput().getHidden() + " for " + p.rows() + " x " + hidden + " rows", null);
+      }
+      System.arraycopy(out, 0, outputs.get(p.task()), p.firstRow() * hidden, out.length);
+    }
+    return outputs;
+  }
+
+  private ExpertReply await(int layer, int expert, CompletableFuture<ExpertReply> reply, long deadline) {
+    try {
+      long left = Math.max(0, deadline - System.nanoTime());
+      return reply.get(left, TimeUnit.NANOSECONDS);
+    } catch (TimeoutException | ExecutionException e) {
+      throw new ExpertUnavailableException(layer, expert,
+          "expert " + layer + "/" + expert + ": no expert node answered in time (" + timeout.toMillis()
+              + " ms, moe.router.expert-timeout); are expert nodes up and reachable?", e);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new ExpertUnavailableException(layer, expert,
+          "interrupted while waiting for expert " + layer + "/" + expert, e);
+    }
+  }
+
+  @Override
+  public void prefetch(int layer, int[] experts) {
+    for (int e : experts) {
+      sharding.entityRefFor(ExpertEntity.TYPE_KEY, ExpertEntity.entityId(layer, e))
+          .tell(ExpertCommand.newBuilder().setPrefetch(Prefetch.newBuilder().setLayer(layer).addExperts(e)).build());
+    }
+  }
+}

@@ -1,0 +1,233 @@
+package io.moecluster.router;
+
+import static io.moecluster.router.RouterTestSupport.events;
+import static io.moecluster.router.RouterTestSupport.greedy;
+import static io.moecluster.router.RouterTestSupport.last;
+import static io.moecluster.router.RouterTestSupport.submit;
+import static io.moecluster.router.RouterTestSupport.tokenIds;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.moecluster.core.checkpoint.CheckpointSpec;
+import io.moecluster.core.checkpoint.CheckpointWriter;
+import io.moecluster.core.checkpoint.Preset;
+import io.moecluster.core.generate.GenerationRequest;
+import io.moecluster.core.generate.GenerationResult;
+import io.moecluster.core.generate.LocalGenerator;
+import io.moecluster.core.model.ExpertTask;
+import io.moecluster.core.tensor.DType;
+import io.moecluster.expert.ExpertNode;
+import io.moecluster.expert.ExpertNodeSettings;
+import io.moecluster.proto.cluster.v1.Cancel;
+import io.moecluster.proto.cluster.v1.GetStatus;
+import io.moecluster.proto.cluster.v1.Located;
+import io.moecluster.proto.cluster.v1.RouterCommand;
+import io.moecluster.proto.cluster.v1.RouterStatus;
+import io.moecluster.proto.cluster.v1.SamplingSpec;
+import io.moecluster.proto.cluster.v1.SequenceEvent;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import java.util.Random;
+import java.util.Set;
+import java.util.TreeSet;
+import java.util.concurrent.TimeUnit;
+import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
+import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
+import org.apache.pekko.actor.typed.ActorRefResolver;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * A router and two expert nodes in one JVM, every message serialized: the cluster generates
+ * exactly the tokens of the single-process generator, with the experts spread over both nodes
+ * and the expert requests split into small chunks.
+ */
+@Timeout(value = 90, unit = TimeUnit.SECONDS)
+class RouterClusterTest {
+  private static final Duration EVENT_TIMEOUT = Duration.ofSeconds(20);
+
+  @TempDir static Path dir;
+  static final List<ActorTestKit> kits = new ArrayList<>();
+  static final List<ExpertNode> expertNodes = new ArrayList<>();
+  static ActorTestKit routerKit;
+  static RouterNode routerNode;
+  static LocalGenerator local;
+
+  @BeforeAll
+  static void startCluster() {
+    CheckpointWriter.write(CheckpointSpec.of(Preset.TINY, DType.F32, 5), dir);
+    local = LocalGenerator.open(dir, 1);
+    String model = """
+        moe.expert.model-dir = "%1$s"
+        moe.expert.compute-threads = 1
+        moe.router.model-dir = "%1$s"
+        moe.router.compute-threads = 1
+        moe.router.max-running-sequences = 8
+        moe.router.expert-timeout = 10s
+        moe.router.min-expert-nodes = 2
+        moe.router.placement-retry-interval = 300ms
+        # 4 rows of 64 floats per message: every prefill task is split into chunks
+        moe.router.max-expert-message-bytes = 1 KiB
+        """.formatted(dir.toString().replace("\\", "/"));
+    routerKit = ActorTestKit.create("moe", TestClusters.nodeConfig("router", model));
+    kits.add(routerKit);
+    kits.add(ActorTestKit.create("moe", TestClusters.nodeConfig("expert", model)));
+    kits.add(ActorTestKit.create("moe", TestClusters.nodeConfig("expert", model)));
+    TestClusters.form(kits, Duration.ofSeconds(20));
+    for (ActorTestKit kit : kits.subList(1, 3)) {
+      expertNodes.add(ExpertNode.start(kit.system(), ExpertNodeSettings.fromConfig(kit.system().settings().config())));
+    }
+    routerNode = RouterNode.start(routerKit.system(), RouterSettings.fromConfig(routerKit.system().settings().config()));
+    TestClusters.await(Duration.ofSeconds(30), "experts ready", () -> routerNode.placement().ready());
+  }
+
+  @AfterAll
+  static void stopCluster() {
+    if (routerNode != null) {
+      routerNode.close();
+    }
+    TestClusters.stopAll(kits);
+    expertNodes.forEach(ExpertNode::close);
+    if (local != null) {
+      local.close();
+    }
+  }
+
+  private static RouterStatus status() {
+    TestProbe<RouterStatus> probe = routerKit.createTestProbe(RouterStatus.class);
+    routerNode.router().tell(RouterCommand.newBuilder()
+        .setGetStatus(GetStatus.newBuilder()
+            .setReplyTo(ActorRefResolver.get(routerKit.system()).toSerializationFormat(probe.getRef())))
+        .build());
+    return probe.receiveMessage(Duration.ofSeconds(5));
+  }
+
+  @Test
+  void statusReportsEveryExpertSpreadOverBothExpertNodes() {
+    RouterStatus status = status();
+    assertTrue(status.getExpertsReady(), status.getDetail());
+    assertEquals("", status.getDetail());
+    var config = local.config();
+    assertEquals(config.numLayers() * config.numExperts(), status.getPlacementCount());
+    Set<String> nodes = new TreeSet<>();
+    for (Located l : status.getPlacementList()) {
+      assertTrue(l.getLoaded());
+      nodes.add(l.getNode());
+    }
+    Set<String> expected = new TreeSet<>();
+    for (ActorTestKit kit : kits.subList(1, 3)) {
+      expected.add(TestClusters.address(kit.system()));
+    }
+    assertEquals(expected, nodes, "entities must be spread over both expert nodes");
+    assertEquals(TestClusters.address(routerKit.system()), status.getNode());
+  }
+
+  @Test
+  void eightConcurrentRequestsGiveTheTokensOfOneJvm() {
+    Random random = new Random(3);
+    int vocab = local.tokenizer().vocabSize();
+    List<int[]> prompts = new ArrayList<>();
+    List<SamplingSpec> samplings = new ArrayList<>();
+    List<Integer> maxTokens = new ArrayList<>();
+    for (int i = 0; i < 8; i++) {
+      int[] prompt = new int[1 + 3 * i];
+      for (int p = 0; p < prompt.length; p++) {
+        prompt[p] = random.nextInt(vocab);
+      }
+      prompts.add(prompt);
+      samplings.add(i % 2 == 0
+          ? greedy()
+          : SamplingSpec.newBuilder()
+              .setTemperature(0.7f + 0.1f * i)
+              .setTopK(i == 3 ? 0 : 20)
+              .setTopP(i == 5 ? 0.9f : 1f)
+              .setMinP(i == 7 ? 0.05f : 0f)
+              .setRepetitionPenalty(i == 1 ? 1.2f : 1f)
+              .setSeed(1000L + i)
+              .build());
+      maxTokens.add(4 + 2 * i);
+    }
+    List<TestProbe<SequenceEvent>> probes = new ArrayList<>();
+    for (int i = 0; i < 8; i++) {
+      TestProbe<SequenceEvent> probe = routerKit.createTestProbe(SequenceEvent.class);
+      probes.add(probe);
+      RouterCommand cmd = submit(routerKit.system(), "req-" + i, prompts.get(i), samplings.get(i),
+          maxTokens.get(i), i % 3 == 0, probe);
+      routerNode.router().tell(cmd.toBuilder().setSubmit(cmd.getSubmit().toBuilder().addAllStop(stops(i))).build());
+    }
+    for (int i = 0; i < 8; i++) {
+      List<SequenceEvent> events = events(probes.get(i), EVENT_TIMEOUT);
+      SequenceEvent end = last(events);
+      assertTrue(end.hasFinished(), "req-" + i + " ended with " + end);
+      SamplingSpec s = samplings.get(i);
+      GenerationResult expected = local.generate(new GenerationRequest(prompts.get(i),
+          RouterActor.toParams(s), maxTokens.get(i), stops(i), i % 3 == 0), e -> {});
+      assertArrayEquals(expected.generatedIds(), tokenIds(events), "req-" + i);
+      assertEquals(expected.finishReason().name().toLowerCase(Locale.ROOT), end.getFinished().getReason());
+      assertEquals(prompts.get(i).length, end.getFinished().getPromptTokens());
+      assertEquals(expected.generatedIds().length, end.getFinished().getCompletionTokens());
+      for (SequenceEvent e : events) {
+        assertEquals("req-" + i, e.getRequestId());
+      }
+    }
+  }
+
+  @Test
+  void shardedExpertsAreBitIdenticalToLocalExperts() {
+    int hidden = local.config().hiddenSize();
+    Random random = new Random(8);
+    List<ExpertTask> tasks = new ArrayList<>();
+    for (int e = 0; e < local.config().numExperts(); e++) {
+      int rows = 1 + 11 * e; // 1 to 34 rows: 1 to 9 chunks of 4 rows
+      float[] x = new float[rows * hidden];
+      for (int i = 0; i < x.length; i++) {
+        x[i] = (float) random.nextGaussian();
+      }
+      tasks.add(new ExpertTask(e, rows, x));
+    }
+    ShardedExperts sharded = new ShardedExperts(routerKit.system(), Duration.ofSeconds(10), 1024);
+    for (int layer = 0; layer < local.config().numLayers(); layer++) {
+      List<float[]> expected = local.model().experts().run(layer, tasks);
+      List<float[]> actual = sharded.run(layer, tasks);
+      for (int t = 0; t < tasks.size(); t++) {
+        assertArrayEquals(bits(expected.get(t)), bits(actual.get(t)), "layer " + layer + " task " + t);
+      }
+    }
+  }
+
+  private static int[] bits(float[] values) {
+    int[] bits = new int[values.length];
+    for (int i = 0; i < values.length; i++) {
+      bits[i] = Float.floatToRawIntBits(values[i]);
+    }
+    return bits;
+  }
+
+  /** Stop sequences for some requests: single letters that random text is likely to reach. */
+  private static List<String> stops(int request) {
+    return switch (request) {
+      case 2 -> List.of("e", "a");
+      case 5 -> List.of("t");
+      default -> List.of();
+    };
+  }
+
+  @Test
+  void cancelEndsARunningSequence() {
+    TestProbe<SequenceEvent> probe = routerKit.createTestProbe(SequenceEvent.class);
+    routerNode.router().tell(submit(routerKit.system(), "long", new int[] {5, 6, 7}, greedy(), 100_000, true, probe));
+    SequenceEvent first = probe.receiveMessage(EVENT_TIMEOUT);
+    assertTrue(first.hasToken(), first.toString());
+    routerNode.router().tell(RouterCommand.newBuilder().setCancel(Cancel.newBuilder().setRequestId("long")).build());
+    SequenceEvent end = last(events(probe, EVENT_TIMEOUT));
+    assertEquals("cancelled", end.getFinished().getReason());
+    TestClusters.await(Duration.ofSeconds(5), "slot freed", () -> routerNode.engine().running() == 0);
+  }
+}

@@ -1,0 +1,51 @@
+package io.moecluster.router;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.typesafe.config.ConfigFactory;
+import io.moecluster.expert.ExpertNodeSettings;
+import java.nio.file.Path;
+import java.time.Duration;
+import org.junit.jupiter.api.Test;
+
+/** The reference.conf defaults and the checks on the settings. */
+class SettingsTest {
+
+  @Test
+  void routerDefaults() {
+    RouterSettings s = RouterSettings.fromConfig(
+        ConfigFactory.parseString("moe.router.model-dir = /models/x").withFallback(ConfigFactory.load()));
+    assertEquals(Path.of("/models/x"), s.modelDir());
+    assertEquals(0, s.computeThreads());
+    assertEquals(32, s.maxRunningSequences());
+    assertEquals(256, s.maxWaiting());
+    assertEquals(Duration.ofSeconds(10), s.expertTimeout());
+    assertEquals(1, s.minExpertNodes());
+    assertEquals(192 * 1024, s.maxExpertMessageBytes());
+    assertEquals(Duration.ofSeconds(2), s.placementRetryInterval());
+  }
+
+  @Test
+  void expertDefaults() {
+    var config = ConfigFactory.parseString("moe.expert.model-dir = /models/x").withFallback(ConfigFactory.load());
+    ExpertNodeSettings s = ExpertNodeSettings.fromConfig(config);
+    assertEquals(Path.of("/models/x"), s.modelDir());
+    assertEquals(0, s.computeThreads());
+    assertTrue(s.effectiveComputeThreads() >= 1);
+    assertEquals(64, config.getInt("moe.expert.sharding.number-of-shards"));
+  }
+
+  @Test
+  void badValuesNameTheKey() {
+    var e = assertThrows(IllegalArgumentException.class, () -> RouterSettings.fromConfig(ConfigFactory.load()));
+    assertTrue(e.getMessage().contains("moe.router.model-dir"), e.getMessage());
+    e = assertThrows(IllegalArgumentException.class, () -> RouterSettings.fromConfig(
+        ConfigFactory.parseString("moe.router { model-dir = x, max-running-sequences = 0 }")
+            .withFallback(ConfigFactory.load())));
+    assertTrue(e.getMessage().contains("max-running-sequences"), e.getMessage());
+    e = assertThrows(IllegalArgumentException.class, () -> ExpertNodeSettings.fromConfig(ConfigFactory.load()));
+    assertTrue(e.getMessage().contains("moe.expert.model-dir"), e.getMessage());
+  }
+}
