@@ -33,7 +33,13 @@ public final class Placement {
    */
   public static List<String> describe(ModelInfo info, Function<String, String> names) {
     List<String> lines = new ArrayList<>();
-    for (var e : byNode(info).entrySet()) {
+    List<Map.Entry<String, List<ExpertPlacement>>> nodes = new ArrayList<>(byNode(info).entrySet());
+    // Named nodes in name order (expert-1, expert-2, ...), then the others by address.
+    nodes.sort(java.util.Comparator.comparing(e -> {
+      String name = names.apply(e.getKey());
+      return name != null ? "0" + name : "1" + e.getKey();
+    }));
+    for (var e : nodes) {
       StringBuilder line = new StringBuilder("expert node ").append(hostPort(e.getKey()));
       String name = names.apply(e.getKey());
       if (name != null) {
