@@ -1,0 +1,179 @@
+package io.moecluster.gateway;
+
+import io.grpc.Server;
+import io.grpc.ServerBuilder;
+import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
+import io.grpc.protobuf.services.HealthStatusManager;
+import io.grpc.protobuf.services.ProtoReflectionService;
+import io.grpc.protobuf.services.ProtoReflectionServiceV1;
+import io.moecluster.core.config.ModelConfig;
+import io.moecluster.core.tokenizer.Tokenizer;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.ActorSystem;
+import org.apache.pekko.actor.typed.Props;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The gateway role: a gRPC server with the {@code moecluster.v1.Inference} service, the standard
+ * {@code grpc.health.v1} health service (SERVING once a router reports its experts ready) and
+ * server reflection (v1 and v1alpha). It loads the checkpoint's tokenizer and config, not its
+ * weights. Owns the server, the admission gate and the actor that tracks the routers.
+ */
+public final class GatewayServer implements AutoCloseable {
+  private static final Logger log = LoggerFactory.getLogger(GatewayServer.class);
+  private static final AtomicInteger instances = new AtomicInteger();
+
+  private final Server server;
+  private final GatewaySettings settings;
+  private final RouterDirectory routers;
+  private final ActorRef<Object> directoryActor;
+  private final Admission admission;
+  private final String modelName;
+  private volatile boolean stopped;
+
+  private GatewayServer(
+      Server server,
+      GatewaySettings settings,
+      RouterDirectory routers,
+      ActorRef<Object> directoryActor,
+      Admission admission,
+      String modelName) {
+    this.server = server;
+    this.settings = settings;
+    this.routers = routers;
+    this.directoryActor = directoryActor;
+    this.admission = admission;
+    this.modelName = modelName;
+  }
+
+  /** Starts a Netty server on {@code settings.grpcPort()} (0 = any free port). */
+  public static GatewayServer start(
+      ActorSystem<?> system, GatewaySettings settings, Path modelDir) {
+    return start(system, settings, NettyServerBuilder.forPort(settings.grpcPort()), modelDir);
+  }
+
+  /**
+   * Starts the gateway on the given builder (Netty, or in-process in tests) in {@code system},
+   * which must be a member of the cluster (or about to join it) to see routers.
+   *
+   * @throws UncheckedIOException when the server cannot bind
+   */
+  public static GatewayServer start(
+      ActorSystem<?> system, GatewaySettings settings, ServerBuilder<?> builder, Path modelDir) {
+    Tokenizer tokenizer = Tokenizer.load(modelDir);
+    ModelConfig config = ModelConfig.load(modelDir);
+    String modelName =
+        !settings.modelName().isEmpty()
+            ? settings.modelName()
+            : modelDir.toAbsolutePath().normalize().getFileName().toString();
+    HealthStatusManager health = new HealthStatusManager();
+    RouterDirectory routers = new RouterDirectory(system, health, settings);
+    ActorRef<Object> directoryActor =
+        system.systemActorOf(
+            routers.behavior(), "gateway-routers-" + instances.incrementAndGet(), Props.empty());
+    Admission admission = new Admission(settings.maxRunning(), settings.maxQueued());
+    InferenceService service =
+        new InferenceService(system, settings, tokenizer, config, modelName, admission, routers);
+    Server server =
+        builder
+            .addService(service)
+            .addService(health.getHealthService())
+            .addService(ProtoReflectionServiceV1.newInstance())
+            .addService(legacyReflection())
+            .maxInboundMessageSize(settings.maxInboundMessageBytes())
+            .build();
+    try {
+      server.start();
+    } catch (IOException e) {
+      directoryActor.tell(RouterDirectory.Stop.INSTANCE);
+      throw new UncheckedIOException("gateway: cannot start the gRPC server: " + e.getMessage(), e);
+    }
+    log.info(
+        "gateway serving model '{}' on port {} (max running {}, max queued {})",
+        modelName,
+        server.getPort(),
+        settings.maxRunning(),
+        settings.maxQueued());
+    return new GatewayServer(server, settings, routers, directoryActor, admission, modelName);
+  }
+
+  @SuppressWarnings("deprecation") // v1alpha, for grpcurl versions and tools that predate v1
+  private static io.grpc.BindableService legacyReflection() {
+    return ProtoReflectionService.newInstance();
+  }
+
+  /** The port the server listens on (-1 for an in-process server). */
+  public int port() {
+    return server.getPort();
+  }
+
+  public String modelName() {
+    return modelName;
+  }
+
+  public GatewaySettings settings() {
+    return settings;
+  }
+
+  /** Streams holding an admission slot now. */
+  public int runningStreams() {
+    return admission.running();
+  }
+
+  /** Streams waiting for an admission slot now. */
+  public int queuedStreams() {
+    return admission.queued();
+  }
+
+  /** The routers this gateway sees (tests). */
+  RouterDirectory directory() {
+    return routers;
+  }
+
+  /** Whether the health service says SERVING now. */
+  public boolean isServing() {
+    return routers.serving() == io.grpc.health.v1.HealthCheckResponse.ServingStatus.SERVING;
+  }
+
+  /**
+   * Stops accepting calls (health NOT_SERVING), lets running streams finish for up to {@code
+   * drain}, then cancels the rest (which cancels their sequences on the routers). Returns true when
+   * every call ended within the drain time.
+   */
+  public synchronized boolean shutdownGracefully(Duration drain) {
+    if (stopped) {
+      return true;
+    }
+    stopped = true;
+    routers.enterTerminalState();
+    server.shutdown();
+    boolean drained = false;
+    try {
+      drained = server.awaitTermination(drain.toMillis(), TimeUnit.MILLISECONDS);
+      if (!drained) {
+        log.info("gateway: drain time {} over; cancelling the remaining streams", drain);
+        server.shutdownNow();
+        server.awaitTermination(5, TimeUnit.SECONDS);
+      }
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      server.shutdownNow();
+    } finally {
+      directoryActor.tell(RouterDirectory.Stop.INSTANCE);
+    }
+    return drained;
+  }
+
+  /** {@link #shutdownGracefully} with the configured drain timeout. */
+  @Override
+  public void close() {
+    shutdownGracefully(settings.drainTimeout());
+  }
+}

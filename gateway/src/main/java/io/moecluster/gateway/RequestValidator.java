@@ -1,0 +1,221 @@
+package io.moecluster.gateway;
+
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import io.moecluster.core.config.ModelConfig;
+import io.moecluster.core.sampling.SamplingParams;
+import io.moecluster.core.tokenizer.ChatMessage;
+import io.moecluster.core.tokenizer.ChatTemplate;
+import io.moecluster.core.tokenizer.Tokenizer;
+import io.moecluster.proto.cluster.v1.SamplingSpec;
+import io.moecluster.proto.v1.GenerateRequest;
+import java.security.SecureRandom;
+import java.util.List;
+
+/**
+ * Checks a {@link GenerateRequest} against the served model and the gateway's limits, and turns it
+ * into a {@link ValidRequest}: prompt token ids (template and special tokens applied), sampling
+ * with every default resolved, max_tokens resolved and capped by the context. Every bad field is an
+ * {@code INVALID_ARGUMENT} whose description starts with the field's name; an unknown model is
+ * {@code INVALID_ARGUMENT} naming the field.
+ */
+public final class RequestValidator {
+  /** Highest temperature accepted; above it sampling is indistinguishable from uniform. */
+  static final float MAX_TEMPERATURE = 100f;
+
+  private final Tokenizer tokenizer;
+  private final ModelConfig config;
+  private final GatewaySettings settings;
+  private final String modelName;
+  private final SecureRandom seeds = new SecureRandom();
+
+  public RequestValidator(
+      Tokenizer tokenizer, ModelConfig config, GatewaySettings settings, String modelName) {
+    this.tokenizer = tokenizer;
+    this.config = config;
+    this.settings = settings;
+    this.modelName = modelName;
+  }
+
+  /** A request that passed every check, ready to become a router Submit. */
+  public record ValidRequest(
+      int[] promptIds,
+      SamplingSpec sampling,
+      int maxTokens,
+      List<String> stop,
+      boolean ignoreEos,
+      int logprobs,
+      String clientRequestId) {}
+
+  /** Checks the model name (empty = the served one); {@code INVALID_ARGUMENT} otherwise. */
+  public void checkModel(String requested) {
+    if (!requested.isEmpty() && !requested.equals(modelName)) {
+      throw new StatusRuntimeException(
+          Status.INVALID_ARGUMENT.withDescription(
+              "model: '"
+                  + requested
+                  + "' is not served here; the served model is '"
+                  + modelName
+                  + "' (or leave the field empty)"));
+    }
+  }
+
+  public ValidRequest validate(GenerateRequest r) {
+    checkModel(r.getModel());
+    if (r.getResumeTokenIdsCount() > 0) {
+      throw invalid("resume_token_ids: resuming a stream is not supported yet; leave it empty");
+    }
+    int[] prompt = promptIds(r);
+    int context = config.contextLength();
+    if (prompt.length >= context) {
+      throw invalid(
+          "prompt: "
+              + prompt.length
+              + " tokens, the context is "
+              + context
+              + " (a prompt may have at most "
+              + (context - 1)
+              + " tokens to leave room for one generated token)");
+    }
+    int maxTokens = r.getMaxTokens() == 0 ? settings.defaultMaxTokens() : r.getMaxTokens();
+    if (Integer.toUnsignedLong(r.getMaxTokens()) > settings.maxMaxTokens()) {
+      throw invalid(
+          "max_tokens: "
+              + Integer.toUnsignedString(r.getMaxTokens())
+              + " is over the limit of "
+              + settings.maxMaxTokens());
+    }
+    // Generation stops when the context is full: cap instead of refusing.
+    maxTokens = Math.min(maxTokens, context - prompt.length);
+    if (Integer.toUnsignedLong(r.getLogprobs()) > settings.maxLogprobs()) {
+      throw invalid(
+          "logprobs: "
+              + Integer.toUnsignedString(r.getLogprobs())
+              + " is over the limit of "
+              + settings.maxLogprobs());
+    }
+    for (int i = 0; i < r.getStopCount(); i++) {
+      if (r.getStop(i).isEmpty()) {
+        throw invalid("stop: stop sequence " + i + " is empty");
+      }
+    }
+    return new ValidRequest(
+        prompt,
+        sampling(r),
+        maxTokens,
+        List.copyOf(r.getStopList()),
+        r.getIgnoreEos(),
+        r.getLogprobs(),
+        r.getRequestId());
+  }
+
+  private int[] promptIds(GenerateRequest r) {
+    switch (r.getPromptCase()) {
+      case TEXT -> {
+        String text = r.getText();
+        if (text.isEmpty()) {
+          throw invalid("prompt: the text is empty");
+        }
+        if (text.length() > settings.maxPromptChars()) {
+          throw invalid(
+              "prompt: "
+                  + text.length()
+                  + " characters, the limit is "
+                  + settings.maxPromptChars());
+        }
+        if (!r.getChat()) {
+          return tokenizer.encode(text, true);
+        }
+        ChatTemplate template =
+            tokenizer
+                .chatTemplate()
+                .orElseThrow(
+                    () ->
+                        invalid(
+                            "chat: model '"
+                                + modelName
+                                + "' has no chat template; send the prompt without chat"));
+        String rendered;
+        try {
+          rendered = template.render(List.of(new ChatMessage("user", text)), true);
+        } catch (RuntimeException e) {
+          throw invalid("chat: the model's chat template refused the prompt: " + e.getMessage());
+        }
+        // The template writes the special tokens itself (as apply_chat_template does).
+        return tokenizer.encode(rendered, false);
+      }
+      case TOKEN_IDS -> {
+        if (r.getChat()) {
+          throw invalid("chat: applies to a text prompt only, not to prompt.token_ids");
+        }
+        List<Integer> ids = r.getTokenIds().getIdsList();
+        if (ids.isEmpty()) {
+          throw invalid("prompt: prompt.token_ids is empty");
+        }
+        int vocab = config.vocabSize();
+        int[] out = new int[ids.size()];
+        for (int i = 0; i < out.length; i++) {
+          int id = ids.get(i);
+          if (id < 0 || id >= vocab) {
+            throw invalid(
+                "prompt.token_ids: id "
+                    + id
+                    + " at position "
+                    + i
+                    + " is outside the vocabulary [0, "
+                    + vocab
+                    + ")");
+          }
+          out[i] = id;
+        }
+        return out;
+      }
+      default -> throw invalid("prompt: set either text or token_ids");
+    }
+  }
+
+  private SamplingSpec sampling(GenerateRequest r) {
+    var s = r.getSampling();
+    float temperature = s.hasTemperature() ? s.getTemperature() : 1.0f;
+    if (!(temperature >= 0f && temperature <= MAX_TEMPERATURE)) {
+      throw invalid(
+          "sampling.temperature: must be in [0, "
+              + (int) MAX_TEMPERATURE
+              + "], got "
+              + temperature);
+    }
+    float topP = s.hasTopP() ? s.getTopP() : 1.0f;
+    if (!(topP > 0f && topP <= 1f)) {
+      throw invalid("sampling.top_p: must be in (0, 1], got " + topP);
+    }
+    if (s.getTopK() < 0) {
+      throw invalid("sampling.top_k: must be >= 0 (0 = no limit), got " + s.getTopK());
+    }
+    float minP = s.getMinP();
+    if (!(minP >= 0f && minP <= 1f)) {
+      throw invalid("sampling.min_p: must be in [0, 1], got " + minP);
+    }
+    float penalty = s.hasRepetitionPenalty() ? s.getRepetitionPenalty() : 1.0f;
+    if (!(penalty > 0f) || !Float.isFinite(penalty)) {
+      throw invalid("sampling.repetition_penalty: must be a finite number > 0, got " + penalty);
+    }
+    long seed = s.hasSeed() ? s.getSeed() : seeds.nextLong();
+    try {
+      new SamplingParams(temperature, s.getTopK(), topP, minP, penalty, seed); // core's own rules
+    } catch (IllegalArgumentException e) {
+      throw invalid("sampling: " + e.getMessage());
+    }
+    return SamplingSpec.newBuilder()
+        .setTemperature(temperature)
+        .setTopK(s.getTopK())
+        .setTopP(topP)
+        .setMinP(minP)
+        .setRepetitionPenalty(penalty)
+        .setSeed(seed)
+        .build();
+  }
+
+  static StatusRuntimeException invalid(String description) {
+    return new StatusRuntimeException(Status.INVALID_ARGUMENT.withDescription(description));
+  }
+}

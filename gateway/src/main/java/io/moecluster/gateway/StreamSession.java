@@ -1,0 +1,457 @@
+package io.moecluster.gateway;
+
+import io.grpc.Status;
+import io.grpc.stub.ServerCallStreamObserver;
+import io.moecluster.core.tokenizer.Tokenizer;
+import io.moecluster.proto.cluster.v1.Cancel;
+import io.moecluster.proto.cluster.v1.Failed;
+import io.moecluster.proto.cluster.v1.Finished;
+import io.moecluster.proto.cluster.v1.RouterCommand;
+import io.moecluster.proto.cluster.v1.SequenceEvent;
+import io.moecluster.proto.cluster.v1.Submit;
+import io.moecluster.proto.cluster.v1.TokenChunk;
+import io.moecluster.proto.v1.CompleteResponse;
+import io.moecluster.proto.v1.FinishReason;
+import io.moecluster.proto.v1.GenerateResponse;
+import io.moecluster.proto.v1.Token;
+import io.moecluster.proto.v1.TopLogprob;
+import io.moecluster.proto.v1.Usage;
+import java.time.Duration;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.List;
+import org.apache.pekko.actor.NoSerializationVerificationNeeded;
+import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.ActorRefResolver;
+import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.PostStop;
+import org.apache.pekko.actor.typed.Terminated;
+import org.apache.pekko.actor.typed.javadsl.AbstractBehavior;
+import org.apache.pekko.actor.typed.javadsl.ActorContext;
+import org.apache.pekko.actor.typed.javadsl.Behaviors;
+import org.apache.pekko.actor.typed.javadsl.Receive;
+import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * One Generate or Complete call: a short-lived actor that waits for admission, submits the request
+ * to a router, receives the router's {@link SequenceEvent}s and is the only writer to the call's
+ * {@link ServerCallStreamObserver}. Tokens are queued and written only while the client {@code
+ * isReady()}; when the client is slow, the queued tokens go out coalesced in one message. gRPC
+ * callbacks (ready, cancel, deadline) arrive as messages. Whatever ends the call, the router's
+ * in-flight count and the admission permit are released exactly once, and a router that may still
+ * be generating gets a {@code Cancel}.
+ *
+ * <p>Its reference is an {@code ActorRef<SequenceEvent>} (the router's view); the gateway's own
+ * messages to it are local only.
+ */
+final class StreamSession extends AbstractBehavior<Object> {
+  private static final Logger log = LoggerFactory.getLogger(StreamSession.class);
+
+  /** How the call's answer is written: a stream of chunks, or one response at the end. */
+  enum Mode {
+    STREAM,
+    UNARY
+  }
+
+  /** Everything a session needs from the gateway. */
+  record Env(RouterDirectory routers, Tokenizer tokenizer, Duration firstEventTimeout) {}
+
+  // --- local messages (never leave this JVM) ---
+  /**
+   * The call's place in admission, shared by the granting thread and the actor: a permit that
+   * arrives after the call ended is released at once, so none is ever lost in a dead letter.
+   */
+  static final class Slot {
+    private Admission.Ticket ticket;
+    private Admission.Permit permit;
+    private boolean closed;
+
+    /** Keeps the permit; false (and released) when the call already ended. */
+    synchronized boolean offer(Admission.Permit p) {
+      if (closed) {
+        p.release();
+        return false;
+      }
+      permit = p;
+      return true;
+    }
+
+    synchronized void ticket(Admission.Ticket t) {
+      ticket = t;
+      if (closed) {
+        t.cancel();
+      }
+    }
+
+    /** Leaves the queue or releases the permit; idempotent. */
+    synchronized void close() {
+      closed = true;
+      if (ticket != null) {
+        ticket.cancel();
+      }
+      if (permit != null) {
+        permit.release();
+      }
+    }
+  }
+
+  enum Signal implements NoSerializationVerificationNeeded {
+    /** The call holds an admission permit (in its {@link Slot}). */
+    ADMITTED,
+    READY,
+    CLIENT_CANCELLED,
+    FIRST_EVENT_TIMEOUT
+  }
+
+  /** Admission refused the call: answer RESOURCE_EXHAUSTED (from the actor, the only writer). */
+  record Rejected(String message) implements NoSerializationVerificationNeeded {}
+
+  private final Env env;
+  private final Mode mode;
+  private final ServerCallStreamObserver<Object> call;
+  private final RequestValidator.ValidRequest request;
+  private final String requestId;
+  private final TimerScheduler<Object> timers;
+
+  private final Slot slot;
+  private RouterDirectory.Lease lease;
+  private boolean submitted;
+  private boolean sawEvent;
+  private boolean closed;
+  private final ArrayDeque<TokenChunk> pending = new ArrayDeque<>();
+  private Finished finished;
+  // UNARY: the whole completion
+  private final List<TokenChunk> all = new ArrayList<>();
+  private final StringBuilder text = new StringBuilder();
+
+  @SuppressWarnings("unchecked")
+  static Behavior<Object> create(
+      Env env,
+      Mode mode,
+      ServerCallStreamObserver<?> call,
+      RequestValidator.ValidRequest request,
+      String requestId,
+      Slot slot) {
+    return Behaviors.setup(
+        context ->
+            Behaviors.withTimers(
+                timers ->
+                    new StreamSession(
+                        context,
+                        timers,
+                        env,
+                        mode,
+                        (ServerCallStreamObserver<Object>) call,
+                        request,
+                        requestId,
+                        slot)));
+  }
+
+  private StreamSession(
+      ActorContext<Object> context,
+      TimerScheduler<Object> timers,
+      Env env,
+      Mode mode,
+      ServerCallStreamObserver<Object> call,
+      RequestValidator.ValidRequest request,
+      String requestId,
+      Slot slot) {
+    super(context);
+    this.slot = slot;
+    this.timers = timers;
+    this.env = env;
+    this.mode = mode;
+    this.call = call;
+    this.request = request;
+    this.requestId = requestId;
+  }
+
+  @Override
+  public Receive<Object> createReceive() {
+    return newReceiveBuilder()
+        .onMessage(
+            Rejected.class,
+            r -> guarded(() -> fail(Status.RESOURCE_EXHAUSTED.withDescription(r.message()), false)))
+        .onMessageEquals(Signal.ADMITTED, () -> guarded(this::onAdmitted))
+        .onMessage(SequenceEvent.class, e -> guarded(() -> onEvent(e)))
+        .onMessageEquals(Signal.READY, () -> guarded(this::flush))
+        .onMessageEquals(Signal.CLIENT_CANCELLED, this::onClientCancelled)
+        .onMessageEquals(
+            Signal.FIRST_EVENT_TIMEOUT,
+            () ->
+                guarded(
+                    () ->
+                        fail(
+                            Status.UNAVAILABLE.withDescription(
+                                "the router did not answer within "
+                                    + env.firstEventTimeout().toMillis()
+                                    + " ms; retry later"),
+                            true)))
+        .onSignal(Terminated.class, t -> guarded(() -> onRouterGone()))
+        .onSignal(PostStop.class, s -> onPostStop())
+        .build();
+  }
+
+  private Behavior<Object> guarded(Runnable step) {
+    if (closed) {
+      return Behaviors.stopped();
+    }
+    try {
+      step.run();
+    } catch (RuntimeException e) {
+      log.error("request {}: internal error in the gateway stream", requestId, e);
+      fail(
+          Status.INTERNAL.withDescription(
+              "internal error in the gateway (request " + requestId + ")"),
+          true);
+    }
+    return closed ? Behaviors.stopped() : this;
+  }
+
+  private void onAdmitted() {
+    var chosen = env.routers().acquire();
+    if (chosen.isEmpty()) {
+      fail(
+          Status.UNAVAILABLE.withDescription("no router is available in the cluster; retry later"),
+          false);
+      return;
+    }
+    lease = chosen.get();
+    getContext().watch(lease.router());
+    ActorRef<SequenceEvent> self = getContext().getSelf().narrow();
+    Submit submit =
+        Submit.newBuilder()
+            .setRequestId(requestId)
+            .addAllPromptIds(asList(request.promptIds()))
+            .setSampling(request.sampling())
+            .setMaxTokens(request.maxTokens())
+            .addAllStop(request.stop())
+            .setIgnoreEos(request.ignoreEos())
+            .setLogprobs(request.logprobs())
+            .setReplyTo(ActorRefResolver.get(getContext().getSystem()).toSerializationFormat(self))
+            .build();
+    lease.router().tell(RouterCommand.newBuilder().setSubmit(submit).build());
+    submitted = true;
+    timers.startSingleTimer(
+        Signal.FIRST_EVENT_TIMEOUT, Signal.FIRST_EVENT_TIMEOUT, env.firstEventTimeout());
+    log.debug(
+        "request {} ({}) submitted to {}", requestId, request.clientRequestId(), lease.router());
+  }
+
+  private void onEvent(SequenceEvent event) {
+    if (!event.getRequestId().equals(requestId)) {
+      return;
+    }
+    if (!sawEvent) {
+      sawEvent = true;
+      timers.cancel(Signal.FIRST_EVENT_TIMEOUT);
+    }
+    switch (event.getEventCase()) {
+      case TOKEN -> {
+        if (finished == null) {
+          pending.add(event.getToken());
+          flush();
+        }
+      }
+      case FINISHED -> {
+        finished = event.getFinished();
+        submitted = false; // the router is done with it: nothing to cancel any more
+        getContext().unwatch(lease.router()); // its leaving no longer matters to this call
+        flush();
+      }
+      case FAILED -> {
+        submitted = false;
+        Failed f = event.getFailed();
+        fail(statusOf(f), false);
+      }
+      default -> {}
+    }
+  }
+
+  private static Status statusOf(Failed f) {
+    Status.Code code;
+    try {
+      code = Status.Code.valueOf(f.getCode());
+    } catch (IllegalArgumentException e) {
+      code = Status.Code.INTERNAL;
+    }
+    if (code == Status.Code.OK) {
+      code = Status.Code.INTERNAL;
+    }
+    return Status.fromCode(code).withDescription(f.getMessage());
+  }
+
+  /** Writes what the client can take now; completes the call after the last message. */
+  private void flush() {
+    if (mode == Mode.UNARY) {
+      while (!pending.isEmpty()) {
+        TokenChunk c = pending.poll();
+        all.add(c);
+        text.append(c.getText());
+      }
+      if (finished != null) {
+        CompleteResponse.Builder b =
+            CompleteResponse.newBuilder()
+                .setText(text.toString())
+                .setFinishReason(finishReason(finished.getReason()))
+                .setUsage(usage(finished));
+        for (TokenChunk c : all) {
+          b.addTokenIds(c.getTokenId());
+          if (request.logprobs() > 0) {
+            b.addTokens(token(c));
+          }
+        }
+        write(b.build());
+        complete();
+      }
+      return;
+    }
+    while ((!pending.isEmpty() || finished != null) && call.isReady()) {
+      GenerateResponse.Builder b = GenerateResponse.newBuilder();
+      if (!pending.isEmpty()) {
+        b.setIndex(pending.peek().getIndex());
+      }
+      StringBuilder delta = new StringBuilder();
+      while (!pending.isEmpty()) {
+        TokenChunk c = pending.poll();
+        b.addTokens(token(c));
+        delta.append(c.getText());
+      }
+      b.setText(delta.toString());
+      if (finished != null) {
+        b.setFinishReason(finishReason(finished.getReason())).setUsage(usage(finished));
+        write(b.build());
+        complete();
+        return;
+      }
+      write(b.build());
+    }
+  }
+
+  private Token token(TokenChunk c) {
+    Token.Builder t = Token.newBuilder().setId(c.getTokenId()).setText(tokenText(c.getTokenId()));
+    if (c.hasLogprob()) {
+      t.setLogprob(c.getLogprob());
+    }
+    for (var top : c.getTopList()) {
+      t.addTopLogprobs(
+          TopLogprob.newBuilder()
+              .setId(top.getId())
+              .setText(tokenText(top.getId()))
+              .setLogprob(top.getLogprob()));
+    }
+    return t.build();
+  }
+
+  private String tokenText(int id) {
+    try {
+      return env.tokenizer().decode(new int[] {id}, false);
+    } catch (RuntimeException e) {
+      return "";
+    }
+  }
+
+  static FinishReason finishReason(String reason) {
+    return switch (reason) {
+      case "eos" -> FinishReason.FINISH_REASON_STOP;
+      case "stop_sequence" -> FinishReason.FINISH_REASON_STOP_SEQUENCE;
+      case "length" -> FinishReason.FINISH_REASON_LENGTH;
+      case "cancelled" -> FinishReason.FINISH_REASON_CANCELLED;
+      default -> FinishReason.FINISH_REASON_STOP;
+    };
+  }
+
+  private static Usage usage(Finished f) {
+    return Usage.newBuilder()
+        .setPromptTokens(f.getPromptTokens())
+        .setCompletionTokens(f.getCompletionTokens())
+        .build();
+  }
+
+  private void write(Object message) {
+    if (!call.isCancelled()) {
+      call.onNext(message);
+    }
+  }
+
+  private void complete() {
+    release(false);
+    closed = true;
+    if (!call.isCancelled()) {
+      call.onCompleted();
+    }
+  }
+
+  /** Ends the call with an error status (never a stack trace). */
+  private void fail(Status status, boolean cancelRouter) {
+    if (closed) {
+      return;
+    }
+    release(cancelRouter);
+    closed = true;
+    try {
+      call.onError(status.asRuntimeException());
+    } catch (RuntimeException e) {
+      log.debug("request {}: could not send {} (call already closed)", requestId, status.getCode());
+    }
+  }
+
+  private Behavior<Object> onClientCancelled() {
+    if (!closed) {
+      log.debug("request {}: cancelled by the client or its deadline", requestId);
+      release(true);
+      closed = true;
+    }
+    return Behaviors.stopped();
+  }
+
+  private void onRouterGone() {
+    if (finished != null) {
+      return; // every event is here; only the client's readiness is awaited
+    }
+    submitted = false; // nothing left there to cancel
+    fail(
+        Status.UNAVAILABLE.withDescription(
+            "the router serving this request stopped or left the cluster; retry the request"),
+        false);
+  }
+
+  /** Frees everything the call holds, once; tells the router to stop when it may still run. */
+  private void release(boolean cancelRouter) {
+    timers.cancelAll();
+    if (lease != null) {
+      if (cancelRouter && submitted) {
+        lease
+            .router()
+            .tell(
+                RouterCommand.newBuilder()
+                    .setCancel(Cancel.newBuilder().setRequestId(requestId))
+                    .build());
+      }
+      submitted = false;
+      getContext().unwatch(lease.router());
+      lease.release();
+    }
+    slot.close();
+  }
+
+  private Behavior<Object> onPostStop() {
+    if (!closed) {
+      // The actor system is going down under a live call.
+      fail(
+          Status.UNAVAILABLE.withDescription("the gateway is shutting down; retry the request"),
+          true);
+    }
+    return this;
+  }
+
+  private static List<Integer> asList(int[] ids) {
+    List<Integer> list = new ArrayList<>(ids.length);
+    for (int id : ids) {
+      list.add(id);
+    }
+    return list;
+  }
+}
