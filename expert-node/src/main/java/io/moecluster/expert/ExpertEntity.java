@@ -154,7 +154,11 @@ public final class ExpertEntity extends AbstractBehavior<ExpertCommand> {
     // Weights from the cache (a miss loads on the cache's loader), then the FFN on the compute executor.
     node.cache().acquire(id.layer(), id.expert()).whenComplete((lease, err) -> {
       if (err != null) {
-        replyTo.tell(reply.setError("expert " + entityId + " has no weights: " + err).build());
+        Throwable cause = err instanceof java.util.concurrent.CompletionException && err.getCause() != null
+            ? err.getCause() : err;
+        replyTo.tell(reply.setError(cause instanceof IllegalStateException
+            ? "expert node " + node.nodeAddress() + " is shutting down"
+            : "expert " + entityId + " has no weights: " + cause.getMessage()).build());
         return;
       }
       try {
