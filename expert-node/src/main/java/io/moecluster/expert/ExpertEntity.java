@@ -4,15 +4,14 @@ import io.moecluster.core.kernel.Kernels;
 import io.moecluster.core.model.ExpertFfn;
 import io.moecluster.core.model.ExpertStore;
 import io.moecluster.core.model.ExpertWeights;
-import io.moecluster.core.tensor.Matrix;
 import io.moecluster.proto.cluster.v1.ComputeExperts;
 import io.moecluster.proto.cluster.v1.ExpertCommand;
 import io.moecluster.proto.cluster.v1.ExpertReply;
 import io.moecluster.proto.cluster.v1.Locate;
 import io.moecluster.proto.cluster.v1.Located;
 import io.moecluster.proto.codec.ActivationCodec;
-import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
+import io.prometheus.metrics.core.datapoints.CounterDataPoint;
+import io.prometheus.metrics.core.datapoints.DistributionDataPoint;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.Executor;
 import java.util.concurrent.RejectedExecutionException;
@@ -29,9 +28,11 @@ import org.slf4j.LoggerFactory;
 
 /**
  * One routed expert of one MoE layer as a sharded actor (entity id {@code "<layer>/<expert>"}).
- * It owns the views of its three weight matrices (looked up once in the node's mapped
- * checkpoint) and whether they are paged in. The actor only dispatches: the FFN and the page
- * loads run on the node's compute executor, which answers the requester directly.
+ * It checks requests against the views of its three weight matrices in the node's mapped
+ * checkpoint; the weights it computes with come from the node's {@link ExpertWeightCache} (warm
+ * copies, or the mapped bytes when they cannot be warm). The actor only dispatches: loads run on
+ * the cache's loader, the FFN on the node's compute executor, which answers the requester
+ * directly. {@code Prefetch} asks the cache to load; {@code Locate} makes the weights ready once.
  */
 public final class ExpertEntity extends AbstractBehavior<ExpertCommand> {
 
@@ -40,11 +41,10 @@ public final class ExpertEntity extends AbstractBehavior<ExpertCommand> {
       EntityTypeKey.create(ExpertCommand.class, "expert");
 
   private static final Logger log = LoggerFactory.getLogger(ExpertEntity.class);
-  private static final long PAGE_BYTES = 4096;
-  private static volatile long pageSink; // a visible use of the touched bytes
 
-  /** What every entity of a node shares: the weights, the kernels and where to compute. */
-  record NodeContext(ExpertStore store, Kernels kernels, Executor compute, String nodeAddress) {}
+  /** What every entity of a node shares: the weights and their cache, the kernels and where to compute. */
+  record NodeContext(ExpertStore store, ExpertWeightCache cache, Kernels kernels, Executor compute,
+      String nodeAddress) {}
 
   /** A parsed entity id. */
   public record Id(int layer, int expert) {
@@ -87,7 +87,9 @@ public final class ExpertEntity extends AbstractBehavior<ExpertCommand> {
   private final Id id; // null when the entity id is malformed
   private ExpertWeights weights; // views into the mapped checkpoint, looked up on first use
   private String weightsError; // why the weights cannot be found, once known
-  private CompletableFuture<Void> loaded; // pages touched; null until the first load request
+  private CompletableFuture<Void> loaded; // ready to serve (Locate); null until the first Locate
+  private final DistributionDataPoint computeSeconds; // null when the entity id is malformed
+  private final CounterDataPoint tokens;
 
   private ExpertEntity(ActorContext<ExpertCommand> ctx, NodeContext node, String entityId) {
     super(ctx);
@@ -101,6 +103,11 @@ public final class ExpertEntity extends AbstractBehavior<ExpertCommand> {
       weightsError = e.getMessage();
     }
     this.id = parsed;
+    this.computeSeconds = parsed == null ? null
+        : ExpertMetrics.computeSeconds().labelValues(node.nodeAddress(), Integer.toString(parsed.layer()));
+    this.tokens = parsed == null ? null
+        : ExpertMetrics.tokens().labelValues(node.nodeAddress(), Integer.toString(parsed.layer()),
+            Integer.toString(parsed.expert()));
   }
 
   @Override
@@ -112,7 +119,11 @@ public final class ExpertEntity extends AbstractBehavior<ExpertCommand> {
     switch (cmd.getCommandCase()) {
       case COMPUTE -> onCompute(cmd.getCompute());
       case LOCATE -> onLocate(cmd.getLocate());
-      case PREFETCH -> ensureLoaded();
+      case PREFETCH -> {
+        if (weights() != null) {
+          node.cache().prefetch(id.layer(), id.expert());
+        }
+      }
       case COMMAND_NOT_SET -> getContext().getLog().warn("Expert {}: empty ExpertCommand ignored", entityId);
     }
     return this;
@@ -138,24 +149,37 @@ public final class ExpertEntity extends AbstractBehavior<ExpertCommand> {
       replyTo.tell(reply.setError(problem).build());
       return;
     }
-    ExpertWeights w = weights;
     int rows = req.getInput().getRows();
     int hidden = req.getInput().getHidden();
-    try {
-      node.compute().execute(() -> {
-        try {
-          float[] x = ActivationCodec.decode(req.getInput()); // [rows, hidden]
-          long start = System.nanoTime();
-          float[] out = ExpertFfn.forward(node.kernels(), w, x, rows); // [rows, hidden]
-          double seconds = (System.nanoTime() - start) / 1e9;
-          replyTo.tell(reply.setOutput(ActivationCodec.encode(out, rows, hidden)).setComputeSeconds(seconds).build());
-        } catch (RuntimeException e) {
-          replyTo.tell(reply.setError("expert " + entityId + " failed: " + e).build());
-        }
-      });
-    } catch (RejectedExecutionException e) {
-      replyTo.tell(reply.setError("expert node " + node.nodeAddress() + " is shutting down").build());
-    }
+    // Weights from the cache (a miss loads on the cache's loader), then the FFN on the compute executor.
+    node.cache().acquire(id.layer(), id.expert()).whenComplete((lease, err) -> {
+      if (err != null) {
+        Throwable cause = err instanceof java.util.concurrent.CompletionException && err.getCause() != null
+            ? err.getCause() : err;
+        replyTo.tell(reply.setError(cause instanceof IllegalStateException
+            ? "expert node " + node.nodeAddress() + " is shutting down"
+            : "expert " + entityId + " has no weights: " + cause.getMessage()).build());
+        return;
+      }
+      try {
+        node.compute().execute(() -> {
+          try (lease) {
+            float[] x = ActivationCodec.decode(req.getInput()); // [rows, hidden]
+            long start = System.nanoTime();
+            float[] out = ExpertFfn.forward(node.kernels(), lease.weights(), x, rows); // [rows, hidden]
+            double seconds = (System.nanoTime() - start) / 1e9;
+            computeSeconds.observe(seconds);
+            tokens.inc(rows);
+            replyTo.tell(reply.setOutput(ActivationCodec.encode(out, rows, hidden)).setComputeSeconds(seconds).build());
+          } catch (RuntimeException e) {
+            replyTo.tell(reply.setError("expert " + entityId + " failed: " + e).build());
+          }
+        });
+      } catch (RejectedExecutionException e) {
+        lease.close();
+        replyTo.tell(reply.setError("expert node " + node.nodeAddress() + " is shutting down").build());
+      }
+    });
   }
 
   /** Why the request cannot run, or null when it can. */
@@ -210,15 +234,10 @@ public final class ExpertEntity extends AbstractBehavior<ExpertCommand> {
     load.whenComplete((v, err) -> replyTo.tell(located.setLoaded(err == null).build()));
   }
 
-  /** Starts paging the weights in on the compute executor (once); null when there are none. */
+  /** Makes the weights ready through the cache (once); null when there are none. */
   private CompletableFuture<Void> ensureLoaded() {
     if (loaded == null && weights() != null) {
-      ExpertWeights w = weights;
-      try {
-        loaded = CompletableFuture.runAsync(() -> touch(w), node.compute());
-      } catch (RejectedExecutionException e) {
-        return CompletableFuture.failedFuture(e);
-      }
+      loaded = node.cache().warmUp(id.layer(), id.expert());
       loaded.whenComplete((v, err) -> {
         if (err != null) {
           log.warn("Expert {}: loading weights failed", entityId, err);
@@ -238,17 +257,5 @@ public final class ExpertEntity extends AbstractBehavior<ExpertCommand> {
       }
     }
     return weights;
-  }
-
-  /** Reads one byte of every page of the three matrices so later products do not fault. */
-  static void touch(ExpertWeights w) {
-    long sum = 0;
-    for (Matrix m : new Matrix[] {w.gate(), w.up(), w.down()}) {
-      MemorySegment seg = m.data();
-      for (long off = 0; off < seg.byteSize(); off += PAGE_BYTES) {
-        sum += seg.get(ValueLayout.JAVA_BYTE, off);
-      }
-    }
-    pageSink += sum;
   }
 }

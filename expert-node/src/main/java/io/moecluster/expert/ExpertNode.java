@@ -21,7 +21,7 @@ import org.slf4j.LoggerFactory;
 /**
  * The expert role of a cluster node: it maps the checkpoint once, owns the kernels and the
  * compute executor ({@code moe-expert-compute-N}) that every {@link ExpertEntity} of the node
- * runs on, and inits Cluster Sharding for {@link ExpertEntity#TYPE_KEY} with role
+ * runs on, the {@link ExpertWeightCache} with its loader threads ({@code moe-expert-loader-N}), and inits Cluster Sharding for {@link ExpertEntity#TYPE_KEY} with role
  * {@value ExpertSharding#ROLE}. The node must carry that role. Closing it stops the compute
  * threads and unmaps the checkpoint; close it after the actor system has left the cluster.
  */
@@ -33,15 +33,20 @@ public final class ExpertNode implements AutoCloseable {
   private final ModelConfig config;
   private final VectorKernels kernels;
   private final ExecutorService compute;
+  private final ExecutorService loader;
+  private final ExpertWeightCache cache;
   private final ActorRef<ShardingEnvelope<ExpertCommand>> region;
   private final String address;
 
   private ExpertNode(SafeTensors tensors, ModelConfig config, VectorKernels kernels, ExecutorService compute,
-      ActorRef<ShardingEnvelope<ExpertCommand>> region, String address) {
+      ExecutorService loader, ExpertWeightCache cache, ActorRef<ShardingEnvelope<ExpertCommand>> region,
+      String address) {
     this.tensors = tensors;
     this.config = config;
     this.kernels = kernels;
     this.compute = compute;
+    this.loader = loader;
+    this.cache = cache;
     this.region = region;
     this.address = address;
   }
@@ -58,18 +63,31 @@ public final class ExpertNode implements AutoCloseable {
     int threads = settings.effectiveComputeThreads();
     VectorKernels kernels = null;
     ExecutorService compute = null;
+    ExecutorService loader = null;
+    ExpertWeightCache cache = null;
     try {
       kernels = KernelsFactory.create(threads);
-      compute = computeExecutor(threads);
+      compute = executor(threads, "moe-expert-compute-");
+      loader = executor(settings.cacheLoaderThreads(), "moe-expert-loader-");
       String address = cluster.selfMember().address().toString();
-      ExpertEntity.NodeContext ctx =
-          new ExpertEntity.NodeContext(new ExpertStore(tensors, config), kernels, compute, address);
+      ExpertStore store = new ExpertStore(tensors, config);
+      long all = ExpertWeightCache.allExpertBytes(store);
+      long budget = settings.cacheBudget().resolve(all);
+      cache = new ExpertWeightCache(store, budget, loader, address);
+      ExpertEntity.NodeContext ctx = new ExpertEntity.NodeContext(store, cache, kernels, compute, address);
       ActorRef<ShardingEnvelope<ExpertCommand>> region =
           ExpertSharding.initHosting(system, entity -> ExpertEntity.create(ctx, entity.getEntityId()));
-      log.info("Expert node {}: model {} ({} layers x {} experts), {} compute thread(s)", address,
-          settings.modelDir(), config.numLayers(), config.numExperts(), threads);
-      return new ExpertNode(tensors, config, kernels, compute, region, address);
+      log.info("Expert node {}: model {} ({} layers x {} experts), {} compute thread(s), weight cache budget"
+              + " {} of {} expert bytes ({})", address, settings.modelDir(), config.numLayers(),
+          config.numExperts(), threads, budget, all, settings.cacheBudget());
+      return new ExpertNode(tensors, config, kernels, compute, loader, cache, region, address);
     } catch (RuntimeException e) {
+      if (cache != null) {
+        cache.close();
+      }
+      if (loader != null) {
+        loader.shutdownNow();
+      }
       if (compute != null) {
         compute.shutdownNow();
       }
@@ -81,10 +99,10 @@ public final class ExpertNode implements AutoCloseable {
     }
   }
 
-  private static ExecutorService computeExecutor(int threads) {
+  private static ExecutorService executor(int threads, String prefix) {
     ThreadPoolExecutor pool = new ThreadPoolExecutor(threads, threads, 0L, TimeUnit.MILLISECONDS,
         new LinkedBlockingQueue<>(), r -> {
-          Thread t = new Thread(r, "moe-expert-compute-" + THREAD_IDS.getAndIncrement());
+          Thread t = new Thread(r, prefix + THREAD_IDS.getAndIncrement());
           t.setDaemon(true);
           return t;
         });
@@ -101,6 +119,11 @@ public final class ExpertNode implements AutoCloseable {
     return region;
   }
 
+  /** The node's expert weight cache. */
+  public ExpertWeightCache cache() {
+    return cache;
+  }
+
   /** This node's cluster address, as reported in ExpertReply.node and Located.node. */
   public String address() {
     return address;
@@ -108,16 +131,22 @@ public final class ExpertNode implements AutoCloseable {
 
   @Override
   public void close() {
-    compute.shutdown();
-    try {
-      if (!compute.awaitTermination(5, TimeUnit.SECONDS)) {
-        compute.shutdownNow();
-      }
-    } catch (InterruptedException e) {
-      compute.shutdownNow();
-      Thread.currentThread().interrupt();
-    }
+    stop(loader);
+    stop(compute);
+    cache.close();
     kernels.close();
     tensors.close();
+  }
+
+  private static void stop(ExecutorService pool) {
+    pool.shutdown();
+    try {
+      if (!pool.awaitTermination(5, TimeUnit.SECONDS)) {
+        pool.shutdownNow();
+      }
+    } catch (InterruptedException e) {
+      pool.shutdownNow();
+      Thread.currentThread().interrupt();
+    }
   }
 }

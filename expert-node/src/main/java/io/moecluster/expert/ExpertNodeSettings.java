@@ -9,8 +9,10 @@ import java.nio.file.Path;
  *
  * @param modelDir the checkpoint directory every expert entity of this node reads its weights from
  * @param computeThreads threads of the compute executor (and of the kernels); 0 = all cores
+ * @param cacheBudget the byte budget of the expert weight cache ({@code moe.expert.cache.budget})
+ * @param cacheLoaderThreads threads that copy experts into the cache ({@code moe.expert.cache.loader-threads})
  */
-public record ExpertNodeSettings(Path modelDir, int computeThreads) {
+public record ExpertNodeSettings(Path modelDir, int computeThreads, CacheBudget cacheBudget, int cacheLoaderThreads) {
 
   public ExpertNodeSettings {
     if (modelDir == null || modelDir.toString().isEmpty()) {
@@ -20,6 +22,17 @@ public record ExpertNodeSettings(Path modelDir, int computeThreads) {
       throw new IllegalArgumentException(
           "moe.expert.compute-threads must be >= 0 (0 = all cores), got " + computeThreads);
     }
+    if (cacheBudget == null) {
+      throw new IllegalArgumentException("moe.expert.cache.budget must be set (a size like 2GiB or a share like 50%)");
+    }
+    if (cacheLoaderThreads < 1) {
+      throw new IllegalArgumentException("moe.expert.cache.loader-threads must be >= 1, got " + cacheLoaderThreads);
+    }
+  }
+
+  /** Every expert warm, one loader thread. */
+  public ExpertNodeSettings(Path modelDir, int computeThreads) {
+    this(modelDir, computeThreads, CacheBudget.ALL, 1);
   }
 
   /** Reads {@code moe.expert.*} from a full configuration (e.g. {@code system.settings().config()}). */
@@ -29,7 +42,8 @@ public record ExpertNodeSettings(Path modelDir, int computeThreads) {
     if (dir.isBlank()) {
       throw new IllegalArgumentException("moe.expert.model-dir must name the checkpoint directory");
     }
-    return new ExpertNodeSettings(Path.of(dir), c.getInt("compute-threads"));
+    return new ExpertNodeSettings(Path.of(dir), c.getInt("compute-threads"), CacheBudget.parse(c, "cache.budget"),
+        c.getInt("cache.loader-threads"));
   }
 
   /** The thread count to use: {@link #computeThreads}, or the available cores when it is 0. */

@@ -10,6 +10,8 @@ import io.moecluster.core.generate.TokenEvent;
 import io.moecluster.core.model.ExpertExecutor;
 import io.moecluster.core.model.ForwardPass;
 import io.moecluster.core.model.MoeModel;
+import io.moecluster.core.model.prefetch.Prefetcher;
+import io.prometheus.metrics.core.datapoints.GaugeDataPoint;
 import io.moecluster.core.tokenizer.Tokenizer;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
@@ -78,6 +80,8 @@ public final class Engine implements AutoCloseable {
   private volatile boolean closed;
   private volatile int runningCount;
   private volatile int waitingCount;
+  private final GaugeDataPoint runningGauge; // null: no metrics
+  private final GaugeDataPoint waitingGauge;
 
   // Engine-thread state.
   private final ArrayDeque<Entry> waiting = new ArrayDeque<>();
@@ -90,12 +94,23 @@ public final class Engine implements AutoCloseable {
    * @param maxWaiting most sequences waiting for a slot
    */
   public Engine(MoeModel model, Tokenizer tokenizer, ExpertExecutor experts, int maxRunning, int maxWaiting) {
+    this(model, tokenizer, experts, maxRunning, maxWaiting, null, null);
+  }
+
+  /**
+   * @param prefetcher sends prefetch hints for the next layers' experts, or null for none
+   * @param node the {@code node} label of the running/waiting gauges, or null for no metrics
+   */
+  public Engine(MoeModel model, Tokenizer tokenizer, ExpertExecutor experts, int maxRunning, int maxWaiting,
+      Prefetcher prefetcher, String node) {
     if (maxRunning < 1 || maxWaiting < 0) {
       throw new IllegalArgumentException("maxRunning must be >= 1 and maxWaiting >= 0");
     }
     this.model = model;
     this.tokenizer = tokenizer;
-    this.stepper = new BatchStepper(new ForwardPass(model, experts));
+    this.stepper = new BatchStepper(new ForwardPass(model, experts, prefetcher));
+    this.runningGauge = node == null ? null : RouterMetrics.runningSequences().labelValues(node);
+    this.waitingGauge = node == null ? null : RouterMetrics.waitingSequences().labelValues(node);
     this.eosIds = EosTokens.of(model.config(), tokenizer);
     this.maxRunning = maxRunning;
     this.maxWaiting = maxWaiting;
@@ -291,6 +306,10 @@ public final class Engine implements AutoCloseable {
   private void publishCounts() {
     runningCount = running.size();
     waitingCount = waiting.size();
+    if (runningGauge != null) {
+      runningGauge.set(runningCount);
+      waitingGauge.set(waitingCount);
+    }
   }
 
   private static void finish(Entry e, FinishReason reason, int prompt, int completion) {

@@ -3,6 +3,7 @@ package io.moecluster.router;
 import io.moecluster.core.kernel.KernelsFactory;
 import io.moecluster.core.kernel.VectorKernels;
 import io.moecluster.core.model.MoeModel;
+import io.moecluster.core.model.prefetch.Prefetcher;
 import io.moecluster.core.tokenizer.Tokenizer;
 import io.moecluster.expert.ExpertSharding;
 import io.moecluster.proto.cluster.v1.RouterCommand;
@@ -11,14 +12,16 @@ import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.Props;
 import org.apache.pekko.actor.typed.javadsl.Adapter;
+import org.apache.pekko.cluster.typed.Cluster;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
  * The router role of a cluster node: it maps the model (the router only reads the dense weights)
  * and its tokenizer, and owns the {@link Engine} loop, the {@link ShardedExperts} executor behind
- * it, the {@link ExpertPlacement} tracker and the {@link RouterActor} that gateways talk to. On a
- * node that is also an expert node, start the {@code ExpertNode} first.
+ * it, the gate-lookahead {@link Prefetcher} (when {@code moe.router.prefetch.enabled}), the
+ * {@link ExpertPlacement} tracker and the {@link RouterActor} that gateways talk to. On a node
+ * that is also an expert node, start the {@code ExpertNode} first.
  */
 public final class RouterNode implements AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(RouterNode.class);
@@ -57,8 +60,14 @@ public final class RouterNode implements AutoCloseable {
       var region = ExpertSharding.initProxy(system);
       ShardedExperts experts =
           new ShardedExperts(system, settings.expertTimeout(), settings.maxExpertMessageBytes());
-      Engine engine =
-          new Engine(model, tokenizer, experts, settings.maxRunningSequences(), settings.maxWaiting());
+      String address = Cluster.get(system).selfMember().address().toString();
+      Prefetcher prefetcher = settings.prefetchEnabled()
+          ? new Prefetcher(model, settings.prefetchDepth(),
+              RouterMetrics.prefetchListener(address, model.config().numLayers()))
+          : null;
+      RouterMetrics.expertRetries(); // registered (at 0) until retries exist
+      Engine engine = new Engine(model, tokenizer, experts, settings.maxRunningSequences(), settings.maxWaiting(),
+          prefetcher, address);
       AtomicReference<ExpertPlacement.Snapshot> placement = new AtomicReference<>(
           new ExpertPlacement.Snapshot(false, java.util.List.of(), "locating the experts has not started yet"));
       ActorRef<ExpertPlacement.Command> placementActor = system.systemActorOf(
@@ -67,9 +76,10 @@ public final class RouterNode implements AutoCloseable {
           "moe-expert-placement", Props.empty());
       ActorRef<RouterCommand> router = system.systemActorOf(
           RouterActor.create(engine, placement::get), "moe-router", Props.empty());
-      log.info("Router node: model {} ({} layers x {} experts), up to {} running sequences",
+      log.info("Router node: model {} ({} layers x {} experts), up to {} running sequences, prefetch {}",
           settings.modelDir(), model.config().numLayers(), model.config().numExperts(),
-          settings.maxRunningSequences());
+          settings.maxRunningSequences(),
+          prefetcher == null ? "off" : "on (depth " + prefetcher.depth() + ")");
       return new RouterNode(system, model, kernels, engine, placement, placementActor, router);
     } catch (RuntimeException e) {
       if (model != null) {

@@ -16,7 +16,9 @@ public record RouterSettings(
     Duration expertTimeout,
     int minExpertNodes,
     int maxExpertMessageBytes,
-    Duration placementRetryInterval) {
+    Duration placementRetryInterval,
+    boolean prefetchEnabled,
+    int prefetchDepth) {
 
   public RouterSettings {
     if (modelDir == null || modelDir.toString().isEmpty()) {
@@ -30,6 +32,14 @@ public record RouterSettings(
     require(maxExpertMessageBytes >= 1024, "max-expert-message-bytes must be >= 1 KiB", maxExpertMessageBytes);
     require(!placementRetryInterval.isNegative() && !placementRetryInterval.isZero(),
         "placement-retry-interval must be > 0", placementRetryInterval);
+    require(prefetchDepth >= 1, "prefetch.depth must be >= 1", prefetchDepth);
+  }
+
+  /** Settings with prefetching on at depth 1. */
+  public RouterSettings(Path modelDir, int computeThreads, int maxRunningSequences, int maxWaiting,
+      Duration expertTimeout, int minExpertNodes, int maxExpertMessageBytes, Duration placementRetryInterval) {
+    this(modelDir, computeThreads, maxRunningSequences, maxWaiting, expertTimeout, minExpertNodes,
+        maxExpertMessageBytes, placementRetryInterval, true, 1);
   }
 
   private static void require(boolean ok, String rule, Object value) {
@@ -54,6 +64,8 @@ public record RouterSettings(
         c.getDuration("expert-timeout"),
         c.getInt("min-expert-nodes"),
         (int) Math.min(Integer.MAX_VALUE, bytes),
-        c.getDuration("placement-retry-interval"));
+        c.getDuration("placement-retry-interval"),
+        c.getBoolean("prefetch.enabled"),
+        c.getInt("prefetch.depth"));
   }
 }

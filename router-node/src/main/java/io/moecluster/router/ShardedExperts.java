@@ -8,11 +8,15 @@ import io.moecluster.proto.cluster.v1.ExpertCommand;
 import io.moecluster.proto.cluster.v1.ExpertReply;
 import io.moecluster.proto.cluster.v1.Prefetch;
 import io.moecluster.proto.codec.ActivationCodec;
+import io.prometheus.metrics.core.datapoints.CounterDataPoint;
+import io.prometheus.metrics.core.datapoints.DistributionDataPoint;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
@@ -28,6 +32,7 @@ import org.apache.pekko.cluster.sharding.typed.javadsl.EntityRef;
  * chunks of at most {@code maxMessageBytes} of F32 activations (exact, so the tokens match a
  * single JVM); every chunk of every task is sent before any is awaited, and all are awaited
  * together under one timeout. Needs the expert sharding proxy (or region) inited on the system.
+ * Counts the rows routed to each expert and times each layer's wait ({@link RouterMetrics}).
  */
 public final class ShardedExperts implements ExpertExecutor {
   private final ClusterSharding sharding;
@@ -35,6 +40,8 @@ public final class ShardedExperts implements ExpertExecutor {
   private final Duration timeout;
   private final int maxMessageBytes;
   private final AtomicLong steps = new AtomicLong();
+  private final Map<Long, CounterDataPoint> routed = new ConcurrentHashMap<>(); // (layer, expert)
+  private final Map<Integer, DistributionDataPoint> waits = new ConcurrentHashMap<>(); // layer
 
   public ShardedExperts(ActorSystem<?> system, Duration timeout, int maxMessageBytes) {
     this.sharding = ClusterSharding.get(system);
@@ -48,10 +55,12 @@ public final class ShardedExperts implements ExpertExecutor {
   @Override
   public List<float[]> run(int layer, List<ExpertTask> tasks) {
     long stepId = steps.incrementAndGet();
+    long start = System.nanoTime();
     List<Pending> pending = new ArrayList<>();
     List<float[]> outputs = new ArrayList<>(tasks.size());
     for (int t = 0; t < tasks.size(); t++) {
       ExpertTask task = tasks.get(t);
+      routed(layer, task.expert()).inc(task.rows());
       int hidden = task.input().length / task.rows();
       outputs.add(new float[task.input().length]); // [rows, hidden]
       int rowsPerChunk = Math.max(1, maxMessageBytes / (hidden * Float.BYTES));
@@ -98,7 +107,14 @@ public final class ShardedExperts implements ExpertExecutor {
       }
       System.arraycopy(out, 0, outputs.get(p.task()), p.firstRow() * hidden, out.length);
     }
+    waits.computeIfAbsent(layer, l -> RouterMetrics.expertRequestSeconds().labelValues(Integer.toString(l)))
+        .observe((System.nanoTime() - start) / 1e9);
     return outputs;
+  }
+
+  private CounterDataPoint routed(int layer, int expert) {
+    return routed.computeIfAbsent(((long) layer << 32) | expert,
+        k -> RouterMetrics.tokensRouted().labelValues(Integer.toString(layer), Integer.toString(expert)));
   }
 
   private ExpertReply await(int layer, int expert, CompletableFuture<ExpertReply> reply, long deadline) {

@@ -16,6 +16,8 @@ import io.moecluster.core.generate.GenerationRequest;
 import io.moecluster.core.generate.GenerationResult;
 import io.moecluster.core.generate.LocalGenerator;
 import io.moecluster.core.model.ExpertTask;
+import io.moecluster.core.model.prefetch.Prefetcher;
+import io.moecluster.core.sampling.SamplingParams;
 import io.moecluster.core.tensor.DType;
 import io.moecluster.expert.ExpertNode;
 import io.moecluster.expert.ExpertNodeSettings;
@@ -46,8 +48,9 @@ import org.junit.jupiter.api.io.TempDir;
 
 /**
  * A router and two expert nodes in one JVM, every message serialized: the cluster generates
- * exactly the tokens of the single-process generator, with the experts spread over both nodes
- * and the expert requests split into small chunks.
+ * exactly the tokens of the single-process generator, with the experts spread over both nodes,
+ * the expert requests split into small chunks, expert weight caches smaller than the model and
+ * prefetching on or off; and the router and expert metrics move.
  */
 @Timeout(value = 90, unit = TimeUnit.SECONDS)
 class RouterClusterTest {
@@ -67,6 +70,8 @@ class RouterClusterTest {
     String model = """
         moe.expert.model-dir = "%1$s"
         moe.expert.compute-threads = 1
+        # about 3 of the 8 experts warm per node: the caches evict, prefetch hints load
+        moe.expert.cache.budget = 40%%
         moe.router.model-dir = "%1$s"
         moe.router.compute-threads = 1
         moe.router.max-running-sequences = 8
@@ -229,5 +234,103 @@ class RouterClusterTest {
     SequenceEvent end = last(events(probe, EVENT_TIMEOUT));
     assertEquals("cancelled", end.getFinished().getReason());
     TestClusters.await(Duration.ofSeconds(5), "slot freed", () -> routerNode.engine().running() == 0);
+  }
+
+  private static List<GenerationRequest> prefetchRequests() {
+    Random random = new Random(21);
+    int vocab = local.tokenizer().vocabSize();
+    List<GenerationRequest> requests = new ArrayList<>();
+    for (int i = 0; i < 4; i++) {
+      int[] prompt = new int[2 + 5 * i];
+      for (int p = 0; p < prompt.length; p++) {
+        prompt[p] = random.nextInt(vocab);
+      }
+      SamplingParams sampling = i % 2 == 0 ? SamplingParams.GREEDY : new SamplingParams(0.8f, 20, 0.9f, 0f, 1.1f, 50L + i);
+      requests.add(new GenerationRequest(prompt, sampling, 6 + 2 * i, List.of(), true));
+    }
+    return requests;
+  }
+
+  /** Runs the requests through an engine over the sharded experts, all at once; token ids per request. */
+  private static List<int[]> runOnEngine(Prefetcher prefetcher, List<GenerationRequest> requests) throws Exception {
+    ShardedExperts sharded = new ShardedExperts(routerKit.system(), Duration.ofSeconds(10), 1024);
+    List<RecordingListener> listeners = new ArrayList<>();
+    try (Engine engine = new Engine(local.model(), local.tokenizer(), sharded, 8, 8, prefetcher, null)) {
+      for (int i = 0; i < requests.size(); i++) {
+        RecordingListener l = new RecordingListener();
+        listeners.add(l);
+        engine.submit("p-" + i, requests.get(i), l);
+      }
+      List<int[]> ids = new ArrayList<>();
+      for (RecordingListener l : listeners) {
+        assertEquals("LENGTH", l.end.get(30, TimeUnit.SECONDS));
+        ids.add(l.ids());
+      }
+      return ids;
+    }
+  }
+
+  @Test
+  void prefetchOnAndOffGiveTheSameTokens() throws Exception {
+    List<GenerationRequest> requests = prefetchRequests();
+    Prefetcher prefetcher = new Prefetcher(local.model(), 1, null);
+    List<int[]> on = runOnEngine(prefetcher, requests);
+    List<int[]> off = runOnEngine(null, requests);
+    for (int i = 0; i < requests.size(); i++) {
+      int[] expected = local.generate(requests.get(i), e -> {}).generatedIds();
+      assertArrayEquals(expected, on.get(i), "prefetch on, request " + i);
+      assertArrayEquals(expected, off.get(i), "prefetch off, request " + i);
+    }
+    for (int l = 1; l < local.config().numLayers(); l++) {
+      assertTrue(prefetcher.hintsIssued(l) > 0, "hints for layer " + l);
+      double accuracy = prefetcher.accuracy(l);
+      assertTrue(accuracy >= 0 && accuracy <= 1, "accuracy of layer " + l + ": " + accuracy);
+    }
+  }
+
+  @Test
+  void metricsMoveAfterRequests() throws Exception {
+    // Through the router node itself (prefetch on by default).
+    List<GenerationRequest> requests = prefetchRequests();
+    List<TestProbe<SequenceEvent>> probes = new ArrayList<>();
+    for (int i = 0; i < requests.size(); i++) {
+      GenerationRequest r = requests.get(i);
+      TestProbe<SequenceEvent> probe = routerKit.createTestProbe(SequenceEvent.class);
+      probes.add(probe);
+      routerNode.router().tell(submit(routerKit.system(), "m-" + i, r.promptIds(), greedy(), r.maxTokens(), true, probe));
+    }
+    for (TestProbe<SequenceEvent> probe : probes) {
+      assertTrue(last(events(probe, EVENT_TIMEOUT)).hasFinished());
+    }
+    String router = TestClusters.address(routerKit.system());
+    // Router side.
+    assertTrue(Metrics.sum("moe_tokens_routed_total") > 0);
+    assertTrue(Metrics.sum("moe_expert_request_seconds") > 0, "histogram count");
+    assertEquals(0.0, Metrics.sum("moe_expert_retries_total"));
+    assertTrue(Metrics.exists("moe_router_running_sequences", "node", router));
+    assertTrue(Metrics.exists("moe_router_waiting_sequences", "node", router));
+    assertTrue(Metrics.sum("moe_prefetch_issued_total") > 0);
+    double routed = Metrics.sum("moe_prefetch_routed_total");
+    double predicted = Metrics.sum("moe_prefetch_predicted_total");
+    assertTrue(routed > 0 && predicted >= 0 && predicted <= routed, predicted + " of " + routed);
+    double accuracy = Metrics.sum("moe_prefetch_prediction_accuracy", "node", router);
+    assertTrue(accuracy >= 0 && accuracy <= local.config().numLayers(), "accuracy gauges " + accuracy);
+    assertTrue(Metrics.exists("moe_prefetch_prediction_accuracy", "layer", "1"));
+    // Expert side, over both expert nodes.
+    assertTrue(Metrics.sum("moe_expert_cache_hits_total") > 0);
+    assertTrue(Metrics.sum("moe_expert_cache_misses_total") > 0);
+    assertTrue(Metrics.sum("moe_expert_cache_evictions_total") > 0);
+    assertTrue(Metrics.sum("moe_expert_cache_load_seconds") > 0, "histogram count");
+    assertTrue(Metrics.sum("moe_expert_compute_seconds") > 0, "histogram count");
+    assertTrue(Metrics.sum("moe_expert_tokens_total") > 0);
+    assertTrue(Metrics.sum("moe_prefetch_received_total") > 0);
+    assertTrue(Metrics.sum("moe_prefetch_useful_total") + Metrics.sum("moe_prefetch_wasted_total") > 0,
+        "prefetched entries were used or evicted");
+    for (ExpertNode n : expertNodes) {
+      double warm = Metrics.sum("moe_expert_cache_warm_bytes", "node", n.address());
+      double budget = Metrics.sum("moe_expert_cache_budget_bytes", "node", n.address());
+      assertTrue(budget > 0 && warm > 0 && warm <= budget, warm + " of " + budget);
+      assertEquals(n.cache().budgetBytes(), (long) budget);
+    }
   }
 }

@@ -25,6 +25,12 @@ class SettingsTest {
     assertEquals(1, s.minExpertNodes());
     assertEquals(192 * 1024, s.maxExpertMessageBytes());
     assertEquals(Duration.ofSeconds(2), s.placementRetryInterval());
+    assertTrue(s.prefetchEnabled());
+    assertEquals(1, s.prefetchDepth());
+    RouterSettings off = RouterSettings.fromConfig(ConfigFactory.parseString(
+        "moe.router { model-dir = /models/x, prefetch { enabled = false, depth = 2 } }").withFallback(ConfigFactory.load()));
+    assertEquals(false, off.prefetchEnabled());
+    assertEquals(2, off.prefetchDepth());
   }
 
   @Test
@@ -45,6 +51,9 @@ class SettingsTest {
         ConfigFactory.parseString("moe.router { model-dir = x, max-running-sequences = 0 }")
             .withFallback(ConfigFactory.load())));
     assertTrue(e.getMessage().contains("max-running-sequences"), e.getMessage());
+    e = assertThrows(IllegalArgumentException.class, () -> RouterSettings.fromConfig(
+        ConfigFactory.parseString("moe.router { model-dir = x, prefetch.depth = 0 }").withFallback(ConfigFactory.load())));
+    assertTrue(e.getMessage().contains("moe.router.prefetch.depth"), e.getMessage());
     e = assertThrows(IllegalArgumentException.class, () -> ExpertNodeSettings.fromConfig(ConfigFactory.load()));
     assertTrue(e.getMessage().contains("moe.expert.model-dir"), e.getMessage());
   }

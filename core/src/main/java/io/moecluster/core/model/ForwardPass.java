@@ -2,6 +2,7 @@ package io.moecluster.core.model;
 
 import io.moecluster.core.config.ModelConfig;
 import io.moecluster.core.kernel.Kernels;
+import io.moecluster.core.model.prefetch.Prefetcher;
 import java.util.ArrayList;
 import java.util.IdentityHashMap;
 import java.util.List;
@@ -12,6 +13,8 @@ import java.util.Map;
  * tokens together), as in HF {@code MixtralForCausalLM.forward}: embed, then per layer attention
  * and the sparse MoE block, then the final norm and the LM head for the rows that want logits.
  * The routed experts run through the {@link ExpertExecutor}, in process or across the cluster.
+ * An optional {@link Prefetcher} sends hints for the next layers' experts before each layer's
+ * experts are awaited; it never changes a result.
  */
 public final class ForwardPass {
   private final ModelConfig c;
@@ -20,8 +23,17 @@ public final class ForwardPass {
   private final ExpertExecutor experts;
   private final List<DenseLayer> layers;
   private final RotaryEmbedding rope;
+  private final Prefetcher prefetcher; // null: no prefetch hints
 
   public ForwardPass(MoeModel model, ExpertExecutor experts) {
+    this(model, experts, null);
+  }
+
+  /**
+   * @param prefetcher predicts and hints the next layers' experts, or null for none
+   */
+  public ForwardPass(MoeModel model, ExpertExecutor experts, Prefetcher prefetcher) {
+    this.prefetcher = prefetcher;
     this.c = model.config();
     this.kernels = model.kernels();
     this.weights = model.dense();
@@ -69,12 +81,17 @@ public final class ForwardPass {
       System.arraycopy(rowSin, 0, sin, r * half, half);
     }
 
+    Prefetcher.Step prefetch = prefetcher == null ? null : prefetcher.newStep(n);
     for (int l = 0; l < layers.size(); l++) {
       DenseLayer layer = layers.get(l);
       layer.attention(rows, x, cos, sin);
       float[] xb = layer.ffnInput(x, n);
       Routing routing = Gate.route(kernels, c, layer.routerLogits(xb, n), n);
       ExpertBatch batch = ExpertBatch.group(routing, xb, hidden, c.numExperts());
+      if (prefetch != null) {
+        prefetch.routed(l, routing); // score the guesses made for this layer
+        prefetch.hint(l, xb, experts); // gate lookahead: hints for the next layers, before we wait
+      }
       float[] moe = batch.combine(experts.run(l, batch.tasks()));
       layer.addSharedExpert(xb, n, moe);
       for (int i = 0; i < x.length; i++) {

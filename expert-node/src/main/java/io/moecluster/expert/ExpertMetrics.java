@@ -1,0 +1,106 @@
+package io.moecluster.expert;
+
+import io.prometheus.metrics.core.metrics.Counter;
+import io.prometheus.metrics.core.metrics.Gauge;
+import io.prometheus.metrics.core.metrics.Histogram;
+
+/**
+ * The Prometheus metric families of the expert role, registered once per JVM in the default
+ * registry (several expert nodes in one JVM, as in tests, share them and tell themselves apart
+ * by the {@code node} label). Holders are nested classes so that a family is registered when
+ * first used, exactly once.
+ */
+public final class ExpertMetrics {
+  private ExpertMetrics() {}
+
+  /** {@code moe_expert_cache_hits_total{node}}: acquires that found warm weights. */
+  public static Counter cacheHits() {
+    return Holder.HITS;
+  }
+
+  /** {@code moe_expert_cache_misses_total{node}}: acquires that had to wait for a load (or ran cold). */
+  public static Counter cacheMisses() {
+    return Holder.MISSES;
+  }
+
+  /** {@code moe_expert_cache_evictions_total{node}}: warm entries dropped to stay within the budget. */
+  public static Counter cacheEvictions() {
+    return Holder.EVICTIONS;
+  }
+
+  /** {@code moe_expert_cache_warm_bytes{node}}: bytes of warm (and loading) entries. */
+  public static Gauge cacheWarmBytes() {
+    return Holder.WARM_BYTES;
+  }
+
+  /** {@code moe_expert_cache_budget_bytes{node}}: the resolved byte budget. */
+  public static Gauge cacheBudgetBytes() {
+    return Holder.BUDGET_BYTES;
+  }
+
+  /** {@code moe_expert_cache_load_seconds{node}}: copying one expert into the warm layout. */
+  public static Histogram cacheLoadSeconds() {
+    return Holder.LOAD_SECONDS;
+  }
+
+  /** {@code moe_expert_compute_seconds{node,layer}}: one expert FFN over one request's rows. */
+  public static Histogram computeSeconds() {
+    return Holder.COMPUTE_SECONDS;
+  }
+
+  /** {@code moe_expert_tokens_total{node,layer,expert}}: rows computed by each expert. */
+  public static Counter tokens() {
+    return Holder.TOKENS;
+  }
+
+  /** {@code moe_prefetch_received_total{node}}: prefetch hints that reached the cache. */
+  public static Counter prefetchReceived() {
+    return Holder.PREFETCH_RECEIVED;
+  }
+
+  /** {@code moe_prefetch_loads_total{node}}: hints that started a load (the expert was not warm). */
+  public static Counter prefetchLoads() {
+    return Holder.PREFETCH_LOADS;
+  }
+
+  /** {@code moe_prefetch_useful_total{node}}: prefetched entries used before being evicted. */
+  public static Counter prefetchUseful() {
+    return Holder.PREFETCH_USEFUL;
+  }
+
+  /** {@code moe_prefetch_wasted_total{node}}: prefetched entries evicted (or dropped) unused. */
+  public static Counter prefetchWasted() {
+    return Holder.PREFETCH_WASTED;
+  }
+
+  private static final class Holder {
+    static final Counter HITS = Counter.builder().name("moe_expert_cache_hits_total")
+        .help("Expert weight cache acquires that found the weights warm").labelNames("node").register();
+    static final Counter MISSES = Counter.builder().name("moe_expert_cache_misses_total")
+        .help("Expert weight cache acquires that waited for a load or ran from the cold mapped bytes")
+        .labelNames("node").register();
+    static final Counter EVICTIONS = Counter.builder().name("moe_expert_cache_evictions_total")
+        .help("Warm experts evicted (least recently used) to stay within the byte budget")
+        .labelNames("node").register();
+    static final Gauge WARM_BYTES = Gauge.builder().name("moe_expert_cache_warm_bytes")
+        .help("Bytes of warm expert weights, loads in flight included").labelNames("node").register();
+    static final Gauge BUDGET_BYTES = Gauge.builder().name("moe_expert_cache_budget_bytes")
+        .help("Byte budget of the expert weight cache (moe.expert.cache.budget)").labelNames("node").register();
+    static final Histogram LOAD_SECONDS = Histogram.builder().name("moe_expert_cache_load_seconds")
+        .help("Time to copy one expert's weights into the warm layout").labelNames("node")
+        .classicOnly().classicExponentialUpperBounds(0.0005, 2, 16).register();
+    static final Histogram COMPUTE_SECONDS = Histogram.builder().name("moe_expert_compute_seconds")
+        .help("Time of one expert FFN over the rows of one request").labelNames("node", "layer")
+        .classicOnly().classicExponentialUpperBounds(0.0001, 2, 18).register();
+    static final Counter TOKENS = Counter.builder().name("moe_expert_tokens_total")
+        .help("Rows (tokens) computed by each expert").labelNames("node", "layer", "expert").register();
+    static final Counter PREFETCH_RECEIVED = Counter.builder().name("moe_prefetch_received_total")
+        .help("Prefetch hints received by the expert weight cache").labelNames("node").register();
+    static final Counter PREFETCH_LOADS = Counter.builder().name("moe_prefetch_loads_total")
+        .help("Prefetch hints that started loading an expert that was not warm").labelNames("node").register();
+    static final Counter PREFETCH_USEFUL = Counter.builder().name("moe_prefetch_useful_total")
+        .help("Prefetched experts that were used before being evicted").labelNames("node").register();
+    static final Counter PREFETCH_WASTED = Counter.builder().name("moe_prefetch_wasted_total")
+        .help("Prefetched experts evicted or dropped without being used").labelNames("node").register();
+  }
+}

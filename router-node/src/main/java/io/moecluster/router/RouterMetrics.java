@@ -1,0 +1,117 @@
+package io.moecluster.router;
+
+import io.moecluster.core.model.prefetch.PredictionAccuracy;
+import io.moecluster.core.model.prefetch.PrefetchListener;
+import io.prometheus.metrics.core.datapoints.GaugeDataPoint;
+import io.prometheus.metrics.core.metrics.Counter;
+import io.prometheus.metrics.core.metrics.Gauge;
+import io.prometheus.metrics.core.metrics.Histogram;
+import java.util.concurrent.atomic.AtomicLongArray;
+
+/**
+ * The Prometheus metric families of the router role, registered once per JVM in the default
+ * registry (several routers in one JVM, as in tests, share them; gauges tell nodes apart by the
+ * {@code node} label). Holders are nested classes so a family is registered exactly once, when
+ * first used.
+ */
+public final class RouterMetrics {
+  private RouterMetrics() {}
+
+  /** {@code moe_tokens_routed_total{layer,expert}}: rows the gate sent to each expert. */
+  public static Counter tokensRouted() {
+    return Holder.TOKENS_ROUTED;
+  }
+
+  /** {@code moe_expert_request_seconds{layer}}: one layer's scatter/gather wait for its experts. */
+  public static Histogram expertRequestSeconds() {
+    return Holder.REQUEST_SECONDS;
+  }
+
+  /** {@code moe_expert_retries_total}: expert requests sent again after a failure (no retries yet). */
+  public static Counter expertRetries() {
+    return Holder.RETRIES;
+  }
+
+  /** {@code moe_router_running_sequences{node}}: sequences in the running batch. */
+  public static Gauge runningSequences() {
+    return Holder.RUNNING;
+  }
+
+  /** {@code moe_router_waiting_sequences{node}}: sequences waiting for a slot. */
+  public static Gauge waitingSequences() {
+    return Holder.WAITING;
+  }
+
+  /** {@code moe_prefetch_issued_total{layer}}: experts hinted for a layer (by the layers before it). */
+  public static Counter prefetchIssued() {
+    return Holder.PREFETCH_ISSUED;
+  }
+
+  /** {@code moe_prefetch_routed_total{layer,depth}}: real top-k choices of predicted layers. */
+  public static Counter prefetchRouted() {
+    return Holder.PREFETCH_ROUTED;
+  }
+
+  /** {@code moe_prefetch_predicted_total{layer,depth}}: of those, the ones the lookahead predicted. */
+  public static Counter prefetchPredicted() {
+    return Holder.PREFETCH_PREDICTED;
+  }
+
+  /** {@code moe_prefetch_prediction_accuracy{node,layer}}: predicted / routed so far, all depths. */
+  public static Gauge prefetchAccuracy() {
+    return Holder.PREFETCH_ACCURACY;
+  }
+
+  /** Turns a router's prefetcher reports into the prefetch metrics. */
+  static PrefetchListener prefetchListener(String node, int layers) {
+    return new PrefetchListener() {
+      private final AtomicLongArray routed = new AtomicLongArray(layers);
+      private final AtomicLongArray predicted = new AtomicLongArray(layers);
+      private final GaugeDataPoint[] accuracy = new GaugeDataPoint[layers];
+
+      @Override
+      public void onHints(int sourceLayer, int targetLayer, int[] experts) {
+        prefetchIssued().labelValues(Integer.toString(targetLayer)).inc(experts.length);
+      }
+
+      @Override
+      public void onAccuracy(PredictionAccuracy a) {
+        String layer = Integer.toString(a.layer());
+        String depth = Integer.toString(a.depth());
+        prefetchRouted().labelValues(layer, depth).inc(a.routed());
+        prefetchPredicted().labelValues(layer, depth).inc(a.predicted());
+        long r = routed.addAndGet(a.layer(), a.routed());
+        long p = predicted.addAndGet(a.layer(), a.predicted());
+        if (accuracy[a.layer()] == null) {
+          accuracy[a.layer()] = prefetchAccuracy().labelValues(node, layer);
+        }
+        accuracy[a.layer()].set(r == 0 ? 1.0 : (double) p / r);
+      }
+    };
+  }
+
+  private static final class Holder {
+    static final Counter TOKENS_ROUTED = Counter.builder().name("moe_tokens_routed_total")
+        .help("Rows (tokens) the router's gates sent to each expert").labelNames("layer", "expert").register();
+    static final Histogram REQUEST_SECONDS = Histogram.builder().name("moe_expert_request_seconds")
+        .help("Time a layer waits for all its expert requests (scatter to gather)").labelNames("layer")
+        .classicOnly().classicExponentialUpperBounds(0.0001, 2, 18).register();
+    static final Counter RETRIES = Counter.builder().name("moe_expert_retries_total")
+        .help("Expert requests retried after a failure or timeout").register();
+    static final Gauge RUNNING = Gauge.builder().name("moe_router_running_sequences")
+        .help("Sequences in the router's running batch").labelNames("node").register();
+    static final Gauge WAITING = Gauge.builder().name("moe_router_waiting_sequences")
+        .help("Sequences waiting for a slot in the router's batch").labelNames("node").register();
+    static final Counter PREFETCH_ISSUED = Counter.builder().name("moe_prefetch_issued_total")
+        .help("Experts hinted (prefetch) for a layer by gate lookahead").labelNames("layer").register();
+    static final Counter PREFETCH_ROUTED = Counter.builder().name("moe_prefetch_routed_total")
+        .help("Real top-k choices of layers that had been predicted, by prediction depth")
+        .labelNames("layer", "depth").register();
+    static final Counter PREFETCH_PREDICTED = Counter.builder().name("moe_prefetch_predicted_total")
+        .help("Real top-k choices that the gate lookahead had predicted, by prediction depth")
+        .labelNames("layer", "depth").register();
+    static final Gauge PREFETCH_ACCURACY = Gauge.builder().name("moe_prefetch_prediction_accuracy")
+        .help("Share of a layer's real top-k choices that were predicted, so far (all depths)")
+        .labelNames("node", "layer").register();
+  }
+}
