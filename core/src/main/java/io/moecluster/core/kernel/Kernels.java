@@ -26,6 +26,33 @@ public interface Kernels {
    */
   void matMul(Matrix w, float[] x, int n, float[] out);
 
+  /**
+   * Several products at once: {@code matMul(ws[j], xs[j], ns[j], outs[j])} for every {@code j},
+   * with exactly the results of those separate calls. An implementation may run them all in one
+   * parallel pass (one hand-off to its threads instead of one per product). The same input array
+   * may be given for several products (q, k and v of the same rows).
+   */
+  default void matMulAll(Matrix[] ws, float[][] xs, int[] ns, float[][] outs) {
+    for (int j = 0; j < ws.length; j++) {
+      matMul(ws[j], xs[j], ns[j], outs[j]);
+    }
+  }
+
+  /**
+   * The SwiGLU projections of several experts at once: for every {@code j},
+   * {@code hs[j] = siluMul(matMul(gates[j], xs[j]), matMul(ups[j], xs[j]))}, {@code [ns[j],
+   * gates[j].rows()]}, with exactly the results of those separate calls ({@link #siluMul} is
+   * element-wise). {@code ups[j]} must have the shape of {@code gates[j]}.
+   */
+  default void swiGluAll(Matrix[] gates, Matrix[] ups, float[][] xs, int[] ns, float[][] hs) {
+    for (int j = 0; j < gates.length; j++) {
+      float[] up = new float[ns[j] * ups[j].rows()];
+      matMul(gates[j], xs[j], ns[j], hs[j]);
+      matMul(ups[j], xs[j], ns[j], up);
+      siluMul(hs[j], up, ns[j] * gates[j].rows());
+    }
+  }
+
   /** Dot product of two float ranges (attention scores). */
   float dot(float[] a, int aOff, float[] b, int bOff, int length);
 

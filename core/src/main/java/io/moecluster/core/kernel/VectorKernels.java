@@ -6,14 +6,6 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
 import java.util.Objects;
-import java.util.concurrent.CountDownLatch;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.LinkedBlockingQueue;
-import java.util.concurrent.RejectedExecutionException;
-import java.util.concurrent.ThreadPoolExecutor;
-import java.util.concurrent.TimeUnit;
-import java.util.concurrent.atomic.AtomicInteger;
-import java.util.concurrent.atomic.AtomicReference;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorOperators;
@@ -90,10 +82,8 @@ public final class VectorKernels implements Kernels, AutoCloseable {
   private static final VectorShuffle<Float> STEP2 = swap(2);
   private static final VectorShuffle<Float> STEP1 = swap(1);
 
-  private static final AtomicInteger THREAD_IDS = new AtomicInteger();
-
   private final int threads;
-  private final ExecutorService pool;
+  private final KernelPool pool; // null: one thread
 
   /** Kernels that spread products over {@code threads} threads (the caller being one of them). */
   public VectorKernels(int threads) {
@@ -101,17 +91,7 @@ public final class VectorKernels implements Kernels, AutoCloseable {
       throw new IllegalArgumentException("threads must be >= 1, got " + threads);
     }
     this.threads = threads;
-    if (threads == 1) {
-      this.pool = null;
-    } else {
-      this.pool = new ThreadPoolExecutor(threads - 1, threads - 1, 0L, TimeUnit.MILLISECONDS,
-          new LinkedBlockingQueue<>(), r -> {
-            Thread t = new Thread(r, "moe-kernel-" + THREAD_IDS.getAndIncrement());
-            t.setDaemon(true);
-            return t;
-          });
-      ((ThreadPoolExecutor) pool).prestartAllCoreThreads();
-    }
+    this.pool = threads == 1 ? null : new KernelPool(threads - 1);
   }
 
   @Override
@@ -123,7 +103,7 @@ public final class VectorKernels implements Kernels, AutoCloseable {
   @Override
   public void close() {
     if (pool != null) {
-      pool.shutdown();
+      pool.close();
     }
   }
 
@@ -209,6 +189,140 @@ public final class VectorKernels implements Kernels, AutoCloseable {
     });
   }
 
+  @Override
+  public void matMulAll(Matrix[] ws, float[][] xs, int[] ns, float[][] outs) {
+    runAll(ws, null, xs, ns, outs);
+  }
+
+  @Override
+  public void swiGluAll(Matrix[] gates, Matrix[] ups, float[][] xs, int[] ns, float[][] hs) {
+    for (int j = 0; j < gates.length; j++) {
+      if (ups[j].rows() != gates[j].rows() || ups[j].cols() != gates[j].cols()) {
+        throw new IllegalArgumentException("up " + ups[j].rows() + "x" + ups[j].cols()
+            + " does not match gate " + gates[j].rows() + "x" + gates[j].cols());
+      }
+    }
+    runAll(gates, ups, xs, ns, hs);
+  }
+
+  /** One product of {@link #runAll}: its row chunks, and for SwiGLU the up projection. */
+  private static final class Job {
+    final MemorySegment seg;
+    final MemorySegment upSeg; // null: a plain product
+    final boolean bf16;
+    final boolean upBf16;
+    final int rows;
+    final int cols;
+    final int n;
+    final float[] in;
+    final float[] upIn; // the input in the layout of the up projection's dtype
+    final float[] out;
+    final float[] up;
+    final int blockRows;
+    final int chunkRows;
+    final int chunks;
+
+    Job(Matrix w, Matrix u, float[] in, float[] upIn, int n, float[] out, int blockRows, int chunkRows) {
+      this.seg = w.data();
+      this.upSeg = u == null ? null : u.data();
+      this.bf16 = w.dtype() == DType.BF16;
+      this.upBf16 = u != null && u.dtype() == DType.BF16;
+      this.upIn = upIn;
+      this.rows = w.rows();
+      this.cols = w.cols();
+      this.n = n;
+      this.in = in;
+      this.out = out;
+      this.up = u == null ? null : new float[Math.multiplyExact(n, rows)];
+      this.blockRows = blockRows;
+      this.chunkRows = chunkRows;
+      this.chunks = n == 0 || rows == 0 ? 0 : ceilDiv(rows, chunkRows);
+    }
+
+    void run(int chunk) {
+      int r0 = chunk * chunkRows;
+      int r1 = Math.min(rows, r0 + chunkRows);
+      matMulRows(seg, bf16, rows, cols, in, n, out, r0, r1, blockRows);
+      if (upSeg == null) {
+        return;
+      }
+      matMulRows(upSeg, upBf16, rows, cols, upIn, n, up, r0, r1, blockRows);
+      for (int i = 0; i < n; i++) {
+        int base = i * rows;
+        for (int r = base + r0, end = base + r1; r < end; r++) {
+          float g = out[r];
+          out[r] = g / (1f + (float) Math.exp(-g)) * up[r]; // as siluMul
+        }
+      }
+    }
+  }
+
+  /**
+   * Products (or SwiGLU pairs when {@code ups != null}) in one parallel pass: the row chunks of
+   * every job, each computed exactly as {@link #matMul} computes it.
+   */
+  private void runAll(Matrix[] ws, Matrix[] ups, float[][] xs, int[] ns, float[][] outs) {
+    int jobsN = ws.length;
+    if (xs.length != jobsN || ns.length != jobsN || outs.length != jobsN || (ups != null && ups.length != jobsN)) {
+      throw new IllegalArgumentException("matrices, inputs, row counts and outputs differ in number");
+    }
+    Job[] jobs = new Job[jobsN];
+    int[] firstChunk = new int[jobsN + 1];
+    double work = 0;
+    for (int j = 0; j < jobsN; j++) {
+      Matrix w = ws[j];
+      int n = ns[j];
+      int rows = w.rows();
+      int cols = w.cols();
+      if (n < 0) {
+        throw new IllegalArgumentException("n < 0: " + n);
+      }
+      Objects.checkFromIndexSize(0, Math.multiplyExact(n, cols), xs[j].length);
+      Objects.checkFromIndexSize(0, Math.multiplyExact(n, rows), outs[j].length);
+      boolean bf16 = w.dtype() == DType.BF16;
+      float[] in = xs[j];
+      if (bf16 && n > 0) {
+        for (int k = 0; k < j; k++) { // q, k and v of the same rows: split the input once
+          if (xs[k] == xs[j] && ns[k] == n && ws[k].cols() == cols && jobs[k].bf16) {
+            in = jobs[k].in;
+            break;
+          }
+        }
+        if (in == xs[j]) {
+          in = splitPairs(xs[j], 0, cols, n);
+        }
+      }
+      long rowBytes = (long) cols * w.dtype().byteSize();
+      int blockRows = roundUp8((int) Math.max(1, Math.min(Math.max(1, rows),
+          BLOCK_BYTES / Math.max(1, rowBytes))));
+      int chunkRows = pool == null ? Math.max(1, rows) : chunkRows(Math.max(1, rows), cols, blockRows);
+      float[] upIn = null;
+      if (ups != null) {
+        boolean upBf16 = ups[j].dtype() == DType.BF16;
+        upIn = upBf16 == bf16 ? in : upBf16 ? splitPairs(xs[j], 0, cols, n) : xs[j];
+      }
+      jobs[j] = new Job(w, ups == null ? null : ups[j], in, upIn, n, outs[j], blockRows, chunkRows);
+      firstChunk[j + 1] = firstChunk[j] + jobs[j].chunks;
+      work += (double) rows * cols * n * (ups == null ? 1 : 2);
+    }
+    int chunks = firstChunk[jobsN];
+    if (pool == null || work < PARALLEL_MIN_ELEMENTS) {
+      for (Job job : jobs) {
+        for (int c = 0; c < job.chunks; c++) {
+          job.run(c);
+        }
+      }
+      return;
+    }
+    parallelFor(chunks, chunk -> {
+      int j = 0;
+      while (chunk >= firstChunk[j + 1]) {
+        j++;
+      }
+      jobs[j].run(chunk - firstChunk[j]);
+    });
+  }
+
   /**
    * Weight rows [r0, r1) for every input row: L2-sized blocks of weight rows; within a block, tiles
    * of input rows ({@value #TILE} for F32, {@value #TILE_BF16} for BF16) against 4 weight rows at a
@@ -261,72 +375,9 @@ public final class VectorKernels implements Kernels, AutoCloseable {
     return (int) ((a + b - 1) / b);
   }
 
-  @FunctionalInterface
-  private interface Chunk {
-    void run(int chunk);
-  }
-
   /** Runs chunks 0..chunks-1 on the pool and the calling thread, handed out one at a time. */
-  private void parallelFor(int chunks, Chunk body) {
-    if (chunks == 1) {
-      body.run(0);
-      return;
-    }
-    AtomicInteger next = new AtomicInteger();
-    AtomicReference<Throwable> error = new AtomicReference<>();
-    int helpers = Math.min(threads - 1, chunks - 1);
-    CountDownLatch done = new CountDownLatch(helpers);
-    Runnable helper = () -> {
-      try {
-        drain(next, chunks, body, error);
-      } finally {
-        done.countDown();
-      }
-    };
-    for (int h = 0; h < helpers; h++) {
-      try {
-        pool.execute(helper);
-      } catch (RejectedExecutionException closed) {
-        done.countDown(); // closed: the caller does the work
-      }
-    }
-    drain(next, chunks, body, error);
-    // The caller has run out of chunks: the helpers are finishing their last one.
-    for (int spin = 0; spin < 20_000 && done.getCount() > 0; spin++) {
-      Thread.onSpinWait();
-    }
-    boolean interrupted = false;
-    while (true) {
-      try {
-        done.await();
-        break;
-      } catch (InterruptedException e) {
-        interrupted = true;
-      }
-    }
-    if (interrupted) {
-      Thread.currentThread().interrupt();
-    }
-    Throwable t = error.get();
-    if (t instanceof RuntimeException re) {
-      throw re;
-    } else if (t instanceof Error e) {
-      throw e;
-    } else if (t != null) {
-      throw new IllegalStateException(t);
-    }
-  }
-
-  private static void drain(AtomicInteger next, int chunks, Chunk body, AtomicReference<Throwable> error) {
-    try {
-      int c;
-      while ((c = next.getAndIncrement()) < chunks) {
-        body.run(c);
-      }
-    } catch (Throwable t) {
-      error.compareAndSet(null, t);
-      next.set(chunks);
-    }
+  private void parallelFor(int chunks, KernelPool.Body body) {
+    pool.run(chunks, body);
   }
 
   /**

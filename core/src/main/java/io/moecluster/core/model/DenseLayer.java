@@ -3,6 +3,7 @@ package io.moecluster.core.model;
 import io.moecluster.core.config.ModelConfig;
 import io.moecluster.core.config.QkNorm;
 import io.moecluster.core.kernel.Kernels;
+import io.moecluster.core.tensor.Matrix;
 import java.util.List;
 
 /**
@@ -46,9 +47,8 @@ final class DenseLayer {
     float[] q = new float[n * qDim]; // [rows, heads * headDim]
     float[] k = new float[n * kvDim]; // [rows, kvHeads * headDim]
     float[] v = new float[n * kvDim]; // [rows, kvHeads * headDim]
-    kernels.matMul(a.q(), xb, n, q);
-    kernels.matMul(a.k(), xb, n, k);
-    kernels.matMul(a.v(), xb, n, v);
+    kernels.matMulAll(new Matrix[] {a.q(), a.k(), a.v()}, new float[][] {xb, xb, xb},
+        new int[] {n, n, n}, new float[][] {q, k, v});
     addBias(q, a.qBias(), n);
     addBias(k, a.kBias(), n);
     addBias(v, a.vBias(), n);

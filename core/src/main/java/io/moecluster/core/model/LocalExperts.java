@@ -5,8 +5,8 @@ import java.util.ArrayList;
 import java.util.List;
 
 /**
- * Runs experts in this process straight from the mapped checkpoint. Tasks run one after the
- * other; each is already parallel over its output rows inside the kernels.
+ * Runs experts in this process straight from the mapped checkpoint. The tasks of a layer run
+ * together: one parallel pass of the kernels for all gate/up projections, one for the downs.
  */
 public final class LocalExperts implements ExpertExecutor {
   private final ExpertStore store;
@@ -21,11 +21,18 @@ public final class LocalExperts implements ExpertExecutor {
 
   @Override
   public List<float[]> run(int layer, List<ExpertTask> tasks) {
-    List<float[]> outputs = new ArrayList<>(tasks.size());
-    for (ExpertTask task : tasks) {
-      outputs.add(ExpertFfn.forward(kernels, weights(layer, task.expert()), task.input(), task.rows()));
+    int m = tasks.size();
+    ExpertWeights[] ws = new ExpertWeights[m];
+    float[][] xs = new float[m][];
+    int[] rows = new int[m];
+    for (int j = 0; j < m; j++) {
+      ExpertTask task = tasks.get(j);
+      ws[j] = weights(layer, task.expert());
+      xs[j] = task.input();
+      rows[j] = task.rows();
     }
-    return outputs;
+    // All of the layer's experts in two passes of the kernels (gate/up, then down).
+    return new ArrayList<>(List.of(ExpertFfn.forwardAll(kernels, ws, xs, rows)));
   }
 
   private ExpertWeights weights(int layer, int expert) {

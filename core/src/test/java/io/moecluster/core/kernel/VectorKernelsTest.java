@@ -177,6 +177,61 @@ class VectorKernelsTest {
     }
   }
 
+  /**
+   * {@link Kernels#matMulAll} and {@link Kernels#swiGluAll} (one parallel pass over several
+   * products) give exactly the bits of the separate calls, whatever the thread count, and match
+   * the oracle's composition of matMul and siluMul.
+   */
+  @ParameterizedTest
+  @EnumSource(value = DType.class, names = {"F32", "BF16"})
+  void fusedProductsMatchSeparateCalls(DType dtype) {
+    SplittableRandom rnd = new SplittableRandom(5);
+    int[][] shapes = {{600, 1000}, {130, 1000}, {33, 65}, {1100, 1031}, {7, 1000}};
+    int[] ns = {1, 17, 3, 5, 1};
+    int m = shapes.length;
+    Matrix[] ws = new Matrix[m];
+    Matrix[] us = new Matrix[m];
+    float[][] xs = new float[m][];
+    float[] shared = random(rnd, 17 * 1000);
+    for (int j = 0; j < m; j++) {
+      ws[j] = matrix(rnd, dtype, shapes[j][0], shapes[j][1]);
+      us[j] = matrix(rnd, dtype, shapes[j][0], shapes[j][1]);
+      // products 0, 1 and 4 share one input array (as q, k and v do), with different row counts
+      xs[j] = shapes[j][1] == 1000 ? shared : random(rnd, ns[j] * shapes[j][1]);
+    }
+    for (VectorKernels k : new VectorKernels[] {one, two, three}) {
+      float[][] outs = new float[m][];
+      float[][] hs = new float[m][];
+      for (int j = 0; j < m; j++) {
+        outs[j] = new float[ns[j] * shapes[j][0]];
+        hs[j] = new float[ns[j] * shapes[j][0]];
+      }
+      k.matMulAll(ws, xs, ns, outs);
+      k.swiGluAll(ws, us, xs, ns, hs);
+      for (int j = 0; j < m; j++) {
+        int rows = shapes[j][0];
+        float[] expected = new float[ns[j] * rows];
+        one.matMul(ws[j], xs[j], ns[j], expected);
+        float[] up = new float[ns[j] * rows];
+        one.matMul(us[j], xs[j], ns[j], up);
+        float[] h = expected.clone();
+        one.siluMul(h, up, h.length);
+        String what = dtype + " product " + j + " on " + k.threads() + " thread(s)";
+        assertTrue(Arrays.equals(expected, outs[j]), what + ": matMulAll differs from matMul");
+        assertTrue(Arrays.equals(h, hs[j]), what + ": swiGluAll differs from matMul, matMul, siluMul");
+        float[] oracle = new float[ns[j] * rows];
+        ORACLE.swiGluAll(new Matrix[] {ws[j]}, new Matrix[] {us[j]}, new float[][] {xs[j]},
+            new int[] {ns[j]}, new float[][] {oracle});
+        for (int i = 0; i < oracle.length; i++) {
+          // products of two dot products of ~1000 terms: loose, the bit checks above are strict
+          double err = Math.abs((double) oracle[i] - hs[j][i]);
+          assertTrue(err <= 1e-2 + 1e-3 * Math.abs(oracle[i]),
+              what + ": swiGluAll " + hs[j][i] + " vs oracle " + oracle[i] + " at " + i);
+        }
+      }
+    }
+  }
+
   /** The same call gives the same bits before and after the JIT compiles the kernels. */
   @Test
   void resultsDoNotChangeWithJitTier() {

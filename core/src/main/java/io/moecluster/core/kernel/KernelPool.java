@@ -1,0 +1,169 @@
+package io.moecluster.core.kernel;
+
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.locks.LockSupport;
+
+/**
+ * The worker threads behind {@link VectorKernels}: a fixed set of daemon threads
+ * ({@code moe-kernel-N}) that, with the calling thread, share out the chunks of one product at a
+ * time. A decode step hands out some 80 products in quick succession, so the hand-off has to be
+ * cheap: a worker that has just finished spins for a short while ({@value #SPIN_NANOS} ns) on the
+ * published task before it parks, and the caller only unparks workers that actually parked. A
+ * {@link java.util.concurrent.ThreadPoolExecutor} paid a queue insertion, a futex wake-up and a
+ * latch per product instead.
+ *
+ * <p>One task runs at a time. A caller that finds the pool busy (another thread's product) runs
+ * its chunks alone on its own thread: the results are the same whoever computes a chunk.
+ */
+final class KernelPool implements AutoCloseable {
+
+  /** How long an idle worker keeps polling for the next task before it parks. */
+  static final long SPIN_NANOS = 200_000L;
+  /** Caller spins on the last chunks for this many rounds, then yields between checks. */
+  private static final int CALLER_SPINS = 50_000;
+
+  @FunctionalInterface
+  interface Body {
+    void run(int chunk);
+  }
+
+  private static final AtomicInteger THREAD_IDS = new AtomicInteger();
+
+  private static final class Task {
+    final Body body;
+    final int chunks;
+    final AtomicInteger next = new AtomicInteger();
+    final AtomicInteger done = new AtomicInteger();
+    volatile Throwable error;
+
+    Task(Body body, int chunks) {
+      this.body = body;
+      this.chunks = chunks;
+    }
+
+    /** Claims and runs chunks until none are left; every claimed chunk counts as done. */
+    void drain() {
+      int c;
+      while ((c = next.getAndIncrement()) < chunks) {
+        if (error == null) {
+          try {
+            body.run(c);
+          } catch (Throwable t) {
+            if (error == null) {
+              error = t;
+            }
+          }
+        }
+        done.incrementAndGet();
+      }
+    }
+  }
+
+  private final Worker[] workers;
+  private final AtomicBoolean busy = new AtomicBoolean();
+  private volatile Task current;
+  private volatile boolean closed;
+
+  KernelPool(int helpers) {
+    workers = new Worker[helpers];
+    for (int i = 0; i < helpers; i++) {
+      workers[i] = new Worker("moe-kernel-" + THREAD_IDS.getAndIncrement());
+      workers[i].start();
+    }
+  }
+
+  /** Runs chunks 0..chunks-1 on the workers and the calling thread; returns when all are done. */
+  void run(int chunks, Body body) {
+    if (chunks <= 1 || closed || !busy.compareAndSet(false, true)) {
+      for (int c = 0; c < chunks; c++) {
+        body.run(c);
+      }
+      return;
+    }
+    Task task = new Task(body, chunks);
+    try {
+      current = task;
+      for (Worker w : workers) {
+        if (w.parked) {
+          LockSupport.unpark(w);
+        }
+      }
+      task.drain();
+      int spins = 0;
+      while (task.done.get() < chunks) {
+        if (++spins < CALLER_SPINS) {
+          Thread.onSpinWait();
+        } else {
+          Thread.yield();
+        }
+      }
+    } finally {
+      current = null;
+      busy.set(false);
+    }
+    Throwable t = task.error;
+    if (t instanceof RuntimeException re) {
+      throw re;
+    } else if (t instanceof Error e) {
+      throw e;
+    } else if (t != null) {
+      throw new IllegalStateException(t);
+    }
+  }
+
+  /** Stops the workers; later tasks run on the calling thread alone. */
+  @Override
+  public void close() {
+    closed = true;
+    for (Worker w : workers) {
+      LockSupport.unpark(w);
+    }
+  }
+
+  private final class Worker extends Thread {
+    volatile boolean parked;
+    private Task last;
+
+    Worker(String name) {
+      super(name);
+      setDaemon(true);
+    }
+
+    @Override
+    public void run() {
+      while (!closed) {
+        Task t = current;
+        if (t != null && t != last) {
+          last = t;
+          t.drain();
+          continue;
+        }
+        if (spinForTask()) {
+          continue;
+        }
+        parked = true;
+        t = current;
+        if ((t == null || t == last) && !closed) {
+          LockSupport.park(this);
+        }
+        parked = false;
+      }
+    }
+
+    private boolean spinForTask() {
+      long start = System.nanoTime();
+      int i = 0;
+      while (true) {
+        Thread.onSpinWait();
+        Task t = current;
+        if (t != null && t != last) {
+          return true;
+        }
+        if ((++i & 63) == 0 && System.nanoTime() - start > SPIN_NANOS) {
+          return false;
+        }
+      }
+    }
+  }
+}
