@@ -20,8 +20,8 @@ final class KernelPool implements AutoCloseable {
 
   /** How long an idle worker keeps polling for the next task before it parks. */
   static final long SPIN_NANOS = 200_000L;
-  /** Caller spins on the last chunks for this many rounds, then yields between checks. */
-  private static final int CALLER_SPINS = 50_000;
+  /** The caller spins this long on the helpers' last chunks, then yields between checks. */
+  private static final long CALLER_SPIN_NANOS = 50_000L;
 
   @FunctionalInterface
   interface Body {
@@ -90,11 +90,16 @@ final class KernelPool implements AutoCloseable {
         }
       }
       task.drain();
+      // The helpers are finishing their last chunks: spin briefly, then let a descheduled helper
+      // (a busy machine) have the core.
+      long start = 0;
       int spins = 0;
       while (task.done.get() < chunks) {
-        if (++spins < CALLER_SPINS) {
+        if ((++spins & 63) != 0) {
           Thread.onSpinWait();
-        } else {
+        } else if (start == 0) {
+          start = System.nanoTime();
+        } else if (System.nanoTime() - start > CALLER_SPIN_NANOS) {
           Thread.yield();
         }
       }

@@ -80,6 +80,17 @@ public interface Kernels {
    */
   void rope(float[] x, int off, int heads, int headDim, float[] cos, float[] sin);
 
+  /**
+   * Runs {@code task.accept(i)} for every {@code i < tasks}, possibly on several threads at once
+   * (attention over rows and heads). Each task must depend only on its own index and write only
+   * its own outputs; it may call the element-wise kernels but not the matrix products.
+   */
+  default void forEach(int tasks, java.util.function.IntConsumer task) {
+    for (int i = 0; i < tasks; i++) {
+      task.accept(i);
+    }
+  }
+
   /** Threads this implementation spreads {@link #matVec} and {@link #matMul} over. */
   int threads();
 }

@@ -35,7 +35,7 @@ import jdk.incubator.vector.VectorSpecies;
  * several independent (weight row, input row) pairs at once instead of by splitting one sum:
  * {@link #matVec} takes 4 weight rows per pass (8 for BF16), {@link #matMul} 4 weight rows x
  * {@value #TILE} input rows: 16 accumulators in registers, each weight vector loaded once per
- * tile. Every pair still runs the sequence above, so {@link #matMul} is bit-identical to
+ * tile (BF16: the last 2 or 3 input rows in a 4 x 2 tile rather than one by one). Every pair still runs the sequence above, so {@link #matMul} is bit-identical to
  * {@link #matVec} whatever {@code n}, the chunking or the thread count. Weight rows are walked in
  * blocks of about {@value #BLOCK_BYTES} bytes, so a block streams from memory once and is re-read
  * from L2 for the following tiles.
@@ -205,6 +205,22 @@ public final class VectorKernels implements Kernels, AutoCloseable {
     runAll(gates, ups, xs, ns, hs);
   }
 
+  @Override
+  public void forEach(int tasks, java.util.function.IntConsumer task) {
+    if (pool == null || tasks < 2) {
+      for (int i = 0; i < tasks; i++) {
+        task.accept(i);
+      }
+      return;
+    }
+    int per = Math.max(1, ceilDiv(tasks, threads * CHUNKS_PER_THREAD));
+    parallelFor(ceilDiv(tasks, per), chunk -> {
+      for (int i = chunk * per, end = Math.min(tasks, i + per); i < end; i++) {
+        task.accept(i);
+      }
+    });
+  }
+
   /** One product of {@link #runAll}: its row chunks, and for SwiGLU the up projection. */
   private static final class Job {
     final MemorySegment seg;
@@ -331,25 +347,41 @@ public final class VectorKernels implements Kernels, AutoCloseable {
   private static void matMulRows(MemorySegment seg, boolean bf16, int rows, int cols, float[] x,
       int n, float[] out, int r0, int r1, int blockRows) {
     long rowBytes = (long) cols * (bf16 ? 2 : 4);
-    int tile = bf16 ? TILE_BF16 : TILE;
     for (int b0 = r0; b0 < r1; b0 += blockRows) {
       int b1 = Math.min(r1, b0 + blockRows);
       int i = 0;
-      for (; i + tile <= n; i += tile) {
-        int xo = i * cols;
-        int oo = i * rows;
-        int r = b0;
-        for (; r + 4 <= b1; r += 4) {
-          if (bf16) {
+      if (bf16) {
+        for (; i + 4 <= n; i += 4) {
+          int xo = i * cols;
+          int oo = i * rows;
+          int r = b0;
+          for (; r + 4 <= b1; r += 4) {
             bf16Rows4x4(seg, r * rowBytes, rowBytes, x, xo, cols, out, oo + r, rows);
-          } else {
-            f32Rows4x4(seg, r * rowBytes, rowBytes, x, xo, cols, out, oo + r, rows);
+          }
+          for (; r < b1; r++) {
+            bf16Rows1x4(seg, r * rowBytes, rowBytes, x, xo, cols, out, oo + r, rows);
           }
         }
-        for (; r < b1; r++) {
-          if (bf16) {
-            bf16Rows1x4(seg, r * rowBytes, rowBytes, x, xo, cols, out, oo + r, rows);
-          } else {
+        for (; i + 2 <= n; i += 2) {
+          int xo = i * cols;
+          int oo = i * rows;
+          int r = b0;
+          for (; r + 4 <= b1; r += 4) {
+            bf16Rows4x2(seg, r * rowBytes, rowBytes, x, xo, cols, out, oo + r, rows);
+          }
+          for (; r < b1; r++) {
+            bf16Rows1x2(seg, r * rowBytes, rowBytes, x, xo, cols, out, oo + r, rows);
+          }
+        }
+      } else {
+        for (; i + TILE <= n; i += TILE) {
+          int xo = i * cols;
+          int oo = i * rows;
+          int r = b0;
+          for (; r + 4 <= b1; r += 4) {
+            f32Rows4x4(seg, r * rowBytes, rowBytes, x, xo, cols, out, oo + r, rows);
+          }
+          for (; r < b1; r++) {
             f32Rows1x4(seg, r * rowBytes, rowBytes, x, xo, cols, out, oo + r, rows);
           }
         }
@@ -1659,6 +1691,241 @@ public final class VectorKernels implements Kernels, AutoCloseable {
     out[oo + 1 * ostride + 0] = s01;
     out[oo + 2 * ostride + 0] = s02;
     out[oo + 3 * ostride + 0] = s03;
+  }
+
+
+
+  /** 4 weight row(s) x 2 input row(s), BF16: out[oo + t*ostride + k] = dot(w row k, x row t). */
+  static void bf16Rows4x2(MemorySegment w, long row, long rowBytes, float[] x, int xo, int cols,
+      float[] out, int oo, int ostride) {
+    long w0 = row + 0L * rowBytes;
+    long w1 = row + 1L * rowBytes;
+    long w2 = row + 2L * rowBytes;
+    long w3 = row + 3L * rowBytes;
+    int x0 = xo + 0 * cols;
+    int x1 = xo + 1 * cols;
+    FloatVector a00 = FloatVector.zero(F);
+    FloatVector a01 = FloatVector.zero(F);
+    FloatVector a10 = FloatVector.zero(F);
+    FloatVector a11 = FloatVector.zero(F);
+    FloatVector a20 = FloatVector.zero(F);
+    FloatVector a21 = FloatVector.zero(F);
+    FloatVector a30 = FloatVector.zero(F);
+    FloatVector a31 = FloatVector.zero(F);
+    int c = 0;
+    int bound = cols - cols % (2 * VL);
+    for (; c < bound; c += 2 * VL) {
+      IntVector p0 = IntVector.fromMemorySegment(I, w, w0 + 2L * c, LE);
+      IntVector p1 = IntVector.fromMemorySegment(I, w, w1 + 2L * c, LE);
+      IntVector p2 = IntVector.fromMemorySegment(I, w, w2 + 2L * c, LE);
+      IntVector p3 = IntVector.fromMemorySegment(I, w, w3 + 2L * c, LE);
+      FloatVector e0 = p0.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+      FloatVector e1 = p1.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+      FloatVector e2 = p2.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+      FloatVector e3 = p3.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+      FloatVector y0 = FloatVector.fromArray(F, x, x0 + c);
+      a00 = e0.fma(y0, a00);
+      a10 = e1.fma(y0, a10);
+      a20 = e2.fma(y0, a20);
+      a30 = e3.fma(y0, a30);
+      FloatVector y1 = FloatVector.fromArray(F, x, x1 + c);
+      a01 = e0.fma(y1, a01);
+      a11 = e1.fma(y1, a11);
+      a21 = e2.fma(y1, a21);
+      a31 = e3.fma(y1, a31);
+      FloatVector o0 = p0.and(0xFFFF0000).reinterpretAsFloats();
+      FloatVector o1 = p1.and(0xFFFF0000).reinterpretAsFloats();
+      FloatVector o2 = p2.and(0xFFFF0000).reinterpretAsFloats();
+      FloatVector o3 = p3.and(0xFFFF0000).reinterpretAsFloats();
+      FloatVector z0 = FloatVector.fromArray(F, x, x0 + c + VL);
+      a00 = o0.fma(z0, a00);
+      a10 = o1.fma(z0, a10);
+      a20 = o2.fma(z0, a20);
+      a30 = o3.fma(z0, a30);
+      FloatVector z1 = FloatVector.fromArray(F, x, x1 + c + VL);
+      a01 = o0.fma(z1, a01);
+      a11 = o1.fma(z1, a11);
+      a21 = o2.fma(z1, a21);
+      a31 = o3.fma(z1, a31);
+    }
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a00 = a00.add(a00.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a00 = a00.add(a00.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a00 = a00.add(a00.rearrange(STEP4));
+    }
+    a00 = a00.add(a00.rearrange(STEP2));
+    a00 = a00.add(a00.rearrange(STEP1));
+    float s00 = a00.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a01 = a01.add(a01.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a01 = a01.add(a01.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a01 = a01.add(a01.rearrange(STEP4));
+    }
+    a01 = a01.add(a01.rearrange(STEP2));
+    a01 = a01.add(a01.rearrange(STEP1));
+    float s01 = a01.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a10 = a10.add(a10.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a10 = a10.add(a10.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a10 = a10.add(a10.rearrange(STEP4));
+    }
+    a10 = a10.add(a10.rearrange(STEP2));
+    a10 = a10.add(a10.rearrange(STEP1));
+    float s10 = a10.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a11 = a11.add(a11.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a11 = a11.add(a11.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a11 = a11.add(a11.rearrange(STEP4));
+    }
+    a11 = a11.add(a11.rearrange(STEP2));
+    a11 = a11.add(a11.rearrange(STEP1));
+    float s11 = a11.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a20 = a20.add(a20.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a20 = a20.add(a20.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a20 = a20.add(a20.rearrange(STEP4));
+    }
+    a20 = a20.add(a20.rearrange(STEP2));
+    a20 = a20.add(a20.rearrange(STEP1));
+    float s20 = a20.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a21 = a21.add(a21.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a21 = a21.add(a21.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a21 = a21.add(a21.rearrange(STEP4));
+    }
+    a21 = a21.add(a21.rearrange(STEP2));
+    a21 = a21.add(a21.rearrange(STEP1));
+    float s21 = a21.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a30 = a30.add(a30.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a30 = a30.add(a30.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a30 = a30.add(a30.rearrange(STEP4));
+    }
+    a30 = a30.add(a30.rearrange(STEP2));
+    a30 = a30.add(a30.rearrange(STEP1));
+    float s30 = a30.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a31 = a31.add(a31.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a31 = a31.add(a31.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a31 = a31.add(a31.rearrange(STEP4));
+    }
+    a31 = a31.add(a31.rearrange(STEP2));
+    a31 = a31.add(a31.rearrange(STEP1));
+    float s31 = a31.lane(0);
+    for (; c < cols; c++) {
+      float u0 = Float.intBitsToFloat(w.get(I16_LE, w0 + 2L * c) << 16);
+      float u1 = Float.intBitsToFloat(w.get(I16_LE, w1 + 2L * c) << 16);
+      float u2 = Float.intBitsToFloat(w.get(I16_LE, w2 + 2L * c) << 16);
+      float u3 = Float.intBitsToFloat(w.get(I16_LE, w3 + 2L * c) << 16);
+      float q0 = x[x0 + c];
+      s00 = Math.fma(u0, q0, s00);
+      s10 = Math.fma(u1, q0, s10);
+      s20 = Math.fma(u2, q0, s20);
+      s30 = Math.fma(u3, q0, s30);
+      float q1 = x[x1 + c];
+      s01 = Math.fma(u0, q1, s01);
+      s11 = Math.fma(u1, q1, s11);
+      s21 = Math.fma(u2, q1, s21);
+      s31 = Math.fma(u3, q1, s31);
+    }
+    out[oo + 0 * ostride + 0] = s00;
+    out[oo + 0 * ostride + 1] = s10;
+    out[oo + 0 * ostride + 2] = s20;
+    out[oo + 0 * ostride + 3] = s30;
+    out[oo + 1 * ostride + 0] = s01;
+    out[oo + 1 * ostride + 1] = s11;
+    out[oo + 1 * ostride + 2] = s21;
+    out[oo + 1 * ostride + 3] = s31;
+  }
+
+  /** 1 weight row(s) x 2 input row(s), BF16: out[oo + t*ostride + k] = dot(w row k, x row t). */
+  static void bf16Rows1x2(MemorySegment w, long row, long rowBytes, float[] x, int xo, int cols,
+      float[] out, int oo, int ostride) {
+    long w0 = row + 0L * rowBytes;
+    int x0 = xo + 0 * cols;
+    int x1 = xo + 1 * cols;
+    FloatVector a00 = FloatVector.zero(F);
+    FloatVector a01 = FloatVector.zero(F);
+    int c = 0;
+    int bound = cols - cols % (2 * VL);
+    for (; c < bound; c += 2 * VL) {
+      IntVector p0 = IntVector.fromMemorySegment(I, w, w0 + 2L * c, LE);
+      FloatVector e0 = p0.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+      FloatVector y0 = FloatVector.fromArray(F, x, x0 + c);
+      a00 = e0.fma(y0, a00);
+      FloatVector y1 = FloatVector.fromArray(F, x, x1 + c);
+      a01 = e0.fma(y1, a01);
+      FloatVector o0 = p0.and(0xFFFF0000).reinterpretAsFloats();
+      FloatVector z0 = FloatVector.fromArray(F, x, x0 + c + VL);
+      a00 = o0.fma(z0, a00);
+      FloatVector z1 = FloatVector.fromArray(F, x, x1 + c + VL);
+      a01 = o0.fma(z1, a01);
+    }
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a00 = a00.add(a00.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a00 = a00.add(a00.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a00 = a00.add(a00.rearrange(STEP4));
+    }
+    a00 = a00.add(a00.rearrange(STEP2));
+    a00 = a00.add(a00.rearrange(STEP1));
+    float s00 = a00.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a01 = a01.add(a01.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a01 = a01.add(a01.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a01 = a01.add(a01.rearrange(STEP4));
+    }
+    a01 = a01.add(a01.rearrange(STEP2));
+    a01 = a01.add(a01.rearrange(STEP1));
+    float s01 = a01.lane(0);
+    for (; c < cols; c++) {
+      float u0 = Float.intBitsToFloat(w.get(I16_LE, w0 + 2L * c) << 16);
+      float q0 = x[x0 + c];
+      s00 = Math.fma(u0, q0, s00);
+      float q1 = x[x1 + c];
+      s01 = Math.fma(u0, q1, s01);
+    }
+    out[oo + 0 * ostride + 0] = s00;
+    out[oo + 1 * ostride + 0] = s01;
   }
 
   /**

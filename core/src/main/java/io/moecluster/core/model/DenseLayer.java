@@ -71,15 +71,13 @@ final class DenseLayer {
 
     float[] att = new float[n * qDim]; // [rows, heads * headDim]
     float scale = (float) (1.0 / Math.sqrt(headDim));
-    int maxLen = 0;
-    for (StepRow row : rows) {
-      maxLen = Math.max(maxLen, row.position() + 1);
-    }
-    float[] scores = new float[maxLen];
-    for (int r = 0; r < n; r++) {
+    int heads = c.numHeads();
+    // Every (row, head) pair on its own: spread over the kernel threads.
+    kernels.forEach(n * heads, task -> {
+      int r = task / heads;
       StepRow row = rows.get(r);
-      attendRow(row, q, r * qDim, att, r * qDim, scores, scale, kvDim);
-    }
+      attendHead(row, task % heads, q, r * qDim, att, r * qDim, new float[row.position() + 1], scale, kvDim);
+    });
 
     float[] o = new float[n * hidden]; // [rows, hidden]
     kernels.matMul(a.o(), att, n, o);
@@ -88,24 +86,22 @@ final class DenseLayer {
     }
   }
 
-  /** Causal attention of one row over positions {@code 0..position} of its sequence. */
-  private void attendRow(
-      StepRow row, float[] q, int qOff, float[] out, int outOff, float[] scores, float scale, int kvDim) {
+  /** Causal attention of one row's head {@code h} over positions {@code 0..position} of its sequence. */
+  private void attendHead(StepRow row, int h, float[] q, int qOff, float[] out, int outOff, float[] scores,
+      float scale, int kvDim) {
     int headDim = c.headDim();
     int len = row.position() + 1;
     float[] keys = row.cache().keys(layer);
     float[] values = row.cache().values(layer);
-    for (int h = 0; h < c.numHeads(); h++) {
-      int kvHead = h / c.queriesPerKvHead();
-      int qh = qOff + h * headDim;
-      for (int t = 0; t < len; t++) {
-        scores[t] = kernels.dot(q, qh, keys, t * kvDim + kvHead * headDim, headDim) * scale;
-      }
-      kernels.softmax(scores, 0, len);
-      int oh = outOff + h * headDim;
-      for (int t = 0; t < len; t++) {
-        kernels.axpy(scores[t], values, t * kvDim + kvHead * headDim, out, oh, headDim);
-      }
+    int kvHead = h / c.queriesPerKvHead();
+    int qh = qOff + h * headDim;
+    for (int t = 0; t < len; t++) {
+      scores[t] = kernels.dot(q, qh, keys, t * kvDim + kvHead * headDim, headDim) * scale;
+    }
+    kernels.softmax(scores, 0, len);
+    int oh = outOff + h * headDim;
+    for (int t = 0; t < len; t++) {
+      kernels.axpy(scores[t], values, t * kvDim + kvHead * headDim, out, oh, headDim);
     }
   }
 

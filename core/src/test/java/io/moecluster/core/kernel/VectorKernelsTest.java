@@ -154,7 +154,7 @@ class VectorKernelsTest {
       for (int i = 0; i < 17; i++) {
         one.matVec(w, x, i * cols, single, i * rows);
       }
-      for (int n : new int[] {1, 2, 3, 5, 8, 17}) {
+      for (int n : new int[] {1, 2, 3, 5, 6, 7, 8, 17}) {
         for (VectorKernels k : new VectorKernels[] {one, two, three}) {
           float[] out = new float[n * rows];
           k.matMul(w, x, n, out);
@@ -227,6 +227,20 @@ class VectorKernelsTest {
           double err = Math.abs((double) oracle[i] - hs[j][i]);
           assertTrue(err <= 1e-2 + 1e-3 * Math.abs(oracle[i]),
               what + ": swiGluAll " + hs[j][i] + " vs oracle " + oracle[i] + " at " + i);
+        }
+      }
+    }
+  }
+
+  /** forEach runs every task exactly once, on any number of threads. */
+  @Test
+  void forEachRunsEveryTaskOnce() {
+    for (VectorKernels k : new VectorKernels[] {one, two, three}) {
+      for (int tasks : new int[] {0, 1, 2, 7, 64, 1000}) {
+        java.util.concurrent.atomic.AtomicIntegerArray seen = new java.util.concurrent.atomic.AtomicIntegerArray(Math.max(1, tasks));
+        k.forEach(tasks, seen::incrementAndGet);
+        for (int i = 0; i < tasks; i++) {
+          assertEquals(1, seen.get(i), "task " + i + " of " + tasks + " on " + k.threads() + " thread(s)");
         }
       }
     }
