@@ -9,6 +9,7 @@ import io.moecluster.deploy.commands.InitModelCommand;
 import io.moecluster.deploy.commands.LocalClusterCommand;
 import io.moecluster.deploy.commands.NodeCommand;
 import io.moecluster.deploy.commands.ServeCommand;
+import io.moecluster.deploy.commands.StatsCommand;
 
 import io.moecluster.deploy.cli.ErrorHandler;
 import io.moecluster.deploy.cli.Logging;
@@ -45,6 +46,7 @@ import picocli.CommandLine.Spec;
       LocalClusterCommand.class,
       ClientCommand.class,
       BenchCommand.class,
+      StatsCommand.class,
     })
 public final class Moe implements Runnable {
 
