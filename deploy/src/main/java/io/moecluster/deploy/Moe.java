@@ -76,9 +76,18 @@ public final class Moe implements Runnable {
 
   /** The command line with moe's error handling and exit codes; tests and main both use it. */
   public static CommandLine commandLine() {
-    return new CommandLine(new Moe())
-        .setParameterExceptionHandler(new UsageErrorHandler())
-        .setExecutionExceptionHandler(new ErrorHandler());
+    CommandLine cli =
+        new CommandLine(new Moe())
+            .setParameterExceptionHandler(new UsageErrorHandler())
+            .setExecutionExceptionHandler(new ErrorHandler());
+    addHelpOptions(cli);
+    return cli;
+  }
+
+  /** Every command, however deep, answers -h/--help (before its required options are checked). */
+  private static void addHelpOptions(CommandLine cli) {
+    cli.getCommandSpec().mixinStandardHelpOptions(true);
+    cli.getSubcommands().values().forEach(Moe::addHelpOptions);
   }
 
   public static void main(String[] args) {
