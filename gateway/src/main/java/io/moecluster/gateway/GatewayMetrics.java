@@ -1,5 +1,7 @@
 package io.moecluster.gateway;
 
+import io.grpc.Context;
+import io.grpc.Deadline;
 import io.grpc.Status;
 import io.prometheus.metrics.core.metrics.Counter;
 import io.prometheus.metrics.core.metrics.GaugeWithCallback;
@@ -36,9 +38,14 @@ public final class GatewayMetrics {
     admissions.remove(node, admission);
   }
 
-  /** A request that arrived now. */
+  /** A request that arrived now, on its gRPC thread (the call's deadline is read from there). */
   static Call call() {
-    return new Call(System.nanoTime());
+    return new Call(System.nanoTime(), Context.current().getDeadline());
+  }
+
+  /** Calls ended with {@code code} so far (tests). */
+  static double requests(Status.Code code) {
+    return Holder.REQUESTS.labelValues(code.name()).get();
   }
 
   /** Counts a Generate/Complete call that ended before it had a session (invalid, internal). */
@@ -49,11 +56,13 @@ public final class GatewayMetrics {
   /** One Generate/Complete call's measurements; used by its session's actor only. */
   static final class Call {
     private final long start;
+    private final Deadline deadline;
     private long lastToken = -1;
     private boolean ended;
 
-    private Call(long start) {
+    private Call(long start, Deadline deadline) {
       this.start = start;
+      this.deadline = deadline;
     }
 
     /** The prompt went to a router. */
@@ -71,6 +80,11 @@ public final class GatewayMetrics {
       }
       lastToken = now;
       Holder.GENERATED_TOKENS.inc();
+    }
+
+    /** The client went away: DEADLINE_EXCEEDED when its deadline passed, else CANCELLED. */
+    void cancelled() {
+      ended(deadline != null && deadline.isExpired() ? Status.Code.DEADLINE_EXCEEDED : Status.Code.CANCELLED);
     }
 
     /** The call ended with {@code code}; later calls do nothing. */

@@ -407,7 +407,7 @@ final class StreamSession extends AbstractBehavior<Object> {
   private Behavior<Object> onClientCancelled() {
     if (!closed) {
       log.debug("request {}: cancelled by the client or its deadline", requestId);
-      slot.metrics.ended(Status.Code.CANCELLED);
+      slot.metrics.cancelled();
       release(true);
       closed = true;
     }
