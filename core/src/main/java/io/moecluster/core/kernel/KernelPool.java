@@ -31,13 +31,15 @@ final class KernelPool implements AutoCloseable {
   private static final AtomicInteger THREAD_IDS = new AtomicInteger();
 
   private static final class Task {
+    final long seq;
     final Body body;
     final int chunks;
     final AtomicInteger next = new AtomicInteger();
     final AtomicInteger done = new AtomicInteger();
     volatile Throwable error;
 
-    Task(Body body, int chunks) {
+    Task(long seq, Body body, int chunks) {
+      this.seq = seq;
       this.body = body;
       this.chunks = chunks;
     }
@@ -62,6 +64,7 @@ final class KernelPool implements AutoCloseable {
 
   private final Worker[] workers;
   private final AtomicBoolean busy = new AtomicBoolean();
+  private long tasks; // guarded by busy
   private volatile Task current;
   private volatile boolean closed;
 
@@ -81,7 +84,7 @@ final class KernelPool implements AutoCloseable {
       }
       return;
     }
-    Task task = new Task(body, chunks);
+    Task task = new Task(++tasks, body, chunks);
     try {
       current = task;
       for (Worker w : workers) {
@@ -128,7 +131,7 @@ final class KernelPool implements AutoCloseable {
 
   private final class Worker extends Thread {
     volatile boolean parked;
-    private Task last;
+    private long last; // the last task seen: a number, so no finished task stays reachable
 
     Worker(String name) {
       super(name);
@@ -139,8 +142,8 @@ final class KernelPool implements AutoCloseable {
     public void run() {
       while (!closed) {
         Task t = current;
-        if (t != null && t != last) {
-          last = t;
+        if (t != null && t.seq != last) {
+          last = t.seq;
           t.drain();
           continue;
         }
@@ -149,7 +152,7 @@ final class KernelPool implements AutoCloseable {
         }
         parked = true;
         t = current;
-        if ((t == null || t == last) && !closed) {
+        if ((t == null || t.seq == last) && !closed) {
           LockSupport.park(this);
         }
         parked = false;
@@ -162,7 +165,7 @@ final class KernelPool implements AutoCloseable {
       while (true) {
         Thread.onSpinWait();
         Task t = current;
-        if (t != null && t != last) {
+        if (t != null && t.seq != last) {
           return true;
         }
         if ((++i & 63) == 0 && System.nanoTime() - start > SPIN_NANOS) {
