@@ -129,7 +129,13 @@ public final class ExpertEntity extends AbstractBehavior<ExpertCommand> {
     return this;
   }
 
+  static final boolean PROF = Boolean.getBoolean("moe.prof");
+  static final java.util.concurrent.atomic.AtomicLong P_N = new java.util.concurrent.atomic.AtomicLong(),
+      P_HOP = new java.util.concurrent.atomic.AtomicLong(), P_COMP = new java.util.concurrent.atomic.AtomicLong(),
+      P_TOT = new java.util.concurrent.atomic.AtomicLong(), P_LAST = new java.util.concurrent.atomic.AtomicLong();
+
   private void onCompute(ComputeExperts req) {
+    final long recvAt = System.nanoTime();
     ActorRef<ExpertReply> replyTo;
     try {
       replyTo = resolver.resolveActorRef(req.getReplyTo());
@@ -151,8 +157,15 @@ public final class ExpertEntity extends AbstractBehavior<ExpertCommand> {
     }
     int rows = req.getInput().getRows();
     int hidden = req.getInput().getHidden();
-    // Weights from the cache (a miss loads on the cache's loader), then the FFN on the compute executor.
-    node.cache().acquire(id.layer(), id.expert()).whenComplete((lease, err) -> {
+    // Weights from the cache (a miss loads on the cache's loader). Ready weights: the FFN runs
+    // right here, on the entity dispatcher's thread (no hand-off); else on the compute executor
+    // once the load completes.
+    CompletableFuture<ExpertWeightCache.Lease> acquired = node.cache().acquire(id.layer(), id.expert());
+    if (acquired.isDone() && !acquired.isCompletedExceptionally()) {
+      compute(acquired.join(), req, reply, replyTo, rows, hidden, recvAt);
+      return;
+    }
+    acquired.whenComplete((lease, err) -> {
       if (err != null) {
         Throwable cause = err instanceof java.util.concurrent.CompletionException && err.getCause() != null
             ? err.getCause() : err;
@@ -162,24 +175,39 @@ public final class ExpertEntity extends AbstractBehavior<ExpertCommand> {
         return;
       }
       try {
-        node.compute().execute(() -> {
-          try (lease) {
-            float[] x = ActivationCodec.decode(req.getInput()); // [rows, hidden]
-            long start = System.nanoTime();
-            float[] out = ExpertFfn.forward(node.kernels(), lease.weights(), x, rows); // [rows, hidden]
-            double seconds = (System.nanoTime() - start) / 1e9;
-            computeSeconds.observe(seconds);
-            tokens.inc(rows);
-            replyTo.tell(reply.setOutput(ActivationCodec.encode(out, rows, hidden)).setComputeSeconds(seconds).build());
-          } catch (RuntimeException e) {
-            replyTo.tell(reply.setError("expert " + entityId + " failed: " + e).build());
-          }
-        });
+        node.compute().execute(() -> compute(lease, req, reply, replyTo, rows, hidden, recvAt));
       } catch (RejectedExecutionException e) {
         lease.close();
         replyTo.tell(reply.setError("expert node " + node.nodeAddress() + " is shutting down").build());
       }
     });
+  }
+
+  /** Runs the FFN on the leased weights and answers the requester; closes the lease. */
+  private void compute(ExpertWeightCache.Lease lease, ComputeExperts req, ExpertReply.Builder reply,
+      ActorRef<ExpertReply> replyTo, int rows, int hidden, long recvAt) {
+    long hopAt = System.nanoTime();
+    try (lease) {
+      float[] x = ActivationCodec.decode(req.getInput()); // [rows, hidden]
+      long start = System.nanoTime();
+      float[] out = ExpertFfn.forward(node.kernels(), lease.weights(), x, rows); // [rows, hidden]
+      double seconds = (System.nanoTime() - start) / 1e9;
+      computeSeconds.observe(seconds);
+      tokens.inc(rows);
+      replyTo.tell(reply.setOutput(ActivationCodec.encode(out, rows, hidden)).setComputeSeconds(seconds).build());
+      if (PROF) {
+        long end = System.nanoTime();
+        P_N.incrementAndGet(); P_HOP.addAndGet(hopAt - recvAt); P_COMP.addAndGet(end - hopAt); P_TOT.addAndGet(end - recvAt);
+        long last = P_LAST.get();
+        if (end - last > 5_000_000_000L && P_LAST.compareAndSet(last, end)) {
+          long n = Math.max(1, P_N.getAndSet(0));
+          log.info("PROF calls={} hop={}us compute={}us total={}us", n, P_HOP.getAndSet(0) / 1000 / n,
+              P_COMP.getAndSet(0) / 1000 / n, P_TOT.getAndSet(0) / 1000 / n);
+        }
+      }
+    } catch (RuntimeException e) {
+      replyTo.tell(reply.setError("expert " + entityId + " failed: " + e).build());
+    }
   }
 
   /** Why the request cannot run, or null when it can. */
