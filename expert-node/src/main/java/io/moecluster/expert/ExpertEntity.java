@@ -250,7 +250,8 @@ public final class ExpertEntity extends AbstractBehavior<ExpertCommand> {
       getContext().getLog().warn("Expert {}: cannot answer Locate: bad reply_to '{}'", entityId, req.getReplyTo());
       return;
     }
-    Located.Builder located = Located.newBuilder().setNode(node.nodeAddress());
+    Located.Builder located = Located.newBuilder().setNode(node.nodeAddress())
+        .setEntity(resolver.toSerializationFormat(getContext().getSelf()));
     if (id != null) {
       located.setLayer(id.layer()).setExpert(id.expert());
     }
