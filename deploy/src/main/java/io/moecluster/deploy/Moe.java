@@ -9,6 +9,7 @@ import io.moecluster.deploy.commands.InitModelCommand;
 import io.moecluster.deploy.commands.LocalClusterCommand;
 import io.moecluster.deploy.commands.NodeCommand;
 import io.moecluster.deploy.commands.ServeCommand;
+import io.moecluster.deploy.commands.StatsCommand;
 
 import io.moecluster.deploy.cli.ErrorHandler;
 import io.moecluster.deploy.cli.Logging;
@@ -45,6 +46,7 @@ import picocli.CommandLine.Spec;
       LocalClusterCommand.class,
       ClientCommand.class,
       BenchCommand.class,
+      StatsCommand.class,
     })
 public final class Moe implements Runnable {
 
@@ -74,9 +76,18 @@ public final class Moe implements Runnable {
 
   /** The command line with moe's error handling and exit codes; tests and main both use it. */
   public static CommandLine commandLine() {
-    return new CommandLine(new Moe())
-        .setParameterExceptionHandler(new UsageErrorHandler())
-        .setExecutionExceptionHandler(new ErrorHandler());
+    CommandLine cli =
+        new CommandLine(new Moe())
+            .setParameterExceptionHandler(new UsageErrorHandler())
+            .setExecutionExceptionHandler(new ErrorHandler());
+    addHelpOptions(cli);
+    return cli;
+  }
+
+  /** Every command, however deep, answers -h/--help (before its required options are checked). */
+  private static void addHelpOptions(CommandLine cli) {
+    cli.getCommandSpec().mixinStandardHelpOptions(true);
+    cli.getSubcommands().values().forEach(Moe::addHelpOptions);
   }
 
   public static void main(String[] args) {

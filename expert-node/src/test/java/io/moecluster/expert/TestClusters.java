@@ -12,11 +12,11 @@ import org.apache.pekko.cluster.typed.Cluster;
 import org.apache.pekko.cluster.typed.Join;
 
 /** Real clusters of a few ActorSystems in this JVM over loopback, for the tests. */
-final class TestClusters {
+public final class TestClusters {
   private TestClusters() {}
 
   /** A cluster node config: Artery on a free loopback port, every message serialized. */
-  static Config nodeConfig(String roles, String extra) {
+  public static Config nodeConfig(String roles, String extra) {
     return ConfigFactory.parseString(
             """
             pekko.actor.provider = cluster
@@ -39,7 +39,7 @@ final class TestClusters {
   }
 
   /** Joins every system to the first one and waits until all are Up. */
-  static void form(List<ActorTestKit> kits, Duration timeout) {
+  public static void form(List<ActorTestKit> kits, Duration timeout) {
     var seed = Cluster.get(kits.get(0).system()).selfMember().address();
     for (ActorTestKit kit : kits) {
       Cluster.get(kit.system()).manager().tell(Join.create(seed));
@@ -56,7 +56,7 @@ final class TestClusters {
     }));
   }
 
-  static void await(Duration timeout, String what, BooleanSupplier condition) {
+  public static void await(Duration timeout, String what, BooleanSupplier condition) {
     long deadline = System.nanoTime() + timeout.toNanos();
     while (!condition.getAsBoolean()) {
       if (System.nanoTime() > deadline) {
@@ -72,13 +72,13 @@ final class TestClusters {
   }
 
   /** Stops the systems one after the other, last joined first (all at once makes exits time out). */
-  static void stopAll(List<ActorTestKit> kits) {
+  public static void stopAll(List<ActorTestKit> kits) {
     for (int i = kits.size() - 1; i >= 0; i--) {
       ActorTestKit.shutdown(kits.get(i).system(), Duration.ofSeconds(20), false);
     }
   }
 
-  static String address(ActorSystem<?> system) {
+  public static String address(ActorSystem<?> system) {
     return Cluster.get(system).selfMember().address().toString();
   }
 }

@@ -36,6 +36,7 @@ public final class GatewayServer implements AutoCloseable {
   private final ActorRef<Object> directoryActor;
   private final Admission admission;
   private final String modelName;
+  private final String node;
   private volatile boolean stopped;
 
   private GatewayServer(
@@ -44,13 +45,15 @@ public final class GatewayServer implements AutoCloseable {
       RouterDirectory routers,
       ActorRef<Object> directoryActor,
       Admission admission,
-      String modelName) {
+      String modelName,
+      String node) {
     this.server = server;
     this.settings = settings;
     this.routers = routers;
     this.directoryActor = directoryActor;
     this.admission = admission;
     this.modelName = modelName;
+    this.node = node;
   }
 
   /** Starts a Netty server on {@code settings.grpcPort()} (0 = any free port). */
@@ -101,7 +104,18 @@ public final class GatewayServer implements AutoCloseable {
         server.getPort(),
         settings.maxRunning(),
         settings.maxQueued());
-    return new GatewayServer(server, settings, routers, directoryActor, admission, modelName);
+    String node = nodeName(system);
+    GatewayMetrics.track(node, admission);
+    return new GatewayServer(server, settings, routers, directoryActor, admission, modelName, node);
+  }
+
+  /** The node label of this gateway's gauges: its cluster address, as the other roles use. */
+  private static String nodeName(ActorSystem<?> system) {
+    try {
+      return org.apache.pekko.cluster.typed.Cluster.get(system).selfMember().address().toString();
+    } catch (RuntimeException e) {
+      return system.address().toString();
+    }
   }
 
   @SuppressWarnings("deprecation") // v1alpha, for grpcurl versions and tools that predate v1
@@ -167,6 +181,7 @@ public final class GatewayServer implements AutoCloseable {
       server.shutdownNow();
     } finally {
       directoryActor.tell(RouterDirectory.Stop.INSTANCE);
+      GatewayMetrics.untrack(node, admission);
     }
     return drained;
   }

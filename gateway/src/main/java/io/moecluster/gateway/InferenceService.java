@@ -87,9 +87,11 @@ public final class InferenceService extends InferenceGrpc.InferenceImplBase {
     try {
       valid = validator.validate(request);
     } catch (StatusRuntimeException e) {
+      GatewayMetrics.rejected(e.getStatus().getCode());
       observer.onError(e);
       return;
     } catch (RuntimeException e) {
+      GatewayMetrics.rejected(Status.Code.INTERNAL);
       internal(observer, "validating a request", e);
       return;
     }

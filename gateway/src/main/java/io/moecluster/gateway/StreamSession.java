@@ -64,6 +64,8 @@ final class StreamSession extends AbstractBehavior<Object> {
    * arrives after the call ended is released at once, so none is ever lost in a dead letter.
    */
   static final class Slot {
+    /** The call's latency and token metrics, timed from its arrival. */
+    final GatewayMetrics.Call metrics = GatewayMetrics.call();
     private Admission.Ticket ticket;
     private Admission.Permit permit;
     private boolean closed;
@@ -234,6 +236,7 @@ final class StreamSession extends AbstractBehavior<Object> {
             .build();
     lease.router().tell(RouterCommand.newBuilder().setSubmit(submit).build());
     submitted = true;
+    slot.metrics.submitted(request.promptIds().length);
     timers.startSingleTimer(
         Signal.FIRST_EVENT_TIMEOUT, Signal.FIRST_EVENT_TIMEOUT, env.firstEventTimeout());
     log.debug(
@@ -251,6 +254,7 @@ final class StreamSession extends AbstractBehavior<Object> {
     switch (event.getEventCase()) {
       case TOKEN -> {
         if (finished == null) {
+          slot.metrics.token();
           pending.add(event.getToken());
           flush();
         }
@@ -377,6 +381,7 @@ final class StreamSession extends AbstractBehavior<Object> {
   }
 
   private void complete() {
+    slot.metrics.ended(Status.Code.OK);
     release(false);
     closed = true;
     if (!call.isCancelled()) {
@@ -389,6 +394,7 @@ final class StreamSession extends AbstractBehavior<Object> {
     if (closed) {
       return;
     }
+    slot.metrics.ended(status.getCode());
     release(cancelRouter);
     closed = true;
     try {
@@ -401,6 +407,7 @@ final class StreamSession extends AbstractBehavior<Object> {
   private Behavior<Object> onClientCancelled() {
     if (!closed) {
       log.debug("request {}: cancelled by the client or its deadline", requestId);
+      slot.metrics.cancelled();
       release(true);
       closed = true;
     }

@@ -303,6 +303,8 @@ class EndToEndTest {
         GatewayFixture.start(
             system, GatewayFixture.settings("max-running = 1, max-queued = 0"), modelDir)) {
       GatewayFixture.await("SERVING", Duration.ofSeconds(10), small.server::isServing);
+      double exhausted = GatewayMetrics.requests(Status.Code.RESOURCE_EXHAUSTED);
+      double cancelled = GatewayMetrics.requests(Status.Code.CANCELLED);
       GrpcStream running = GrpcStream.start(small, endless());
       running.awaitFirstToken();
       StatusRuntimeException e =
@@ -320,6 +322,8 @@ class EndToEndTest {
       assertEquals(Status.Code.CANCELLED, running.end.get(5, TimeUnit.SECONDS).getCode());
       GatewayFixture.await(
           "slot freed", Duration.ofSeconds(2), () -> small.server.runningStreams() == 0);
+      assertEquals(exhausted + 1, GatewayMetrics.requests(Status.Code.RESOURCE_EXHAUSTED));
+      assertEquals(cancelled + 1, GatewayMetrics.requests(Status.Code.CANCELLED));
       assertShortGreedyRunsNow(small);
       GatewayFixture.await(
           "the router dropped the sequence", Duration.ofSeconds(5), () -> routerLoad(small) == 0);
@@ -332,6 +336,7 @@ class EndToEndTest {
         GatewayFixture.start(
             system, GatewayFixture.settings("max-running = 1, max-queued = 0"), modelDir)) {
       GatewayFixture.await("SERVING", Duration.ofSeconds(10), small.server::isServing);
+      double expired = GatewayMetrics.requests(Status.Code.DEADLINE_EXCEEDED);
       Iterator<GenerateResponse> it =
           small.blocking().withDeadlineAfter(500, TimeUnit.MILLISECONDS).generate(endless());
       StatusRuntimeException e =
@@ -339,6 +344,7 @@ class EndToEndTest {
       assertEquals(Status.Code.DEADLINE_EXCEEDED, e.getStatus().getCode());
       GatewayFixture.await(
           "slot freed", Duration.ofSeconds(2), () -> small.server.runningStreams() == 0);
+      assertEquals(expired + 1, GatewayMetrics.requests(Status.Code.DEADLINE_EXCEEDED));
       assertShortGreedyRunsNow(small);
       GatewayFixture.await(
           "the router dropped the sequence", Duration.ofSeconds(5), () -> routerLoad(small) == 0);

@@ -1,5 +1,7 @@
 package io.moecluster.router;
 
+import io.moecluster.expert.TestClusters;
+
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;

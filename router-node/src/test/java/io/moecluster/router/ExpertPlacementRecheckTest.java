@@ -1,5 +1,7 @@
 package io.moecluster.router;
 
+import io.moecluster.expert.TestClusters;
+
 import static io.moecluster.router.RouterTestSupport.events;
 import static io.moecluster.router.RouterTestSupport.greedy;
 import static io.moecluster.router.RouterTestSupport.last;

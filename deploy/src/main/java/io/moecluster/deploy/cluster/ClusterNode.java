@@ -60,9 +60,13 @@ public final class ClusterNode implements AutoCloseable {
   /** The gateway's own setting: how long running streams may finish when the node stops. */
   static final String DRAIN_TIMEOUT_KEY = "moe.gateway.drain-timeout";
 
+  /** How often an expert node asks Cluster Sharding for the shards and entities it hosts. */
+  static final String SHARDING_POLL_KEY = "moe.metrics.sharding-poll-interval";
+
   private final NodeSpec spec;
   private final ActorSystem<Void> system;
   private volatile GatewayServer gateway;
+  private volatile MetricsEndpoint.Lease metrics;
 
   private ClusterNode(NodeSpec spec, ActorSystem<Void> system) {
     this.spec = spec;
@@ -95,6 +99,9 @@ public final class ClusterNode implements AutoCloseable {
       // The gateway builds its server on the builder ClusterNode gives it; its own port key says
       // the same, for anything that reads the settings.
       flags.put("moe.gateway.grpc-port", spec.grpcPort());
+    }
+    if (spec.metricsPort() != null) {
+      flags.put(MetricsEndpoint.PORT_KEY, spec.metricsPort());
     }
     Config flagConfig = ConfigFactory.parseMap(flags, "moe command-line flags");
 
@@ -156,6 +163,7 @@ public final class ClusterNode implements AutoCloseable {
   }
 
   private void startRoles(Config config) {
+    startMetricsEndpoint(config);
     CoordinatedShutdown shutdown = CoordinatedShutdown.get(system);
     Duration drain = config.hasPath(DRAIN_TIMEOUT_KEY) ? config.getDuration(DRAIN_TIMEOUT_KEY) : Duration.ofSeconds(30);
     if (spec.has(Role.EXPERT)) {
@@ -195,10 +203,25 @@ public final class ClusterNode implements AutoCloseable {
         closeQuietly(server, "gateway");
       });
     }
+    ClusterMetrics.start(system, spec.has(Role.EXPERT), config.getDuration(SHARDING_POLL_KEY));
     if (spec.seedNodes().isEmpty()) {
       Cluster cluster = Cluster.get(system);
       cluster.manager().tell(Join.create(cluster.selfMember().address()));
     }
+  }
+
+  /** Serves /metrics (moe.metrics.port, -1: none) until the ActorSystem terminates. */
+  private void startMetricsEndpoint(Config config) {
+    int port = config.getInt(MetricsEndpoint.PORT_KEY);
+    if (port < -1 || port > 65535) {
+      throw new UserError(MetricsEndpoint.PORT_KEY + " must be in [-1, 65535] (-1: none), got " + port);
+    }
+    String host = config.getString(MetricsEndpoint.HOST_KEY);
+    Optional<MetricsEndpoint.Lease> lease = MetricsEndpoint.acquire(host.isBlank() ? spec.host() : host, port);
+    lease.ifPresent(l -> {
+      metrics = l;
+      system.getWhenTerminated().thenRun(l::close);
+    });
   }
 
   /** A blocking task on a thread of its own, so CoordinatedShutdown's dispatcher is not held. */
@@ -243,6 +266,12 @@ public final class ClusterNode implements AutoCloseable {
   public Optional<HostPort> grpcAddress() {
     GatewayServer g = gateway;
     return g == null ? Optional.empty() : Optional.of(new HostPort(spec.grpcHost(), g.port()));
+  }
+
+  /** Where this node serves {@code /metrics}, unless {@code moe.metrics.port} is -1. */
+  public Optional<HostPort> metricsAddress() {
+    MetricsEndpoint.Lease l = metrics;
+    return l == null ? Optional.empty() : Optional.of(l.address());
   }
 
   /** Completes when the ActorSystem has terminated, whatever stopped it. */

@@ -32,6 +32,8 @@ public final class LocalCluster implements AutoCloseable {
    * @param basePort the seed's cluster port; expert i gets basePort + i. 0 picks free ports.
    * @param grpcPort the gateway's port; 0 picks a free one
    * @param conf {@code --conf} settings passed to every node
+   * @param metricsBasePort the gateway's {@code /metrics} port; expert i gets metricsBasePort + i.
+   *     0 picks free ports, -1 serves none
    */
   public record Options(
       Path model,
@@ -40,9 +42,21 @@ public final class LocalCluster implements AutoCloseable {
       int basePort,
       Map<String, String> conf,
       Duration startTimeout,
-      Duration stopGrace) {
+      Duration stopGrace,
+      int metricsBasePort) {
+
+    /** Options whose nodes serve /metrics on free ports. */
+    public Options(Path model, int expertNodes, int grpcPort, int basePort, Map<String, String> conf,
+        Duration startTimeout, Duration stopGrace) {
+      this(model, expertNodes, grpcPort, basePort, conf, startTimeout, stopGrace, 0);
+    }
+
     public Options {
       conf = Map.copyOf(conf);
+      if (metricsBasePort < -1 || metricsBasePort + expertNodes > 65535) {
+        throw new IllegalArgumentException("--metrics-base-port must be in [-1, " + (65535 - expertNodes)
+            + "] (-1: none), got " + metricsBasePort);
+      }
       if (expertNodes < 1) {
         throw new IllegalArgumentException("--expert-nodes must be >= 1, got " + expertNodes);
       }
@@ -59,6 +73,7 @@ public final class LocalCluster implements AutoCloseable {
   private final HostPort gateway;
   private final List<ChildProcess> children = new ArrayList<>();
   private final Map<String, String> namesByAddress = new HashMap<>();
+  private final Map<String, HostPort> metricsByName = new java.util.LinkedHashMap<>();
   private volatile boolean stopping;
 
   private LocalCluster(Options options, HostPort gateway) {
@@ -82,9 +97,14 @@ public final class LocalCluster implements AutoCloseable {
       // The router places the experts once this many expert nodes are up; fewer, and every
       // expert would land on the first expert JVM to join.
       Map<String, String> routerConf = Map.of("moe.router.min-expert-nodes", Integer.toString(options.expertNodes()));
-      cluster.spawn("gateway", "gateway,router", ports.get(0), seed, grpcPort, routerConf, log);
+      List<Integer> metricsPorts = new ArrayList<>();
+      for (int i = 0; i <= options.expertNodes(); i++) {
+        int base = options.metricsBasePort();
+        metricsPorts.add(base < 0 ? -1 : base == 0 ? freePort() : base + i);
+      }
+      cluster.spawn("gateway", "gateway,router", ports.get(0), seed, grpcPort, metricsPorts.get(0), routerConf, log);
       for (int i = 1; i <= options.expertNodes(); i++) {
-        cluster.spawn("expert-" + i, "expert", ports.get(i), seed, 0, Map.of(), log);
+        cluster.spawn("expert-" + i, "expert", ports.get(i), seed, 0, metricsPorts.get(i), Map.of(), log);
       }
     } catch (IOException | RuntimeException e) {
       cluster.close();
@@ -93,8 +113,8 @@ public final class LocalCluster implements AutoCloseable {
     return cluster;
   }
 
-  private void spawn(String name, String roles, int port, String seed, int grpcPort, Map<String, String> defaults,
-      PrintStream log) throws IOException {
+  private void spawn(String name, String roles, int port, String seed, int grpcPort, int metricsPort,
+      Map<String, String> defaults, PrintStream log) throws IOException {
     List<String> cmd = new ArrayList<>(JavaCommand.forMainClass("io.moecluster.deploy.Moe"));
     cmd.addAll(List.of(
         "node",
@@ -103,7 +123,11 @@ public final class LocalCluster implements AutoCloseable {
         "--port", Integer.toString(port),
         "--seed-nodes", seed,
         "--model", options.model().toAbsolutePath().toString(),
-        "--parent-pid", Long.toString(ProcessHandle.current().pid())));
+        "--parent-pid", Long.toString(ProcessHandle.current().pid()),
+        "--metrics-port", Integer.toString(metricsPort)));
+    if (metricsPort > 0) {
+      metricsByName.put(name, new HostPort(HOST, metricsPort));
+    }
     if (grpcPort > 0) {
       cmd.addAll(List.of("--grpc-host", HOST, "--grpc-port", Integer.toString(grpcPort)));
     }
@@ -127,6 +151,11 @@ public final class LocalCluster implements AutoCloseable {
   /** The gateway's gRPC address. */
   public HostPort gateway() {
     return gateway;
+  }
+
+  /** Each node's {@code /metrics} address by name ("gateway", "expert-1", ...), in start order. */
+  public Map<String, HostPort> metricsEndpoints() {
+    return java.util.Collections.unmodifiableMap(metricsByName);
   }
 
   public List<ChildProcess> children() {

@@ -15,6 +15,8 @@ import java.util.Set;
  * @param grpcHost where the gateway's gRPC server binds (gateway role only)
  * @param grpcPort the gateway's gRPC port; 0 picks a free one
  * @param overrides {@code --conf key=value} settings, applied over everything else
+ * @param metricsPort the {@code /metrics} port ({@code --metrics-port}); 0 picks a free one, -1
+ *     serves none, null leaves it to the config ({@code moe.metrics.port})
  */
 public record NodeSpec(
     Set<Role> roles,
@@ -24,7 +26,14 @@ public record NodeSpec(
     Path modelDir,
     String grpcHost,
     int grpcPort,
-    Map<String, String> overrides) {
+    Map<String, String> overrides,
+    Integer metricsPort) {
+
+  /** A node whose metrics port comes from the config. */
+  public NodeSpec(Set<Role> roles, String host, int port, List<HostPort> seedNodes, Path modelDir, String grpcHost,
+      int grpcPort, Map<String, String> overrides) {
+    this(roles, host, port, seedNodes, modelDir, grpcHost, grpcPort, overrides, null);
+  }
 
   public NodeSpec {
     Objects.requireNonNull(modelDir, "modelDir");
@@ -42,6 +51,9 @@ public record NodeSpec(
     }
     if (grpcPort < 0 || grpcPort > 65535) {
       throw new IllegalArgumentException("--grpc-port must be in [0, 65535], got " + grpcPort);
+    }
+    if (metricsPort != null && (metricsPort < -1 || metricsPort > 65535)) {
+      throw new IllegalArgumentException("--metrics-port must be in [-1, 65535] (-1: none), got " + metricsPort);
     }
   }
 

@@ -2,6 +2,7 @@ package io.moecluster.deploy.commands;
 
 import io.moecluster.deploy.cli.ExitCodes;
 import io.moecluster.deploy.cluster.ChildProcess;
+import io.moecluster.deploy.cluster.HostPort;
 import io.moecluster.deploy.cluster.LocalCluster;
 import io.moecluster.deploy.cluster.Placement;
 import io.moecluster.proto.v1.ModelInfo;
@@ -41,6 +42,11 @@ public final class LocalClusterCommand implements Callable<Integer> {
       + " (default: ${DEFAULT-VALUE})", defaultValue = "25520")
   int basePort;
 
+  @Option(names = "--metrics-base-port", paramLabel = "PORT",
+      description = "/metrics port of the gateway JVM; expert i gets base + i; 0 picks free ports, -1 serves none"
+          + " (default: ${DEFAULT-VALUE})", defaultValue = "9400")
+  int metricsBasePort;
+
   @Option(names = "--conf", paramLabel = "KEY=VALUE", description = "a config setting for every node (HOCON); repeatable")
   Map<String, String> conf = new LinkedHashMap<>();
 
@@ -67,7 +73,7 @@ public final class LocalClusterCommand implements Callable<Integer> {
       throw new IllegalArgumentException("--start-timeout and --stop-grace must be >= 1");
     }
     LocalCluster.Options options = new LocalCluster.Options(model, expertNodes, grpcPort, basePort, conf,
-        Duration.ofSeconds(startTimeoutSeconds), Duration.ofSeconds(stopGraceSeconds));
+        Duration.ofSeconds(startTimeoutSeconds), Duration.ofSeconds(stopGraceSeconds), metricsBasePort);
     PrintWriter out = spec.commandLine().getOut();
     PrintWriter err = spec.commandLine().getErr();
     try (LocalCluster cluster = startServing(options, System.err, err)) {
@@ -75,6 +81,12 @@ public final class LocalClusterCommand implements Callable<Integer> {
       out.println("moe: local cluster serving " + info.getName() + " on " + cluster.gateway());
       for (String line : Placement.describe(info, cluster::nameOf)) {
         out.println(line);
+      }
+      if (!cluster.metricsEndpoints().isEmpty()) {
+        out.println("moe: metrics on " + cluster.metricsEndpoints().entrySet().stream()
+            .map(e -> e.getKey() + "=http://" + e.getValue() + "/metrics").collect(java.util.stream.Collectors.joining(" ")));
+        out.println("moe: see them with: moe stats --target " + cluster.metricsEndpoints().values().stream()
+            .map(HostPort::toString).collect(java.util.stream.Collectors.joining(",")));
       }
       out.flush();
       ChildProcess gone = cluster.anyExit().join();

@@ -43,6 +43,10 @@ public final class NodeCommand implements Callable<Integer> {
   @Option(names = "--grpc-host", description = "address the gateway's gRPC server binds (default: the --host)")
   String grpcHost;
 
+  @Option(names = "--metrics-port", paramLabel = "PORT",
+      description = "port of the Prometheus /metrics endpoint; 0 picks a free one, -1 serves none (default: moe.metrics.port, 9400)")
+  Integer metricsPort;
+
   @Option(names = "--conf", paramLabel = "KEY=VALUE", description = "a config setting (HOCON), over everything else; repeatable")
   Map<String, String> conf = new LinkedHashMap<>();
 
@@ -52,7 +56,7 @@ public final class NodeCommand implements Callable<Integer> {
   @Override
   public Integer call() throws InterruptedException {
     NodeSpec node = new NodeSpec(Role.parseList(roles), host, port, HostPort.parseList(seedNodes, "--seed-nodes"),
-        model, grpcHost != null ? grpcHost : host, grpcPort, conf);
+        model, grpcHost != null ? grpcHost : host, grpcPort, conf, metricsPort);
     return NodeRunner.run(node, spec.commandLine().getOut(), spec.commandLine().getErr(), parentPid);
   }
 }

@@ -41,6 +41,7 @@ final class NodeRunner {
     ClusterNode node = ClusterNode.start(spec);
     String roles = spec.roles().stream().map(Role::clusterRole).sorted().collect(Collectors.joining(","));
     err.println("moe: node " + node.address() + " started with roles " + roles);
+    node.metricsAddress().ifPresent(m -> err.println("moe: metrics on http://" + m + "/metrics"));
     err.flush();
     Optional<HostPort> grpc = node.grpcAddress();
     if (grpc.isPresent()) {

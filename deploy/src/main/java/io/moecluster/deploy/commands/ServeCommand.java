@@ -36,12 +36,17 @@ public final class ServeCommand implements Callable<Integer> {
   @Option(names = "--port", description = "cluster (Artery) port, 0 picks a free one (default: ${DEFAULT-VALUE})", defaultValue = "0")
   int port;
 
+  @Option(names = "--metrics-port", paramLabel = "PORT",
+      description = "port of the Prometheus /metrics endpoint; 0 picks a free one, -1 serves none (default: moe.metrics.port, 9400)")
+  Integer metricsPort;
+
   @Option(names = "--conf", paramLabel = "KEY=VALUE", description = "a config setting (HOCON), over everything else; repeatable")
   Map<String, String> conf = new LinkedHashMap<>();
 
   @Override
   public Integer call() throws InterruptedException {
-    NodeSpec node = new NodeSpec(EnumSet.allOf(Role.class), host, port, List.of(), model, grpcHost, grpcPort, conf);
+    NodeSpec node = new NodeSpec(EnumSet.allOf(Role.class), host, port, List.of(), model, grpcHost, grpcPort, conf,
+        metricsPort);
     return NodeRunner.run(node, spec.commandLine().getOut(), spec.commandLine().getErr(), null);
   }
 }

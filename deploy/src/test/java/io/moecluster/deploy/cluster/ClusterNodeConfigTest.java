@@ -107,4 +107,16 @@ class ClusterNodeConfigTest {
     assertTrue(c.getStringList("pekko.cluster.seed-nodes").isEmpty());
     assertEquals(0, c.getInt("pekko.remote.artery.canonical.port"));
   }
+
+  @Test
+  void metricsPortComesFromTheFlagOrMoeNodeConf() {
+    Config defaults = ClusterNode.config(spec(Map.of()));
+    assertEquals(9400, defaults.getInt("moe.metrics.port"));
+    assertEquals("", defaults.getString("moe.metrics.host"));
+    NodeSpec flagged = new NodeSpec(EnumSet.of(Role.EXPERT), "127.0.0.1", 0, List.of(), Path.of("m"), "127.0.0.1",
+        0, Map.of(), -1);
+    assertEquals(-1, ClusterNode.config(flagged).getInt("moe.metrics.port"));
+    assertThrows(IllegalArgumentException.class, () -> new NodeSpec(EnumSet.of(Role.EXPERT), "127.0.0.1", 0,
+        List.of(), Path.of("m"), "127.0.0.1", 0, Map.of(), -2));
+  }
 }

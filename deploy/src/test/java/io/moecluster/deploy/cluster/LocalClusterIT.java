@@ -87,6 +87,7 @@ class LocalClusterIT {
   private final List<String> log = new CopyOnWriteArrayList<>();
   private ManagedChannel channel;
   private int basePort;
+  private int metricsBasePort;
   private ModelConfig config;
 
   @BeforeAll
@@ -99,9 +100,11 @@ class LocalClusterIT {
 
     basePort = freeConsecutivePorts(3);
     int grpcPort = freePort();
+    metricsBasePort = freeConsecutivePorts(3);
     ProcessBuilder pb = new ProcessBuilder(dist.resolve("bin/moe").toString(), "local-cluster",
         "--model", model.toString(), "--expert-nodes", "2",
         "--grpc-port", Integer.toString(grpcPort), "--base-port", Integer.toString(basePort),
+        "--metrics-base-port", Integer.toString(metricsBasePort),
         "--start-timeout", "150", "--stop-grace", "30",
         // If this JVM dies (a build timeout), the cluster goes with it.
         "--parent-pid", Long.toString(ProcessHandle.current().pid()),
@@ -560,6 +563,38 @@ class LocalClusterIT {
     List<String> local = new ArrayList<>(List.of("generate", "--model", model.toString(), "--threads", "1"));
     local.addAll(flags);
     assertEquals(runMoe(local.toArray(String[]::new)), runMoe(client.toArray(String[]::new)));
+  }
+
+  // ---- metrics: every node JVM answers /metrics
+
+  @Test
+  @Order(7)
+  void everyNodeJvmServesMetrics() throws Exception {
+    assertTrue(log.stream().anyMatch(l -> l.startsWith("moe: metrics on gateway=http://127.0.0.1:" + metricsBasePort
+        + "/metrics")), "local-cluster prints the metrics endpoints:\n" + tail());
+    java.net.http.HttpClient http = java.net.http.HttpClient.newHttpClient();
+    String[] names = {"gateway", "expert-1", "expert-2"};
+    for (int i = 0; i < 3; i++) {
+      var response = http.send(java.net.http.HttpRequest.newBuilder(
+              java.net.URI.create("http://127.0.0.1:" + (metricsBasePort + i) + "/metrics"))
+              .timeout(java.time.Duration.ofSeconds(10)).build(),
+          java.net.http.HttpResponse.BodyHandlers.ofString());
+      assertEquals(200, response.statusCode(), names[i]);
+      String body = response.body();
+      assertTrue(body.contains("# TYPE jvm_memory_used_bytes gauge"), names[i]);
+      assertTrue(body.contains("# TYPE moe_cluster_members gauge"), names[i]);
+      if (i == 0) {
+        // The streams of the tests before went through this gateway and router.
+        assertTrue(body.contains("# TYPE moe_time_to_first_token_seconds histogram"), body);
+        assertTrue(body.contains("moe_tokens_routed_total{"), body);
+        assertFalse(body.contains("moe_expert_cache_hits_total{"), "the gateway JVM hosts no experts");
+      } else {
+        String self = "node=\"pekko://moe@127.0.0.1:" + (basePort + i) + "\"";
+        assertTrue(body.contains("moe_expert_cache_hits_total{" + self + "}"), names[i] + ":\n" + body);
+        assertTrue(body.contains("moe_sharding_entities{" + self + "}"), names[i]);
+        assertFalse(body.contains("# TYPE moe_time_to_first_token_seconds"), names[i] + " has no gateway");
+      }
+    }
   }
 
   // ---- SIGTERM: everything stops

@@ -66,6 +66,16 @@ class LocalCommandsTest {
   }
 
   @Test
+  void everyCommandAnswersHelpBeforeCheckingRequiredOptions() {
+    for (String[] args : new String[][] {{"serve", "--help"}, {"generate", "-h"}, {"client", "generate", "--help"},
+        {"local-cluster", "--help"}, {"node", "--help"}, {"init-model", "--help"}}) {
+      Run r = run(args);
+      assertEquals(0, r.exitCode(), String.join(" ", args) + ": " + r.err());
+      assertTrue(r.out().contains("Usage: moe"), r.out());
+    }
+  }
+
+  @Test
   void badFlagsAreUsageErrors() {
     assertUserError(run("generate", "--model", model.toString(), "--prompt", "x", "--temperature", "-1"), "--temperature");
     assertUserError(run("generate", "--model", model.toString(), "--prompt", "x", "--top-p", "0"), "--top-p");
