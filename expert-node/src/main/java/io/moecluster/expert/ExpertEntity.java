@@ -129,13 +129,7 @@ public final class ExpertEntity extends AbstractBehavior<ExpertCommand> {
     return this;
   }
 
-  static final boolean PROF = Boolean.getBoolean("moe.prof");
-  static final java.util.concurrent.atomic.AtomicLong P_N = new java.util.concurrent.atomic.AtomicLong(),
-      P_HOP = new java.util.concurrent.atomic.AtomicLong(), P_COMP = new java.util.concurrent.atomic.AtomicLong(),
-      P_TOT = new java.util.concurrent.atomic.AtomicLong(), P_LAST = new java.util.concurrent.atomic.AtomicLong();
-
   private void onCompute(ComputeExperts req) {
-    final long recvAt = System.nanoTime();
     ActorRef<ExpertReply> replyTo;
     try {
       replyTo = resolver.resolveActorRef(req.getReplyTo());
@@ -162,7 +156,7 @@ public final class ExpertEntity extends AbstractBehavior<ExpertCommand> {
     // once the load completes.
     CompletableFuture<ExpertWeightCache.Lease> acquired = node.cache().acquire(id.layer(), id.expert());
     if (acquired.isDone() && !acquired.isCompletedExceptionally()) {
-      compute(acquired.join(), req, reply, replyTo, rows, hidden, recvAt);
+      compute(acquired.join(), req, reply, replyTo, rows, hidden);
       return;
     }
     acquired.whenComplete((lease, err) -> {
@@ -175,7 +169,7 @@ public final class ExpertEntity extends AbstractBehavior<ExpertCommand> {
         return;
       }
       try {
-        node.compute().execute(() -> compute(lease, req, reply, replyTo, rows, hidden, recvAt));
+        node.compute().execute(() -> compute(lease, req, reply, replyTo, rows, hidden));
       } catch (RejectedExecutionException e) {
         lease.close();
         replyTo.tell(reply.setError("expert node " + node.nodeAddress() + " is shutting down").build());
@@ -185,8 +179,7 @@ public final class ExpertEntity extends AbstractBehavior<ExpertCommand> {
 
   /** Runs the FFN on the leased weights and answers the requester; closes the lease. */
   private void compute(ExpertWeightCache.Lease lease, ComputeExperts req, ExpertReply.Builder reply,
-      ActorRef<ExpertReply> replyTo, int rows, int hidden, long recvAt) {
-    long hopAt = System.nanoTime();
+      ActorRef<ExpertReply> replyTo, int rows, int hidden) {
     try (lease) {
       float[] x = ActivationCodec.decode(req.getInput()); // [rows, hidden]
       long start = System.nanoTime();
@@ -195,16 +188,6 @@ public final class ExpertEntity extends AbstractBehavior<ExpertCommand> {
       computeSeconds.observe(seconds);
       tokens.inc(rows);
       replyTo.tell(reply.setOutput(ActivationCodec.encode(out, rows, hidden)).setComputeSeconds(seconds).build());
-      if (PROF) {
-        long end = System.nanoTime();
-        P_N.incrementAndGet(); P_HOP.addAndGet(hopAt - recvAt); P_COMP.addAndGet(end - hopAt); P_TOT.addAndGet(end - recvAt);
-        long last = P_LAST.get();
-        if (end - last > 5_000_000_000L && P_LAST.compareAndSet(last, end)) {
-          long n = Math.max(1, P_N.getAndSet(0));
-          log.info("PROF calls={} hop={}us compute={}us total={}us", n, P_HOP.getAndSet(0) / 1000 / n,
-              P_COMP.getAndSet(0) / 1000 / n, P_TOT.getAndSet(0) / 1000 / n);
-        }
-      }
     } catch (RuntimeException e) {
       replyTo.tell(reply.setError("expert " + entityId + " failed: " + e).build());
     }

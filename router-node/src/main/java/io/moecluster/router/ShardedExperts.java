@@ -151,11 +151,6 @@ public final class ShardedExperts implements ExpertExecutor {
     return ((long) layer << 32) | expert;
   }
 
-  private static final boolean PROF = Boolean.getBoolean("moe.prof");
-  private final AtomicLong profRtt = new AtomicLong(), profArrive = new AtomicLong();
-  private long profWake;
-  private long profWait, profCompute, profCalls, profSteps, profLast, profMsgs;
-
   private record Pending(int task, int chunk, int firstRow, int rows, CompletableFuture<ExpertReply> reply,
       ActorRef<ExpertCommand> direct, ComputeExperts.Builder request, EntityRef<ExpertCommand> entity, long sentAt) {}
 
@@ -189,9 +184,6 @@ public final class ShardedExperts implements ExpertExecutor {
             .setInput(ActivationCodec.encode(slice, rows, hidden));
         long sentAt = System.nanoTime();
         CompletableFuture<ExpertReply> reply = target != null ? askDirect(target, request) : askSharded(entity, request);
-        if (PROF) {
-          reply.whenComplete((r, e) -> { profRtt.addAndGet(System.nanoTime() - sentAt); profArrive.set(System.nanoTime()); });
-        }
         pending.add(new Pending(t, chunk, first, rows, reply, target, request, entity, sentAt));
       }
     }
@@ -217,24 +209,6 @@ public final class ShardedExperts implements ExpertExecutor {
                 + reply.getOutput().getHidden() + " for " + p.rows() + " x " + hidden + " rows", null);
       }
       System.arraycopy(out, 0, outputs.get(p.task()), p.firstRow() * hidden, out.length);
-    }
-    if (PROF) {
-      long now = System.nanoTime();
-      profWait += now - start;
-      profWake += now - profArrive.get();
-      for (Pending p : pending) profCompute += (long) (p.reply().join().getComputeSeconds() * 1e9);
-      profCalls++;
-      if (layer == 0) { profSteps++; }
-      if (profLast == 0) profLast = now;
-      if (now - profLast > 5_000_000_000L) {
-        org.slf4j.LoggerFactory.getLogger(ShardedExperts.class).info(
-            "PROF steps={} layerCalls={} wait/step={}us compute/step={}us wall/step={}us msgs={} rtt/msg={}us wake/layer={}us",
-            profSteps, profCalls, profWait / 1000 / Math.max(1, profSteps), profCompute / 1000 / Math.max(1, profSteps),
-            (now - profLast) / 1000 / Math.max(1, profSteps), profMsgs, profRtt.get() / 1000 / Math.max(1, profMsgs), profWake / 1000 / Math.max(1, profCalls));
-        profRtt.set(0); profWake = 0;
-        profWait = 0; profCompute = 0; profCalls = 0; profSteps = 0; profLast = now; profMsgs = 0;
-      }
-      profMsgs += pending.size();
     }
     waits.computeIfAbsent(layer, l -> RouterMetrics.expertRequestSeconds().labelValues(Integer.toString(l)))
         .observe((System.nanoTime() - start) / 1e9);
