@@ -151,8 +151,15 @@ public final class ExpertEntity extends AbstractBehavior<ExpertCommand> {
     }
     int rows = req.getInput().getRows();
     int hidden = req.getInput().getHidden();
-    // Weights from the cache (a miss loads on the cache's loader), then the FFN on the compute executor.
-    node.cache().acquire(id.layer(), id.expert()).whenComplete((lease, err) -> {
+    // Weights from the cache (a miss loads on the cache's loader). Ready weights: the FFN runs
+    // right here, on the entity dispatcher's thread (no hand-off); else on the compute executor
+    // once the load completes.
+    CompletableFuture<ExpertWeightCache.Lease> acquired = node.cache().acquire(id.layer(), id.expert());
+    if (acquired.isDone() && !acquired.isCompletedExceptionally()) {
+      compute(acquired.join(), req, reply, replyTo, rows, hidden);
+      return;
+    }
+    acquired.whenComplete((lease, err) -> {
       if (err != null) {
         Throwable cause = err instanceof java.util.concurrent.CompletionException && err.getCause() != null
             ? err.getCause() : err;
@@ -162,24 +169,28 @@ public final class ExpertEntity extends AbstractBehavior<ExpertCommand> {
         return;
       }
       try {
-        node.compute().execute(() -> {
-          try (lease) {
-            float[] x = ActivationCodec.decode(req.getInput()); // [rows, hidden]
-            long start = System.nanoTime();
-            float[] out = ExpertFfn.forward(node.kernels(), lease.weights(), x, rows); // [rows, hidden]
-            double seconds = (System.nanoTime() - start) / 1e9;
-            computeSeconds.observe(seconds);
-            tokens.inc(rows);
-            replyTo.tell(reply.setOutput(ActivationCodec.encode(out, rows, hidden)).setComputeSeconds(seconds).build());
-          } catch (RuntimeException e) {
-            replyTo.tell(reply.setError("expert " + entityId + " failed: " + e).build());
-          }
-        });
+        node.compute().execute(() -> compute(lease, req, reply, replyTo, rows, hidden));
       } catch (RejectedExecutionException e) {
         lease.close();
         replyTo.tell(reply.setError("expert node " + node.nodeAddress() + " is shutting down").build());
       }
     });
+  }
+
+  /** Runs the FFN on the leased weights and answers the requester; closes the lease. */
+  private void compute(ExpertWeightCache.Lease lease, ComputeExperts req, ExpertReply.Builder reply,
+      ActorRef<ExpertReply> replyTo, int rows, int hidden) {
+    try (lease) {
+      float[] x = ActivationCodec.decode(req.getInput()); // [rows, hidden]
+      long start = System.nanoTime();
+      float[] out = ExpertFfn.forward(node.kernels(), lease.weights(), x, rows); // [rows, hidden]
+      double seconds = (System.nanoTime() - start) / 1e9;
+      computeSeconds.observe(seconds);
+      tokens.inc(rows);
+      replyTo.tell(reply.setOutput(ActivationCodec.encode(out, rows, hidden)).setComputeSeconds(seconds).build());
+    } catch (RuntimeException e) {
+      replyTo.tell(reply.setError("expert " + entityId + " failed: " + e).build());
+    }
   }
 
   /** Why the request cannot run, or null when it can. */
@@ -222,7 +233,8 @@ public final class ExpertEntity extends AbstractBehavior<ExpertCommand> {
       getContext().getLog().warn("Expert {}: cannot answer Locate: bad reply_to '{}'", entityId, req.getReplyTo());
       return;
     }
-    Located.Builder located = Located.newBuilder().setNode(node.nodeAddress());
+    Located.Builder located = Located.newBuilder().setNode(node.nodeAddress())
+        .setEntity(resolver.toSerializationFormat(getContext().getSelf()));
     if (id != null) {
       located.setLayer(id.layer()).setExpert(id.expert());
     }

@@ -66,7 +66,7 @@ public final class ExpertNode implements AutoCloseable {
     ExecutorService loader = null;
     ExpertWeightCache cache = null;
     try {
-      kernels = KernelsFactory.create(threads);
+      kernels = KernelsFactory.create(settings.effectiveKernelThreads());
       compute = executor(threads, "moe-expert-compute-");
       loader = executor(settings.cacheLoaderThreads(), "moe-expert-loader-");
       String address = cluster.selfMember().address().toString();
@@ -77,9 +77,9 @@ public final class ExpertNode implements AutoCloseable {
       ExpertEntity.NodeContext ctx = new ExpertEntity.NodeContext(store, cache, kernels, compute, address);
       ActorRef<ShardingEnvelope<ExpertCommand>> region =
           ExpertSharding.initHosting(system, entity -> ExpertEntity.create(ctx, entity.getEntityId()));
-      log.info("Expert node {}: model {} ({} layers x {} experts), {} compute thread(s), weight cache budget"
+      log.info("Expert node {}: model {} ({} layers x {} experts), {} compute thread(s) x {} kernel thread(s), weight cache budget"
               + " {} of {} expert bytes ({})", address, settings.modelDir(), config.numLayers(),
-          config.numExperts(), threads, budget, all, settings.cacheBudget());
+          config.numExperts(), threads, kernels.threads(), budget, all, settings.cacheBudget());
       return new ExpertNode(tensors, config, kernels, compute, loader, cache, region, address);
     } catch (RuntimeException e) {
       if (cache != null) {

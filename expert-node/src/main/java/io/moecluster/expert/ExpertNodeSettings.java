@@ -11,8 +11,11 @@ import java.nio.file.Path;
  * @param computeThreads threads of the compute executor (and of the kernels); 0 = all cores
  * @param cacheBudget the byte budget of the expert weight cache ({@code moe.expert.cache.budget})
  * @param cacheLoaderThreads threads that copy experts into the cache ({@code moe.expert.cache.loader-threads})
+ * @param kernelThreads threads each expert FFN's products spread over ({@code moe.expert.kernel-threads});
+ *     0 = as many as the compute executor has
  */
-public record ExpertNodeSettings(Path modelDir, int computeThreads, CacheBudget cacheBudget, int cacheLoaderThreads) {
+public record ExpertNodeSettings(Path modelDir, int computeThreads, CacheBudget cacheBudget, int cacheLoaderThreads,
+    int kernelThreads) {
 
   public ExpertNodeSettings {
     if (modelDir == null || modelDir.toString().isEmpty()) {
@@ -28,11 +31,20 @@ public record ExpertNodeSettings(Path modelDir, int computeThreads, CacheBudget 
     if (cacheLoaderThreads < 1) {
       throw new IllegalArgumentException("moe.expert.cache.loader-threads must be >= 1, got " + cacheLoaderThreads);
     }
+    if (kernelThreads < 0) {
+      throw new IllegalArgumentException(
+          "moe.expert.kernel-threads must be >= 0 (0 = as many as the compute threads), got " + kernelThreads);
+    }
+  }
+
+  /** One kernel thread per FFN (the experts of a step run side by side on the compute threads). */
+  public ExpertNodeSettings(Path modelDir, int computeThreads, CacheBudget cacheBudget, int cacheLoaderThreads) {
+    this(modelDir, computeThreads, cacheBudget, cacheLoaderThreads, 1);
   }
 
   /** Every expert warm, one loader thread. */
   public ExpertNodeSettings(Path modelDir, int computeThreads) {
-    this(modelDir, computeThreads, CacheBudget.ALL, 1);
+    this(modelDir, computeThreads, CacheBudget.ALL, 1, 1);
   }
 
   /** Reads {@code moe.expert.*} from a full configuration (e.g. {@code system.settings().config()}). */
@@ -43,11 +55,16 @@ public record ExpertNodeSettings(Path modelDir, int computeThreads, CacheBudget 
       throw new IllegalArgumentException("moe.expert.model-dir must name the checkpoint directory");
     }
     return new ExpertNodeSettings(Path.of(dir), c.getInt("compute-threads"), CacheBudget.parse(c, "cache.budget"),
-        c.getInt("cache.loader-threads"));
+        c.getInt("cache.loader-threads"), c.getInt("kernel-threads"));
   }
 
   /** The thread count to use: {@link #computeThreads}, or the available cores when it is 0. */
   public int effectiveComputeThreads() {
     return computeThreads > 0 ? computeThreads : Runtime.getRuntime().availableProcessors();
+  }
+
+  /** The kernel thread count to use: {@link #kernelThreads}, or the compute threads when it is 0. */
+  public int effectiveKernelThreads() {
+    return kernelThreads > 0 ? kernelThreads : effectiveComputeThreads();
   }
 }

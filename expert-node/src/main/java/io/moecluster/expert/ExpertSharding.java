@@ -8,6 +8,7 @@ import java.util.WeakHashMap;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.DispatcherSelector;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.apache.pekko.cluster.sharding.ShardCoordinator;
 import org.apache.pekko.cluster.sharding.typed.ClusterShardingSettings;
@@ -27,6 +28,9 @@ import org.apache.pekko.cluster.typed.Cluster;
 public final class ExpertSharding {
   /** The cluster role of the nodes that host expert entities. */
   public static final String ROLE = "expert";
+
+  /** The dispatcher the hosted entities run (and compute) on. */
+  static final String ENTITY_DISPATCHER = "moe.expert.entity-dispatcher";
 
   // Systems on which ExpertNode has inited the hosting region (so initProxy may return it).
   private static final Set<ActorSystem<?>> HOSTING = Collections.synchronizedSet(
@@ -51,7 +55,8 @@ public final class ExpertSharding {
   static ActorRef<ShardingEnvelope<ExpertCommand>> initHosting(
       ActorSystem<?> system,
       org.apache.pekko.japi.function.Function<EntityContext<ExpertCommand>, Behavior<ExpertCommand>> create) {
-    ActorRef<ShardingEnvelope<ExpertCommand>> region = ClusterSharding.get(system).init(entity(system, create));
+    ActorRef<ShardingEnvelope<ExpertCommand>> region = ClusterSharding.get(system).init(entity(system, create)
+        .withEntityProps(DispatcherSelector.fromConfig(ENTITY_DISPATCHER)));
     HOSTING.add(system);
     return region;
   }

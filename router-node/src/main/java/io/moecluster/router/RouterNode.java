@@ -58,18 +58,19 @@ public final class RouterNode implements AutoCloseable {
             + " tokens but the model's vocab_size is " + model.config().vocabSize());
       }
       var region = ExpertSharding.initProxy(system);
-      ShardedExperts experts =
-          new ShardedExperts(system, settings.expertTimeout(), settings.maxExpertMessageBytes());
+
       String address = Cluster.get(system).selfMember().address().toString();
       Prefetcher prefetcher = settings.prefetchEnabled()
           ? new Prefetcher(model, settings.prefetchDepth(),
               RouterMetrics.prefetchListener(address, model.config().numLayers()))
           : null;
       RouterMetrics.expertRetries(); // registered (at 0) until retries exist
-      Engine engine = new Engine(model, tokenizer, experts, settings.maxRunningSequences(), settings.maxWaiting(),
-          prefetcher, address);
       AtomicReference<ExpertPlacement.Snapshot> placement = new AtomicReference<>(
           new ExpertPlacement.Snapshot(false, java.util.List.of(), "locating the experts has not started yet"));
+      ShardedExperts experts = new ShardedExperts(system, settings.expertTimeout(),
+          settings.maxExpertMessageBytes(), placement::get);
+      Engine engine = new Engine(model, tokenizer, experts, settings.maxRunningSequences(), settings.maxWaiting(),
+          prefetcher, address);
       ActorRef<ExpertPlacement.Command> placementActor = system.systemActorOf(
           ExpertPlacement.create(region, model.config().numLayers(), model.config().numExperts(),
               settings.minExpertNodes(), settings.placementRetryInterval(), placement),
