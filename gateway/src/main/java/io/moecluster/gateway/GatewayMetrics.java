@@ -8,6 +8,7 @@ import io.prometheus.metrics.core.metrics.GaugeWithCallback;
 import io.prometheus.metrics.core.metrics.Histogram;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.TimeUnit;
 
 /**
  * The Prometheus metric families of the gateway role, registered once per JVM in the default
@@ -19,6 +20,8 @@ import java.util.concurrent.ConcurrentHashMap;
  * prompt, and its end (exactly once, with the final gRPC status code).
  */
 public final class GatewayMetrics {
+  private static final long DEADLINE_TOLERANCE_MILLIS = 100;
+
   private GatewayMetrics() {}
 
   /** 5 ms to 60 s: from a tiny CPU model's inter-token gap to a long generation end to end. */
@@ -82,9 +85,15 @@ public final class GatewayMetrics {
       Holder.GENERATED_TOKENS.inc();
     }
 
-    /** The client went away: DEADLINE_EXCEEDED when its deadline passed, else CANCELLED. */
+    /**
+     * The client went away: DEADLINE_EXCEEDED when its deadline passed, else CANCELLED. The client
+     * cancels when its own deadline fires, which can reach us a little before the server's copy of
+     * that deadline expires (the clocks start at different moments), so a deadline that is due
+     * within the tolerance counts as passed.
+     */
     void cancelled() {
-      ended(deadline != null && deadline.isExpired() ? Status.Code.DEADLINE_EXCEEDED : Status.Code.CANCELLED);
+      boolean due = deadline != null && deadline.timeRemaining(TimeUnit.MILLISECONDS) <= DEADLINE_TOLERANCE_MILLIS;
+      ended(due ? Status.Code.DEADLINE_EXCEEDED : Status.Code.CANCELLED);
     }
 
     /** The call ended with {@code code}; later calls do nothing. */
