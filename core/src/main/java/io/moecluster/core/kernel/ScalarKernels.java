@@ -90,6 +90,11 @@ public final class ScalarKernels implements Kernels {
 
   @Override
   public void siluMul(float[] gate, float[] up, int length) {
+    siluMulInPlace(gate, up, length);
+  }
+
+  /** SwiGLU's gate in plain loops; the vector kernels use it too (scalar exp is faster there). */
+  static void siluMulInPlace(float[] gate, float[] up, int length) {
     Objects.checkFromIndexSize(0, length, gate.length);
     Objects.checkFromIndexSize(0, length, up.length);
     for (int i = 0; i < length; i++) {

@@ -2077,12 +2077,7 @@ public final class VectorKernels implements Kernels, AutoCloseable {
 
   @Override
   public void siluMul(float[] gate, float[] up, int length) {
-    Objects.checkFromIndexSize(0, length, gate.length);
-    Objects.checkFromIndexSize(0, length, up.length);
-    for (int i = 0; i < length; i++) {
-      float g = gate[i];
-      gate[i] = g / (1f + (float) Math.exp(-g)) * up[i];
-    }
+    ScalarKernels.siluMulInPlace(gate, up, length);
   }
 
   @Override
