@@ -1,0 +1,365 @@
+package io.moecluster.deploy.chaos;
+
+import io.grpc.ManagedChannel;
+import io.moecluster.deploy.cluster.ChildProcess;
+import io.moecluster.deploy.cluster.Gateways;
+import io.moecluster.deploy.cluster.HostPort;
+import io.moecluster.deploy.cluster.JavaCommand;
+import io.moecluster.deploy.stats.PrometheusText;
+import java.io.IOException;
+import java.io.OutputStream;
+import java.io.PrintStream;
+import java.io.UncheckedIOException;
+import java.net.InetAddress;
+import java.net.ServerSocket;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.Set;
+import java.util.concurrent.TimeUnit;
+import java.util.function.Predicate;
+
+/**
+ * The multi-JVM cluster of a chaos run: one child JVM ({@code moe node}) per node of a {@link
+ * Topology}, on loopback, each with its cluster, gRPC and metrics ports fixed at start so that a
+ * node can be started again with the very same spec after it was killed. Owns the children: it
+ * kills, pauses, resumes and restarts them on the injector's behalf, and {@link #close()} (also
+ * run by a shutdown hook, for Ctrl-C) leaves none behind.
+ */
+public final class ChaosCluster implements AutoCloseable {
+  private static final String HOST = "127.0.0.1";
+
+  /**
+   * @param portBase 0: free ports; otherwise node i gets cluster port portBase + i, metrics port
+   *     portBase + 50 + i, and the gateway gRPC port portBase + 49
+   * @param conf {@code --conf} settings for every node
+   */
+  public record Options(Path model, Map<String, String> conf, int portBase, Duration startTimeout,
+      Duration stopGrace) {
+    public Options {
+      conf = Map.copyOf(conf);
+      if (portBase != 0 && (portBase < 1024 || portBase > 65535 - 100)) {
+        throw new IllegalArgumentException("--port-base must be 0 (free ports) or in [1024, 65435], got " + portBase);
+      }
+    }
+  }
+
+  /** One node: its spec (command line) and its current process. */
+  private static final class Node {
+    final Topology.Node spec;
+    final List<String> command;
+    final HostPort metrics;
+    volatile ChildProcess process;
+    volatile boolean paused;
+
+    Node(Topology.Node spec, List<String> command, HostPort metrics) {
+      this.spec = spec;
+      this.command = command;
+      this.metrics = metrics;
+    }
+  }
+
+  private final Topology topology;
+  private final Options options;
+  private final HostPort gateway;
+  private final Map<String, Node> nodes = new LinkedHashMap<>();
+  private final LineWatcher log;
+  private final Thread shutdownHook = new Thread(this::close, "chaos-cluster-stop");
+  private final HttpClient http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(2)).build();
+  private volatile boolean closed;
+
+  private ChaosCluster(Topology topology, Options options, HostPort gateway, PrintStream log) {
+    this.topology = topology;
+    this.options = options;
+    this.gateway = gateway;
+    this.log = new LineWatcher(log);
+  }
+
+  /**
+   * Starts every node's JVM (without waiting: see {@link #awaitReady()}); their output goes to
+   * {@code log}, each line prefixed with the node's name.
+   */
+  public static ChaosCluster start(Topology topology, Options options, PrintStream log) {
+    int n = topology.nodes().size();
+    int base = options.portBase();
+    HostPort grpc = new HostPort(HOST, base == 0 ? freePort() : base + 49);
+    ChaosCluster cluster = new ChaosCluster(topology, options, grpc, log);
+    Runtime.getRuntime().addShutdownHook(cluster.shutdownHook);
+    try {
+      List<Integer> ports = new ArrayList<>();
+      for (int i = 0; i < n; i++) {
+        ports.add(base == 0 ? freePort() : base + i);
+      }
+      String seed = HOST + ":" + ports.get(0);
+      for (int i = 0; i < n; i++) {
+        Topology.Node spec = topology.nodes().get(i);
+        HostPort metrics = new HostPort(HOST, base == 0 ? freePort() : base + 50 + i);
+        Node node = new Node(spec, cluster.command(spec, ports.get(i), seed, metrics.port()), metrics);
+        cluster.nodes.put(spec.name(), node);
+        node.process = ChildProcess.start(spec.name(), node.command, cluster.log);
+      }
+    } catch (IOException | RuntimeException e) {
+      cluster.close();
+      throw e instanceof IOException io ? new UncheckedIOException("cannot start a node JVM", io) : (RuntimeException) e;
+    }
+    return cluster;
+  }
+
+  private List<String> command(Topology.Node spec, int port, String seed, int metricsPort) {
+    List<String> cmd = new ArrayList<>(JavaCommand.forMainClass("io.moecluster.deploy.Moe"));
+    cmd.addAll(List.of("node", "--roles", spec.roles(), "--host", HOST, "--port", Integer.toString(port),
+        "--seed-nodes", seed, "--model", options.model().toAbsolutePath().toString(),
+        "--parent-pid", Long.toString(ProcessHandle.current().pid()),
+        "--metrics-port", Integer.toString(metricsPort)));
+    Map<String, String> conf = new LinkedHashMap<>();
+    if (spec.roles().contains("gateway")) {
+      cmd.addAll(List.of("--grpc-host", HOST, "--grpc-port", Integer.toString(gateway.port())));
+    }
+    if (spec.roles().contains("router")) {
+      // The router places the experts once every expert JVM is up; fewer, and every expert would
+      // land on the first expert JVM to join.
+      conf.put("moe.router.min-expert-nodes", Integer.toString(topology.expertNodes()));
+    }
+    conf.putAll(options.conf());
+    conf.forEach((k, v) -> cmd.addAll(List.of("--conf", k + "=" + v)));
+    return cmd;
+  }
+
+  private static int freePort() {
+    try (ServerSocket s = new ServerSocket(0, 1, InetAddress.getByName(HOST))) {
+      return s.getLocalPort();
+    } catch (IOException e) {
+      throw new UncheckedIOException("cannot find a free port", e);
+    }
+  }
+
+  public Topology topology() {
+    return topology;
+  }
+
+  /** The gateway's gRPC address. */
+  public HostPort gateway() {
+    return gateway;
+  }
+
+  /** The OS process id of a node's current JVM. */
+  public long pid(String name) {
+    return node(name).process.handle().pid();
+  }
+
+  public boolean isAlive(String name) {
+    return node(name).process.isAlive();
+  }
+
+  private Node node(String name) {
+    Node n = nodes.get(name);
+    if (n == null) {
+      throw new IllegalArgumentException("no node '" + name + "' in " + nodes.keySet());
+    }
+    return n;
+  }
+
+  /** The first node that died without being told to, with its last output lines. */
+  public Optional<String> deadNode(Set<String> expectedDead) {
+    for (Node n : nodes.values()) {
+      if (!expectedDead.contains(n.spec.name()) && !n.process.isAlive()) {
+        List<String> tail = n.process.tail();
+        return Optional.of(n.spec.name() + " exited with code " + n.process.exitValue() + "; its last lines:\n  "
+            + String.join("\n  ", tail.subList(Math.max(0, tail.size() - 10), tail.size())));
+      }
+    }
+    return Optional.empty();
+  }
+
+  /**
+   * Waits until the gateway is SERVING and every router has located the experts (its log says
+   * so), so that a scenario starts on a cluster where each router takes streams.
+   */
+  public void awaitReady() throws InterruptedException {
+    ManagedChannel channel = Gateways.channel(gateway);
+    try {
+      Gateways.awaitServing(channel, options.startTimeout(),
+          () -> deadNode(Set.of()).map(m -> "a node died before the cluster was serving: " + m));
+    } finally {
+      Gateways.close(channel);
+    }
+    long deadline = System.nanoTime() + options.startTimeout().toNanos();
+    for (Topology.Node n : topology.nodes()) {
+      if (n.roles().contains("router")) {
+        // ShardedExperts logs this line once the experts' placement is known: the router is ready.
+        log.await(line -> line.startsWith("[" + n.name() + "] ") && line.contains("Expert requests:"),
+            deadline, () -> deadNode(Set.of()));
+      }
+    }
+    if (topology.routerNodes() > 1) {
+      // The gateway polls the routers' readiness; give it one more poll than it needs.
+      log.await(line -> line.startsWith("[gateway] ") && line.contains("routers listed: " + topology.routerNodes()),
+          deadline, () -> deadNode(Set.of()));
+      Thread.sleep(2000);
+    }
+    log.stopKeeping();
+  }
+
+  /** SIGKILL: the JVM dies at once, without leaving the cluster. */
+  public void kill(String name) throws InterruptedException {
+    Node n = node(name);
+    n.process.process().destroyForcibly();
+    n.process.process().waitFor(10, TimeUnit.SECONDS);
+  }
+
+  /** SIGSTOP: the JVM stops being scheduled; its sockets stay open, so peers see a hang. */
+  public void pause(String name) throws IOException, InterruptedException {
+    signal(node(name), "STOP");
+    node(name).paused = true;
+  }
+
+  /** SIGCONT after {@link #pause}. */
+  public void resume(String name) throws IOException, InterruptedException {
+    signal(node(name), "CONT");
+    node(name).paused = false;
+  }
+
+  private static void signal(Node n, String signal) throws IOException, InterruptedException {
+    Process kill = new ProcessBuilder("kill", "-" + signal, Long.toString(n.process.handle().pid()))
+        .redirectErrorStream(true).start();
+    String out = new String(kill.getInputStream().readAllBytes(), StandardCharsets.UTF_8).trim();
+    if (!kill.waitFor(10, TimeUnit.SECONDS) || kill.exitValue() != 0) {
+      throw new IOException("kill -" + signal + " " + n.process.handle().pid() + " failed: " + out);
+    }
+  }
+
+  /** Starts a killed node again with its original command line (same ports, same roles). */
+  public void restart(String name) throws IOException {
+    Node n = node(name);
+    if (n.process.isAlive()) {
+      throw new IllegalStateException(name + " is still running");
+    }
+    n.process = ChildProcess.start(name, n.command, log);
+  }
+
+  /**
+   * Waits until {@code name} is an Up member again (its own view of the cluster, from its
+   * /metrics, has Up members and no unreachable one); returns false on timeout or if it died.
+   */
+  public boolean awaitJoined(String name, Duration timeout) throws InterruptedException {
+    Node n = node(name);
+    long deadline = System.nanoTime() + timeout.toNanos();
+    while (System.nanoTime() < deadline && n.process.isAlive()) {
+      try {
+        HttpResponse<String> r = http.send(HttpRequest.newBuilder(URI.create("http://" + n.metrics + "/metrics"))
+            .timeout(Duration.ofSeconds(2)).build(), HttpResponse.BodyHandlers.ofString());
+        if (r.statusCode() == 200) {
+          PrometheusText text = PrometheusText.parse(r.body());
+          double up = text.sum("moe_cluster_members", s -> "up".equals(s.label("status")));
+          if (up > 0 && text.sum("moe_cluster_unreachable_members") == 0) {
+            return true;
+          }
+        }
+      } catch (IOException e) {
+        // Not listening yet.
+      }
+      Thread.sleep(200);
+    }
+    return false;
+  }
+
+  /** Stops every node: paused ones are continued first, then all get SIGTERM and, after the grace, SIGKILL. */
+  @Override
+  public void close() {
+    synchronized (this) {
+      if (closed) {
+        return;
+      }
+      closed = true;
+    }
+    try {
+      Runtime.getRuntime().removeShutdownHook(shutdownHook);
+    } catch (IllegalStateException e) {
+      // Already shutting down: this is the hook.
+    }
+    for (Node n : nodes.values()) {
+      if (n.paused && n.process.isAlive()) {
+        try {
+          signal(n, "CONT");
+        } catch (IOException | InterruptedException e) {
+          n.process.process().destroyForcibly();
+        }
+      }
+    }
+    // All at once: the run is over, nothing is left to drain in order.
+    nodes.values().forEach(n -> n.process.process().destroy());
+    nodes.values().forEach(n -> n.process.stop(options.stopGrace()));
+  }
+
+  /**
+   * The children's log: forwards every line and lets a caller wait for a line it expects. {@link
+   * ChildProcess} writes each line with one {@code println(String)}.
+   */
+  private static final class LineWatcher extends PrintStream {
+    /** Lines kept for {@link #await} until the cluster is ready; after that, none. */
+    private final List<String> lines = new ArrayList<>();
+    private volatile boolean keeping = true;
+    private final PrintStream target;
+
+    LineWatcher(PrintStream target) {
+      super(OutputStream.nullOutputStream(), true, StandardCharsets.UTF_8);
+      this.target = target;
+    }
+
+    @Override
+    public void println(String line) {
+      if (keeping) {
+        synchronized (lines) {
+          lines.add(line);
+        }
+      }
+      synchronized (target) {
+        target.println(line);
+      }
+    }
+
+    @Override
+    public void flush() {
+      target.flush();
+    }
+
+    void await(Predicate<String> wanted, long deadlineNanos, java.util.function.Supplier<Optional<String>> failure)
+        throws InterruptedException {
+      int from = 0;
+      while (true) {
+        synchronized (lines) {
+          for (int i = from; i < lines.size(); i++) {
+            if (wanted.test(lines.get(i))) {
+              return;
+            }
+          }
+          from = lines.size();
+        }
+        Optional<String> failed = failure.get();
+        if (failed.isPresent()) {
+          throw new IllegalStateException(failed.get());
+        }
+        if (System.nanoTime() > deadlineNanos) {
+          throw new IllegalStateException("the cluster did not get ready in time (a router did not locate its experts)");
+        }
+        Thread.sleep(100);
+      }
+    }
+
+    void stopKeeping() {
+      keeping = false;
+      synchronized (lines) {
+        lines.clear();
+      }
+    }
+  }
+}
