@@ -195,8 +195,8 @@ public final class ChaosCluster implements AutoCloseable {
     long deadline = System.nanoTime() + options.startTimeout().toNanos();
     for (Topology.Node n : topology.nodes()) {
       if (n.roles().contains("router")) {
-        // ShardedExperts logs this line once the experts' placement is known: the router is ready.
-        log.await(line -> line.startsWith("[" + n.name() + "] ") && line.contains("Expert requests:"),
+        // ExpertPlacement logs "All N experts located on M node(s)" once the router is ready.
+        log.await(line -> line.startsWith("[" + n.name() + "] ") && line.contains("experts located on"),
             deadline, () -> deadNode(Set.of()));
       }
     }

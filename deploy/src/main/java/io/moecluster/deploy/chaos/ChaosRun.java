@@ -83,7 +83,7 @@ public final class ChaosRun {
     err.printf("moe chaos: %s: starting %s%n", settings.scenario().cliName(), topology.describe());
     err.flush();
     ChaosCluster.Options options = new ChaosCluster.Options(settings.model(), settings.nodeConf(),
-        settings.portBase(), settings.startTimeout(), Duration.ofSeconds(10));
+        settings.portBase(), settings.startTimeout(), Duration.ofSeconds(3));
     try (ChaosCluster cluster = ChaosCluster.start(topology, options, nodeLog)) {
       cluster.awaitReady();
       ManagedChannel channel = Gateways.channel(cluster.gateway());
