@@ -48,6 +48,8 @@ public final class ChaosRun {
       if (pause.isZero() || pause.isNegative()) {
         throw new IllegalArgumentException("--pause must be > 0, got " + pause);
       }
+      // Checked here too, so a bad value fails before any cluster starts.
+      new ChaosCluster.Options(model, Map.of(), portBase, startTimeout, Duration.ofSeconds(1));
     }
 
     /** The config key of the expert replicas. */

@@ -8,6 +8,7 @@ import io.moecluster.deploy.chaos.ChaosReport;
 import io.moecluster.deploy.chaos.ChaosRun;
 import io.moecluster.deploy.chaos.Scenario;
 import io.moecluster.deploy.chaos.SeededLoad;
+import io.moecluster.deploy.chaos.Topology;
 import io.moecluster.deploy.cli.ExitCodes;
 import java.io.IOException;
 import java.io.OutputStream;
@@ -121,6 +122,7 @@ public final class ChaosCommand implements Callable<Integer> {
     int afterTokens = faultAfterTokens != null ? faultAfterTokens : Math.max(1, maxTokens / 4);
     List<ChaosRun.Settings> runs = new ArrayList<>();
     for (Scenario s : scenarios) {
+      Topology.of(s.target(), expertNodes); // a bad --expert-nodes fails now, not after a first scenario ran
       runs.add(new ChaosRun.Settings(model, s, expertNodes, replicas, load, seconds(faultAtSeconds), afterTokens,
           seconds(pauseSeconds), portBase, Duration.ofSeconds(startTimeoutSeconds), conf,
           Runtime.getRuntime().availableProcessors()));
