@@ -92,6 +92,13 @@ public final class ChaosRun {
       try {
         checkReplicas(channel, settings.replicas(), notes);
         SeededLoad load = new SeededLoad(settings.load());
+        List<String> warmUpErrors = load.warmUp(channel);
+        if (warmUpErrors.size() == settings.load().streams()) {
+          warmUpErrors = load.warmUp(channel); // a cold cluster may time out once; a second miss is a finding
+        }
+        if (!warmUpErrors.isEmpty()) {
+          notes.add(warmUpErrors.size() + " warm-up request(s) failed before any fault, first: " + warmUpErrors.get(0));
+        }
         FaultInjector injector = new FaultInjector(cluster, schedule, settings.faultAfterTokens(),
             settings.startTimeout(), err);
         err.printf("moe chaos: %s: load of %d streams; fault: %s%n", settings.scenario().cliName(),
@@ -182,7 +189,9 @@ public final class ChaosRun {
     }
     ModelInfo info = InferenceGrpc.newBlockingStub(channel).withDeadlineAfter(10, TimeUnit.SECONDS)
         .getModelInfo(GetModelInfoRequest.getDefaultInstance());
-    if (info.getPlacementList().stream().noneMatch(p -> p.getReplica() > 0)) {
+    // Replicas show as a second entry per (layer, expert), or as replica numbers above 0.
+    long distinct = info.getPlacementList().stream().map(p -> p.getLayer() + "/" + p.getExpert()).distinct().count();
+    if (info.getPlacementCount() <= distinct && info.getPlacementList().stream().noneMatch(p -> p.getReplica() > 0)) {
       notes.add("--replicas 2 was asked for, but the placement shows one replica per expert ("
           + Settings.REPLICAS_KEY + " is not honored by this build)");
     }

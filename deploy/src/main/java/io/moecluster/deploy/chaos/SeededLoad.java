@@ -93,6 +93,37 @@ public final class SeededLoad {
     return currentTokens.get(stream);
   }
 
+  /**
+   * Unmeasured requests before the load, {@code streams} at once, 4 tokens each, so that every
+   * node has its code compiled and its experts' weights loaded: the stalls then measure the fault,
+   * not a cold start. Returns the errors of the warm-up requests that failed (none on a healthy
+   * cluster).
+   */
+  public List<String> warmUp(ManagedChannel channel) throws InterruptedException {
+    InferenceGrpc.InferenceBlockingStub stub = InferenceGrpc.newBlockingStub(channel);
+    Settings warm = new Settings(settings.streams(), Duration.ZERO, 4, ~settings.seed(), settings.vocabSize(),
+        settings.requestTimeout());
+    List<String> errors = new java.util.concurrent.CopyOnWriteArrayList<>();
+    List<Thread> threads = new ArrayList<>();
+    for (int s = 0; s < settings.streams(); s++) {
+      int stream = s;
+      threads.add(Thread.ofVirtual().name("chaos-warm-up-" + s).start(() -> {
+        try {
+          Iterator<GenerateResponse> it = stub
+              .withDeadlineAfter(settings.requestTimeout().toMillis(), TimeUnit.MILLISECONDS)
+              .generate(toProto(request(warm, stream, 0), "chaos-warm-up-" + stream));
+          it.forEachRemaining(r -> { });
+        } catch (StatusRuntimeException e) {
+          errors.add(e.getStatus().getCode() + ": " + e.getStatus().getDescription());
+        }
+      }));
+    }
+    for (Thread t : threads) {
+      t.join();
+    }
+    return errors;
+  }
+
   /** Runs the load to its end; returns every request's record, by stream and round. */
   public List<StreamRecord> run(ManagedChannel channel, Runnable onStart) throws InterruptedException {
     InferenceGrpc.InferenceBlockingStub stub = InferenceGrpc.newBlockingStub(channel);
