@@ -40,7 +40,8 @@ public final class ChaosCluster implements AutoCloseable {
 
   /**
    * @param portBase 0: free ports; otherwise node i gets cluster port portBase + i, metrics port
-   *     portBase + 50 + i, and the gateway gRPC port portBase + 49
+   *     portBase + 50 + i, and the gateway gRPC port portBase + 49. With free ports, each node
+   *     picks its own metrics port at bind time (no race with other processes) and logs it
    * @param conf {@code --conf} settings for every node
    */
   public record Options(Path model, Map<String, String> conf, int portBase, Duration startTimeout,
@@ -57,14 +58,12 @@ public final class ChaosCluster implements AutoCloseable {
   private static final class Node {
     final Topology.Node spec;
     final List<String> command;
-    final HostPort metrics;
     volatile ChildProcess process;
     volatile boolean paused;
 
-    Node(Topology.Node spec, List<String> command, HostPort metrics) {
+    Node(Topology.Node spec, List<String> command) {
       this.spec = spec;
       this.command = command;
-      this.metrics = metrics;
     }
   }
 
@@ -102,8 +101,7 @@ public final class ChaosCluster implements AutoCloseable {
       String seed = HOST + ":" + ports.get(0);
       for (int i = 0; i < n; i++) {
         Topology.Node spec = topology.nodes().get(i);
-        HostPort metrics = new HostPort(HOST, base == 0 ? freePort() : base + 50 + i);
-        Node node = new Node(spec, cluster.command(spec, ports.get(i), seed, metrics.port()), metrics);
+        Node node = new Node(spec, cluster.command(spec, ports.get(i), seed, base == 0 ? 0 : base + 50 + i));
         cluster.nodes.put(spec.name(), node);
         node.process = ChildProcess.start(spec.name(), node.command, cluster.log);
       }
@@ -243,6 +241,7 @@ public final class ChaosCluster implements AutoCloseable {
     if (n.process.isAlive()) {
       throw new IllegalStateException(name + " is still running");
     }
+    log.forgetMetricsUrl(name);
     n.process = ChildProcess.start(name, n.command, log);
   }
 
@@ -254,8 +253,13 @@ public final class ChaosCluster implements AutoCloseable {
     Node n = node(name);
     long deadline = System.nanoTime() + timeout.toNanos();
     while (System.nanoTime() < deadline && n.process.isAlive()) {
+      String url = log.metricsUrl(name);
+      if (url == null) { // not logged yet by this incarnation
+        Thread.sleep(200);
+        continue;
+      }
       try {
-        HttpResponse<String> r = http.send(HttpRequest.newBuilder(URI.create("http://" + n.metrics + "/metrics"))
+        HttpResponse<String> r = http.send(HttpRequest.newBuilder(URI.create(url))
             .timeout(Duration.ofSeconds(2)).build(), HttpResponse.BodyHandlers.ofString());
         if (r.statusCode() == 200) {
           PrometheusText text = PrometheusText.parse(r.body());
@@ -309,6 +313,8 @@ public final class ChaosCluster implements AutoCloseable {
     private final List<String> lines = new ArrayList<>();
     private volatile boolean keeping = true;
     private final PrintStream target;
+    /** Each node's /metrics URL, from the line MetricsEndpoint logs when it binds. */
+    private final Map<String, String> metricsUrls = new java.util.concurrent.ConcurrentHashMap<>();
 
     LineWatcher(PrintStream target) {
       super(OutputStream.nullOutputStream(), true, StandardCharsets.UTF_8);
@@ -317,6 +323,10 @@ public final class ChaosCluster implements AutoCloseable {
 
     @Override
     public void println(String line) {
+      int at = line.indexOf(METRICS_LINE);
+      if (line.startsWith("[") && at > 0) {
+        metricsUrls.put(line.substring(1, line.indexOf(']')), line.substring(at + METRICS_LINE.length()).trim());
+      }
       if (keeping) {
         synchronized (lines) {
           lines.add(line);
@@ -353,6 +363,16 @@ public final class ChaosCluster implements AutoCloseable {
         }
         Thread.sleep(100);
       }
+    }
+
+    private static final String METRICS_LINE = "serving Prometheus metrics on ";
+
+    String metricsUrl(String node) {
+      return metricsUrls.get(node);
+    }
+
+    void forgetMetricsUrl(String node) {
+      metricsUrls.remove(node);
     }
 
     void stopKeeping() {
