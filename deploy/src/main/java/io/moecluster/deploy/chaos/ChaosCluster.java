@@ -26,7 +26,6 @@ import java.util.Map;
 import java.util.Optional;
 import java.util.Set;
 import java.util.concurrent.TimeUnit;
-import java.util.function.Predicate;
 
 /**
  * The multi-JVM cluster of a chaos run: one child JVM ({@code moe node}) per node of a {@link
@@ -178,11 +177,8 @@ public final class ChaosCluster implements AutoCloseable {
     return Optional.empty();
   }
 
-  /**
-   * Waits until the gateway is SERVING and every router has located the experts (its log says
-   * so), so that a scenario starts on a cluster where each router takes streams.
-   */
-  public void awaitReady() throws InterruptedException {
+  /** Waits until the gateway is SERVING: some router has located every expert. */
+  public void awaitServing() throws InterruptedException {
     ManagedChannel channel = Gateways.channel(gateway);
     try {
       Gateways.awaitServing(channel, options.startTimeout(),
@@ -190,21 +186,34 @@ public final class ChaosCluster implements AutoCloseable {
     } finally {
       Gateways.close(channel);
     }
-    long deadline = System.nanoTime() + options.startTimeout().toNanos();
+  }
+
+  /** The routers (router-role nodes) that have routed no token yet, from their /metrics. */
+  public List<String> idleRouters() throws InterruptedException {
+    List<String> idle = new ArrayList<>();
     for (Topology.Node n : topology.nodes()) {
       if (n.roles().contains("router")) {
-        // ExpertPlacement logs "All N experts located on M node(s)" once the router is ready.
-        log.await(line -> line.startsWith("[" + n.name() + "] ") && line.contains("experts located on"),
-            deadline, () -> deadNode(Set.of()));
+        Optional<PrometheusText> metrics = metrics(n.name());
+        if (metrics.isEmpty() || metrics.get().sum("moe_tokens_routed_total") == 0) {
+          idle.add(n.name());
+        }
       }
     }
-    if (topology.routerNodes() > 1) {
-      // The gateway polls the routers' readiness; give it one more poll than it needs.
-      log.await(line -> line.startsWith("[gateway] ") && line.contains("routers listed: " + topology.routerNodes()),
-          deadline, () -> deadNode(Set.of()));
-      Thread.sleep(2000);
+    return idle;
+  }
+
+  private Optional<PrometheusText> metrics(String name) throws InterruptedException {
+    String url = log.metricsUrl(name);
+    if (url == null) {
+      return Optional.empty();
     }
-    log.stopKeeping();
+    try {
+      HttpResponse<String> r = http.send(HttpRequest.newBuilder(URI.create(url)).timeout(Duration.ofSeconds(5)).build(),
+          HttpResponse.BodyHandlers.ofString());
+      return r.statusCode() == 200 ? Optional.of(PrometheusText.parse(r.body())) : Optional.empty();
+    } catch (IOException e) {
+      return Optional.empty(); // not listening (yet, or any more)
+    }
   }
 
   /** SIGKILL: the JVM dies at once, without leaving the cluster. */
@@ -253,23 +262,10 @@ public final class ChaosCluster implements AutoCloseable {
     Node n = node(name);
     long deadline = System.nanoTime() + timeout.toNanos();
     while (System.nanoTime() < deadline && n.process.isAlive()) {
-      String url = log.metricsUrl(name);
-      if (url == null) { // not logged yet by this incarnation
-        Thread.sleep(200);
-        continue;
-      }
-      try {
-        HttpResponse<String> r = http.send(HttpRequest.newBuilder(URI.create(url))
-            .timeout(Duration.ofSeconds(2)).build(), HttpResponse.BodyHandlers.ofString());
-        if (r.statusCode() == 200) {
-          PrometheusText text = PrometheusText.parse(r.body());
-          double up = text.sum("moe_cluster_members", s -> "up".equals(s.label("status")));
-          if (up > 0 && text.sum("moe_cluster_unreachable_members") == 0) {
-            return true;
-          }
-        }
-      } catch (IOException e) {
-        // Not listening yet.
+      Optional<PrometheusText> text = metrics(name);
+      if (text.isPresent() && text.get().sum("moe_cluster_members", x -> "up".equals(x.label("status"))) > 0
+          && text.get().sum("moe_cluster_unreachable_members") == 0) {
+        return true;
       }
       Thread.sleep(200);
     }
@@ -305,13 +301,10 @@ public final class ChaosCluster implements AutoCloseable {
   }
 
   /**
-   * The children's log: forwards every line and lets a caller wait for a line it expects. {@link
-   * ChildProcess} writes each line with one {@code println(String)}.
+   * The children's log: forwards every line and notes the /metrics URL each node logs when it
+   * binds. {@link ChildProcess} writes each line with one {@code println(String)}.
    */
   private static final class LineWatcher extends PrintStream {
-    /** Lines kept for {@link #await} until the cluster is ready; after that, none. */
-    private final List<String> lines = new ArrayList<>();
-    private volatile boolean keeping = true;
     private final PrintStream target;
     /** Each node's /metrics URL, from the line MetricsEndpoint logs when it binds. */
     private final Map<String, String> metricsUrls = new java.util.concurrent.ConcurrentHashMap<>();
@@ -327,11 +320,6 @@ public final class ChaosCluster implements AutoCloseable {
       if (line.startsWith("[") && at > 0) {
         metricsUrls.put(line.substring(1, line.indexOf(']')), line.substring(at + METRICS_LINE.length()).trim());
       }
-      if (keeping) {
-        synchronized (lines) {
-          lines.add(line);
-        }
-      }
       synchronized (target) {
         target.println(line);
       }
@@ -342,29 +330,6 @@ public final class ChaosCluster implements AutoCloseable {
       target.flush();
     }
 
-    void await(Predicate<String> wanted, long deadlineNanos, java.util.function.Supplier<Optional<String>> failure)
-        throws InterruptedException {
-      int from = 0;
-      while (true) {
-        synchronized (lines) {
-          for (int i = from; i < lines.size(); i++) {
-            if (wanted.test(lines.get(i))) {
-              return;
-            }
-          }
-          from = lines.size();
-        }
-        Optional<String> failed = failure.get();
-        if (failed.isPresent()) {
-          throw new IllegalStateException(failed.get());
-        }
-        if (System.nanoTime() > deadlineNanos) {
-          throw new IllegalStateException("the cluster did not get ready in time (a router did not locate its experts)");
-        }
-        Thread.sleep(100);
-      }
-    }
-
     private static final String METRICS_LINE = "serving Prometheus metrics on ";
 
     String metricsUrl(String node) {
@@ -373,13 +338,6 @@ public final class ChaosCluster implements AutoCloseable {
 
     void forgetMetricsUrl(String node) {
       metricsUrls.remove(node);
-    }
-
-    void stopKeeping() {
-      keeping = false;
-      synchronized (lines) {
-        lines.clear();
-      }
     }
   }
 }

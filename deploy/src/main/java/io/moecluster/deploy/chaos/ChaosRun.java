@@ -87,18 +87,12 @@ public final class ChaosRun {
     ChaosCluster.Options options = new ChaosCluster.Options(settings.model(), settings.nodeConf(),
         settings.portBase(), settings.startTimeout(), Duration.ofSeconds(3));
     try (ChaosCluster cluster = ChaosCluster.start(topology, options, nodeLog)) {
-      cluster.awaitReady();
+      cluster.awaitServing();
       ManagedChannel channel = Gateways.channel(cluster.gateway());
       try {
         checkReplicas(channel, settings.replicas(), notes);
         SeededLoad load = new SeededLoad(settings.load());
-        List<String> warmUpErrors = load.warmUp(channel);
-        if (warmUpErrors.size() == settings.load().streams()) {
-          warmUpErrors = load.warmUp(channel); // a cold cluster may time out once; a second miss is a finding
-        }
-        if (!warmUpErrors.isEmpty()) {
-          notes.add(warmUpErrors.size() + " warm-up request(s) failed before any fault, first: " + warmUpErrors.get(0));
-        }
+        warmUp(cluster, channel, load, settings, notes);
         FaultInjector injector = new FaultInjector(cluster, schedule, settings.faultAfterTokens(),
             settings.startTimeout(), err);
         err.printf("moe chaos: %s: load of %d streams; fault: %s%n", settings.scenario().cliName(),
@@ -120,6 +114,33 @@ public final class ChaosRun {
         settings.scenario().cliName(), records.size());
     err.flush();
     return report(settings, topology, schedule.size(), records, injected, loadNanos, reference(settings, records), notes);
+  }
+
+  /**
+   * Warm-up rounds until every router has routed tokens (the gateway only sends to a router once
+   * it has located the experts, so this also says every router is ready), at most until the start
+   * timeout. Warm-up failures go into the notes: they happened before any fault.
+   */
+  private static void warmUp(ChaosCluster cluster, ManagedChannel channel, SeededLoad load, Settings settings,
+      List<String> notes) throws InterruptedException {
+    long deadline = System.nanoTime() + settings.startTimeout().toNanos();
+    List<String> errors = load.warmUp(channel);
+    int rounds = 1;
+    while ((errors.size() == settings.load().streams() || !cluster.idleRouters().isEmpty())
+        && System.nanoTime() < deadline) {
+      Thread.sleep(1000);
+      errors = load.warmUp(channel);
+      rounds++;
+    }
+    if (!errors.isEmpty()) {
+      notes.add(errors.size() + " request(s) of warm-up round " + rounds + " failed before any fault, first: "
+          + errors.get(0));
+    }
+    List<String> idle = cluster.idleRouters();
+    if (!idle.isEmpty()) {
+      notes.add("after " + rounds + " warm-up round(s), " + idle + " had routed no token: the fault may hit a router "
+          + "without streams");
+    }
   }
 
   /** The reference tokens of every request, from the single-process generator. */
