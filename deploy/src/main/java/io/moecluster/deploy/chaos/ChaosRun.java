@@ -72,6 +72,9 @@ public final class ChaosRun {
     }
   }
 
+  /** Warm-up rounds at most, until one passes without error with every router used. */
+  private static final int MAX_WARM_UP_ROUNDS = 5;
+
   private ChaosRun() {}
 
   /** Runs {@code settings}' scenario; node output goes to {@code nodeLog}, progress to {@code err}. */
@@ -124,17 +127,22 @@ public final class ChaosRun {
   private static void warmUp(ChaosCluster cluster, ManagedChannel channel, SeededLoad load, Settings settings,
       List<String> notes) throws InterruptedException {
     long deadline = System.nanoTime() + settings.startTimeout().toNanos();
-    List<String> errors = load.warmUp(channel);
-    int rounds = 1;
-    while ((errors.size() == settings.load().streams() || !cluster.idleRouters().isEmpty())
-        && System.nanoTime() < deadline) {
-      Thread.sleep(1000);
-      errors = load.warmUp(channel);
+    List<String> failedRounds = new ArrayList<>();
+    int rounds = 0;
+    while (true) {
+      List<String> errors = load.warmUp(channel);
       rounds++;
+      if (!errors.isEmpty()) {
+        failedRounds.add("round " + rounds + ": " + errors.size() + " failed, first: " + errors.get(0));
+      }
+      if ((errors.isEmpty() && cluster.idleRouters().isEmpty()) || rounds == MAX_WARM_UP_ROUNDS
+          || System.nanoTime() > deadline) {
+        break;
+      }
+      Thread.sleep(1000);
     }
-    if (!errors.isEmpty()) {
-      notes.add(errors.size() + " request(s) of warm-up round " + rounds + " failed before any fault, first: "
-          + errors.get(0));
+    if (!failedRounds.isEmpty()) {
+      notes.add("warm-up requests failed before any fault (" + String.join("; ", failedRounds) + ")");
     }
     List<String> idle = cluster.idleRouters();
     if (!idle.isEmpty()) {
