@@ -137,10 +137,6 @@ public final class StrictRequestParsing {
       if (refused) {
         return;
       }
-      if (received && descriptor.getType().clientSendsOneMessage()) {
-        refuse("a " + descriptor.getType() + " call takes one request message, got more");
-        return;
-      }
       received = true;
       ReqT request;
       try {
