@@ -2,6 +2,7 @@ package io.moecluster.deploy;
 
 import io.moecluster.deploy.commands.BenchCommand;
 import io.moecluster.deploy.commands.BenchLocalCommand;
+import io.moecluster.deploy.commands.CertsCommand;
 import io.moecluster.deploy.commands.ClientCommand;
 import io.moecluster.deploy.commands.DemoCommand;
 import io.moecluster.deploy.commands.GenerateCommand;
@@ -47,6 +48,7 @@ import picocli.CommandLine.Spec;
       ClientCommand.class,
       BenchCommand.class,
       StatsCommand.class,
+      CertsCommand.class,
     })
 public final class Moe implements Runnable {
 

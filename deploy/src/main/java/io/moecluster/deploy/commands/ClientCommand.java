@@ -39,8 +39,15 @@ public final class ClientCommand implements Runnable {
         description = "the gateway's gRPC address (default: ${DEFAULT-VALUE})")
     String target;
 
+    @Mixin ClientSecurityOptions security;
+
     HostPort hostPort() {
       return HostPort.parse(target, "--target");
+    }
+
+    /** A channel to the target with the TLS and API-key flags. */
+    ManagedChannel channel() {
+      return security.channel(hostPort());
     }
   }
 
@@ -56,7 +63,7 @@ public final class ClientCommand implements Runnable {
       GenerateRequest request = RemoteGeneration.request(options);
       PrintWriter out = spec.commandLine().getOut();
       PrintWriter err = spec.commandLine().getErr();
-      ManagedChannel channel = Gateways.channel(target.hostPort());
+      ManagedChannel channel = target.channel();
       boolean printedText = false;
       try {
         var stub = InferenceGrpc.newBlockingStub(channel);
@@ -102,7 +109,7 @@ public final class ClientCommand implements Runnable {
     @Override
     public Integer call() throws InvalidProtocolBufferException {
       PrintWriter out = spec.commandLine().getOut();
-      ManagedChannel channel = Gateways.channel(target.hostPort());
+      ManagedChannel channel = target.channel();
       try {
         ModelInfo info = InferenceGrpc.newBlockingStub(channel).withDeadlineAfter(30, TimeUnit.SECONDS)
             .getModelInfo(GetModelInfoRequest.getDefaultInstance());
