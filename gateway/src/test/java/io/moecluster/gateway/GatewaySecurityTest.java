@@ -31,6 +31,7 @@ import io.moecluster.proto.v1.SamplingParams;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
@@ -162,15 +163,17 @@ class GatewaySecurityTest {
       // Health stays open for probes; reflection follows the key.
       assertEquals(ServingStatus.SERVING, HealthGrpc.newBlockingStub(channel)
           .withDeadlineAfter(5, TimeUnit.SECONDS).check(HealthCheckRequest.getDefaultInstance()).getStatus());
-      assertEquals(Status.Code.UNAUTHENTICATED, reflect(channel, null).getCode());
-      assertEquals(Status.Code.OK, reflect(channel, KEY).getCode());
+      assertEquals(Status.Code.UNAUTHENTICATED, reflect(channel, null, new ArrayList<>()).getCode());
+      List<String> services = new ArrayList<>();
+      assertEquals(Status.Code.OK, reflect(channel, KEY, services).getCode());
+      assertTrue(services.contains(InferenceGrpc.SERVICE_NAME), services.toString());
     } finally {
       close(channel);
     }
   }
 
-  /** Lists the services through reflection v1; the status the call ended with. */
-  private static Status reflect(ManagedChannel channel, String key) throws Exception {
+  /** Lists the services through reflection v1 into {@code services}; the status the call ended with. */
+  private static Status reflect(ManagedChannel channel, String key, List<String> services) throws Exception {
     var stub = ServerReflectionGrpc.newStub(channel).withDeadlineAfter(5, TimeUnit.SECONDS);
     if (key != null) {
       Metadata headers = new Metadata();
@@ -180,7 +183,9 @@ class GatewaySecurityTest {
     CompletableFuture<Status> end = new CompletableFuture<>();
     StreamObserver<ServerReflectionRequest> requests = stub.serverReflectionInfo(new StreamObserver<>() {
       @Override
-      public void onNext(ServerReflectionResponse value) {}
+      public void onNext(ServerReflectionResponse value) {
+        value.getListServicesResponse().getServiceList().forEach(s -> services.add(s.getName()));
+      }
 
       @Override
       public void onError(Throwable t) {

@@ -6,8 +6,11 @@ import io.grpc.ServerCall;
 import io.grpc.ServerCallHandler;
 import io.grpc.ServerMethodDefinition;
 import io.grpc.ServerServiceDefinition;
+import io.grpc.ServiceDescriptor;
 import io.grpc.Status;
 import java.io.InputStream;
+import java.util.ArrayList;
+import java.util.List;
 
 /**
  * Makes a request that is not a valid protobuf message (bad wire format, a string field that is
@@ -23,10 +26,16 @@ public final class StrictRequestParsing {
 
   /** {@code service} with every method's request parsed as described above. */
   public static ServerServiceDefinition wrap(ServerServiceDefinition service) {
-    ServerServiceDefinition.Builder b = ServerServiceDefinition.builder(service.getServiceDescriptor().getName());
+    List<ServerMethodDefinition<InputStream, InputStream>> methods = new ArrayList<>();
     for (ServerMethodDefinition<?, ?> method : service.getMethods()) {
-      b.addMethod(wrap(method));
+      methods.add(wrap(method));
     }
+    // The schema descriptor stays: server reflection lists and describes the service from it.
+    ServiceDescriptor.Builder descriptor = ServiceDescriptor.newBuilder(service.getServiceDescriptor().getName())
+        .setSchemaDescriptor(service.getServiceDescriptor().getSchemaDescriptor());
+    methods.forEach(m -> descriptor.addMethod(m.getMethodDescriptor()));
+    ServerServiceDefinition.Builder b = ServerServiceDefinition.builder(descriptor.build());
+    methods.forEach(b::addMethod);
     return b.build();
   }
 
