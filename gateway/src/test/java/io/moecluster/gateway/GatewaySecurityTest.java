@@ -319,5 +319,9 @@ class GatewaySecurityTest {
     GatewaySecurity s = GatewaySecurity.fromConfig(config, Map.of("MY_KEYS", "key-c, key-d key-a"));
     assertEquals(List.of("key-a", "key-b", "key-c", "key-d"), s.apiKeys());
     assertEquals(Optional.empty(), s.tls());
+    // The defaults: plaintext, no key, 64 calls per client.
+    GatewaySecurity defaults = GatewaySecurity.fromConfig(ConfigFactory.load(), Map.of());
+    assertEquals(new GatewaySecurity(Optional.empty(), List.of(), 64), defaults);
+    assertEquals("plaintext, no API key, at most 64 calls per client", defaults.describe());
   }
 }
