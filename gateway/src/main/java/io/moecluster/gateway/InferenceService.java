@@ -68,7 +68,8 @@ public final class InferenceService extends InferenceGrpc.InferenceImplBase {
     this.validator = new RequestValidator(tokenizer, config, settings, modelName);
     this.admission = admission;
     this.routers = routers;
-    this.env = new StreamSession.Env(routers, tokenizer, settings.firstEventTimeout());
+    this.env = new StreamSession.Env(
+            routers, tokenizer, settings.firstEventTimeout(), settings.maxResubmissions());
   }
 
   @Override

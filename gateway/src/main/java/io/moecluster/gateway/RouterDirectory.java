@@ -12,6 +12,7 @@ import java.util.Comparator;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
+import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
 import java.util.concurrent.ConcurrentHashMap;
@@ -68,7 +69,16 @@ final class RouterDirectory {
 
   /** The listed router with the fewest of this gateway's streams, or empty when none is listed. */
   Optional<Lease> acquire() {
-    List<ActorRef<RouterCommand>> current = routers;
+    return acquire(Set.of());
+  }
+
+  /**
+   * As {@link #acquire()}, leaving out {@code excluded} (routers a stream already lost: the listing
+   * may still name a dead router until the cluster removes its node).
+   */
+  Optional<Lease> acquire(Set<ActorRef<RouterCommand>> excluded) {
+    List<ActorRef<RouterCommand>> current =
+        routers.stream().filter(r -> !excluded.contains(r)).toList();
     // Prefer routers that reported ready; fall back to any listed one.
     List<ActorRef<RouterCommand>> ready =
         current.stream().filter(r -> isReady(statuses.get(r))).toList();

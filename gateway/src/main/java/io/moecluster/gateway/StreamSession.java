@@ -19,6 +19,8 @@ import io.moecluster.proto.v1.Usage;
 import java.time.Duration;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.Set;
 import java.util.List;
 import org.apache.pekko.actor.NoSerializationVerificationNeeded;
 import org.apache.pekko.actor.typed.ActorRef;
@@ -43,6 +45,14 @@ import org.slf4j.LoggerFactory;
  * in-flight count and the admission permit are released exactly once, and a router that may still
  * be generating gets a {@code Cancel}.
  *
+ * <p>Router loss: when its router stops, leaves the cluster or answers UNAVAILABLE, the session
+ * resubmits the request to another router (at most {@code maxResubmissions} times, within the
+ * call's deadline), resumed after every token it has received so far. Replay is exact (batch
+ * invariance and the (seed, position) sampler), so the new router's first token is the one the
+ * client would have got next. Each submission carries its own attempt id ({@code <id>/<n>}) and
+ * the session takes a token only with the next expected index from the current attempt, so a late
+ * event of a lost router can never reach the client: every token arrives once, in order.
+ *
  * <p>Its reference is an {@code ActorRef<SequenceEvent>} (the router's view); the gateway's own
  * messages to it are local only.
  */
@@ -56,7 +66,13 @@ final class StreamSession extends AbstractBehavior<Object> {
   }
 
   /** Everything a session needs from the gateway. */
-  record Env(RouterDirectory routers, Tokenizer tokenizer, Duration firstEventTimeout) {}
+  record Env(
+      RouterDirectory routers, Tokenizer tokenizer, Duration firstEventTimeout, int maxResubmissions) {
+    /** Without resubmission after a router loss. */
+    Env(RouterDirectory routers, Tokenizer tokenizer, Duration firstEventTimeout) {
+      this(routers, tokenizer, firstEventTimeout, 0);
+    }
+  }
 
   // --- local messages (never leave this JVM) ---
   /**
@@ -119,6 +135,17 @@ final class StreamSession extends AbstractBehavior<Object> {
 
   private final Slot slot;
   private RouterDirectory.Lease lease;
+  /** Routers this call lost; never chosen again for it. */
+  private final Set<ActorRef<RouterCommand>> lost = new HashSet<>();
+  /** Submissions after the first one. */
+  private int resubmissions;
+  /** The request id of the current submission; events with another id are stale. */
+  private String attemptId;
+  /**
+   * Every token of the completion so far, in index order: the client's resume ids, then each
+   * token taken from a router (queued or written). A resubmission resumes after all of them.
+   */
+  private final List<Integer> delivered = new ArrayList<>();
   private boolean submitted;
   private boolean sawEvent;
   private boolean closed;
@@ -168,6 +195,10 @@ final class StreamSession extends AbstractBehavior<Object> {
     this.call = call;
     this.request = request;
     this.requestId = requestId;
+    this.attemptId = requestId;
+    for (int id : request.resumeIds()) {
+      delivered.add(id);
+    }
   }
 
   @Override
@@ -191,7 +222,7 @@ final class StreamSession extends AbstractBehavior<Object> {
                                     + env.firstEventTimeout().toMillis()
                                     + " ms; retry later"),
                             true)))
-        .onSignal(Terminated.class, t -> guarded(() -> onRouterGone()))
+        .onSignal(Terminated.class, t -> guarded(() -> onRouterGone(t)))
         .onSignal(PostStop.class, s -> onPostStop())
         .build();
   }
@@ -213,39 +244,89 @@ final class StreamSession extends AbstractBehavior<Object> {
   }
 
   private void onAdmitted() {
-    var chosen = env.routers().acquire();
-    if (chosen.isEmpty()) {
+    if (!submit()) {
       fail(
           Status.UNAVAILABLE.withDescription("no router is available in the cluster; retry later"),
           false);
-      return;
+    }
+  }
+
+  /**
+   * Sends the request, resumed after the {@link #delivered} tokens, to the least loaded router this
+   * call has not lost; false when there is none.
+   */
+  private boolean submit() {
+    var chosen = env.routers().acquire(lost);
+    if (chosen.isEmpty()) {
+      return false;
     }
     lease = chosen.get();
     getContext().watch(lease.router());
     ActorRef<SequenceEvent> self = getContext().getSelf().narrow();
     Submit submit =
         Submit.newBuilder()
-            .setRequestId(requestId)
+            .setRequestId(attemptId)
             .addAllPromptIds(asList(request.promptIds()))
             .setSampling(request.sampling())
             .setMaxTokens(request.maxTokens())
             .addAllStop(request.stop())
             .setIgnoreEos(request.ignoreEos())
             .setLogprobs(request.logprobs())
+            .addAllResumeIds(delivered)
             .setReplyTo(ActorRefResolver.get(getContext().getSystem()).toSerializationFormat(self))
             .build();
     lease.router().tell(RouterCommand.newBuilder().setSubmit(submit).build());
     submitted = true;
-    slot.metrics.submitted(request.promptIds().length);
+    if (resubmissions == 0) {
+      slot.metrics.submitted(request.promptIds().length);
+    }
+    sawEvent = false;
     timers.startSingleTimer(
         Signal.FIRST_EVENT_TIMEOUT, Signal.FIRST_EVENT_TIMEOUT, env.firstEventTimeout());
     log.debug(
-        "request {} ({}) submitted to {}", requestId, request.clientRequestId(), lease.router());
+        "request {} ({}) submitted to {} after {} token(s)",
+        attemptId,
+        request.clientRequestId(),
+        lease.router(),
+        delivered.size());
+    return true;
+  }
+
+  /**
+   * Moves the call to another router after its router was lost, if the limits allow; false when
+   * the call must fail instead (no attempt, time or router left).
+   */
+  private boolean resubmit(String reason) {
+    if (resubmissions >= env.maxResubmissions()
+        || slot.metrics.deadlinePassed()
+        || call.isCancelled()) {
+      return false;
+    }
+    ActorRef<RouterCommand> gone = lease.router();
+    getContext().unwatch(gone);
+    lease.release();
+    lease = null;
+    submitted = false;
+    lost.add(gone);
+    resubmissions++;
+    attemptId = requestId + "/" + resubmissions;
+    if (!submit()) {
+      return false;
+    }
+    slot.metrics.resubmitted(reason);
+    log.info(
+        "request {}: router {} lost ({}); resubmitted to {} after {} token(s)",
+        attemptId,
+        gone,
+        reason,
+        lease.router(),
+        delivered.size());
+    return true;
   }
 
   private void onEvent(SequenceEvent event) {
-    if (!event.getRequestId().equals(requestId)) {
-      return;
+    if (!event.getRequestId().equals(attemptId)) {
+      return; // from a router this call has left: its tokens are replayed by the current one
     }
     if (!sawEvent) {
       sawEvent = true;
@@ -254,9 +335,7 @@ final class StreamSession extends AbstractBehavior<Object> {
     switch (event.getEventCase()) {
       case TOKEN -> {
         if (finished == null) {
-          slot.metrics.token();
-          pending.add(event.getToken());
-          flush();
+          onToken(event.getToken());
         }
       }
       case FINISHED -> {
@@ -268,10 +347,39 @@ final class StreamSession extends AbstractBehavior<Object> {
       case FAILED -> {
         submitted = false;
         Failed f = event.getFailed();
-        fail(statusOf(f), false);
+        // UNAVAILABLE: the router is shutting down or cannot reach an expert; another may serve.
+        if (!(Status.Code.UNAVAILABLE.name().equals(f.getCode())
+            && resubmit("router_unavailable"))) {
+          fail(statusOf(f), false);
+        }
       }
       default -> {}
     }
+  }
+
+  /** Takes the token that comes next in the completion; anything else is a replayed one. */
+  private void onToken(TokenChunk token) {
+    int expected = delivered.size();
+    if (token.getIndex() < expected) {
+      log.debug("request {}: token {} already delivered; dropped", attemptId, token.getIndex());
+      return;
+    }
+    if (token.getIndex() > expected) {
+      log.error(
+          "request {}: token {} arrived, {} expected; the stream cannot go on without a gap",
+          attemptId,
+          token.getIndex(),
+          expected);
+      fail(
+          Status.INTERNAL.withDescription(
+              "internal error in the gateway: a token went missing (request " + requestId + ")"),
+          true);
+      return;
+    }
+    delivered.add(token.getTokenId());
+    slot.metrics.token();
+    pending.add(token);
+    flush();
   }
 
   private static Status statusOf(Failed f) {
@@ -414,15 +522,19 @@ final class StreamSession extends AbstractBehavior<Object> {
     return Behaviors.stopped();
   }
 
-  private void onRouterGone() {
-    if (finished != null) {
-      return; // every event is here; only the client's readiness is awaited
+  private void onRouterGone(Terminated t) {
+    if (finished != null || lease == null || !t.getRef().equals(lease.router())) {
+      return; // every event is here, or a router this call already left
     }
     submitted = false; // nothing left there to cancel
-    fail(
-        Status.UNAVAILABLE.withDescription(
-            "the router serving this request stopped or left the cluster; retry the request"),
-        false);
+    if (!resubmit("router_lost")) {
+      fail(
+          Status.UNAVAILABLE.withDescription(
+              "the router serving this request stopped or left the cluster"
+                  + (resubmissions > 0 ? " (after " + resubmissions + " resubmission(s))" : "")
+                  + " and no other router could continue it; retry the request"),
+          false);
+    }
   }
 
   /** Frees everything the call holds, once; tells the router to stop when it may still run. */
@@ -434,7 +546,7 @@ final class StreamSession extends AbstractBehavior<Object> {
             .router()
             .tell(
                 RouterCommand.newBuilder()
-                    .setCancel(Cancel.newBuilder().setRequestId(requestId))
+                    .setCancel(Cancel.newBuilder().setRequestId(attemptId))
                     .build());
       }
       submitted = false;
