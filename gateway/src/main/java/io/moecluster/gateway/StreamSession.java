@@ -82,9 +82,19 @@ final class StreamSession extends AbstractBehavior<Object> {
   static final class Slot {
     /** The call's latency and token metrics, timed from its arrival. */
     final GatewayMetrics.Call metrics = GatewayMetrics.call();
+    private final Runnable onClose;
     private Admission.Ticket ticket;
     private Admission.Permit permit;
     private boolean closed;
+
+    Slot() {
+      this(() -> {});
+    }
+
+    /** {@code onClose} runs once, when the call ends. */
+    Slot(Runnable onClose) {
+      this.onClose = onClose;
+    }
 
     /** Keeps the permit; false (and released) when the call already ended. */
     synchronized boolean offer(Admission.Permit p) {
@@ -105,6 +115,9 @@ final class StreamSession extends AbstractBehavior<Object> {
 
     /** Leaves the queue or releases the permit; idempotent. */
     synchronized void close() {
+      if (!closed) {
+        onClose.run();
+      }
       closed = true;
       if (ticket != null) {
         ticket.cancel();
@@ -120,7 +133,9 @@ final class StreamSession extends AbstractBehavior<Object> {
     ADMITTED,
     READY,
     CLIENT_CANCELLED,
-    FIRST_EVENT_TIMEOUT
+    FIRST_EVENT_TIMEOUT,
+    /** The gateway is shutting down and will not wait for this call any longer. */
+    GATEWAY_STOPPING
   }
 
   /** Admission refused the call: answer RESOURCE_EXHAUSTED (from the actor, the only writer). */
@@ -221,6 +236,16 @@ final class StreamSession extends AbstractBehavior<Object> {
                                 "the router did not answer within "
                                     + env.firstEventTimeout().toMillis()
                                     + " ms; retry later"),
+                            true)))
+        .onMessageEquals(
+            Signal.GATEWAY_STOPPING,
+            () ->
+                guarded(
+                    () ->
+                        fail(
+                            Status.UNAVAILABLE.withDescription(
+                                "the gateway is shutting down; resume the stream on another gateway"
+                                    + " (resume_token_ids: the token ids received)"),
                             true)))
         .onSignal(Terminated.class, t -> guarded(() -> onRouterGone(t)))
         .onSignal(PostStop.class, s -> onPostStop())
