@@ -140,8 +140,8 @@ public final class GatewayMetrics {
         .help("Generate/Complete calls ended, by final gRPC status code").labelNames("code").register();
     static final Counter RESUBMISSIONS = Counter.builder().name("moe_request_resubmissions_total")
         .help("Streams resubmitted to another router, resumed after the tokens already sent, by why the"
-            + " previous router was lost (router_lost: it stopped or left; router_unavailable: it answered"
-            + " UNAVAILABLE)")
+            + " previous router was lost (router_unreachable: its node is unreachable; router_lost: it"
+            + " stopped or left; router_unavailable: it answered UNAVAILABLE)")
         .labelNames("reason").register();
     static final GaugeWithCallback RUNNING = GaugeWithCallback.builder().name("moe_requests_running")
         .help("Generate/Complete streams holding an admission slot").labelNames("node")

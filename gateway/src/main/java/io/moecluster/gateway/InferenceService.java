@@ -72,6 +72,10 @@ public final class InferenceService extends InferenceGrpc.InferenceImplBase {
     this.validator = new RequestValidator(tokenizer, config, settings, modelName);
     this.admission = admission;
     this.routers = routers;
+    routers.onUnreachable(
+        address ->
+            live.values()
+                .forEach(session -> session.tell(new StreamSession.RouterUnreachable(address))));
     this.env = new StreamSession.Env(
             routers, tokenizer, settings.firstEventTimeout(), settings.maxResubmissions());
   }

@@ -22,6 +22,7 @@ import java.util.ArrayList;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Set;
+import org.apache.pekko.actor.Address;
 import org.apache.pekko.actor.NoSerializationVerificationNeeded;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorRefResolver;
@@ -138,6 +139,12 @@ final class StreamSession extends AbstractBehavior<Object> {
     GATEWAY_STOPPING
   }
 
+  /**
+   * The failure detector lost the cluster member at {@code address}: a router there may be dead;
+   * the stream moves on rather than wait for the node to be downed.
+   */
+  record RouterUnreachable(Address address) implements NoSerializationVerificationNeeded {}
+
   /** Admission refused the call: answer RESOURCE_EXHAUSTED (from the actor, the only writer). */
   record Rejected(String message) implements NoSerializationVerificationNeeded {}
 
@@ -247,6 +254,7 @@ final class StreamSession extends AbstractBehavior<Object> {
                                 "the gateway is shutting down; resume the stream on another gateway"
                                     + " (resume_token_ids: the token ids received)"),
                             true)))
+        .onMessage(RouterUnreachable.class, u -> guarded(() -> onRouterUnreachable(u)))
         .onSignal(Terminated.class, t -> guarded(() -> onRouterGone(t)))
         .onSignal(PostStop.class, s -> onPostStop())
         .build();
@@ -285,7 +293,12 @@ final class StreamSession extends AbstractBehavior<Object> {
     if (chosen.isEmpty()) {
       return false;
     }
-    lease = chosen.get();
+    submitTo(chosen.get());
+    return true;
+  }
+
+  private void submitTo(RouterDirectory.Lease chosen) {
+    lease = chosen;
     getContext().watch(lease.router());
     ActorRef<SequenceEvent> self = getContext().getSelf().narrow();
     Submit submit =
@@ -314,12 +327,11 @@ final class StreamSession extends AbstractBehavior<Object> {
         request.clientRequestId(),
         lease.router(),
         delivered.size());
-    return true;
   }
 
   /**
-   * Moves the call to another router after its router was lost, if the limits allow; false when
-   * the call must fail instead (no attempt, time or router left).
+   * Moves the call from its router, lost for {@code reason}, to another one, if the limits allow
+   * and one is left; false (the call still on its router) otherwise.
    */
   private boolean resubmit(String reason) {
     if (resubmissions >= env.maxResubmissions()
@@ -328,16 +340,23 @@ final class StreamSession extends AbstractBehavior<Object> {
       return false;
     }
     ActorRef<RouterCommand> gone = lease.router();
-    getContext().unwatch(gone);
-    lease.release();
-    lease = null;
-    submitted = false;
     lost.add(gone);
-    resubmissions++;
-    attemptId = requestId + "/" + resubmissions;
-    if (!submit()) {
+    var next = env.routers().acquire(lost);
+    if (next.isEmpty()) {
       return false;
     }
+    getContext().unwatch(gone);
+    if (submitted) {
+      // It may be alive behind a partition: if the Cancel reaches it, it stops wasting work.
+      gone.tell(
+          RouterCommand.newBuilder()
+              .setCancel(Cancel.newBuilder().setRequestId(attemptId))
+              .build());
+    }
+    lease.release();
+    resubmissions++;
+    attemptId = requestId + "/" + resubmissions;
+    submitTo(next.get());
     slot.metrics.resubmitted(reason);
     log.info(
         "request {}: router {} lost ({}); resubmitted to {} after {} token(s)",
@@ -545,6 +564,16 @@ final class StreamSession extends AbstractBehavior<Object> {
       closed = true;
     }
     return Behaviors.stopped();
+  }
+
+  /**
+   * The router's node is unreachable: move on now if another router can take the stream (the old
+   * one's late events are ignored, should it come back); otherwise keep waiting for it.
+   */
+  private void onRouterUnreachable(RouterUnreachable u) {
+    if (finished == null && lease != null && lease.router().path().address().equals(u.address())) {
+      resubmit("router_unreachable");
+    }
   }
 
   private void onRouterGone(Terminated t) {

@@ -171,10 +171,16 @@ class RouterLossTest {
     }
   }
 
+  /** Resubmissions for any reason: unreachable first, usually; removed, or refusing. */
+  private static double resubmissions() {
+    return GatewayMetrics.resubmissions("router_unreachable")
+        + GatewayMetrics.resubmissions("router_lost")
+        + GatewayMetrics.resubmissions("router_unavailable");
+  }
+
   @Test
   void killingARouterMidStreamLosesAndDuplicatesNoToken() throws Exception {
-    double resubmittedBefore =
-        GatewayMetrics.resubmissions("router_lost") + GatewayMetrics.resubmissions("router_unavailable");
+    double resubmittedBefore = resubmissions();
     List<int[]> prompts = new ArrayList<>();
     List<GenerationResult> expected = new ArrayList<>();
     List<Collector> streams = new ArrayList<>();
@@ -240,10 +246,7 @@ class RouterLossTest {
       assertEquals(MAX_TOKENS, last.getUsage().getCompletionTokens());
       assertEquals(prompts.get(i).length, last.getUsage().getPromptTokens());
     }
-    double resubmitted =
-        GatewayMetrics.resubmissions("router_lost")
-            + GatewayMetrics.resubmissions("router_unavailable")
-            - resubmittedBefore;
+    double resubmitted = resubmissions() - resubmittedBefore;
     assertTrue(resubmitted >= 1, "the streams of the killed router were resubmitted");
   }
 }

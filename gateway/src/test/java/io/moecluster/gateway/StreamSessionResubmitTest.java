@@ -42,6 +42,8 @@ class StreamSessionResubmitTest {
   private static RouterDirectory directory;
   private static final List<TestProbe<RouterCommand>> routers = new ArrayList<>();
   private static Tokenizer tokenizer;
+  /** Request ids of the Cancels the routers received. */
+  private static final List<String> cancels = new java.util.concurrent.CopyOnWriteArrayList<>();
 
   @BeforeAll
   static void start() {
@@ -73,6 +75,9 @@ class StreamSessionResubmitTest {
           RouterCommand c = r.receiveMessage(Duration.ofMillis(50));
           if (c.getCommandCase() == RouterCommand.CommandCase.SUBMIT) {
             return new Submitted(r, c.getSubmit());
+          }
+          if (c.getCommandCase() == RouterCommand.CommandCase.CANCEL) {
+            cancels.add(c.getCancel().getRequestId());
           }
         } catch (AssertionError noMessage) {
           // try the other router
@@ -190,5 +195,35 @@ class StreamSessionResubmitTest {
     Status status = Status.fromThrowable(call.error);
     assertEquals(Status.Code.UNAVAILABLE, status.getCode());
     assertEquals("router rs-2/1 going down", status.getDescription());
+  }
+
+  @Test
+  void anUnreachableRoutersStreamMovesAtOnceAndTheOldOneIsCancelled() throws Exception {
+    double before = GatewayMetrics.resubmissions("router_unreachable");
+    var call = new StreamSessionFlowControlTest.FakeCall();
+    call.ready = true;
+    ActorRef<Object> s = session(call, "rs-3", 2);
+    Submitted first = nextSubmit();
+    s.tell(token("rs-3", 0));
+    s.tell(new StreamSession.RouterUnreachable(first.router().ref().path().address()));
+    Submitted second = nextSubmit();
+    assertEquals("rs-3/1", second.submit().getRequestId());
+    assertEquals(List.of(20), second.submit().getResumeIdsList());
+    long deadline = System.nanoTime() + Duration.ofSeconds(5).toNanos();
+    while (!cancels.contains("rs-3") && System.nanoTime() < deadline) {
+      RouterCommand c = first.router().receiveMessage(Duration.ofSeconds(5));
+      if (c.getCommandCase() == RouterCommand.CommandCase.CANCEL) {
+        cancels.add(c.getCancel().getRequestId());
+      }
+    }
+    assertTrue(cancels.contains("rs-3"), "the old router may be alive: it is told to stop");
+    s.tell(token("rs-3", 1)); // it was alive after all: ignored
+    s.tell(token("rs-3/1", 1));
+    s.tell(finished("rs-3/1", 2));
+    GatewayFixture.await("completed", Duration.ofSeconds(5), () -> call.completed);
+    List<Integer> ids = new ArrayList<>();
+    call.written.forEach(o -> ((GenerateResponse) o).getTokensList().forEach(t -> ids.add(t.getId())));
+    assertEquals(List.of(20, 21), ids);
+    assertEquals(before + 1, GatewayMetrics.resubmissions("router_unreachable"));
   }
 }
