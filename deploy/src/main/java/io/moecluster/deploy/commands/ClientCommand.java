@@ -73,8 +73,7 @@ public final class ClientCommand implements Runnable {
       }
       boolean[] any = {false};
       try (GatewayFailover gateways = new GatewayFailover(target.hostPorts(), Gateways::channel, reconnects)) {
-        var stub = InferenceGrpc.newBlockingStub(gateways.channel());
-        int[] promptIds = options.json() ? RemoteGeneration.promptIds(stub, request) : null;
+        int[] promptIds = options.json() ? RemoteGeneration.promptIds(gateways, request, err) : null;
         RemoteGeneration.Outcome outcome = RemoteGeneration.streamResuming(gateways, request, promptIds, text -> {
           if (!options.json()) {
             out.print(text);

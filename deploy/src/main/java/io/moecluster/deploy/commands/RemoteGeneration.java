@@ -84,6 +84,25 @@ final class RemoteGeneration {
         .getIdsList().stream().mapToInt(Integer::intValue).toArray();
   }
 
+  /** {@link #promptIds}, moving to the next gateway while they are UNAVAILABLE. */
+  static int[] promptIds(GatewayFailover gateways, GenerateRequest request, PrintWriter err)
+      throws InterruptedException {
+    while (true) {
+      try {
+        return promptIds(InferenceGrpc.newBlockingStub(gateways.channel()), request);
+      } catch (StatusRuntimeException e) {
+        if (e.getStatus().getCode() != Status.Code.UNAVAILABLE || !gateways.canReconnect()) {
+          throw e;
+        }
+        HostPort from = gateways.target();
+        gateways.reconnect();
+        err.printf(Locale.ROOT, "moe: gateway %s: UNAVAILABLE: %s; trying %s (reconnect %d of %d)%n", from,
+            e.getStatus().getDescription(), gateways.target(), gateways.reconnects(), gateways.maxReconnects());
+        err.flush();
+      }
+    }
+  }
+
   /** Streams {@code request}, handing each text delta to {@code onText} as it arrives. */
   static Outcome stream(InferenceGrpc.InferenceBlockingStub stub, GenerateRequest request, int[] promptIds,
       Consumer<String> onText) {

@@ -3,6 +3,7 @@ package io.moecluster.deploy.commands;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import com.fasterxml.jackson.databind.ObjectMapper;
 import com.typesafe.config.Config;
 import com.typesafe.config.ConfigFactory;
 import io.moecluster.core.checkpoint.CheckpointSpec;
@@ -24,6 +25,8 @@ import java.io.PrintWriter;
 import java.io.StringWriter;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
@@ -140,6 +143,31 @@ class ClientResumeTest {
     assertTrue(err.toString().contains("resuming after"), err.toString());
     assertTrue(err.toString().contains("on 127.0.0.1:" + second.port()), err.toString());
     assertEquals(expected.text() + System.lineSeparator(), out.toString(), "printed once, in order");
+  }
+
+  @Test
+  void aGatewayDownAtTheStartIsSkipped() throws Exception {
+    String prompt = "Skip the dead one";
+    GenerationResult expected;
+    try (LocalGenerator local = LocalGenerator.open(model, 1)) {
+      expected = local.generate(new GenerationRequest(local.tokenizer().encode(prompt, true),
+          new SamplingParams(0.8f, 0, 0.95f, 0f, 1f, 5), 8, List.of(), true), e -> {});
+    }
+    StringWriter out = new StringWriter();
+    StringWriter err = new StringWriter();
+    var cli = Moe.commandLine();
+    cli.setOut(new PrintWriter(out, true));
+    cli.setErr(new PrintWriter(err, true));
+    // Port 1: nobody listens there, so the first target is UNAVAILABLE from the start.
+    int code = cli.execute("client", "generate", "--target", "127.0.0.1:1", "--target", "127.0.0.1:" + second.port(),
+        "--prompt", prompt, "--max-tokens", "8", "--seed", "5", "--ignore-eos", "--json");
+    assertEquals(0, code, err.toString());
+    var json = new ObjectMapper().readTree(out.toString());
+    List<Integer> ids = new ArrayList<>();
+    json.get("generated_ids").forEach(n -> ids.add(n.asInt()));
+    assertEquals(Arrays.stream(expected.generatedIds()).boxed().toList(), ids);
+    assertEquals(expected.promptIds().length, json.get("prompt_ids").size());
+    assertTrue(err.toString().contains("127.0.0.1:1: UNAVAILABLE"), err.toString());
   }
 
   @Test
