@@ -47,6 +47,7 @@ public final class GatewayServer implements AutoCloseable {
   private final RouterDirectory routers;
   private final ActorRef<Object> directoryActor;
   private final Admission admission;
+  private final InferenceService service;
   private final String modelName;
   private final String node;
   private volatile boolean stopped;
@@ -57,6 +58,7 @@ public final class GatewayServer implements AutoCloseable {
       RouterDirectory routers,
       ActorRef<Object> directoryActor,
       Admission admission,
+      InferenceService service,
       String modelName,
       String node) {
     this.server = server;
@@ -64,6 +66,7 @@ public final class GatewayServer implements AutoCloseable {
     this.routers = routers;
     this.directoryActor = directoryActor;
     this.admission = admission;
+    this.service = service;
     this.modelName = modelName;
     this.node = node;
   }
@@ -160,7 +163,8 @@ public final class GatewayServer implements AutoCloseable {
         security.describe());
     String node = nodeName(system);
     GatewayMetrics.track(node, admission);
-    return new GatewayServer(server, settings, routers, directoryActor, admission, modelName, node);
+    return new GatewayServer(
+        server, settings, routers, directoryActor, admission, service, modelName, node);
   }
 
   /** The node label of this gateway's gauges: its cluster address, as the other roles use. */
@@ -232,8 +236,13 @@ public final class GatewayServer implements AutoCloseable {
     try {
       drained = server.awaitTermination(drain.toMillis(), TimeUnit.MILLISECONDS);
       if (!drained) {
-        log.info("gateway: drain time {} over; cancelling the remaining streams", drain);
-        server.shutdownNow();
+        log.info("gateway: drain time {} over; ending the remaining streams", drain);
+        // UNAVAILABLE rather than the transport's bare cancel: it tells clients to resume the
+        // stream on another gateway. A moment for those statuses to go out, then the hard stop.
+        service.endStreams();
+        if (!server.awaitTermination(1, TimeUnit.SECONDS)) {
+          server.shutdownNow();
+        }
         server.awaitTermination(5, TimeUnit.SECONDS);
       }
     } catch (InterruptedException e) {
