@@ -2,6 +2,7 @@ package io.moecluster.deploy;
 
 import io.moecluster.deploy.commands.BenchCommand;
 import io.moecluster.deploy.commands.BenchLocalCommand;
+import io.moecluster.deploy.commands.CertsCommand;
 import io.moecluster.deploy.commands.ChaosCommand;
 import io.moecluster.deploy.commands.ClientCommand;
 import io.moecluster.deploy.commands.DemoCommand;
@@ -48,6 +49,7 @@ import picocli.CommandLine.Spec;
       ClientCommand.class,
       BenchCommand.class,
       StatsCommand.class,
+      CertsCommand.class,
       ChaosCommand.class,
     })
 public final class Moe implements Runnable {

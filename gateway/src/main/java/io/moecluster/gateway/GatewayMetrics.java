@@ -51,6 +51,11 @@ public final class GatewayMetrics {
     return Holder.REQUESTS.labelValues(code.name()).get();
   }
 
+  /** Resubmissions so far for {@code reason} (tests). */
+  static double resubmissions(String reason) {
+    return Holder.RESUBMISSIONS.labelValues(reason).get();
+  }
+
   /** Counts a Generate/Complete call that ended before it had a session (invalid, internal). */
   static void rejected(Status.Code code) {
     Holder.REQUESTS.labelValues(code.name()).inc();
@@ -71,6 +76,16 @@ public final class GatewayMetrics {
     /** The prompt went to a router. */
     void submitted(int promptTokens) {
       Holder.PROMPT_TOKENS.inc(promptTokens);
+    }
+
+    /** The stream went to another router after losing its own; {@code reason} labels why. */
+    void resubmitted(String reason) {
+      Holder.RESUBMISSIONS.labelValues(reason).inc();
+    }
+
+    /** Whether the call's deadline has passed (a call without one never expires). */
+    boolean deadlinePassed() {
+      return deadline != null && deadline.isExpired();
     }
 
     /** A generated token arrived from the router. */
@@ -123,6 +138,11 @@ public final class GatewayMetrics {
         .help("Tokens generated for the gateway's calls").register();
     static final Counter REQUESTS = Counter.builder().name("moe_requests_total")
         .help("Generate/Complete calls ended, by final gRPC status code").labelNames("code").register();
+    static final Counter RESUBMISSIONS = Counter.builder().name("moe_request_resubmissions_total")
+        .help("Streams resubmitted to another router, resumed after the tokens already sent, by why the"
+            + " previous router was lost (router_unreachable: its node is unreachable; router_lost: it"
+            + " stopped or left; router_unavailable: it answered UNAVAILABLE)")
+        .labelNames("reason").register();
     static final GaugeWithCallback RUNNING = GaugeWithCallback.builder().name("moe_requests_running")
         .help("Generate/Complete streams holding an admission slot").labelNames("node")
         .callback(cb -> admissions.forEach((node, a) -> cb.call(a.running(), node))).register();

@@ -22,9 +22,11 @@ public record GatewaySettings(
     Duration drainTimeout,
     Duration routerAskTimeout,
     Duration firstEventTimeout,
-    Duration healthPollInterval) {
+    Duration healthPollInterval,
+    int maxResubmissions) {
 
   public GatewaySettings {
+    requireRange("max-resubmissions", maxResubmissions, 0, 100);
     requireRange("grpc-port", grpcPort, 0, 65535);
     requireRange("max-running", maxRunning, 1, Integer.MAX_VALUE);
     requireRange("max-queued", maxQueued, 0, Integer.MAX_VALUE);
@@ -63,7 +65,8 @@ public record GatewaySettings(
         c.getDuration("drain-timeout"),
         c.getDuration("router-ask-timeout"),
         c.getDuration("first-event-timeout"),
-        c.getDuration("health-poll-interval"));
+        c.getDuration("health-poll-interval"),
+        c.getInt("max-resubmissions"));
   }
 
   /** A copy with other admission limits (tests, the CLI's flags). */
@@ -81,7 +84,8 @@ public record GatewaySettings(
         drainTimeout,
         routerAskTimeout,
         firstEventTimeout,
-        healthPollInterval);
+        healthPollInterval,
+        maxResubmissions);
   }
 
   private static void requireRange(String key, long value, long min, long max) {

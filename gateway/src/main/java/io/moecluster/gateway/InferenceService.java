@@ -23,7 +23,9 @@ import io.moecluster.proto.v1.TokenizeResponse;
 import java.util.Comparator;
 import java.util.HexFormat;
 import java.util.List;
+import java.util.Map;
 import java.util.Optional;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.atomic.AtomicLong;
 import org.apache.pekko.actor.typed.ActorRef;
@@ -52,6 +54,8 @@ public final class InferenceService extends InferenceGrpc.InferenceImplBase {
   private final String idPrefix =
       "gw" + HexFormat.of().toHexDigits(ThreadLocalRandom.current().nextInt()) + "-";
   private final AtomicLong nextId = new AtomicLong();
+  /** The sessions of calls still running, by request id (for {@link #endStreams}). */
+  private final Map<String, ActorRef<Object>> live = new ConcurrentHashMap<>();
 
   InferenceService(
       ActorSystem<?> system,
@@ -68,7 +72,12 @@ public final class InferenceService extends InferenceGrpc.InferenceImplBase {
     this.validator = new RequestValidator(tokenizer, config, settings, modelName);
     this.admission = admission;
     this.routers = routers;
-    this.env = new StreamSession.Env(routers, tokenizer, settings.firstEventTimeout());
+    routers.onUnreachable(
+        address ->
+            live.values()
+                .forEach(session -> session.tell(new StreamSession.RouterUnreachable(address))));
+    this.env = new StreamSession.Env(
+            routers, tokenizer, settings.firstEventTimeout(), settings.maxResubmissions());
   }
 
   @Override
@@ -96,12 +105,13 @@ public final class InferenceService extends InferenceGrpc.InferenceImplBase {
       return;
     }
     String id = idPrefix + nextId.incrementAndGet();
-    StreamSession.Slot slot = new StreamSession.Slot();
+    StreamSession.Slot slot = new StreamSession.Slot(() -> live.remove(id));
     ActorRef<Object> session =
         system.systemActorOf(
             StreamSession.create(env, mode, call, valid, id, slot),
             "gateway-call-" + id,
             Props.empty());
+    live.put(id, session);
     // gRPC threads only forward to the session, which alone writes to the call.
     call.setOnReadyHandler(() -> session.tell(StreamSession.Signal.READY));
     call.setOnCancelHandler(() -> session.tell(StreamSession.Signal.CLIENT_CANCELLED));
@@ -118,6 +128,14 @@ public final class InferenceService extends InferenceGrpc.InferenceImplBase {
       log.debug("request {} rejected: {}", id, e.getMessage());
       session.tell(new StreamSession.Rejected(e.getMessage()));
     }
+  }
+
+  /**
+   * Ends every running Generate/Complete call with UNAVAILABLE (the gateway is going away) and
+   * cancels its sequence on the router; a client may resume the stream on another gateway.
+   */
+  void endStreams() {
+    live.values().forEach(session -> session.tell(StreamSession.Signal.GATEWAY_STOPPING));
   }
 
   @Override

@@ -45,7 +45,21 @@ public final class RequestValidator {
       List<String> stop,
       boolean ignoreEos,
       int logprobs,
-      String clientRequestId) {}
+      String clientRequestId,
+      int[] resumeIds) {
+
+    /** A request that does not resume anything. */
+    public ValidRequest(
+        int[] promptIds,
+        SamplingSpec sampling,
+        int maxTokens,
+        List<String> stop,
+        boolean ignoreEos,
+        int logprobs,
+        String clientRequestId) {
+      this(promptIds, sampling, maxTokens, stop, ignoreEos, logprobs, clientRequestId, new int[0]);
+    }
+  }
 
   /** Checks the model name (empty = the served one); {@code INVALID_ARGUMENT} otherwise. */
   public void checkModel(String requested) {
@@ -62,9 +76,6 @@ public final class RequestValidator {
 
   public ValidRequest validate(GenerateRequest r) {
     checkModel(r.getModel());
-    if (r.getResumeTokenIdsCount() > 0) {
-      throw invalid("resume_token_ids: resuming a stream is not supported yet; leave it empty");
-    }
     int[] prompt = promptIds(r);
     int context = config.contextLength();
     if (prompt.length >= context) {
@@ -99,6 +110,7 @@ public final class RequestValidator {
         throw invalid("stop: stop sequence " + i + " is empty");
       }
     }
+    int[] resumeIds = resumeIds(r, maxTokens);
     return new ValidRequest(
         prompt,
         sampling(r),
@@ -106,7 +118,42 @@ public final class RequestValidator {
         List.copyOf(r.getStopList()),
         r.getIgnoreEos(),
         r.getLogprobs(),
-        r.getRequestId());
+        r.getRequestId(),
+        resumeIds);
+  }
+
+  /**
+   * The completion's tokens the client already has: valid ids, no more than the (capped)
+   * max_tokens, so prompt and resumed tokens always fit in the context.
+   */
+  private int[] resumeIds(GenerateRequest r, int maxTokens) {
+    int count = r.getResumeTokenIdsCount();
+    if (count > maxTokens) {
+      throw invalid(
+          "resume_token_ids: "
+              + count
+              + " ids, more than the "
+              + maxTokens
+              + " tokens this request may generate (max_tokens, capped by the context); send the"
+              + " same request as the stream being resumed");
+    }
+    int vocab = config.vocabSize();
+    int[] out = new int[count];
+    for (int i = 0; i < count; i++) {
+      int id = r.getResumeTokenIds(i);
+      if (id < 0 || id >= vocab) {
+        throw invalid(
+            "resume_token_ids: id "
+                + id
+                + " at position "
+                + i
+                + " is outside the vocabulary [0, "
+                + vocab
+                + ")");
+      }
+      out[i] = id;
+    }
+    return out;
   }
 
   private int[] promptIds(GenerateRequest r) {

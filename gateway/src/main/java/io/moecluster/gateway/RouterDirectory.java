@@ -12,11 +12,14 @@ import java.util.Comparator;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
+import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.function.Consumer;
+import org.apache.pekko.actor.Address;
 import org.apache.pekko.actor.NoSerializationVerificationNeeded;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorRefResolver;
@@ -25,6 +28,9 @@ import org.apache.pekko.actor.typed.Behavior;
 import org.apache.pekko.actor.typed.javadsl.AskPattern;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.apache.pekko.actor.typed.receptionist.Receptionist;
+import org.apache.pekko.cluster.ClusterEvent;
+import org.apache.pekko.cluster.typed.Cluster;
+import org.apache.pekko.cluster.typed.Subscribe;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -47,6 +53,9 @@ final class RouterDirectory {
   private final Map<ActorRef<RouterCommand>, RouterStatus> statuses = new ConcurrentHashMap<>();
   private volatile List<ActorRef<RouterCommand>> routers = List.of();
   private volatile ServingStatus serving = ServingStatus.NOT_SERVING;
+  /** Cluster members the failure detector currently reports unreachable. */
+  private final Set<Address> unreachable = ConcurrentHashMap.newKeySet();
+  private volatile Consumer<Address> onUnreachable = a -> {};
   private volatile boolean terminal;
 
   RouterDirectory(ActorSystem<?> system, HealthStatusManager health, GatewaySettings settings) {
@@ -68,7 +77,18 @@ final class RouterDirectory {
 
   /** The listed router with the fewest of this gateway's streams, or empty when none is listed. */
   Optional<Lease> acquire() {
-    List<ActorRef<RouterCommand>> current = routers;
+    return acquire(Set.of());
+  }
+
+  /**
+   * As {@link #acquire()}, leaving out {@code excluded} (routers a stream already lost: the listing
+   * may still name a dead router until the cluster removes its node).
+   */
+  Optional<Lease> acquire(Set<ActorRef<RouterCommand>> excluded) {
+    List<ActorRef<RouterCommand>> current =
+        routers.stream()
+            .filter(r -> !excluded.contains(r) && !unreachable.contains(r.path().address()))
+            .toList();
     // Prefer routers that reported ready; fall back to any listed one.
     List<ActorRef<RouterCommand>> ready =
         current.stream().filter(r -> isReady(statuses.get(r))).toList();
@@ -84,6 +104,14 @@ final class RouterDirectory {
           count.incrementAndGet();
           return new Lease(r, count, new AtomicBoolean());
         });
+  }
+
+  /**
+   * Whom to tell when a member becomes unreachable (the gateway moves the streams of routers there
+   * at once instead of waiting for the node to be downed and removed).
+   */
+  void onUnreachable(Consumer<Address> listener) {
+    onUnreachable = listener;
   }
 
   int inFlight(ActorRef<RouterCommand> router) {
@@ -137,6 +165,10 @@ final class RouterDirectory {
         .build();
   }
 
+  private static boolean isCluster(ActorSystem<?> system) {
+    return "cluster".equals(system.settings().config().getString("pekko.actor.provider"));
+  }
+
   private AtomicInteger counter(ActorRef<RouterCommand> router) {
     return inFlight.computeIfAbsent(router, r -> new AtomicInteger());
   }
@@ -185,11 +217,44 @@ final class RouterDirectory {
               .getSystem()
               .receptionist()
               .tell(Receptionist.subscribe(RouterActor.SERVICE_KEY, listingAdapter));
+          if (isCluster(context.getSystem())) {
+            ActorRef<ClusterEvent.ReachabilityEvent> reachability =
+                context.messageAdapter(ClusterEvent.ReachabilityEvent.class, e -> e);
+            ActorRef<ClusterEvent.MemberRemoved> removed =
+                context.messageAdapter(ClusterEvent.MemberRemoved.class, e -> e);
+            var subscriptions = Cluster.get(context.getSystem()).subscriptions();
+            subscriptions.tell(Subscribe.create(reachability, ClusterEvent.ReachabilityEvent.class));
+            // A node that comes back under the same address is a new member, reachable.
+            subscriptions.tell(Subscribe.create(removed, ClusterEvent.MemberRemoved.class));
+          }
           return Behaviors.withTimers(
               timers -> {
                 timers.startTimerWithFixedDelay(Tick.INSTANCE, Duration.ZERO, pollInterval);
                 return Behaviors.receive(Object.class)
                     .onMessage(Stop.class, stop -> Behaviors.stopped())
+                    .onMessage(
+                        ClusterEvent.UnreachableMember.class,
+                        e -> {
+                          Address address = e.member().address();
+                          unreachable.add(address);
+                          if (routers.stream().anyMatch(r -> r.path().address().equals(address))) {
+                            log.warn("router node {} is unreachable; moving its streams", address);
+                            onUnreachable.accept(address);
+                          }
+                          return Behaviors.same();
+                        })
+                    .onMessage(
+                        ClusterEvent.ReachableMember.class,
+                        e -> {
+                          unreachable.remove(e.member().address());
+                          return Behaviors.same();
+                        })
+                    .onMessage(
+                        ClusterEvent.MemberRemoved.class,
+                        e -> {
+                          unreachable.remove(e.member().address());
+                          return Behaviors.same();
+                        })
                     .onMessage(
                         Receptionist.Listing.class,
                         listing -> {

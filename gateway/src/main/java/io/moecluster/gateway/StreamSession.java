@@ -19,7 +19,10 @@ import io.moecluster.proto.v1.Usage;
 import java.time.Duration;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
+import java.util.HashSet;
 import java.util.List;
+import java.util.Set;
+import org.apache.pekko.actor.Address;
 import org.apache.pekko.actor.NoSerializationVerificationNeeded;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorRefResolver;
@@ -43,6 +46,14 @@ import org.slf4j.LoggerFactory;
  * in-flight count and the admission permit are released exactly once, and a router that may still
  * be generating gets a {@code Cancel}.
  *
+ * <p>Router loss: when its router stops, leaves the cluster or answers UNAVAILABLE, the session
+ * resubmits the request to another router (at most {@code maxResubmissions} times, within the
+ * call's deadline), resumed after every token it has received so far. Replay is exact (batch
+ * invariance and the (seed, position) sampler), so the new router's first token is the one the
+ * client would have got next. Each submission carries its own attempt id ({@code <id>/<n>}) and
+ * the session takes a token only with the next expected index from the current attempt, so a late
+ * event of a lost router can never reach the client: every token arrives once, in order.
+ *
  * <p>Its reference is an {@code ActorRef<SequenceEvent>} (the router's view); the gateway's own
  * messages to it are local only.
  */
@@ -56,7 +67,13 @@ final class StreamSession extends AbstractBehavior<Object> {
   }
 
   /** Everything a session needs from the gateway. */
-  record Env(RouterDirectory routers, Tokenizer tokenizer, Duration firstEventTimeout) {}
+  record Env(
+      RouterDirectory routers, Tokenizer tokenizer, Duration firstEventTimeout, int maxResubmissions) {
+    /** Without resubmission after a router loss. */
+    Env(RouterDirectory routers, Tokenizer tokenizer, Duration firstEventTimeout) {
+      this(routers, tokenizer, firstEventTimeout, 0);
+    }
+  }
 
   // --- local messages (never leave this JVM) ---
   /**
@@ -66,9 +83,19 @@ final class StreamSession extends AbstractBehavior<Object> {
   static final class Slot {
     /** The call's latency and token metrics, timed from its arrival. */
     final GatewayMetrics.Call metrics = GatewayMetrics.call();
+    private final Runnable onClose;
     private Admission.Ticket ticket;
     private Admission.Permit permit;
     private boolean closed;
+
+    Slot() {
+      this(() -> {});
+    }
+
+    /** {@code onClose} runs once, when the call ends. */
+    Slot(Runnable onClose) {
+      this.onClose = onClose;
+    }
 
     /** Keeps the permit; false (and released) when the call already ended. */
     synchronized boolean offer(Admission.Permit p) {
@@ -89,6 +116,9 @@ final class StreamSession extends AbstractBehavior<Object> {
 
     /** Leaves the queue or releases the permit; idempotent. */
     synchronized void close() {
+      if (!closed) {
+        onClose.run();
+      }
       closed = true;
       if (ticket != null) {
         ticket.cancel();
@@ -104,8 +134,16 @@ final class StreamSession extends AbstractBehavior<Object> {
     ADMITTED,
     READY,
     CLIENT_CANCELLED,
-    FIRST_EVENT_TIMEOUT
+    FIRST_EVENT_TIMEOUT,
+    /** The gateway is shutting down and will not wait for this call any longer. */
+    GATEWAY_STOPPING
   }
+
+  /**
+   * The failure detector lost the cluster member at {@code address}: a router there may be dead;
+   * the stream moves on rather than wait for the node to be downed.
+   */
+  record RouterUnreachable(Address address) implements NoSerializationVerificationNeeded {}
 
   /** Admission refused the call: answer RESOURCE_EXHAUSTED (from the actor, the only writer). */
   record Rejected(String message) implements NoSerializationVerificationNeeded {}
@@ -119,6 +157,17 @@ final class StreamSession extends AbstractBehavior<Object> {
 
   private final Slot slot;
   private RouterDirectory.Lease lease;
+  /** Routers this call lost; never chosen again for it. */
+  private final Set<ActorRef<RouterCommand>> lost = new HashSet<>();
+  /** Submissions after the first one. */
+  private int resubmissions;
+  /** The request id of the current submission; events with another id are stale. */
+  private String attemptId;
+  /**
+   * Every token of the completion so far, in index order: the client's resume ids, then each
+   * token taken from a router (queued or written). A resubmission resumes after all of them.
+   */
+  private final List<Integer> delivered = new ArrayList<>();
   private boolean submitted;
   private boolean sawEvent;
   private boolean closed;
@@ -168,6 +217,10 @@ final class StreamSession extends AbstractBehavior<Object> {
     this.call = call;
     this.request = request;
     this.requestId = requestId;
+    this.attemptId = requestId;
+    for (int id : request.resumeIds()) {
+      delivered.add(id);
+    }
   }
 
   @Override
@@ -191,7 +244,18 @@ final class StreamSession extends AbstractBehavior<Object> {
                                     + env.firstEventTimeout().toMillis()
                                     + " ms; retry later"),
                             true)))
-        .onSignal(Terminated.class, t -> guarded(() -> onRouterGone()))
+        .onMessageEquals(
+            Signal.GATEWAY_STOPPING,
+            () ->
+                guarded(
+                    () ->
+                        fail(
+                            Status.UNAVAILABLE.withDescription(
+                                "the gateway is shutting down; resume the stream on another gateway"
+                                    + " (resume_token_ids: the token ids received)"),
+                            true)))
+        .onMessage(RouterUnreachable.class, u -> guarded(() -> onRouterUnreachable(u)))
+        .onSignal(Terminated.class, t -> guarded(() -> onRouterGone(t)))
         .onSignal(PostStop.class, s -> onPostStop())
         .build();
   }
@@ -213,39 +277,100 @@ final class StreamSession extends AbstractBehavior<Object> {
   }
 
   private void onAdmitted() {
-    var chosen = env.routers().acquire();
-    if (chosen.isEmpty()) {
+    if (!submit()) {
       fail(
           Status.UNAVAILABLE.withDescription("no router is available in the cluster; retry later"),
           false);
-      return;
     }
-    lease = chosen.get();
+  }
+
+  /**
+   * Sends the request, resumed after the {@link #delivered} tokens, to the least loaded router this
+   * call has not lost; false when there is none.
+   */
+  private boolean submit() {
+    var chosen = env.routers().acquire(lost);
+    if (chosen.isEmpty()) {
+      return false;
+    }
+    submitTo(chosen.get());
+    return true;
+  }
+
+  private void submitTo(RouterDirectory.Lease chosen) {
+    lease = chosen;
     getContext().watch(lease.router());
     ActorRef<SequenceEvent> self = getContext().getSelf().narrow();
     Submit submit =
         Submit.newBuilder()
-            .setRequestId(requestId)
+            .setRequestId(attemptId)
             .addAllPromptIds(asList(request.promptIds()))
             .setSampling(request.sampling())
             .setMaxTokens(request.maxTokens())
             .addAllStop(request.stop())
             .setIgnoreEos(request.ignoreEos())
             .setLogprobs(request.logprobs())
+            .addAllResumeIds(delivered)
             .setReplyTo(ActorRefResolver.get(getContext().getSystem()).toSerializationFormat(self))
             .build();
     lease.router().tell(RouterCommand.newBuilder().setSubmit(submit).build());
     submitted = true;
-    slot.metrics.submitted(request.promptIds().length);
+    if (resubmissions == 0) {
+      slot.metrics.submitted(request.promptIds().length);
+    }
+    sawEvent = false;
     timers.startSingleTimer(
         Signal.FIRST_EVENT_TIMEOUT, Signal.FIRST_EVENT_TIMEOUT, env.firstEventTimeout());
     log.debug(
-        "request {} ({}) submitted to {}", requestId, request.clientRequestId(), lease.router());
+        "request {} ({}) submitted to {} after {} token(s)",
+        attemptId,
+        request.clientRequestId(),
+        lease.router(),
+        delivered.size());
+  }
+
+  /**
+   * Moves the call from its router, lost for {@code reason}, to another one, if the limits allow
+   * and one is left; false (the call still on its router) otherwise.
+   */
+  private boolean resubmit(String reason) {
+    if (resubmissions >= env.maxResubmissions()
+        || slot.metrics.deadlinePassed()
+        || call.isCancelled()) {
+      return false;
+    }
+    ActorRef<RouterCommand> gone = lease.router();
+    lost.add(gone);
+    var next = env.routers().acquire(lost);
+    if (next.isEmpty()) {
+      return false;
+    }
+    getContext().unwatch(gone);
+    if (submitted) {
+      // It may be alive behind a partition: if the Cancel reaches it, it stops wasting work.
+      gone.tell(
+          RouterCommand.newBuilder()
+              .setCancel(Cancel.newBuilder().setRequestId(attemptId))
+              .build());
+    }
+    lease.release();
+    resubmissions++;
+    attemptId = requestId + "/" + resubmissions;
+    submitTo(next.get());
+    slot.metrics.resubmitted(reason);
+    log.info(
+        "request {}: router {} lost ({}); resubmitted to {} after {} token(s)",
+        attemptId,
+        gone,
+        reason,
+        lease.router(),
+        delivered.size());
+    return true;
   }
 
   private void onEvent(SequenceEvent event) {
-    if (!event.getRequestId().equals(requestId)) {
-      return;
+    if (!event.getRequestId().equals(attemptId)) {
+      return; // from a router this call has left: its tokens are replayed by the current one
     }
     if (!sawEvent) {
       sawEvent = true;
@@ -254,9 +379,7 @@ final class StreamSession extends AbstractBehavior<Object> {
     switch (event.getEventCase()) {
       case TOKEN -> {
         if (finished == null) {
-          slot.metrics.token();
-          pending.add(event.getToken());
-          flush();
+          onToken(event.getToken());
         }
       }
       case FINISHED -> {
@@ -268,10 +391,39 @@ final class StreamSession extends AbstractBehavior<Object> {
       case FAILED -> {
         submitted = false;
         Failed f = event.getFailed();
-        fail(statusOf(f), false);
+        // UNAVAILABLE: the router is shutting down or cannot reach an expert; another may serve.
+        if (!(Status.Code.UNAVAILABLE.name().equals(f.getCode())
+            && resubmit("router_unavailable"))) {
+          fail(statusOf(f), false);
+        }
       }
       default -> {}
     }
+  }
+
+  /** Takes the token that comes next in the completion; anything else is a replayed one. */
+  private void onToken(TokenChunk token) {
+    int expected = delivered.size();
+    if (token.getIndex() < expected) {
+      log.debug("request {}: token {} already delivered; dropped", attemptId, token.getIndex());
+      return;
+    }
+    if (token.getIndex() > expected) {
+      log.error(
+          "request {}: token {} arrived, {} expected; the stream cannot go on without a gap",
+          attemptId,
+          token.getIndex(),
+          expected);
+      fail(
+          Status.INTERNAL.withDescription(
+              "internal error in the gateway: a token went missing (request " + requestId + ")"),
+          true);
+      return;
+    }
+    delivered.add(token.getTokenId());
+    slot.metrics.token();
+    pending.add(token);
+    flush();
   }
 
   private static Status statusOf(Failed f) {
@@ -414,15 +566,29 @@ final class StreamSession extends AbstractBehavior<Object> {
     return Behaviors.stopped();
   }
 
-  private void onRouterGone() {
-    if (finished != null) {
-      return; // every event is here; only the client's readiness is awaited
+  /**
+   * The router's node is unreachable: move on now if another router can take the stream (the old
+   * one's late events are ignored, should it come back); otherwise keep waiting for it.
+   */
+  private void onRouterUnreachable(RouterUnreachable u) {
+    if (finished == null && lease != null && lease.router().path().address().equals(u.address())) {
+      resubmit("router_unreachable");
+    }
+  }
+
+  private void onRouterGone(Terminated t) {
+    if (finished != null || lease == null || !t.getRef().equals(lease.router())) {
+      return; // every event is here, or a router this call already left
     }
     submitted = false; // nothing left there to cancel
-    fail(
-        Status.UNAVAILABLE.withDescription(
-            "the router serving this request stopped or left the cluster; retry the request"),
-        false);
+    if (!resubmit("router_lost")) {
+      fail(
+          Status.UNAVAILABLE.withDescription(
+              "the router serving this request stopped or left the cluster"
+                  + (resubmissions > 0 ? " (after " + resubmissions + " resubmission(s))" : "")
+                  + " and no other router could continue it; retry the request"),
+          false);
+    }
   }
 
   /** Frees everything the call holds, once; tells the router to stop when it may still run. */
@@ -434,7 +600,7 @@ final class StreamSession extends AbstractBehavior<Object> {
             .router()
             .tell(
                 RouterCommand.newBuilder()
-                    .setCancel(Cancel.newBuilder().setRequestId(requestId))
+                    .setCancel(Cancel.newBuilder().setRequestId(attemptId))
                     .build());
       }
       submitted = false;

@@ -27,7 +27,7 @@ class GatewaySettingsTest {
     assertEquals(256, s.defaultMaxTokens());
     assertEquals(4096, s.maxMaxTokens());
     assertEquals(20, s.maxLogprobs());
-    assertEquals(16 * 1024 * 1024, s.maxInboundMessageBytes());
+    assertEquals(4 * 1024 * 1024, s.maxInboundMessageBytes());
     assertEquals(Duration.ofSeconds(30), s.drainTimeout());
     assertEquals(Duration.ofSeconds(1), s.healthPollInterval());
     assertTrue(s.maxRunning() > 0 && s.maxQueued() >= 0);

@@ -121,7 +121,19 @@ class RequestValidationTest {
             "sampling.repetition_penalty",
             b -> b.setSampling(sp().setRepetitionPenalty(-1f))),
         bad("logprobs over the limit", "logprobs", b -> b.setLogprobs(21)),
-        bad("resume_token_ids", "resume_token_ids", b -> b.addResumeTokenIds(3)),
+        bad("negative resume id", "resume_token_ids", b -> b.addResumeTokenIds(3).addResumeTokenIds(-2)),
+        bad("resume id = vocab", "resume_token_ids", b -> b.addResumeTokenIds(vocab)),
+        bad(
+            "more resume ids than max_tokens",
+            "resume_token_ids",
+            b -> b.setMaxTokens(2).addAllResumeTokenIds(List.of(5, 6, 7))),
+        bad(
+            "prompt and resume ids over the context",
+            "resume_token_ids",
+            b ->
+                b.setTokenIds(TokenIds.newBuilder().addAllIds(Collections.nCopies(context - 2, 5)))
+                    .setMaxTokens(8)
+                    .addAllResumeTokenIds(List.of(5, 6, 7))),
         bad("empty stop sequence", "stop", b -> b.addStop("")));
   }
 

@@ -25,7 +25,7 @@ import org.apache.pekko.actor.typed.receptionist.Receptionist;
 /**
  * A stand-in router for gateway tests, registered under the router key: answers Submit with {@code
  * tokens} TokenChunks (ids 10, 11, ..., text "a0", "a1", ...) one every {@code interval}, then
- * Finished; honours Cancel; answers GetStatus with {@code ready}. Its knobs are volatile so a test
+ * Finished (a resumed Submit continues at index {@code resume_ids} count); honours Cancel; answers GetStatus with {@code ready}. Its knobs are volatile so a test
  * can turn it silent, failing or unready while it runs; it records what it saw.
  */
 final class TestRouter {
@@ -67,6 +67,7 @@ final class TestRouter {
     Seq(Submit submit, ActorRef<SequenceEvent> replyTo) {
       this.submit = submit;
       this.replyTo = replyTo;
+      this.emitted = submit.getResumeIdsCount(); // a resumed stream continues after them
     }
   }
 

@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
+import io.moecluster.proto.cluster.v1.Submit;
 import io.moecluster.proto.v1.DetokenizeRequest;
 import io.moecluster.proto.v1.FinishReason;
 import io.moecluster.proto.v1.GenerateRequest;
@@ -158,7 +159,28 @@ class TestRouterStreamingTest {
   }
 
   @Test
-  void leastLoadedRouterIsChosenAndALostRouterFailsItsStreamsWithUnavailable() throws Exception {
+  void leastLoadedRouterIsChosenAndALostRoutersStreamMovesToTheOther() throws Exception {
+    twoRoutersAndOneLost(gateway, true);
+  }
+
+  @Test
+  void withoutResubmissionALostRouterFailsItsStreamsWithUnavailable() throws Exception {
+    try (GatewayFixture noRetry =
+        GatewayFixture.start(
+            system,
+            GatewayFixture.settings("first-event-timeout = 1s, max-resubmissions = 0"),
+            TestModel.tiny())) {
+      GatewayFixture.await("SERVING", Duration.ofSeconds(10), noRetry.server::isServing);
+      twoRoutersAndOneLost(noRetry, false);
+    }
+  }
+
+  /**
+   * One stream on each of two routers, then one router stops mid-stream: its stream either moves
+   * to the other router, resumed after the tokens it had (indices go on without gap or repeat), or
+   * fails with UNAVAILABLE; slots are freed either way.
+   */
+  private void twoRoutersAndOneLost(GatewayFixture gateway, boolean resubmit) throws Exception {
     router.tokens = 1_000_000;
     router.interval = Duration.ofMillis(20);
     TestRouter other = new TestRouter();
@@ -180,20 +202,45 @@ class TestRouterStreamingTest {
       b.awaitFirstToken();
       assertEquals(1, router.order.size() - before, "one stream on each router");
       assertEquals(1, other.order.size());
+      String lostId = other.order.getFirst();
 
-      // The other router goes away mid-stream: its stream fails with UNAVAILABLE, the slot frees.
+      // The other router goes away mid-stream.
       otherRef.tell(TestRouter.Stop.INSTANCE);
-      CompletableFuture.anyOf(a.end, b.end).get(10, TimeUnit.SECONDS);
-      GrpcStream lost = a.end.isDone() ? a : b;
-      GrpcStream kept = lost == a ? b : a;
-      assertEquals(Status.Code.UNAVAILABLE, lost.end.get().getCode());
-      assertTrue(
-          lost.end.get().getDescription().contains("router"), lost.end.get().getDescription());
-      assertFalse(kept.end.isDone());
-      GatewayFixture.await(
-          "one slot freed", Duration.ofSeconds(5), () -> gateway.server.runningStreams() == 1);
-      kept.context.cancel(null);
-      kept.end.get(5, TimeUnit.SECONDS);
+      if (resubmit) {
+        GatewayFixture.await(
+            "the lost stream resubmitted",
+            Duration.ofSeconds(10),
+            () -> router.submits.containsKey(lostId + "/1"));
+        Submit again = router.submits.get(lostId + "/1");
+        assertEquals(other.submits.get(lostId).getPromptIdsList(), again.getPromptIdsList());
+        assertTrue(again.getResumeIdsCount() >= 1, "resumed after the tokens already sent");
+        TestClusters.sleep(200); // tokens keep coming from the surviving router
+        assertFalse(a.end.isDone() || b.end.isDone(), "both streams go on");
+        assertEquals(2, gateway.server.runningStreams());
+        for (GrpcStream s : new GrpcStream[] {a, b}) {
+          int next = 0;
+          for (GenerateResponse r : s.received) {
+            assertEquals(next, r.getIndex(), "indices without gap or repeat");
+            next += r.getTokensCount();
+          }
+        }
+        a.context.cancel(null);
+        b.context.cancel(null);
+        a.end.get(5, TimeUnit.SECONDS);
+        b.end.get(5, TimeUnit.SECONDS);
+      } else {
+        CompletableFuture.anyOf(a.end, b.end).get(10, TimeUnit.SECONDS);
+        GrpcStream lost = a.end.isDone() ? a : b;
+        GrpcStream kept = lost == a ? b : a;
+        assertEquals(Status.Code.UNAVAILABLE, lost.end.get().getCode());
+        assertTrue(
+            lost.end.get().getDescription().contains("router"), lost.end.get().getDescription());
+        assertFalse(kept.end.isDone());
+        GatewayFixture.await(
+            "one slot freed", Duration.ofSeconds(5), () -> gateway.server.runningStreams() == 1);
+        kept.context.cancel(null);
+        kept.end.get(5, TimeUnit.SECONDS);
+      }
       GatewayFixture.await(
           "all slots freed", Duration.ofSeconds(5), () -> gateway.server.runningStreams() == 0);
     } finally {

@@ -253,8 +253,14 @@ public final class Engine implements AutoCloseable {
         throw new IllegalArgumentException("prompt token id " + id + " is outside the vocabulary [0, " + vocab + ")");
       }
     }
+    int[] resumed = e.request.resumeIds();
+    for (int id : resumed) {
+      if (id < 0 || id >= vocab) {
+        throw new IllegalArgumentException("resume_token_ids: id " + id + " is outside the vocabulary [0, " + vocab + ")");
+      }
+    }
     Listener listener = e.listener;
-    return new Sequence(e.request, model.newKvCache(ids.length + Math.min(e.request.maxTokens(), 256)),
+    return new Sequence(e.request, model.newKvCache(ids.length + resumed.length + Math.min(e.request.maxTokens(), 256)),
         tokenizer, eosIds, token -> {
           try {
             listener.onToken(token);

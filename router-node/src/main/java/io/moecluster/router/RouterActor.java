@@ -120,8 +120,9 @@ public final class RouterActor extends AbstractBehavior<RouterCommand> {
       throw new IllegalArgumentException(
           "logprobs must be at most " + GenerationRequest.MAX_LOGPROBS + ", got " + Integer.toUnsignedLong(submit.getLogprobs()));
     }
+    int[] resumed = submit.getResumeIdsList().stream().mapToInt(Integer::intValue).toArray();
     return new GenerationRequest(
-        prompt, sampling, maxTokens, submit.getStopList(), submit.getIgnoreEos(), submit.getLogprobs());
+        prompt, sampling, maxTokens, submit.getStopList(), submit.getIgnoreEos(), submit.getLogprobs(), resumed);
   }
 
   /** Converts sampling parameters; IllegalArgumentException names the field ("sampling.top_p ..."). */

@@ -132,8 +132,14 @@ public final class LocalGenerator implements AutoCloseable {
             "prompt token id " + id + " is outside the vocabulary [0, " + model.config().vocabSize() + ")");
       }
     }
+    for (int id : request.resumeIds()) {
+      if (id < 0 || id >= model.config().vocabSize()) {
+        throw new IllegalArgumentException(
+            "resume_token_ids: id " + id + " is outside the vocabulary [0, " + model.config().vocabSize() + ")");
+      }
+    }
     return new Sequence(
-        request, model.newKvCache(prompt + Math.min(request.maxTokens(), 256)), tokenizer, eosIds, listener);
+        request, model.newKvCache(prompt + request.resumeIds().length + Math.min(request.maxTokens(), 256)), tokenizer, eosIds, listener);
   }
 
   @Override

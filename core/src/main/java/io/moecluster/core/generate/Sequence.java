@@ -16,6 +16,14 @@ import java.util.function.Consumer;
  * One request's state while it generates: its tokens, KV cache, sampler and text decoders, and
  * how it ends. It turns each sampled token into a {@link TokenEvent} for its listener. Owned by
  * one stepping thread; not thread-safe.
+ *
+ * <p>A resumed request ({@link GenerationRequest#resumeIds()}) starts with its delivered tokens
+ * replayed through the text decoder and the stop-sequence matcher, with no event, so their state
+ * (held-back bytes and text) is the one the uninterrupted run had; its prefill then covers prompt
+ * and delivered tokens, and since prefill and decode give the same logits bit for bit and the
+ * sampler's draw depends only on (seed, position), the tokens that follow are the uninterrupted
+ * run's. When the delivered tokens already end it (EOS, stop sequence, max_tokens), it is finished
+ * from the start and emits nothing.
  */
 public final class Sequence {
   private final GenerationRequest request;
@@ -40,11 +48,17 @@ public final class Sequence {
       GenerationRequest request, KvCache cache, Tokenizer tokenizer, Set<Integer> eosIds,
       Consumer<TokenEvent> listener) {
     int[] prompt = request.promptIds();
+    int[] resumed = request.resumeIds();
     int context = cache.maxPositions();
     if (prompt.length >= context) {
       throw new IllegalArgumentException(
           "prompt has " + prompt.length + " tokens; the model's context length is " + context
               + ", so it must be shorter than that");
+    }
+    if (prompt.length + resumed.length > context) {
+      throw new IllegalArgumentException(
+          "resume_token_ids: prompt (" + prompt.length + ") and resumed tokens (" + resumed.length
+              + ") exceed the model's context length of " + context);
     }
     this.request = request;
     this.cache = cache;
@@ -56,19 +70,29 @@ public final class Sequence {
     this.promptLength = prompt.length;
     this.tokenizerVocab = tokenizer.vocabSize();
     this.maxTokens = Math.min(request.maxTokens(), context - prompt.length);
-    this.tokens = Arrays.copyOf(prompt, prompt.length + Math.min(maxTokens, 256));
+    this.tokens = Arrays.copyOf(prompt, prompt.length + Math.min(maxTokens, resumed.length + 256));
     this.length = prompt.length;
+    for (int i = 0; i < resumed.length && finish == null; i++) {
+      append(resumed[i]);
+      text.append(advance(resumed[i], i)); // the client has this text already: no event
+    }
+    if (finish != null) {
+      endNanos = startNanos;
+    }
   }
 
-  /** The rows this sequence contributes to the next step: its whole prompt first, then one token. */
+  /**
+   * The rows this sequence contributes to the next step: its whole prompt (and resumed tokens)
+   * first, then one token.
+   */
   public List<StepRow> nextRows() {
     if (isFinished()) {
       return List.of();
     }
     if (cache.length() == 0) {
-      List<StepRow> rows = new ArrayList<>(promptLength);
-      for (int p = 0; p < promptLength; p++) {
-        rows.add(new StepRow(cache, p, tokens[p], p == promptLength - 1));
+      List<StepRow> rows = new ArrayList<>(length);
+      for (int p = 0; p < length; p++) {
+        rows.add(new StepRow(cache, p, tokens[p], p == length - 1));
       }
       return rows;
     }
@@ -81,9 +105,28 @@ public final class Sequence {
     int token = sampler.sample(logits, position, tokens, length);
     append(token);
     int index = length - promptLength - 1;
-    if (index == 0) {
+    if (firstTokenNanos == 0) {
       firstTokenNanos = System.nanoTime();
     }
+    String delta = advance(token, index);
+    text.append(delta);
+    if (finish != null) {
+      endNanos = System.nanoTime();
+    }
+    if (request.logprobs() > 0) {
+      Logprobs lp = new Logprobs(logits);
+      listener.accept(new TokenEvent(index, token, delta, lp.of(token), lp.top(request.logprobs())));
+    } else {
+      listener.accept(new TokenEvent(index, token, delta));
+    }
+  }
+
+  /**
+   * Runs the appended token at completion index {@code index} through the text decoder, the stop
+   * matcher and the end checks; returns its text delta and sets {@link #finish} when it ends the
+   * sequence.
+   */
+  private String advance(int token, int index) {
     String delta;
     if (eosIds.contains(token) && !request.ignoreEos()) {
       finish = FinishReason.EOS;
@@ -105,16 +148,7 @@ public final class Sequence {
         }
       }
     }
-    text.append(delta);
-    if (finish != null) {
-      endNanos = System.nanoTime();
-    }
-    if (request.logprobs() > 0) {
-      Logprobs lp = new Logprobs(logits);
-      listener.accept(new TokenEvent(index, token, delta, lp.of(token), lp.top(request.logprobs())));
-    } else {
-      listener.accept(new TokenEvent(index, token, delta));
-    }
+    return delta;
   }
 
   /** Ends the sequence early (client gone). */

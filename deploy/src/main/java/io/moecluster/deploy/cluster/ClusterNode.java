@@ -6,7 +6,6 @@ import com.typesafe.config.ConfigFactory;
 import com.typesafe.config.ConfigParseOptions;
 import com.typesafe.config.ConfigUtil;
 import com.typesafe.config.ConfigValueFactory;
-import io.grpc.InsecureServerCredentials;
 import io.grpc.ServerBuilder;
 import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
 import io.moecluster.deploy.cli.UserError;
@@ -14,6 +13,7 @@ import io.moecluster.expert.ExpertNode;
 import io.moecluster.expert.ExpertNodeSettings;
 import io.moecluster.gateway.GatewayServer;
 import io.moecluster.gateway.GatewaySettings;
+import io.moecluster.gateway.security.GatewaySecurity;
 import io.moecluster.router.RouterNode;
 import io.moecluster.router.RouterSettings;
 import java.net.InetSocketAddress;
@@ -151,10 +151,12 @@ public final class ClusterNode implements AutoCloseable {
    */
   public static ClusterNode start(NodeSpec spec) {
     Config config = config(spec);
+    // Checked before anything starts: a bad certificate or key file stops the node at once.
+    GatewaySecurity security = spec.has(Role.GATEWAY) ? GatewaySecurity.fromConfig(config) : null;
     ActorSystem<Void> system = ActorSystem.create(Behaviors.empty(), SYSTEM_NAME, config);
     ClusterNode node = new ClusterNode(spec, system);
     try {
-      node.startRoles(config);
+      node.startRoles(config, security);
     } catch (RuntimeException | Error e) {
       node.shutdown();
       throw e;
@@ -162,7 +164,7 @@ public final class ClusterNode implements AutoCloseable {
     return node;
   }
 
-  private void startRoles(Config config) {
+  private void startRoles(Config config, GatewaySecurity security) {
     startMetricsEndpoint(config);
     CoordinatedShutdown shutdown = CoordinatedShutdown.get(system);
     Duration drain = config.hasPath(DRAIN_TIMEOUT_KEY) ? config.getDuration(DRAIN_TIMEOUT_KEY) : Duration.ofSeconds(30);
@@ -181,10 +183,10 @@ public final class ClusterNode implements AutoCloseable {
     if (spec.has(Role.GATEWAY)) {
       ServerBuilder<?> builder =
           NettyServerBuilder.forAddress(
-              new InetSocketAddress(spec.grpcHost(), spec.grpcPort()), InsecureServerCredentials.create());
+              new InetSocketAddress(spec.grpcHost(), spec.grpcPort()), security.serverCredentials());
       GatewayServer server;
       try {
-        server = GatewayServer.start(system, GatewaySettings.fromConfig(config), builder, spec.modelDir());
+        server = GatewayServer.start(system, GatewaySettings.fromConfig(config), security, builder, spec.modelDir());
       } catch (RuntimeException e) {
         for (Throwable t = e; t != null; t = t.getCause()) {
           // Netty's native transport reports EADDRINUSE as its own IOException, not BindException.
@@ -266,6 +268,12 @@ public final class ClusterNode implements AutoCloseable {
   public Optional<HostPort> grpcAddress() {
     GatewayServer g = gateway;
     return g == null ? Optional.empty() : Optional.of(new HostPort(spec.grpcHost(), g.port()));
+  }
+
+  /** Whether this node's gateway says SERVING now (false without the gateway role). */
+  public boolean gatewayServing() {
+    GatewayServer g = gateway;
+    return g != null && g.isServing();
   }
 
   /** Where this node serves {@code /metrics}, unless {@code moe.metrics.port} is -1. */

@@ -26,6 +26,7 @@ import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicReference;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
@@ -43,6 +44,8 @@ public final class BenchCommand implements Callable<Integer> {
   @Option(names = "--target", paramLabel = "HOST:PORT", defaultValue = "127.0.0.1:50051",
       description = "the gateway's gRPC address (default: ${DEFAULT-VALUE})")
   String target;
+
+  @Mixin ClientSecurityOptions security;
 
   @Option(names = "--concurrency", split = ",", paramLabel = "N[,N..]", defaultValue = "1,4,16",
       description = "requests in flight, one run per level (default: ${DEFAULT-VALUE})")
@@ -86,7 +89,7 @@ public final class BenchCommand implements Callable<Integer> {
     HostPort address = HostPort.parse(target, "--target");
     PrintWriter out = spec.commandLine().getOut();
     PrintWriter err = spec.commandLine().getErr();
-    ManagedChannel channel = Gateways.channel(address);
+    ManagedChannel channel = security.channel(address);
     try {
       var stub = InferenceGrpc.newStub(channel);
       ModelInfo info = InferenceGrpc.newBlockingStub(channel).withDeadlineAfter(30, TimeUnit.SECONDS)

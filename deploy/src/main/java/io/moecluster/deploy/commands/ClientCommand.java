@@ -12,6 +12,7 @@ import io.moecluster.proto.v1.GetModelInfoRequest;
 import io.moecluster.proto.v1.InferenceGrpc;
 import io.moecluster.proto.v1.ModelInfo;
 import java.io.PrintWriter;
+import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.Callable;
 import java.util.concurrent.TimeUnit;
@@ -33,14 +34,26 @@ public final class ClientCommand implements Runnable {
     throw new ParameterException(spec.commandLine(), "Missing subcommand: generate or info");
   }
 
-  /** The gateway to talk to. */
+  /** The gateways to talk to: the first, then the others when it fails (generate). */
   static final class Target {
     @Option(names = "--target", paramLabel = "HOST:PORT", defaultValue = "127.0.0.1:50051",
-        description = "the gateway's gRPC address (default: ${DEFAULT-VALUE})")
-    String target;
+        description = "a gateway's gRPC address (default: ${DEFAULT-VALUE}); repeat it to give generate"
+            + " other gateways to resume on when one fails")
+    List<String> targets;
+
+    @Mixin ClientSecurityOptions security;
 
     HostPort hostPort() {
-      return HostPort.parse(target, "--target");
+      return hostPorts().getFirst();
+    }
+
+    List<HostPort> hostPorts() {
+      return targets.stream().map(t -> HostPort.parse(t, "--target")).toList();
+    }
+
+    /** A channel to the target with the TLS and API-key flags. */
+    ManagedChannel channel() {
+      return security.channel(hostPort());
     }
   }
 
@@ -51,25 +64,30 @@ public final class ClientCommand implements Runnable {
     @Mixin Target target;
     @Mixin GenerationOptions options;
 
+    @Option(names = "--reconnects", paramLabel = "N", defaultValue = "5",
+        description = "when the gateway becomes UNAVAILABLE mid-stream, reconnect (to the next --target, with"
+            + " backoff) and resume after the tokens already printed, up to N times (default: ${DEFAULT-VALUE};"
+            + " 0: fail at once)")
+    int reconnects;
+
     @Override
-    public Integer call() {
+    public Integer call() throws InterruptedException {
       GenerateRequest request = RemoteGeneration.request(options);
       PrintWriter out = spec.commandLine().getOut();
       PrintWriter err = spec.commandLine().getErr();
-      ManagedChannel channel = Gateways.channel(target.hostPort());
-      boolean printedText = false;
-      try {
-        var stub = InferenceGrpc.newBlockingStub(channel);
-        int[] promptIds = options.json() ? RemoteGeneration.promptIds(stub, request) : null;
-        boolean[] any = {false};
-        RemoteGeneration.Outcome outcome = RemoteGeneration.stream(stub, request, promptIds, text -> {
+      if (reconnects < 0) {
+        throw new ParameterException(spec.commandLine(), "--reconnects must be >= 0, got " + reconnects);
+      }
+      boolean[] any = {false};
+      try (GatewayFailover gateways = new GatewayFailover(target.hostPorts(), target.security::channel, reconnects)) {
+        int[] promptIds = options.json() ? RemoteGeneration.promptIds(gateways, request, err) : null;
+        RemoteGeneration.Outcome outcome = RemoteGeneration.streamResuming(gateways, request, promptIds, text -> {
           if (!options.json()) {
             out.print(text);
             out.flush();
             any[0] = true;
           }
-        });
-        printedText = any[0];
+        }, err);
         if (options.json()) {
           out.println(GenerateCommand.toJson(outcome.toResult()));
         } else {
@@ -79,13 +97,11 @@ public final class ClientCommand implements Runnable {
         RemoteGeneration.printSpeeds(err, outcome);
         return 0;
       } catch (StatusRuntimeException e) {
-        if (printedText) {
+        if (any[0]) {
           out.println();
           out.flush();
         }
         return RemoteGeneration.report(e, err);
-      } finally {
-        Gateways.close(channel);
       }
     }
   }
@@ -102,7 +118,7 @@ public final class ClientCommand implements Runnable {
     @Override
     public Integer call() throws InvalidProtocolBufferException {
       PrintWriter out = spec.commandLine().getOut();
-      ManagedChannel channel = Gateways.channel(target.hostPort());
+      ManagedChannel channel = target.channel();
       try {
         ModelInfo info = InferenceGrpc.newBlockingStub(channel).withDeadlineAfter(30, TimeUnit.SECONDS)
             .getModelInfo(GetModelInfoRequest.getDefaultInstance());

@@ -8,6 +8,7 @@ import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
@@ -50,11 +51,14 @@ public final class NodeCommand implements Callable<Integer> {
   @Option(names = "--conf", paramLabel = "KEY=VALUE", description = "a config setting (HOCON), over everything else; repeatable")
   Map<String, String> conf = new LinkedHashMap<>();
 
+  @Mixin GatewaySecurityOptions security;
+
   @Option(names = "--parent-pid", hidden = true, description = "stop when this process exits (set by local-cluster)")
   Long parentPid;
 
   @Override
   public Integer call() throws InterruptedException {
+    security.addTo(conf);
     NodeSpec node = new NodeSpec(Role.parseList(roles), host, port, HostPort.parseList(seedNodes, "--seed-nodes"),
         model, grpcHost != null ? grpcHost : host, grpcPort, conf, metricsPort);
     return NodeRunner.run(node, spec.commandLine().getOut(), spec.commandLine().getErr(), parentPid);

@@ -1,16 +1,13 @@
 package io.moecluster.deploy.commands;
 
-import io.grpc.ManagedChannel;
 import io.moecluster.deploy.cli.ExitCodes;
 import io.moecluster.deploy.cluster.ClusterNode;
-import io.moecluster.deploy.cluster.Gateways;
 import io.moecluster.deploy.cluster.HostPort;
 import io.moecluster.deploy.cluster.NodeSpec;
 import io.moecluster.deploy.cluster.Role;
 import java.io.PrintWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.time.Duration;
 import java.util.Optional;
 import java.util.concurrent.ExecutionException;
 import java.util.stream.Collectors;
@@ -62,23 +59,23 @@ final class NodeRunner {
     return clean ? ExitCodes.OK : ExitCodes.FAILURE;
   }
 
-  /** Prints "moe: serving MODEL on HOST:PORT" on stdout once the gateway is SERVING. */
+  /**
+   * Prints "moe: serving MODEL on HOST:PORT" on stdout once the gateway is SERVING. Asks the
+   * gateway in process rather than over gRPC, which would need the client side of its TLS and keys.
+   */
   private static void announce(ClusterNode node, HostPort address, PrintWriter out) {
-    HostPort local = new HostPort(
-        address.host().equals("0.0.0.0") || address.host().equals("::") ? "127.0.0.1" : address.host(),
-        address.port());
-    ManagedChannel channel = Gateways.channel(local);
     try {
-      Gateways.awaitServing(channel, Duration.ofDays(365), Optional::empty);
+      while (!node.gatewayServing()) {
+        if (node.whenTerminated().toCompletableFuture().isDone()) {
+          return;
+        }
+        Thread.sleep(250);
+      }
       out.println("moe: serving " + node.spec().modelDir().toAbsolutePath().normalize().getFileName()
           + " on " + address);
       out.flush();
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
-    } catch (RuntimeException e) {
-      // The node is stopping.
-    } finally {
-      Gateways.close(channel);
     }
   }
 

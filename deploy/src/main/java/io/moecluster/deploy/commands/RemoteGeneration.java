@@ -1,10 +1,12 @@
 package io.moecluster.deploy.commands;
 
+import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.moecluster.core.generate.FinishReason;
 import io.moecluster.core.generate.GenerationResult;
 import io.moecluster.core.sampling.SamplingParams;
 import io.moecluster.deploy.cli.ExitCodes;
+import io.moecluster.deploy.cluster.HostPort;
 import io.moecluster.proto.v1.GenerateRequest;
 import io.moecluster.proto.v1.GenerateResponse;
 import io.moecluster.proto.v1.InferenceGrpc;
@@ -82,48 +84,123 @@ final class RemoteGeneration {
         .getIdsList().stream().mapToInt(Integer::intValue).toArray();
   }
 
+  /** {@link #promptIds}, moving to the next gateway while they are UNAVAILABLE. */
+  static int[] promptIds(GatewayFailover gateways, GenerateRequest request, PrintWriter err)
+      throws InterruptedException {
+    while (true) {
+      try {
+        return promptIds(InferenceGrpc.newBlockingStub(gateways.channel()), request);
+      } catch (StatusRuntimeException e) {
+        if (e.getStatus().getCode() != Status.Code.UNAVAILABLE || !gateways.canReconnect()) {
+          throw e;
+        }
+        HostPort from = gateways.target();
+        gateways.reconnect();
+        err.printf(Locale.ROOT, "moe: gateway %s: UNAVAILABLE: %s; trying %s (reconnect %d of %d)%n", from,
+            e.getStatus().getDescription(), gateways.target(), gateways.reconnects(), gateways.maxReconnects());
+        err.flush();
+      }
+    }
+  }
+
   /** Streams {@code request}, handing each text delta to {@code onText} as it arrives. */
   static Outcome stream(InferenceGrpc.InferenceBlockingStub stub, GenerateRequest request, int[] promptIds,
       Consumer<String> onText) {
-    long start = System.nanoTime();
-    long first = 0;
-    long last = 0;
-    int[] ids = new int[16];
-    int n = 0;
-    StringBuilder text = new StringBuilder();
-    FinishReason finish = FinishReason.CANCELLED;
-    int promptTokens = promptIds == null ? 0 : promptIds.length;
-    Iterator<GenerateResponse> it = stub.generate(request);
-    while (it.hasNext()) {
-      GenerateResponse r = it.next();
-      long now = System.nanoTime();
-      for (Token t : r.getTokensList()) {
-        if (n == ids.length) {
-          ids = Arrays.copyOf(ids, n * 2);
+    Progress p = new Progress(promptIds, onText);
+    p.read(stub.generate(request));
+    return p.outcome();
+  }
+
+  /**
+   * Streams {@code request} through {@code gateways}: when the stream fails with UNAVAILABLE (the
+   * gateway died, is shutting down, or cannot be reached), it reconnects to the next gateway and
+   * asks it to resume after the token ids received so far ({@code resume_token_ids}), so {@code
+   * onText} gets every piece of text once, in order. Each reconnection is reported on {@code err}.
+   * Other errors, and UNAVAILABLE once the reconnections are spent, are thrown.
+   */
+  static Outcome streamResuming(GatewayFailover gateways, GenerateRequest request, int[] promptIds,
+      Consumer<String> onText, PrintWriter err) throws InterruptedException {
+    Progress p = new Progress(promptIds, onText);
+    while (true) {
+      GenerateRequest attempt = p.n == 0 ? request
+          : request.toBuilder().clearResumeTokenIds()
+              .addAllResumeTokenIds(Arrays.stream(p.ids, 0, p.n).boxed().toList()).build();
+      try {
+        p.read(InferenceGrpc.newBlockingStub(gateways.channel()).generate(attempt));
+        return p.outcome();
+      } catch (StatusRuntimeException e) {
+        if (p.finished) {
+          return p.outcome(); // the last message arrived; only the call's close was lost
         }
-        ids[n++] = t.getId();
-        if (first == 0) {
-          first = now;
+        if (e.getStatus().getCode() != Status.Code.UNAVAILABLE || !gateways.canReconnect()) {
+          throw e;
         }
-        last = now;
-      }
-      if (!r.getText().isEmpty()) {
-        text.append(r.getText());
-        onText.accept(r.getText());
-      }
-      if (r.hasUsage()) {
-        promptTokens = r.getUsage().getPromptTokens();
-      }
-      switch (r.getFinishReason()) {
-        case FINISH_REASON_STOP -> finish = FinishReason.EOS;
-        case FINISH_REASON_STOP_SEQUENCE -> finish = FinishReason.STOP_SEQUENCE;
-        case FINISH_REASON_LENGTH -> finish = FinishReason.LENGTH;
-        case FINISH_REASON_CANCELLED -> finish = FinishReason.CANCELLED;
-        default -> { }
+        HostPort from = gateways.target();
+        gateways.reconnect();
+        err.printf(Locale.ROOT, "%nmoe: gateway %s: UNAVAILABLE: %s; resuming after %d token(s) on %s (reconnect %d of %d)%n",
+            from, e.getStatus().getDescription(), p.n, gateways.target(), gateways.reconnects(),
+            gateways.maxReconnects());
+        err.flush();
       }
     }
-    return new Outcome(promptIds == null ? new int[0] : promptIds, promptTokens, Arrays.copyOf(ids, n),
-        text.toString(), finish, first == 0 ? 0 : first - start, first == 0 ? 0 : last - first);
+  }
+
+  /** What a stream (and its resumptions) delivered so far. */
+  private static final class Progress {
+    private final int[] promptIds;
+    private final Consumer<String> onText;
+    private final long start = System.nanoTime();
+    private long first;
+    private long last;
+    int[] ids = new int[16];
+    int n;
+    private final StringBuilder text = new StringBuilder();
+    private FinishReason finish = FinishReason.CANCELLED;
+    boolean finished;
+    private int promptTokens;
+
+    Progress(int[] promptIds, Consumer<String> onText) {
+      this.promptIds = promptIds;
+      this.onText = onText;
+      this.promptTokens = promptIds == null ? 0 : promptIds.length;
+    }
+
+    void read(Iterator<GenerateResponse> it) {
+      while (it.hasNext()) {
+        GenerateResponse r = it.next();
+        long now = System.nanoTime();
+        for (Token t : r.getTokensList()) {
+          if (n == ids.length) {
+            ids = Arrays.copyOf(ids, n * 2);
+          }
+          ids[n++] = t.getId();
+          if (first == 0) {
+            first = now;
+          }
+          last = now;
+        }
+        if (!r.getText().isEmpty()) {
+          text.append(r.getText());
+          onText.accept(r.getText());
+        }
+        if (r.hasUsage()) {
+          promptTokens = r.getUsage().getPromptTokens();
+        }
+        switch (r.getFinishReason()) {
+          case FINISH_REASON_STOP -> finish = FinishReason.EOS;
+          case FINISH_REASON_STOP_SEQUENCE -> finish = FinishReason.STOP_SEQUENCE;
+          case FINISH_REASON_LENGTH -> finish = FinishReason.LENGTH;
+          case FINISH_REASON_CANCELLED -> finish = FinishReason.CANCELLED;
+          default -> { }
+        }
+        finished |= r.getFinishReason() != io.moecluster.proto.v1.FinishReason.FINISH_REASON_UNSPECIFIED;
+      }
+    }
+
+    Outcome outcome() {
+      return new Outcome(promptIds == null ? new int[0] : promptIds, promptTokens, Arrays.copyOf(ids, n),
+          text.toString(), finish, first == 0 ? 0 : first - start, first == 0 ? 0 : last - first);
+    }
   }
 
   /** The stderr summary line of moe generate. */

@@ -9,6 +9,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
@@ -43,8 +44,11 @@ public final class ServeCommand implements Callable<Integer> {
   @Option(names = "--conf", paramLabel = "KEY=VALUE", description = "a config setting (HOCON), over everything else; repeatable")
   Map<String, String> conf = new LinkedHashMap<>();
 
+  @Mixin GatewaySecurityOptions security;
+
   @Override
   public Integer call() throws InterruptedException {
+    security.addTo(conf);
     NodeSpec node = new NodeSpec(EnumSet.allOf(Role.class), host, port, List.of(), model, grpcHost, grpcPort, conf,
         metricsPort);
     return NodeRunner.run(node, spec.commandLine().getOut(), spec.commandLine().getErr(), null);

@@ -493,7 +493,8 @@ class LocalClusterIT {
     bad.put("repetition_penalty 0", base.clone().setSampling(sampling.clone().setRepetitionPenalty(0)).build());
     bad.put("prompt longer than the context", base.clone().setTokenIds(TokenIds.newBuilder()
         .addAllIds(java.util.Collections.nCopies(config.contextLength() + 1, 5))).build());
-    bad.put("resume_token_ids", base.clone().addResumeTokenIds(3).build());
+    bad.put("resume id = vocab size", base.clone().addResumeTokenIds(vocab).build());
+    bad.put("more resume ids than max_tokens", base.clone().addAllResumeTokenIds(List.of(3, 4, 5, 6, 7)).build());
     InferenceGrpc.InferenceBlockingStub stub = InferenceGrpc.newBlockingStub(channel);
     List<String> wrong = new ArrayList<>();
     for (var e : bad.entrySet()) {
