@@ -6,6 +6,7 @@ import static jcuda.driver.JCudaDriver.cuDevicePrimaryCtxRelease;
 import static jcuda.driver.JCudaDriver.cuDevicePrimaryCtxRetain;
 import static jcuda.driver.JCudaDriver.cuEventCreate;
 import static jcuda.driver.JCudaDriver.cuEventDestroy;
+import static jcuda.driver.JCudaDriver.cuEventElapsedTime;
 import static jcuda.driver.JCudaDriver.cuEventRecord;
 import static jcuda.driver.JCudaDriver.cuEventSynchronize;
 import static jcuda.driver.JCudaDriver.cuLaunchKernel;
@@ -72,6 +73,7 @@ public final class CudaDevice implements DeviceWeightTier.Memory<CUdeviceptr>, D
   private final ExecutorService computeThread;
   private final ExecutorService copyThread;
   private final long stagingBytes;
+  private final java.util.concurrent.atomic.AtomicBoolean closed = new java.util.concurrent.atomic.AtomicBoolean();
   // Owned by the copy thread:
   private CUstream copyStream;
   private final Pointer[] staging = new Pointer[2]; // pinned host buffers of stagingBytes
@@ -240,14 +242,23 @@ public final class CudaDevice implements DeviceWeightTier.Memory<CUdeviceptr>, D
    */
   float[] forward(DeviceWeightTier.Lease<CUdeviceptr> lease, ExpertWeights w, float[] x, int rows) {
     int hidden = w.hiddenSize();
-    int ffn = w.ffnSize();
-    DType dtype = w.gate().dtype();
-    ensureScratch((long) rows * hidden * Float.BYTES, (long) rows * ffn * Float.BYTES);
     long xBytes = (long) rows * hidden * Float.BYTES;
+    ensureScratch(xBytes, (long) rows * w.ffnSize() * Float.BYTES);
     scratch.hostIn().getByteBuffer(0, xBytes).order(ByteOrder.nativeOrder()).asFloatBuffer().put(x, 0, rows * hidden);
     cuMemcpyHtoDAsync(scratch.x(), scratch.hostIn(), xBytes, computeStream);
-    CUdeviceptr block = lease.block();
-    DeviceWeightTier.Layout layout = lease.layout();
+    launchFfn(lease.block(), lease.layout(), w, rows);
+    cuMemcpyDtoHAsync(scratch.hostOut(), scratch.y(), xBytes, computeStream);
+    cuStreamSynchronize(computeStream);
+    float[] out = new float[rows * hidden];
+    scratch.hostOut().getByteBuffer(0, xBytes).order(ByteOrder.nativeOrder()).asFloatBuffer().get(out);
+    return out;
+  }
+
+  /** Queues gate/up then down over the first {@code rows} rows of the scratch buffers. Compute thread. */
+  private void launchFfn(CUdeviceptr block, DeviceWeightTier.Layout layout, ExpertWeights w, int rows) {
+    int hidden = w.hiddenSize();
+    int ffn = w.ffnSize();
+    DType dtype = w.gate().dtype();
     CUdeviceptr w1 = block.withByteOffset(layout.gateOffset());
     CUdeviceptr w3 = block.withByteOffset(layout.upOffset());
     CUdeviceptr w2 = block.withByteOffset(layout.downOffset());
@@ -265,11 +276,41 @@ public final class CudaDevice implements DeviceWeightTier.Memory<CUdeviceptr>, D
           Pointer.to(new int[] {l.rows()}), Pointer.to(new int[] {hidden}), Pointer.to(new int[] {ffn}),
           Pointer.to(new int[] {l.vectorized() ? 1 : 0})));
     }
-    cuMemcpyDtoHAsync(scratch.hostOut(), scratch.y(), xBytes, computeStream);
-    cuStreamSynchronize(computeStream);
-    float[] out = new float[rows * hidden];
-    scratch.hostOut().getByteBuffer(0, xBytes).order(ByteOrder.nativeOrder()).asFloatBuffer().get(out);
-    return out;
+  }
+
+  /**
+   * Device time of one expert FFN over {@code rows} rows, in seconds: the kernels alone (no
+   * host copies), measured with events around {@code repetitions} passes over every expert of
+   * {@code resident} in turn (more bytes than the L2 cache holds, so weights come from memory as
+   * in serving). For benchmarks. Compute thread.
+   */
+  double kernelSeconds(List<DeviceWeightTier.Lease<CUdeviceptr>> resident, List<ExpertWeights> weights, int rows,
+      int repetitions) {
+    ExpertWeights first = weights.get(0);
+    ensureScratch((long) rows * first.hiddenSize() * Float.BYTES, (long) rows * first.ffnSize() * Float.BYTES);
+    CUevent start = new CUevent();
+    CUevent end = new CUevent();
+    cuEventCreate(start, CUevent_flags.CU_EVENT_DEFAULT);
+    cuEventCreate(end, CUevent_flags.CU_EVENT_DEFAULT);
+    try {
+      for (int i = 0; i < resident.size(); i++) { // warm-up: JIT, clocks
+        launchFfn(resident.get(i).block(), resident.get(i).layout(), weights.get(i), rows);
+      }
+      cuEventRecord(start, computeStream);
+      for (int r = 0; r < repetitions; r++) {
+        for (int i = 0; i < resident.size(); i++) {
+          launchFfn(resident.get(i).block(), resident.get(i).layout(), weights.get(i), rows);
+        }
+      }
+      cuEventRecord(end, computeStream);
+      cuEventSynchronize(end);
+      float[] millis = {0};
+      cuEventElapsedTime(millis, start, end);
+      return millis[0] / 1e3 / ((double) repetitions * resident.size());
+    } finally {
+      cuEventDestroy(start);
+      cuEventDestroy(end);
+    }
   }
 
   private void launch(LaunchPlan.Launch l, Pointer params) {
@@ -333,9 +374,12 @@ public final class CudaDevice implements DeviceWeightTier.Memory<CUdeviceptr>, D
     }
   }
 
-  /** Frees the device's buffers and streams, stops its threads and releases the context. */
+  /** Frees the device's buffers and streams, stops its threads and releases the context (once). */
   @Override
   public void close() {
+    if (!closed.compareAndSet(false, true)) {
+      return;
+    }
     try {
       onCompute(() -> {
         if (computeStream != null) {

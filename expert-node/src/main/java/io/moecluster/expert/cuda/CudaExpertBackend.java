@@ -81,7 +81,7 @@ public final class CudaExpertBackend implements ExpertBackend {
     }
   }
 
-  /** Frees the resident weights (queued on the copy thread first), then the device. */
+  /** Frees the resident weights (queued on the copy thread first), then the device. Idempotent. */
   @Override
   public void close() {
     tier.close();
