@@ -1,6 +1,7 @@
 package io.moecluster.deploy;
 
 import io.moecluster.deploy.commands.BenchCommand;
+import io.moecluster.deploy.commands.BenchExpertCommand;
 import io.moecluster.deploy.commands.BenchLocalCommand;
 import io.moecluster.deploy.commands.ClientCommand;
 import io.moecluster.deploy.commands.DemoCommand;
@@ -46,6 +47,7 @@ import picocli.CommandLine.Spec;
       LocalClusterCommand.class,
       ClientCommand.class,
       BenchCommand.class,
+      BenchExpertCommand.class,
       StatsCommand.class,
     })
 public final class Moe implements Runnable {

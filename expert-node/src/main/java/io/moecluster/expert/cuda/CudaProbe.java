@@ -98,10 +98,26 @@ public final class CudaProbe {
       }
       return new Result(devices, version[0], devices.isEmpty() ? "the NVIDIA driver reports no CUDA device" : null);
     } catch (LinkageError e) {
-      return new Result(List.of(), 0, "no NVIDIA driver (libcuda.so.1) could be loaded: " + e.getMessage());
+      return new Result(List.of(), 0, linkProblem(e));
     } catch (CudaException e) {
       return new Result(List.of(), 0, "the NVIDIA driver failed to initialize: " + e.getMessage());
     }
+  }
+
+  /**
+   * One line for a failed load of the driver binding. JCuda's message spans many lines (every
+   * attempt with its nested stack trace); what the user needs is whether libcuda.so.1 is there.
+   */
+  static String linkProblem(LinkageError e) {
+    String message = String.valueOf(e.getMessage());
+    int lib = message.indexOf("libcuda.so");
+    if (lib >= 0) {
+      int eol = message.indexOf('\n', lib);
+      return "no NVIDIA driver (" + message.substring(lib, eol < 0 ? message.length() : eol).trim() + ")";
+    }
+    int eol = message.indexOf('\n');
+    return "the CUDA driver binding (JCuda) could not be loaded: " + e.getClass().getSimpleName() + ": "
+        + (eol < 0 ? message : message.substring(0, eol)).trim();
   }
 
   static String versionText(int version) {
