@@ -147,7 +147,7 @@ class ExpertBackendsTest {
 
   @Test
   void settingsFromConfig() {
-    ExpertBackendSettings d = ExpertBackendSettings.fromConfig(ConfigFactory.load());
+    ExpertBackendSettings d = ExpertBackendSettings.fromConfig(ConfigFactory.defaultReference());
     assertEquals(Choice.AUTO, d.choice(), "reference.conf: auto");
     assertEquals(List.of(), d.devices());
     assertEquals(CacheBudget.ofPercent(80), d.memoryBudget());
@@ -155,13 +155,13 @@ class ExpertBackendsTest {
 
     ExpertBackendSettings s = ExpertBackendSettings.fromConfig(ConfigFactory.parseString(
         "moe.expert { backend = CUDA, cuda { devices = [1, 0], memory-budget = 20GiB, staging-buffer = 8MiB } }")
-        .withFallback(ConfigFactory.load()));
+        .withFallback(ConfigFactory.defaultReference()));
     assertEquals(Choice.CUDA, s.choice());
     assertEquals(List.of(1, 0), s.devices());
     assertEquals(20L << 30, s.memoryBudget().resolve(1));
     assertEquals(8L << 20, s.stagingBytes());
     assertEquals(1000, ExpertBackendSettings.fromConfig(ConfigFactory.parseString("moe.expert.cuda.memory-budget = \"50%\"")
-        .withFallback(ConfigFactory.load())).memoryBudget().resolve(2000));
+        .withFallback(ConfigFactory.defaultReference())).memoryBudget().resolve(2000));
   }
 
   @Test
@@ -176,7 +176,7 @@ class ExpertBackendsTest {
 
   private static void assertBad(String hocon, String expected) {
     var e = assertThrows(IllegalArgumentException.class, () -> ExpertBackendSettings.fromConfig(
-        ConfigFactory.parseString(hocon).withFallback(ConfigFactory.load())));
+        ConfigFactory.parseString(hocon).withFallback(ConfigFactory.defaultReference())));
     assertTrue(e.getMessage().contains(expected), hocon + " -> " + e.getMessage());
   }
 }
