@@ -90,6 +90,9 @@ __device__ __forceinline__ void ffn_product(const W* __restrict__ wa, const W* _
 #pragma unroll
     for (int r = 0; r < ROWS; r++) { acc_a[o][r] = 0.f; acc_b[o][r] = 0.f; }
 
+  // Decode unrolls the K loop so that each lane has several 16-byte loads in flight (a GEMV is
+  // bound by memory latency times loads in flight); prefill is bound by its FMAs and registers.
+#pragma unroll(ROWS > 1 ? 1 : 4)
   for (long long kt = 0; kt < K; kt += TILE_K) {
     if (ROWS > 1) {
       // Stage x[row0 .. row0+ROWS, kt .. kt+TILE_K] in shared memory (coalesced), zero-padded.
@@ -146,8 +149,10 @@ __device__ __forceinline__ void ffn_product(const W* __restrict__ wa, const W* _
   }
 }
 
-// Decode: one row per block, 2 outputs per warp, 4 warps (8 outputs a block). Memory-bound GEMV.
-#define DECODE_OUTS 2
+// Decode: one row per block, 1 output per warp, 4 warps (4 outputs a block). Memory-bound GEMV:
+// one output per warp gives the down projection (M = hidden, often 1-4K) enough warps to keep
+// the memory system busy.
+#define DECODE_OUTS 1
 #define DECODE_WARPS 4
 // Prefill: 8 rows per block staged in shared memory, 4 outputs per warp, 8 warps (32 outputs).
 #define PREFILL_OUTS 4

@@ -57,6 +57,11 @@ class ExpertBackendsTest {
     }
   }
 
+  /** The merged reference.conf files, without system property overrides (the build pins moe.expert.backend). */
+  private static com.typesafe.config.Config reference() {
+    return ConfigFactory.parseResources(ExpertBackendsTest.class.getClassLoader(), "reference.conf").resolve();
+  }
+
   private static ExpertBackendSettings settings(Choice choice, List<Integer> devices) {
     return new ExpertBackendSettings(choice, devices, CacheBudget.ofPercent(80), 32L << 20);
   }
@@ -147,7 +152,7 @@ class ExpertBackendsTest {
 
   @Test
   void settingsFromConfig() {
-    ExpertBackendSettings d = ExpertBackendSettings.fromConfig(ConfigFactory.defaultReference());
+    ExpertBackendSettings d = ExpertBackendSettings.fromConfig(reference());
     assertEquals(Choice.AUTO, d.choice(), "reference.conf: auto");
     assertEquals(List.of(), d.devices());
     assertEquals(CacheBudget.ofPercent(80), d.memoryBudget());
@@ -155,13 +160,13 @@ class ExpertBackendsTest {
 
     ExpertBackendSettings s = ExpertBackendSettings.fromConfig(ConfigFactory.parseString(
         "moe.expert { backend = CUDA, cuda { devices = [1, 0], memory-budget = 20GiB, staging-buffer = 8MiB } }")
-        .withFallback(ConfigFactory.defaultReference()));
+        .withFallback(reference()));
     assertEquals(Choice.CUDA, s.choice());
     assertEquals(List.of(1, 0), s.devices());
     assertEquals(20L << 30, s.memoryBudget().resolve(1));
     assertEquals(8L << 20, s.stagingBytes());
     assertEquals(1000, ExpertBackendSettings.fromConfig(ConfigFactory.parseString("moe.expert.cuda.memory-budget = \"50%\"")
-        .withFallback(ConfigFactory.defaultReference())).memoryBudget().resolve(2000));
+        .withFallback(reference())).memoryBudget().resolve(2000));
   }
 
   @Test
@@ -176,7 +181,7 @@ class ExpertBackendsTest {
 
   private static void assertBad(String hocon, String expected) {
     var e = assertThrows(IllegalArgumentException.class, () -> ExpertBackendSettings.fromConfig(
-        ConfigFactory.parseString(hocon).withFallback(ConfigFactory.defaultReference())));
+        ConfigFactory.parseString(hocon).withFallback(reference())));
     assertTrue(e.getMessage().contains(expected), hocon + " -> " + e.getMessage());
   }
 }

@@ -29,7 +29,7 @@ public final class LaunchPlan {
   }
 
   static final int DECODE_THREADS = 4 * 32;
-  static final int DECODE_OUTPUTS_PER_BLOCK = 4 * 2;
+  static final int DECODE_OUTPUTS_PER_BLOCK = 4 * 1;
   static final int PREFILL_THREADS = 8 * 32;
   static final int PREFILL_OUTPUTS_PER_BLOCK = 8 * 4;
   static final int PREFILL_ROWS_PER_BLOCK = 8;

@@ -29,7 +29,7 @@ class LaunchPlanTest {
     Launch odd = LaunchPlan.plan(Stage.DOWN, DType.F32, LaunchPlan.DECODE_MAX_ROWS, 1023, 2817).get(0);
     assertEquals("moe_down_f32_decode", odd.kernel());
     assertEquals(LaunchPlan.DECODE_MAX_ROWS, odd.gridY());
-    assertEquals(128, odd.gridX(), "ceil(1023 / 8) blocks: the last one covers the 7 remaining outputs");
+    assertEquals(256, odd.gridX(), "ceil(1023 / 4) blocks: the last one covers the 3 remaining outputs");
     assertFalse(odd.vectorized(), "K = 2817 rows are not 16-byte aligned: scalar loads, same order");
   }
 
