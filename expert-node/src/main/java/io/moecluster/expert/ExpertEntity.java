@@ -1,7 +1,5 @@
 package io.moecluster.expert;
 
-import io.moecluster.core.kernel.Kernels;
-import io.moecluster.core.model.ExpertFfn;
 import io.moecluster.core.model.ExpertStore;
 import io.moecluster.core.model.ExpertWeights;
 import io.moecluster.proto.cluster.v1.ComputeExperts;
@@ -42,8 +40,8 @@ public final class ExpertEntity extends AbstractBehavior<ExpertCommand> {
 
   private static final Logger log = LoggerFactory.getLogger(ExpertEntity.class);
 
-  /** What every entity of a node shares: the weights and their cache, the kernels and where to compute. */
-  record NodeContext(ExpertStore store, ExpertWeightCache cache, Kernels kernels, Executor compute,
+  /** What every entity of a node shares: the weights and their cache, the backend and where to compute. */
+  record NodeContext(ExpertStore store, ExpertWeightCache cache, ExpertBackend backend, Executor compute,
       String nodeAddress) {}
 
   /** A parsed entity id. */
@@ -122,6 +120,7 @@ public final class ExpertEntity extends AbstractBehavior<ExpertCommand> {
       case PREFETCH -> {
         if (weights() != null) {
           node.cache().prefetch(id.layer(), id.expert());
+          node.backend().prefetch(id.layer(), id.expert(), weights);
         }
       }
       case COMMAND_NOT_SET -> getContext().getLog().warn("Expert {}: empty ExpertCommand ignored", entityId);
@@ -177,20 +176,44 @@ public final class ExpertEntity extends AbstractBehavior<ExpertCommand> {
     });
   }
 
-  /** Runs the FFN on the leased weights and answers the requester; closes the lease. */
+  /**
+   * Runs the FFN on the leased weights through the node's backend and answers the requester;
+   * closes the lease once the backend is done with the weights. The CPU backend computes right
+   * here; a GPU backend answers from its own compute thread.
+   */
   private void compute(ExpertWeightCache.Lease lease, ComputeExperts req, ExpertReply.Builder reply,
       ActorRef<ExpertReply> replyTo, int rows, int hidden) {
-    try (lease) {
-      float[] x = ActivationCodec.decode(req.getInput()); // [rows, hidden]
-      long start = System.nanoTime();
-      float[] out = ExpertFfn.forward(node.kernels(), lease.weights(), x, rows); // [rows, hidden]
-      double seconds = (System.nanoTime() - start) / 1e9;
-      computeSeconds.observe(seconds);
-      tokens.inc(rows);
-      replyTo.tell(reply.setOutput(ActivationCodec.encode(out, rows, hidden)).setComputeSeconds(seconds).build());
+    float[] x;
+    try {
+      x = ActivationCodec.decode(req.getInput()); // [rows, hidden]
     } catch (RuntimeException e) {
+      lease.close();
       replyTo.tell(reply.setError("expert " + entityId + " failed: " + e).build());
+      return;
     }
+    long start = System.nanoTime();
+    CompletableFuture<float[]> result;
+    try {
+      result = node.backend().forward(id.layer(), id.expert(), lease.weights(), x, rows); // [rows, hidden]
+    } catch (RuntimeException e) {
+      result = CompletableFuture.failedFuture(e);
+    }
+    result.whenComplete((out, err) -> {
+      try (lease) {
+        if (err != null) {
+          Throwable cause = err instanceof java.util.concurrent.CompletionException && err.getCause() != null
+              ? err.getCause() : err;
+          replyTo.tell(reply.setError("expert " + entityId + " failed: " + cause).build());
+          return;
+        }
+        double seconds = (System.nanoTime() - start) / 1e9;
+        computeSeconds.observe(seconds);
+        tokens.inc(rows);
+        replyTo.tell(reply.setOutput(ActivationCodec.encode(out, rows, hidden)).setComputeSeconds(seconds).build());
+      } catch (RuntimeException e) {
+        replyTo.tell(reply.setError("expert " + entityId + " failed: " + e).build());
+      }
+    });
   }
 
   /** Why the request cannot run, or null when it can. */
