@@ -111,6 +111,15 @@ public final class CircuitBreaker {
     }
   }
 
+  /** Closed with a clean count (the entity is being started afresh elsewhere). */
+  public synchronized void reset() {
+    consecutiveFailures = 0;
+    probeInFlight = false;
+    if (state != State.CLOSED) {
+      move(State.CLOSED);
+    }
+  }
+
   public synchronized State state() {
     return state;
   }

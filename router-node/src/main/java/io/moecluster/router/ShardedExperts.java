@@ -93,14 +93,22 @@ public final class ShardedExperts implements ExpertExecutor {
 
   private record Direct(ExpertPlacement.Snapshot snapshot, Map<String, ActorRef<ExpertCommand>> refs) {}
 
+  private final Set<Attempt> inFlight = ConcurrentHashMap.newKeySet();
+  // Where each entity was last located: the placement forgets a node's entities once it is down,
+  // before its removal, when their breakers must be reset.
+  private final Map<String, String> lastNode = new ConcurrentHashMap<>();
+  private final Set<LinkedBlockingQueue<Outcome>> waiting = ConcurrentHashMap.newKeySet(); // of running steps
+  private static final Outcome WAKE = new Outcome(null, null, null); // look at the breakers again
+  private static final Outcome MOVED = new Outcome(null, null, null); // a node was removed: retry now
+
   /** The watcher's messages: local only. */
   private sealed interface WatcherCommand extends NoSerializationVerificationNeeded {}
 
   /** Watch an entity that requests go to directly. */
   private record DirectWatch(ActorRef<?> ref) implements WatcherCommand {}
 
-  /** A member became unreachable. */
-  private record Unreachable(ClusterEvent.UnreachableMember event) implements WatcherCommand {}
+  /** A member became unreachable, or was removed (downed first if it was unreachable). */
+  private record Lost(org.apache.pekko.cluster.Member member, boolean removed) implements WatcherCommand {}
 
   /** Every request goes through Cluster Sharding; default failover settings. */
   public ShardedExperts(ActorSystem<?> system, Duration timeout, int maxMessageBytes) {
@@ -133,7 +141,7 @@ public final class ShardedExperts implements ExpertExecutor {
     this.placement = placement;
     this.hedge = new HedgePolicy(failover.hedgePercentile(), failover.hedgeMinDelay().toNanos(),
         failover.hedgeMaxDelay().toNanos(), LATENCY_WINDOW);
-    this.watcher = system.systemActorOf(watcher(dead, this::onUnreachable),
+    this.watcher = system.systemActorOf(watcher(dead, this::onNodeLost),
         "moe-expert-direct-watch-" + WATCHERS.incrementAndGet(), Props.empty());
     RouterMetrics.expertRetries();
     RouterMetrics.expertFailovers();
@@ -167,19 +175,19 @@ public final class ShardedExperts implements ExpertExecutor {
     });
   }
 
-  private static Behavior<WatcherCommand> watcher(Set<ActorRef<?>> dead,
-      Consumer<ClusterEvent.UnreachableMember> onUnreachable) {
+  private static Behavior<WatcherCommand> watcher(Set<ActorRef<?>> dead, Consumer<Lost> onLost) {
     return Behaviors.setup(ctx -> {
       Cluster.get(ctx.getSystem()).subscriptions().tell(Subscribe.create(
-          ctx.messageAdapter(ClusterEvent.UnreachableMember.class, Unreachable::new),
-          ClusterEvent.UnreachableMember.class));
+          ctx.messageAdapter(ClusterEvent.UnreachableMember.class, u -> new Lost(u.member(), false)), ClusterEvent.UnreachableMember.class));
+      Cluster.get(ctx.getSystem()).subscriptions().tell(Subscribe.create(
+          ctx.messageAdapter(ClusterEvent.MemberRemoved.class, r -> new Lost(r.member(), true)), ClusterEvent.MemberRemoved.class));
       return Behaviors.receive(WatcherCommand.class)
           .onMessage(DirectWatch.class, w -> {
             ctx.watch(w.ref());
             return Behaviors.same();
           })
-          .onMessage(Unreachable.class, u -> {
-            onUnreachable.accept(u.event());
+          .onMessage(Lost.class, u -> {
+            onLost.accept(u);
             return Behaviors.same();
           })
           .onSignal(Terminated.class, t -> {
@@ -191,42 +199,77 @@ public final class ShardedExperts implements ExpertExecutor {
   }
 
   /**
-   * The failure detector gave up on a node: open the breakers of every entity placed there, so
-   * requests go to the other replica (or wait for the entity to move) without each paying a
-   * timeout first.
+   * A node was lost. Unreachable (the failure detector gave up on it): open the breakers of
+   * every entity placed there, so requests go to the other replica (or wait for the entity to
+   * move) without each paying a timeout first. Removed (the resolver downed it): its entities
+   * are being started elsewhere, so close their breakers again. Either way, attempts in flight
+   * to it will never be answered: end them now, so they are retried at once.
    */
-  private void onUnreachable(ClusterEvent.UnreachableMember event) {
-    ExpertPlacement.Snapshot snap = placement == null ? null : placement.get();
-    if (snap == null) {
-      return;
-    }
-    String node = event.member().address().toString();
+  private void onNodeLost(Lost lost) {
+    boolean removed = lost.removed();
+    String node = lost.member().address().toString();
+    directRefs(); // the placement seen last, before the node's entities are forgotten there
     Map<String, ActorRef<ExpertCommand>> refs = direct.refs();
-    int opened = 0;
-    for (Located l : snap.placement()) {
-      if (l.getNode().equals(node)) {
-        breaker(l.getLayer(), l.getExpert(), l.getReplica()).forceOpen();
-        ActorRef<ExpertCommand> ref = refs.get(ExpertEntity.entityId(l.getLayer(), l.getExpert(), l.getReplica(), replicas));
-        if (ref != null) {
-          dead.add(ref); // its next request goes through sharding, which follows the entity when it moves
-        }
-        opened++;
+    int touched = 0;
+    for (var e : lastNode.entrySet()) {
+      if (!e.getValue().equals(node)) {
+        continue;
+      }
+      ExpertEntity.Id id = ExpertEntity.parseEntityId(e.getKey());
+      CircuitBreaker b = breaker(id.layer(), id.expert(), id.replica());
+      if (removed) {
+        b.reset();
+      } else {
+        b.forceOpen();
+      }
+      ActorRef<ExpertCommand> ref = refs.get(e.getKey());
+      if (ref != null) {
+        dead.add(ref); // its next request goes through sharding, which follows the entity when it moves
+      }
+      touched++;
+    }
+    int aborted = 0;
+    for (Attempt a : inFlight) {
+      if (node.equals(a.node()) && a.reply().completeExceptionally(new NodeLostException(node, removed))) {
+        aborted++;
       }
     }
-    if (opened > 0) {
-      log.warn("Expert node {} is unreachable: {} expert entities skipped until they answer again", node, opened);
+    for (LinkedBlockingQueue<Outcome> q : waiting) {
+      q.add(removed ? MOVED : WAKE); // chunks that wait for a breaker or a backoff look again
+    }
+    if (touched > 0 || aborted > 0) {
+      log.warn("Expert node {} is {}: {} expert entities {}, {} request(s) in flight sent again", node,
+          removed ? "removed" : "unreachable", touched, removed ? "will be started elsewhere" : "skipped", aborted);
     }
   }
 
-  /** The direct refs of the current placement (rebuilt when it changes; empty until it is ready). */
-  private Map<String, ActorRef<ExpertCommand>> directRefs() {
+  /** An attempt ended because its node is gone: {@code removed} means its entities are moving. */
+  private static final class NodeLostException extends RuntimeException {
+    final boolean removed;
+
+    NodeLostException(String node, boolean removed) {
+      super("expert node " + node + (removed ? " was removed from the cluster" : " is unreachable"), null, false, false);
+      this.removed = removed;
+    }
+  }
+
+  /**
+   * The direct refs of the current placement (rebuilt when it changes; empty until it is ready);
+   * records the node of every located entity.
+   */
+  private Direct directRefs() {
     if (placement == null) {
-      return Map.of();
+      return direct;
     }
     ExpertPlacement.Snapshot snap = placement.get();
     Direct d = direct;
     if (d.snapshot() != snap) {
       Map<String, ActorRef<ExpertCommand>> refs = new HashMap<>();
+      if (snap != null) {
+        for (Located l : snap.placement()) {
+          lastNode.put(ExpertEntity.entityId(l.getLayer(), l.getExpert(), l.getReplica(), replicas), l.getNode());
+        }
+      }
       if (snap != null && snap.ready()) {
         for (Located l : snap.placement()) {
           if (l.getEntity().isEmpty()) {
@@ -250,7 +293,7 @@ public final class ShardedExperts implements ExpertExecutor {
       d = new Direct(snap, refs);
       direct = d;
     }
-    return d.refs();
+    return d;
   }
 
   /** One chunk of one task: the unit that is sent, retried and hedged. Engine thread only. */
@@ -282,8 +325,8 @@ public final class ShardedExperts implements ExpertExecutor {
   }
 
   /** One send of a chunk to one entity; judged (success or failure) once, for its breaker. */
-  private record Attempt(Chunk chunk, int replica, ActorRef<ExpertCommand> direct, long sentAt, boolean hedge,
-      CircuitBreaker breaker, AtomicBoolean judged) {
+  private record Attempt(Chunk chunk, int replica, ActorRef<ExpertCommand> direct, String node, long sentAt,
+      boolean hedge, CircuitBreaker breaker, AtomicBoolean judged, CompletableFuture<ExpertReply> reply) {
     void judge(boolean ok) {
       if (judged.compareAndSet(false, true)) {
         if (ok) {
@@ -306,7 +349,17 @@ public final class ShardedExperts implements ExpertExecutor {
     long deadline = start + timeout.toNanos();
     long hedgeDelay = replicas > 1 && failover.hedgeEnabled() ? hedge.delayNanos() : Long.MAX_VALUE;
     LinkedBlockingQueue<Outcome> outcomes = new LinkedBlockingQueue<>();
-    Map<String, ActorRef<ExpertCommand>> directs = directRefs();
+    Direct directs = directRefs();
+    waiting.add(outcomes);
+    try {
+      return run(layer, tasks, stepId, start, deadline, hedgeDelay, outcomes, directs);
+    } finally {
+      waiting.remove(outcomes);
+    }
+  }
+
+  private List<float[]> run(int layer, List<ExpertTask> tasks, long stepId, long start, long deadline,
+      long hedgeDelay, LinkedBlockingQueue<Outcome> outcomes, Direct directs) {
     List<Chunk> chunks = new ArrayList<>();
     List<float[]> outputs = new ArrayList<>(tasks.size());
     for (int t = 0; t < tasks.size(); t++) {
@@ -376,7 +429,15 @@ public final class ShardedExperts implements ExpertExecutor {
             "interrupted while waiting for the experts of layer " + layer, e);
       }
       for (; o != null; o = outcomes.poll()) {
-        if (onOutcome(layer, o, tasks, outputs)) {
+        if (o == MOVED) {
+          // The lost node's entities are starting elsewhere: whatever waits for a backoff goes now.
+          long t = System.nanoTime();
+          for (Chunk c : chunks) {
+            if (!c.done && c.inFlight == 0) {
+              c.sendAt = Math.min(c.sendAt, t);
+            }
+          }
+        } else if (o != WAKE && onOutcome(layer, o, tasks, outputs)) {
           remaining--;
         }
       }
@@ -416,18 +477,17 @@ public final class ShardedExperts implements ExpertExecutor {
     return -1;
   }
 
-  private void send(int layer, Chunk c, int replica, boolean hedge, Map<String, ActorRef<ExpertCommand>> directs,
+  private void send(int layer, Chunk c, int replica, boolean hedge, Direct directs,
       LinkedBlockingQueue<Outcome> outcomes, long deadline) {
     if (replica < 0) {
       return; // waits for a breaker (sendAt set by pick)
     }
     String id = ExpertEntity.entityId(layer, c.expert, replica, replicas);
-    ActorRef<ExpertCommand> target = directs.get(id);
+    ActorRef<ExpertCommand> target = directs.refs().get(id);
     if (target != null && dead.contains(target)) {
       target = null;
     }
     long now = System.nanoTime();
-    Attempt a = new Attempt(c, replica, target, now, hedge, breaker(layer, c.expert, replica), new AtomicBoolean());
     Duration attemptTimeout = Duration.ofNanos(Math.max(TimeUnit.MILLISECONDS.toNanos(1),
         Math.min(failover.attemptTimeout().toNanos(), deadline - now)));
     CompletableFuture<ExpertReply> reply = target != null
@@ -435,6 +495,9 @@ public final class ShardedExperts implements ExpertExecutor {
             .toCompletableFuture()
         : sharding.entityRefFor(ExpertEntity.TYPE_KEY, id)
             .<ExpertReply>ask(r -> compute(c.request, r), attemptTimeout).toCompletableFuture();
+    Attempt a = new Attempt(c, replica, target, lastNode.get(id), now, hedge, breaker(layer, c.expert, replica),
+        new AtomicBoolean(), reply);
+    inFlight.add(a);
     c.inFlight++;
     c.sendAt = Long.MAX_VALUE;
     c.last = a;
@@ -442,6 +505,7 @@ public final class ShardedExperts implements ExpertExecutor {
       c.primary = a;
     }
     reply.whenComplete((r, e) -> {
+      inFlight.remove(a);
       // Judge here, not on the engine thread: a late answer still tells the breaker the truth.
       boolean ok = e == null && (r.getError().isEmpty() || !retryable(r.getError()));
       a.judge(ok);
@@ -474,8 +538,10 @@ public final class ShardedExperts implements ExpertExecutor {
     }
     ExpertReply reply = o.reply();
     if (o.error() != null || retryable(reply.getError())) {
-      c.lastError = o.error() != null
-          ? "no answer from replica " + a.replica() + " in " + failover.attemptTimeout().toMillis()
+      Throwable cause = o.error() instanceof java.util.concurrent.CompletionException ce && ce.getCause() != null
+          ? ce.getCause() : o.error();
+      c.lastError = cause instanceof NodeLostException lost ? lost.getMessage()
+          : cause != null ? "no answer from replica " + a.replica() + " in " + failover.attemptTimeout().toMillis()
               + " ms (moe.router.failover.attempt-timeout)"
           : reply.getError();
       if (c.inFlight > 0) {
@@ -491,8 +557,10 @@ public final class ShardedExperts implements ExpertExecutor {
       c.hedged = false;
       c.primary = null;
       // Another replica: at once (it is a redirect, not a reload). The same entity: after a backoff.
+      // The entities of a removed node are starting elsewhere: no reason to wait either.
       boolean otherReplica = replicas > 1;
-      c.sendAt = otherReplica ? System.nanoTime()
+      boolean moved = cause instanceof NodeLostException lost && lost.removed;
+      c.sendAt = otherReplica || moved ? System.nanoTime()
           : System.nanoTime() + failover.backoffNanos(c.retries, ThreadLocalRandom.current().nextDouble());
       log.debug("Expert {}/{} chunk {}: {}; retry {} {}", layer, c.expert, reply == null ? -1 : reply.getChunk(),
           c.lastError, c.retries, otherReplica ? "on the other replica" : "after a backoff");
