@@ -148,6 +148,8 @@ public final class ShardedExperts implements ExpertExecutor {
     RouterMetrics.hedgesSent();
     RouterMetrics.hedgesWon();
     RouterMetrics.breakerOpens();
+    RouterMetrics.expertAttemptFailures();
+    RouterMetrics.expertStepFailures(); // all at 0 from the start, so dashboards see them
   }
 
   /** Entities per expert ({@code moe.expert.replicas}). */
