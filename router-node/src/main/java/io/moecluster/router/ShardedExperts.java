@@ -386,41 +386,18 @@ public final class ShardedExperts implements ExpertExecutor {
       }
     }
     int remaining = chunks.size();
+    // The chunks are looked over (retries due, hedges due) only when a timer is due or an
+    // attempt failed: a prefill layer has thousands of chunks, and most answers need no scan.
+    boolean scan = true;
+    long wake = deadline;
     while (remaining > 0) {
       long now = System.nanoTime();
       if (now >= deadline) {
         break;
       }
-      long wake = deadline;
-      for (Chunk c : chunks) {
-        if (c.done) {
-          continue;
-        }
-        if (c.inFlight == 0 && (c.sendAt <= now || c.waitsForBreaker)) {
-          int replica = pick(layer, c, c.last == null ? -1 : c.last.replica());
-          if (replica >= 0) {
-            if (c.last != null) {
-              RouterMetrics.expertRetries().inc();
-              if (replica != c.last.replica()) {
-                RouterMetrics.expertFailovers().inc();
-              }
-            }
-            send(layer, c, replica, false, directs, outcomes, deadline);
-          }
-        }
-        if (c.inFlight == 1 && !c.hedged && c.primary != null && now - c.primary.sentAt() >= hedgeDelay) {
-          int other = 1 - c.primary.replica();
-          if (breaker(layer, c.expert, other).tryAcquire()) {
-            c.hedged = true;
-            RouterMetrics.hedgesSent().inc();
-            send(layer, c, other, true, directs, outcomes, deadline);
-          }
-        }
-        if (c.inFlight == 0) {
-          wake = Math.min(wake, c.sendAt);
-        } else if (!c.hedged && c.primary != null && hedgeDelay != Long.MAX_VALUE) {
-          wake = Math.min(wake, c.primary.sentAt() + hedgeDelay);
-        }
+      if (scan || now >= wake) {
+        scan = false;
+        wake = scan(layer, chunks, now, deadline, hedgeDelay, directs, outcomes);
       }
       Outcome o;
       try {
@@ -439,8 +416,13 @@ public final class ShardedExperts implements ExpertExecutor {
               c.sendAt = Math.min(c.sendAt, t);
             }
           }
-        } else if (o != WAKE && onOutcome(layer, o, tasks, outputs)) {
+          scan = true;
+        } else if (o == WAKE) {
+          scan = true;
+        } else if (onOutcome(layer, o, tasks, outputs)) {
           remaining--;
+        } else {
+          scan = true; // a failed (or ignored) attempt: maybe a retry to schedule
         }
       }
     }
@@ -455,6 +437,43 @@ public final class ShardedExperts implements ExpertExecutor {
     waits.computeIfAbsent(layer, l -> RouterMetrics.expertRequestSeconds().labelValues(Integer.toString(l)))
         .observe((System.nanoTime() - start) / 1e9);
     return outputs;
+  }
+
+  /** Sends the retries and hedges that are due; returns when the next one will be. */
+  private long scan(int layer, List<Chunk> chunks, long now, long deadline, long hedgeDelay, Direct directs,
+      LinkedBlockingQueue<Outcome> outcomes) {
+    long wake = deadline;
+    for (Chunk c : chunks) {
+      if (c.done) {
+        continue;
+      }
+      if (c.inFlight == 0 && (c.sendAt <= now || c.waitsForBreaker)) {
+        int replica = pick(layer, c, c.last == null ? -1 : c.last.replica());
+        if (replica >= 0) {
+          if (c.last != null) {
+            RouterMetrics.expertRetries().inc();
+            if (replica != c.last.replica()) {
+              RouterMetrics.expertFailovers().inc();
+            }
+          }
+          send(layer, c, replica, false, directs, outcomes, deadline);
+        }
+      }
+      if (c.inFlight == 1 && !c.hedged && c.primary != null && now - c.primary.sentAt() >= hedgeDelay) {
+        int other = 1 - c.primary.replica();
+        if (breaker(layer, c.expert, other).tryAcquire()) {
+          c.hedged = true;
+          RouterMetrics.hedgesSent().inc();
+          send(layer, c, other, true, directs, outcomes, deadline);
+        }
+      }
+      if (c.inFlight == 0) {
+        wake = Math.min(wake, c.sendAt);
+      } else if (!c.hedged && c.primary != null && hedgeDelay != Long.MAX_VALUE) {
+        wake = Math.min(wake, c.primary.sentAt() + hedgeDelay);
+      }
+    }
+    return wake;
   }
 
   /**
