@@ -167,11 +167,12 @@ public final class ShardedExperts implements ExpertExecutor {
       return new CircuitBreaker(failover.breakerFailures(), failover.breakerCoolDown().toNanos(), System::nanoTime,
           (from, to) -> {
             gauge.set(to.gaugeValue);
+            // Per entity at debug: a lost node opens dozens at once (one warning per node says so).
             if (to == CircuitBreaker.State.OPEN) {
               RouterMetrics.breakerOpens().inc();
-              log.info("Expert {}: circuit breaker open ({} -> {})", k, from, to);
+              log.debug("Expert {}: circuit breaker open ({} -> {})", k, from, to);
             } else if (to == CircuitBreaker.State.CLOSED) {
-              log.info("Expert {}: circuit breaker closed again", k);
+              log.debug("Expert {}: circuit breaker closed again", k);
             }
           });
     });
