@@ -462,8 +462,8 @@ public final class ShardedExperts implements ExpertExecutor {
       }
       if (c.inFlight == 1 && !c.hedged && c.primary != null && now - c.primary.sentAt() >= hedgeDelay) {
         int other = 1 - c.primary.replica();
+        c.hedged = true; // once per attempt: when the other replica's breaker refuses, no hedge
         if (breaker(layer, c.expert, other).tryAcquire()) {
-          c.hedged = true;
           RouterMetrics.hedgesSent().inc();
           send(layer, c, other, true, directs, outcomes, deadline);
         }
