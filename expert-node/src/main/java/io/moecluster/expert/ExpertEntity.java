@@ -25,7 +25,8 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * One routed expert of one MoE layer as a sharded actor (entity id {@code "<layer>/<expert>"}).
+ * One routed expert of one MoE layer as a sharded actor (entity id {@code "<layer>/<expert>"}, or
+ * {@code "<layer>/<expert>#<replica>"} with {@code moe.expert.replicas = 2}).
  * It checks requests against the views of its three weight matrices in the node's mapped
  * checkpoint; the weights it computes with come from the node's {@link ExpertWeightCache} (warm
  * copies, or the mapped bytes when they cannot be warm). The actor only dispatches: loads run on
@@ -44,35 +45,56 @@ public final class ExpertEntity extends AbstractBehavior<ExpertCommand> {
   record NodeContext(ExpertStore store, ExpertWeightCache cache, ExpertBackend backend, Executor compute,
       String nodeAddress) {}
 
-  /** A parsed entity id. */
-  public record Id(int layer, int expert) {
+  /** A parsed entity id: the expert and which of its replicas (0 when it has one). */
+  public record Id(int layer, int expert, int replica) {
+    public Id(int layer, int expert) {
+      this(layer, expert, 0);
+    }
+
     @Override
     public String toString() {
-      return entityId(layer, expert);
+      return replica == 0 ? entityId(layer, expert) : entityId(layer, expert, replica, replica + 1);
     }
   }
 
-  /** The entity id of (layer, expert): {@code "<layer>/<expert>"}. */
+  /** The entity id of (layer, expert) without replicas: {@code "<layer>/<expert>"}. */
   public static String entityId(int layer, int expert) {
     return layer + "/" + expert;
   }
 
-  /** Parses {@code "<layer>/<expert>"}; throws IllegalArgumentException on anything else. */
+  /**
+   * The entity id of one replica of (layer, expert) when every expert has {@code replicas}
+   * entities: {@code "<layer>/<expert>"} for 1 (the ids of a cluster without replicas stay as
+   * they were), {@code "<layer>/<expert>#<replica>"} otherwise.
+   */
+  public static String entityId(int layer, int expert, int replica, int replicas) {
+    return replicas <= 1 ? entityId(layer, expert) : layer + "/" + expert + "#" + replica;
+  }
+
+  /** Parses {@code "<layer>/<expert>"} or {@code "<layer>/<expert>#<replica>"}; IllegalArgumentException on anything else. */
   public static Id parseEntityId(String id) {
     int slash = id.indexOf('/');
-    if (slash <= 0 || slash == id.length() - 1) {
-      throw new IllegalArgumentException("expert entity id must be \"<layer>/<expert>\", got \"" + id + "\"");
+    int hash = id.indexOf('#');
+    int end = hash < 0 ? id.length() : hash;
+    if (slash <= 0 || slash >= end - 1 || hash == id.length() - 1) {
+      throw badId(id);
     }
     try {
       int layer = Integer.parseInt(id, 0, slash, 10);
-      int expert = Integer.parseInt(id, slash + 1, id.length(), 10);
-      if (layer < 0 || expert < 0) {
+      int expert = Integer.parseInt(id, slash + 1, end, 10);
+      int replica = hash < 0 ? 0 : Integer.parseInt(id, hash + 1, id.length(), 10);
+      if (layer < 0 || expert < 0 || replica < 0) {
         throw new NumberFormatException("negative");
       }
-      return new Id(layer, expert);
+      return new Id(layer, expert, replica);
     } catch (NumberFormatException e) {
-      throw new IllegalArgumentException("expert entity id must be \"<layer>/<expert>\", got \"" + id + "\"");
+      throw badId(id);
     }
+  }
+
+  private static IllegalArgumentException badId(String id) {
+    return new IllegalArgumentException(
+        "expert entity id must be \"<layer>/<expert>\" or \"<layer>/<expert>#<replica>\", got \"" + id + "\"");
   }
 
   static Behavior<ExpertCommand> create(NodeContext node, String entityId) {
@@ -259,7 +281,7 @@ public final class ExpertEntity extends AbstractBehavior<ExpertCommand> {
     Located.Builder located = Located.newBuilder().setNode(node.nodeAddress())
         .setEntity(resolver.toSerializationFormat(getContext().getSelf()));
     if (id != null) {
-      located.setLayer(id.layer()).setExpert(id.expert());
+      located.setLayer(id.layer()).setExpert(id.expert()).setReplica(id.replica());
     }
     CompletableFuture<Void> load = ensureLoaded();
     if (load == null) {
