@@ -1,6 +1,7 @@
 package io.moecluster.deploy;
 
 import io.moecluster.deploy.commands.BenchCommand;
+import io.moecluster.deploy.commands.BenchExpertCommand;
 import io.moecluster.deploy.commands.BenchLocalCommand;
 import io.moecluster.deploy.commands.CertsCommand;
 import io.moecluster.deploy.commands.ChaosCommand;
@@ -48,6 +49,7 @@ import picocli.CommandLine.Spec;
       LocalClusterCommand.class,
       ClientCommand.class,
       BenchCommand.class,
+      BenchExpertCommand.class,
       StatsCommand.class,
       CertsCommand.class,
       ChaosCommand.class,

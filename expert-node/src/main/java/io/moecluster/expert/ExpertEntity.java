@@ -1,7 +1,5 @@
 package io.moecluster.expert;
 
-import io.moecluster.core.kernel.Kernels;
-import io.moecluster.core.model.ExpertFfn;
 import io.moecluster.core.model.ExpertStore;
 import io.moecluster.core.model.ExpertWeights;
 import io.moecluster.proto.cluster.v1.ComputeExperts;
@@ -27,7 +25,8 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * One routed expert of one MoE layer as a sharded actor (entity id {@code "<layer>/<expert>"}).
+ * One routed expert of one MoE layer as a sharded actor (entity id {@code "<layer>/<expert>"}, or
+ * {@code "<layer>/<expert>#<replica>"} with {@code moe.expert.replicas = 2}).
  * It checks requests against the views of its three weight matrices in the node's mapped
  * checkpoint; the weights it computes with come from the node's {@link ExpertWeightCache} (warm
  * copies, or the mapped bytes when they cannot be warm). The actor only dispatches: loads run on
@@ -42,39 +41,60 @@ public final class ExpertEntity extends AbstractBehavior<ExpertCommand> {
 
   private static final Logger log = LoggerFactory.getLogger(ExpertEntity.class);
 
-  /** What every entity of a node shares: the weights and their cache, the kernels and where to compute. */
-  record NodeContext(ExpertStore store, ExpertWeightCache cache, Kernels kernels, Executor compute,
+  /** What every entity of a node shares: the weights and their cache, the backend and where to compute. */
+  record NodeContext(ExpertStore store, ExpertWeightCache cache, ExpertBackend backend, Executor compute,
       String nodeAddress) {}
 
-  /** A parsed entity id. */
-  public record Id(int layer, int expert) {
+  /** A parsed entity id: the expert and which of its replicas (0 when it has one). */
+  public record Id(int layer, int expert, int replica) {
+    public Id(int layer, int expert) {
+      this(layer, expert, 0);
+    }
+
     @Override
     public String toString() {
-      return entityId(layer, expert);
+      return replica == 0 ? entityId(layer, expert) : entityId(layer, expert, replica, replica + 1);
     }
   }
 
-  /** The entity id of (layer, expert): {@code "<layer>/<expert>"}. */
+  /** The entity id of (layer, expert) without replicas: {@code "<layer>/<expert>"}. */
   public static String entityId(int layer, int expert) {
     return layer + "/" + expert;
   }
 
-  /** Parses {@code "<layer>/<expert>"}; throws IllegalArgumentException on anything else. */
+  /**
+   * The entity id of one replica of (layer, expert) when every expert has {@code replicas}
+   * entities: {@code "<layer>/<expert>"} for 1 (the ids of a cluster without replicas stay as
+   * they were), {@code "<layer>/<expert>#<replica>"} otherwise.
+   */
+  public static String entityId(int layer, int expert, int replica, int replicas) {
+    return replicas <= 1 ? entityId(layer, expert) : layer + "/" + expert + "#" + replica;
+  }
+
+  /** Parses {@code "<layer>/<expert>"} or {@code "<layer>/<expert>#<replica>"}; IllegalArgumentException on anything else. */
   public static Id parseEntityId(String id) {
     int slash = id.indexOf('/');
-    if (slash <= 0 || slash == id.length() - 1) {
-      throw new IllegalArgumentException("expert entity id must be \"<layer>/<expert>\", got \"" + id + "\"");
+    int hash = id.indexOf('#');
+    int end = hash < 0 ? id.length() : hash;
+    if (slash <= 0 || slash >= end - 1 || hash == id.length() - 1) {
+      throw badId(id);
     }
     try {
       int layer = Integer.parseInt(id, 0, slash, 10);
-      int expert = Integer.parseInt(id, slash + 1, id.length(), 10);
-      if (layer < 0 || expert < 0) {
+      int expert = Integer.parseInt(id, slash + 1, end, 10);
+      int replica = hash < 0 ? 0 : Integer.parseInt(id, hash + 1, id.length(), 10);
+      if (layer < 0 || expert < 0 || replica < 0) {
         throw new NumberFormatException("negative");
       }
-      return new Id(layer, expert);
+      return new Id(layer, expert, replica);
     } catch (NumberFormatException e) {
-      throw new IllegalArgumentException("expert entity id must be \"<layer>/<expert>\", got \"" + id + "\"");
+      throw badId(id);
     }
+  }
+
+  private static IllegalArgumentException badId(String id) {
+    return new IllegalArgumentException(
+        "expert entity id must be \"<layer>/<expert>\" or \"<layer>/<expert>#<replica>\", got \"" + id + "\"");
   }
 
   static Behavior<ExpertCommand> create(NodeContext node, String entityId) {
@@ -122,6 +142,7 @@ public final class ExpertEntity extends AbstractBehavior<ExpertCommand> {
       case PREFETCH -> {
         if (weights() != null) {
           node.cache().prefetch(id.layer(), id.expert());
+          node.backend().prefetch(id.layer(), id.expert(), weights);
         }
       }
       case COMMAND_NOT_SET -> getContext().getLog().warn("Expert {}: empty ExpertCommand ignored", entityId);
@@ -177,20 +198,44 @@ public final class ExpertEntity extends AbstractBehavior<ExpertCommand> {
     });
   }
 
-  /** Runs the FFN on the leased weights and answers the requester; closes the lease. */
+  /**
+   * Runs the FFN on the leased weights through the node's backend and answers the requester;
+   * closes the lease once the backend is done with the weights. The CPU backend computes right
+   * here; a GPU backend answers from its own compute thread.
+   */
   private void compute(ExpertWeightCache.Lease lease, ComputeExperts req, ExpertReply.Builder reply,
       ActorRef<ExpertReply> replyTo, int rows, int hidden) {
-    try (lease) {
-      float[] x = ActivationCodec.decode(req.getInput()); // [rows, hidden]
-      long start = System.nanoTime();
-      float[] out = ExpertFfn.forward(node.kernels(), lease.weights(), x, rows); // [rows, hidden]
-      double seconds = (System.nanoTime() - start) / 1e9;
-      computeSeconds.observe(seconds);
-      tokens.inc(rows);
-      replyTo.tell(reply.setOutput(ActivationCodec.encode(out, rows, hidden)).setComputeSeconds(seconds).build());
+    float[] x;
+    try {
+      x = ActivationCodec.decode(req.getInput()); // [rows, hidden]
     } catch (RuntimeException e) {
+      lease.close();
       replyTo.tell(reply.setError("expert " + entityId + " failed: " + e).build());
+      return;
     }
+    long start = System.nanoTime();
+    CompletableFuture<float[]> result;
+    try {
+      result = node.backend().forward(id.layer(), id.expert(), lease.weights(), x, rows); // [rows, hidden]
+    } catch (RuntimeException e) {
+      result = CompletableFuture.failedFuture(e);
+    }
+    result.whenComplete((out, err) -> {
+      try (lease) {
+        if (err != null) {
+          Throwable cause = err instanceof java.util.concurrent.CompletionException && err.getCause() != null
+              ? err.getCause() : err;
+          replyTo.tell(reply.setError("expert " + entityId + " failed: " + cause).build());
+          return;
+        }
+        double seconds = (System.nanoTime() - start) / 1e9;
+        computeSeconds.observe(seconds);
+        tokens.inc(rows);
+        replyTo.tell(reply.setOutput(ActivationCodec.encode(out, rows, hidden)).setComputeSeconds(seconds).build());
+      } catch (RuntimeException e) {
+        replyTo.tell(reply.setError("expert " + entityId + " failed: " + e).build());
+      }
+    });
   }
 
   /** Why the request cannot run, or null when it can. */
@@ -236,7 +281,7 @@ public final class ExpertEntity extends AbstractBehavior<ExpertCommand> {
     Located.Builder located = Located.newBuilder().setNode(node.nodeAddress())
         .setEntity(resolver.toSerializationFormat(getContext().getSelf()));
     if (id != null) {
-      located.setLayer(id.layer()).setExpert(id.expert());
+      located.setLayer(id.layer()).setExpert(id.expert()).setReplica(id.replica());
     }
     CompletableFuture<Void> load = ensureLoaded();
     if (load == null) {

@@ -73,6 +73,49 @@ public final class ExpertMetrics {
     return Holder.PREFETCH_WASTED;
   }
 
+  /** {@code moe_expert_device_memory_bytes{node,device}}: device bytes of resident (and uploading) experts. */
+  public static Gauge deviceResidentBytes() {
+    return DeviceHolder.RESIDENT_BYTES;
+  }
+
+  /** {@code moe_expert_device_budget_bytes{node,device}}: the device memory budget of the weights. */
+  public static Gauge deviceBudgetBytes() {
+    return DeviceHolder.BUDGET_BYTES;
+  }
+
+  /** {@code moe_expert_device_uploads_total{node,device}}: experts uploaded to the device. */
+  public static Counter deviceUploads() {
+    return DeviceHolder.UPLOADS;
+  }
+
+  /** {@code moe_expert_device_evictions_total{node,device}}: resident experts evicted from the device. */
+  public static Counter deviceEvictions() {
+    return DeviceHolder.EVICTIONS;
+  }
+
+  /** {@code moe_expert_device_upload_seconds{node,device}}: allocating and uploading one expert. */
+  public static Histogram deviceUploadSeconds() {
+    return DeviceHolder.UPLOAD_SECONDS;
+  }
+
+  /** The GPU tier's families, registered only on nodes that use it. */
+  private static final class DeviceHolder {
+    static final Gauge RESIDENT_BYTES = Gauge.builder().name("moe_expert_device_memory_bytes")
+        .help("Device memory bytes of resident expert weights, uploads in flight included")
+        .labelNames("node", "device").register();
+    static final Gauge BUDGET_BYTES = Gauge.builder().name("moe_expert_device_budget_bytes")
+        .help("Device memory budget of the expert weights (moe.expert.cuda.memory-budget)")
+        .labelNames("node", "device").register();
+    static final Counter UPLOADS = Counter.builder().name("moe_expert_device_uploads_total")
+        .help("Experts uploaded to the device").labelNames("node", "device").register();
+    static final Counter EVICTIONS = Counter.builder().name("moe_expert_device_evictions_total")
+        .help("Resident experts evicted from the device to stay within its budget").labelNames("node", "device")
+        .register();
+    static final Histogram UPLOAD_SECONDS = Histogram.builder().name("moe_expert_device_upload_seconds")
+        .help("Time to allocate and upload one expert's weights to the device").labelNames("node", "device")
+        .classicOnly().classicExponentialUpperBounds(0.0001, 2, 16).register();
+  }
+
   private static final class Holder {
     static final Counter HITS = Counter.builder().name("moe_expert_cache_hits_total")
         .help("Expert weight cache acquires that found the weights warm").labelNames("node").register();

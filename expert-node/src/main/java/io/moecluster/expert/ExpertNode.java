@@ -19,8 +19,8 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * The expert role of a cluster node: it maps the checkpoint once, owns the kernels and the
- * compute executor ({@code moe-expert-compute-N}) that every {@link ExpertEntity} of the node
+ * The expert role of a cluster node: it maps the checkpoint once, owns the kernels, the
+ * {@link ExpertBackend} (CPU or CUDA, {@code moe.expert.backend}), the compute executor ({@code moe-expert-compute-N}) that every {@link ExpertEntity} of the node
  * runs on, the {@link ExpertWeightCache} with its loader threads ({@code moe-expert-loader-N}), and inits Cluster Sharding for {@link ExpertEntity#TYPE_KEY} with role
  * {@value ExpertSharding#ROLE}. The node must carry that role. Closing it stops the compute
  * threads and unmaps the checkpoint; close it after the actor system has left the cluster.
@@ -35,24 +35,35 @@ public final class ExpertNode implements AutoCloseable {
   private final ExecutorService compute;
   private final ExecutorService loader;
   private final ExpertWeightCache cache;
+  private final ExpertBackend backend;
   private final ActorRef<ShardingEnvelope<ExpertCommand>> region;
   private final String address;
 
   private ExpertNode(SafeTensors tensors, ModelConfig config, VectorKernels kernels, ExecutorService compute,
-      ExecutorService loader, ExpertWeightCache cache, ActorRef<ShardingEnvelope<ExpertCommand>> region,
-      String address) {
+      ExecutorService loader, ExpertWeightCache cache, ExpertBackend backend,
+      ActorRef<ShardingEnvelope<ExpertCommand>> region, String address) {
     this.tensors = tensors;
     this.config = config;
     this.kernels = kernels;
     this.compute = compute;
     this.loader = loader;
     this.cache = cache;
+    this.backend = backend;
     this.region = region;
     this.address = address;
   }
 
-  /** Opens the model of {@code settings} and starts hosting expert entities on {@code system}. */
+  /**
+   * Opens the model of {@code settings} and starts hosting expert entities on {@code system}, on
+   * the backend that {@code moe.expert.backend} of the system's configuration selects.
+   */
   public static ExpertNode start(ActorSystem<?> system, ExpertNodeSettings settings) {
+    return start(system, settings, ExpertBackendSettings.fromConfig(system.settings().config()));
+  }
+
+  /** Opens the model of {@code settings} and hosts expert entities that compute on {@code backendSettings}. */
+  public static ExpertNode start(ActorSystem<?> system, ExpertNodeSettings settings,
+      ExpertBackendSettings backendSettings) {
     Cluster cluster = Cluster.get(system);
     if (!cluster.selfMember().hasRole(ExpertSharding.ROLE)) {
       throw new IllegalStateException("an expert node needs the cluster role '" + ExpertSharding.ROLE
@@ -65,6 +76,7 @@ public final class ExpertNode implements AutoCloseable {
     ExecutorService compute = null;
     ExecutorService loader = null;
     ExpertWeightCache cache = null;
+    ExpertBackend backend = null;
     try {
       kernels = KernelsFactory.create(settings.effectiveKernelThreads());
       compute = executor(threads, "moe-expert-compute-");
@@ -74,14 +86,18 @@ public final class ExpertNode implements AutoCloseable {
       long all = ExpertWeightCache.allExpertBytes(store);
       long budget = settings.cacheBudget().resolve(all);
       cache = new ExpertWeightCache(store, budget, loader, address);
-      ExpertEntity.NodeContext ctx = new ExpertEntity.NodeContext(store, cache, kernels, compute, address);
+      backend = ExpertBackends.select(backendSettings, kernels, compute, address);
+      ExpertEntity.NodeContext ctx = new ExpertEntity.NodeContext(store, cache, backend, compute, address);
       ActorRef<ShardingEnvelope<ExpertCommand>> region =
           ExpertSharding.initHosting(system, entity -> ExpertEntity.create(ctx, entity.getEntityId()));
       log.info("Expert node {}: model {} ({} layers x {} experts), {} compute thread(s) x {} kernel thread(s), weight cache budget"
               + " {} of {} expert bytes ({})", address, settings.modelDir(), config.numLayers(),
           config.numExperts(), threads, kernels.threads(), budget, all, settings.cacheBudget());
-      return new ExpertNode(tensors, config, kernels, compute, loader, cache, region, address);
+      return new ExpertNode(tensors, config, kernels, compute, loader, cache, backend, region, address);
     } catch (RuntimeException e) {
+      if (backend != null) {
+        backend.close();
+      }
       if (cache != null) {
         cache.close();
       }
@@ -124,6 +140,11 @@ public final class ExpertNode implements AutoCloseable {
     return cache;
   }
 
+  /** The backend the node's expert FFNs run on. */
+  public ExpertBackend backend() {
+    return backend;
+  }
+
   /** This node's cluster address, as reported in ExpertReply.node and Located.node. */
   public String address() {
     return address;
@@ -133,6 +154,7 @@ public final class ExpertNode implements AutoCloseable {
   public void close() {
     stop(loader);
     stop(compute);
+    backend.close();
     cache.close();
     kernels.close();
     tensors.close();

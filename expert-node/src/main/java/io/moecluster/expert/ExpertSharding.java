@@ -21,7 +21,9 @@ import org.apache.pekko.cluster.typed.Cluster;
 
 /**
  * The one definition of the "expert" entity type that every node shares: role {@value #ROLE},
- * the shard count and least-shard allocation of {@code moe.expert.sharding}, and no idle
+ * the shard count and least-shard allocation of {@code moe.expert.sharding}, the replicas of
+ * {@code moe.expert.replicas} (with 2, {@link ReplicaShards} keeps an expert's two entities on
+ * different nodes), and no idle
  * passivation (an entity keeps its weights resident). Expert nodes init the real region through
  * {@link ExpertNode}; routers get a proxy from {@link #initProxy}.
  */
@@ -61,6 +63,23 @@ public final class ExpertSharding {
     return region;
   }
 
+  /**
+   * Entities per expert ({@code moe.expert.replicas}, 1 or 2); expert and router nodes read the
+   * same key, so every node of a cluster must agree on it.
+   */
+  public static int replicas(ActorSystem<?> system) {
+    return replicas(system.settings().config());
+  }
+
+  /** {@code moe.expert.replicas} of a full configuration, checked. */
+  public static int replicas(Config config) {
+    int replicas = config.getInt("moe.expert.replicas");
+    if (replicas < 1 || replicas > 2) {
+      throw new IllegalArgumentException("moe.expert.replicas must be 1 or 2, got " + replicas);
+    }
+    return replicas;
+  }
+
   /** Shards of the expert entity type ({@code moe.expert.sharding.number-of-shards}). */
   public static int numberOfShards(ActorSystem<?> system) {
     return system.settings().config().getInt("moe.expert.sharding.number-of-shards");
@@ -77,10 +96,15 @@ public final class ExpertSharding {
     ShardCoordinator.ShardAllocationStrategy allocation =
         ShardCoordinator.ShardAllocationStrategy$.MODULE$.leastShardAllocationStrategy(
             c.getInt("rebalance-absolute-limit"), c.getDouble("rebalance-relative-limit"));
-    return Entity.of(ExpertEntity.TYPE_KEY, create)
+    var entity = Entity.of(ExpertEntity.TYPE_KEY, create)
         .withRole(ROLE)
-        .withSettings(ClusterShardingSettings.create(system).withNoPassivationStrategy().withRole(ROLE))
-        .withMessageExtractor(new HashCodeMessageExtractor<ExpertCommand>(shards))
-        .withAllocationStrategy(allocation);
+        .withSettings(ClusterShardingSettings.create(system).withNoPassivationStrategy().withRole(ROLE));
+    if (replicas(system) == 1) {
+      return entity.withMessageExtractor(new HashCodeMessageExtractor<ExpertCommand>(shards))
+          .withAllocationStrategy(allocation);
+    }
+    // Two replicas: sibling shards "b#0" / "b#1", never on the same node while another can host.
+    return entity.withMessageExtractor(new ReplicaShards.Extractor(shards))
+        .withAllocationStrategy(new ReplicaShards.Allocation(allocation));
   }
 }

@@ -164,7 +164,11 @@ class ExpertEntityClusterTest {
   void entityIdsRoundTrip() {
     assertEquals("3/17", ExpertEntity.entityId(3, 17));
     assertEquals(new ExpertEntity.Id(3, 17), ExpertEntity.parseEntityId("3/17"));
-    for (String bad : new String[] {"", "3", "3/", "/4", "a/b", "-1/2", "1/2/3"}) {
+    assertEquals("3/17", ExpertEntity.entityId(3, 17, 0, 1));
+    assertEquals("3/17#1", ExpertEntity.entityId(3, 17, 1, 2));
+    assertEquals(new ExpertEntity.Id(3, 17, 1), ExpertEntity.parseEntityId("3/17#1"));
+    assertEquals(new ExpertEntity.Id(3, 17, 0), ExpertEntity.parseEntityId("3/17#0"));
+    for (String bad : new String[] {"", "3", "3/", "/4", "a/b", "-1/2", "1/2/3", "1/2#", "1/#2", "1/2#x", "1/2#-1"}) {
       assertThrows(IllegalArgumentException.class, () -> ExpertEntity.parseEntityId(bad), bad);
     }
   }

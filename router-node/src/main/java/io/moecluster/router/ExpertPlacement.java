@@ -41,7 +41,8 @@ import org.apache.pekko.cluster.typed.Subscribe;
  * has a shard region registered with the coordinator (else a cold start could place every entity
  * on the first node), it sends {@link Locate} to every (layer, expert) entity and records the
  * {@link Located} answers; it retries until all have answered with loaded weights, and locates
- * again whenever expert members join or leave. The current view is published as an immutable
+ * again whenever expert members join or leave. With {@code moe.expert.replicas = 2} it tracks
+ * both entities of every expert. The current view is published as an immutable
  * {@link Snapshot} for the router actor's status replies.
  */
 public final class ExpertPlacement extends AbstractBehavior<ExpertPlacement.Command> {
@@ -74,8 +75,15 @@ public final class ExpertPlacement extends AbstractBehavior<ExpertPlacement.Comm
   /** The placement tracker for a model of {@code layers x experts} routed experts. */
   public static Behavior<Command> create(ActorRef<ShardingEnvelope<ExpertCommand>> region,
       int layers, int experts, int minExpertNodes, Duration retryInterval, AtomicReference<Snapshot> view) {
+    return create(region, layers, experts, 1, minExpertNodes, retryInterval, view);
+  }
+
+  /** The placement tracker for {@code replicas} entities per routed expert ({@code moe.expert.replicas}). */
+  public static Behavior<Command> create(ActorRef<ShardingEnvelope<ExpertCommand>> region,
+      int layers, int experts, int replicas, int minExpertNodes, Duration retryInterval,
+      AtomicReference<Snapshot> view) {
     return Behaviors.setup(ctx -> Behaviors.withTimers(timers ->
-        new ExpertPlacement(ctx, timers, region, layers, experts, minExpertNodes, retryInterval, view)));
+        new ExpertPlacement(ctx, timers, region, layers, experts, replicas, minExpertNodes, retryInterval, view)));
   }
 
   /** Ticks between placement refreshes once every expert is located. */
@@ -83,6 +91,7 @@ public final class ExpertPlacement extends AbstractBehavior<ExpertPlacement.Comm
 
   private final int layers;
   private final int experts;
+  private final int replicas;
   private final int minExpertNodes;
   private final AtomicReference<Snapshot> view;
   private final ClusterSharding sharding;
@@ -99,11 +108,12 @@ public final class ExpertPlacement extends AbstractBehavior<ExpertPlacement.Comm
   private long idleTicks;
 
   private ExpertPlacement(ActorContext<Command> ctx, TimerScheduler<Command> timers,
-      ActorRef<ShardingEnvelope<ExpertCommand>> region, int layers, int experts,
+      ActorRef<ShardingEnvelope<ExpertCommand>> region, int layers, int experts, int replicas,
       int minExpertNodes, Duration retryInterval, AtomicReference<Snapshot> view) {
     super(ctx);
     this.layers = layers;
     this.experts = experts;
+    this.replicas = replicas;
     this.minExpertNodes = minExpertNodes;
     this.view = view;
     this.sharding = ClusterSharding.get(ctx.getSystem());
@@ -113,11 +123,7 @@ public final class ExpertPlacement extends AbstractBehavior<ExpertPlacement.Comm
     this.locatedReplyTo = ActorRefResolver.get(ctx.getSystem()).toSerializationFormat(locatedAdapter);
     ActorRef<ClusterEvent.MemberEvent> members = ctx.messageAdapter(ClusterEvent.MemberEvent.class, MembersChanged::new);
     Cluster.get(ctx.getSystem()).subscriptions().tell(Subscribe.create(members, ClusterEvent.MemberEvent.class));
-    for (int l = 0; l < layers; l++) {
-      for (int e = 0; e < experts; e++) {
-        toLocate.add(ExpertEntity.entityId(l, e));
-      }
-    }
+    toLocate.addAll(allIds());
     timers.startTimerWithFixedDelay(new Tick(), retryInterval);
     publish();
   }
@@ -161,13 +167,22 @@ public final class ExpertPlacement extends AbstractBehavior<ExpertPlacement.Comm
     upExperts = Set.copyOf(now);
     regionsConfirmed = false;
     toLocate.clear();
-    for (int l = 0; l < layers; l++) {
-      for (int e = 0; e < experts; e++) {
-        toLocate.add(ExpertEntity.entityId(l, e));
-      }
-    }
+    toLocate.addAll(allIds());
     getContext().getLog().info("Expert members Up: {}; locating the experts again", upExperts);
     publish();
+  }
+
+  /** Every entity id: each (layer, expert) once per replica. */
+  private List<String> allIds() {
+    List<String> ids = new ArrayList<>();
+    for (int l = 0; l < layers; l++) {
+      for (int e = 0; e < experts; e++) {
+        for (int r = 0; r < replicas; r++) {
+          ids.add(ExpertEntity.entityId(l, e, r, replicas));
+        }
+      }
+    }
+    return ids;
   }
 
   private Behavior<Command> onTick() {
@@ -223,7 +238,7 @@ public final class ExpertPlacement extends AbstractBehavior<ExpertPlacement.Comm
 
   private Behavior<Command> onLocated(GotLocated msg) {
     Located l = msg.located();
-    String id = ExpertEntity.entityId(l.getLayer(), l.getExpert());
+    String id = ExpertEntity.entityId(l.getLayer(), l.getExpert(), l.getReplica(), replicas);
     answers.put(id, l);
     if (l.getLoaded()) {
       toLocate.remove(id);
@@ -234,13 +249,16 @@ public final class ExpertPlacement extends AbstractBehavior<ExpertPlacement.Comm
 
   private void publish() {
     List<Located> placement = new ArrayList<>(answers.values());
-    placement.sort(Comparator.comparingInt(Located::getLayer).thenComparingInt(Located::getExpert));
+    placement.sort(Comparator.comparingInt(Located::getLayer).thenComparingInt(Located::getExpert)
+        .thenComparingInt(Located::getReplica));
     boolean ready = toLocate.isEmpty() && upExperts.size() >= minExpertNodes
-        && placement.size() == layers * experts && placement.stream().allMatch(Located::getLoaded);
+        && placement.size() == layers * experts * replicas && placement.stream().allMatch(Located::getLoaded);
     if (ready) {
       detail = "";
     } else if (regionsConfirmed || detail.isEmpty()) {
-      detail = toLocate.size() + " of " + layers * experts + " experts not located with loaded weights yet";
+      detail = toLocate.size() + " of " + layers * experts * replicas
+          + (replicas > 1 ? " expert entities (" + replicas + " replicas each)" : " experts")
+          + " not located with loaded weights yet";
     }
     Snapshot previous = view.getAndSet(new Snapshot(ready, placement, detail));
     if (ready && (previous == null || !previous.ready())) {

@@ -27,9 +27,44 @@ public final class RouterMetrics {
     return Holder.REQUEST_SECONDS;
   }
 
-  /** {@code moe_expert_retries_total}: expert requests sent again after a failure (no retries yet). */
+  /** {@code moe_expert_retries_total}: expert requests sent again after a failed or timed-out attempt. */
   public static Counter expertRetries() {
     return Holder.RETRIES;
+  }
+
+  /** {@code moe_expert_failovers_total}: retries that went to another replica than the failed attempt. */
+  public static Counter expertFailovers() {
+    return Failover.FAILOVERS;
+  }
+
+  /** {@code moe_expert_attempt_failures_total}: attempts that timed out or failed. */
+  public static Counter expertAttemptFailures() {
+    return Failover.ATTEMPT_FAILURES;
+  }
+
+  /** {@code moe_expert_hedges_sent_total}: requests also sent to the other replica (slow first answer). */
+  public static Counter hedgesSent() {
+    return Failover.HEDGES_SENT;
+  }
+
+  /** {@code moe_expert_hedges_won_total}: hedged requests where the second replica answered first. */
+  public static Counter hedgesWon() {
+    return Failover.HEDGES_WON;
+  }
+
+  /** {@code moe_expert_breaker_state{layer,expert,replica}}: 0 closed, 1 half-open, 2 open. */
+  public static Gauge breakerState() {
+    return Failover.BREAKER_STATE;
+  }
+
+  /** {@code moe_expert_breaker_opens_total}: times an entity's circuit breaker opened. */
+  public static Counter breakerOpens() {
+    return Failover.BREAKER_OPENS;
+  }
+
+  /** {@code moe_expert_step_failures_total}: layers given up (their sequences failed UNAVAILABLE). */
+  public static Counter expertStepFailures() {
+    return Failover.STEP_FAILURES;
   }
 
   /** {@code moe_router_running_sequences{node}}: sequences in the running batch. */
@@ -88,6 +123,24 @@ public final class RouterMetrics {
         accuracy[a.layer()].set(r == 0 ? 1.0 : (double) p / r);
       }
     };
+  }
+
+  private static final class Failover {
+    static final Counter FAILOVERS = Counter.builder().name("moe_expert_failovers_total")
+        .help("Expert request retries sent to another replica than the attempt that failed").register();
+    static final Counter ATTEMPT_FAILURES = Counter.builder().name("moe_expert_attempt_failures_total")
+        .help("Expert request attempts that timed out (moe.router.failover.attempt-timeout) or failed").register();
+    static final Counter HEDGES_SENT = Counter.builder().name("moe_expert_hedges_sent_total")
+        .help("Expert requests also sent to the other replica after the hedge delay").register();
+    static final Counter HEDGES_WON = Counter.builder().name("moe_expert_hedges_won_total")
+        .help("Hedged expert requests answered first by the hedge").register();
+    static final Gauge BREAKER_STATE = Gauge.builder().name("moe_expert_breaker_state")
+        .help("Circuit breaker of an expert entity on this router: 0 closed, 1 half-open, 2 open")
+        .labelNames("layer", "expert", "replica").register();
+    static final Counter BREAKER_OPENS = Counter.builder().name("moe_expert_breaker_opens_total")
+        .help("Times a circuit breaker of an expert entity opened").register();
+    static final Counter STEP_FAILURES = Counter.builder().name("moe_expert_step_failures_total")
+        .help("Layers whose expert requests could not complete within moe.router.expert-timeout").register();
   }
 
   private static final class Holder {

@@ -64,16 +64,15 @@ public final class RouterNode implements AutoCloseable {
           ? new Prefetcher(model, settings.prefetchDepth(),
               RouterMetrics.prefetchListener(address, model.config().numLayers()))
           : null;
-      RouterMetrics.expertRetries(); // registered (at 0) until retries exist
       AtomicReference<ExpertPlacement.Snapshot> placement = new AtomicReference<>(
           new ExpertPlacement.Snapshot(false, java.util.List.of(), "locating the experts has not started yet"));
       ShardedExperts experts = new ShardedExperts(system, settings.expertTimeout(),
-          settings.maxExpertMessageBytes(), placement::get);
+          settings.maxExpertMessageBytes(), placement::get, settings.failover());
       Engine engine = new Engine(model, tokenizer, experts, settings.maxRunningSequences(), settings.maxWaiting(),
           prefetcher, address);
       ActorRef<ExpertPlacement.Command> placementActor = system.systemActorOf(
           ExpertPlacement.create(region, model.config().numLayers(), model.config().numExperts(),
-              settings.minExpertNodes(), settings.placementRetryInterval(), placement),
+              experts.replicas(), settings.minExpertNodes(), settings.placementRetryInterval(), placement),
           "moe-expert-placement", Props.empty());
       ActorRef<RouterCommand> router = system.systemActorOf(
           RouterActor.create(engine, placement::get), "moe-router", Props.empty());

@@ -18,7 +18,8 @@ public record RouterSettings(
     int maxExpertMessageBytes,
     Duration placementRetryInterval,
     boolean prefetchEnabled,
-    int prefetchDepth) {
+    int prefetchDepth,
+    FailoverSettings failover) {
 
   public RouterSettings {
     if (modelDir == null || modelDir.toString().isEmpty()) {
@@ -33,13 +34,16 @@ public record RouterSettings(
     require(!placementRetryInterval.isNegative() && !placementRetryInterval.isZero(),
         "placement-retry-interval must be > 0", placementRetryInterval);
     require(prefetchDepth >= 1, "prefetch.depth must be >= 1", prefetchDepth);
+    if (failover == null) {
+      throw new IllegalArgumentException("moe.router.failover is missing");
+    }
   }
 
-  /** Settings with prefetching on at depth 1. */
+  /** Settings with prefetching on at depth 1 and the default failover settings. */
   public RouterSettings(Path modelDir, int computeThreads, int maxRunningSequences, int maxWaiting,
       Duration expertTimeout, int minExpertNodes, int maxExpertMessageBytes, Duration placementRetryInterval) {
     this(modelDir, computeThreads, maxRunningSequences, maxWaiting, expertTimeout, minExpertNodes,
-        maxExpertMessageBytes, placementRetryInterval, true, 1);
+        maxExpertMessageBytes, placementRetryInterval, true, 1, FailoverSettings.defaults());
   }
 
   private static void require(boolean ok, String rule, Object value) {
@@ -66,6 +70,7 @@ public record RouterSettings(
         (int) Math.min(Integer.MAX_VALUE, bytes),
         c.getDuration("placement-retry-interval"),
         c.getBoolean("prefetch.enabled"),
-        c.getInt("prefetch.depth"));
+        c.getInt("prefetch.depth"),
+        FailoverSettings.fromConfig(c));
   }
 }

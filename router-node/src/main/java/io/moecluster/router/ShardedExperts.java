@@ -3,9 +3,11 @@ package io.moecluster.router;
 import io.moecluster.core.model.ExpertExecutor;
 import io.moecluster.core.model.ExpertTask;
 import io.moecluster.expert.ExpertEntity;
+import io.moecluster.expert.ExpertSharding;
 import io.moecluster.proto.cluster.v1.ComputeExperts;
 import io.moecluster.proto.cluster.v1.ExpertCommand;
 import io.moecluster.proto.cluster.v1.ExpertReply;
+import io.moecluster.proto.cluster.v1.Located;
 import io.moecluster.proto.cluster.v1.Prefetch;
 import io.moecluster.proto.codec.ActivationCodec;
 import io.prometheus.metrics.core.datapoints.CounterDataPoint;
@@ -13,114 +15,264 @@ import io.prometheus.metrics.core.datapoints.DistributionDataPoint;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.ExecutionException;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.TimeoutException;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
-import io.moecluster.proto.cluster.v1.Located;
-import java.util.HashMap;
-import java.util.Set;
+import java.util.function.Consumer;
 import java.util.function.Supplier;
 import org.apache.pekko.actor.NoSerializationVerificationNeeded;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorRefResolver;
+import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.Behavior;
 import org.apache.pekko.actor.typed.Props;
 import org.apache.pekko.actor.typed.Scheduler;
 import org.apache.pekko.actor.typed.Terminated;
 import org.apache.pekko.actor.typed.javadsl.AskPattern;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
-import org.slf4j.Logger;
-import org.slf4j.LoggerFactory;
-import org.apache.pekko.actor.typed.ActorSystem;
+import org.apache.pekko.cluster.ClusterEvent;
 import org.apache.pekko.cluster.sharding.typed.javadsl.ClusterSharding;
 import org.apache.pekko.cluster.sharding.typed.javadsl.EntityRef;
+import org.apache.pekko.cluster.typed.Cluster;
+import org.apache.pekko.cluster.typed.Subscribe;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * The cluster's {@link ExpertExecutor}: scatters each layer's expert tasks to the sharded expert
- * entities ({@code "<layer>/<expert>"}) and gathers their outputs. A task's rows are split into
- * chunks of at most {@code maxMessageBytes} of F32 activations (exact, so the tokens match a
- * single JVM); every chunk of every task is sent before any is awaited, and all are awaited
- * together under one timeout. Needs the expert sharding proxy (or region) inited on the system.
- * Given the router's placement view, it sends straight to the located entities while that view
- * is ready (see the four-argument constructor).
- * Counts the rows routed to each expert and times each layer's wait ({@link RouterMetrics}).
+ * entities and gathers their outputs. A task's rows are split into chunks of at most
+ * {@code maxMessageBytes} of F32 activations (exact, so the tokens match a single JVM); every
+ * chunk of every task is sent before any is awaited.
+ *
+ * <p>Failover ({@link FailoverSettings}): each attempt has its own timeout; a failed attempt is
+ * sent again, identically (an expert computation is a pure function of its input, so a retry
+ * changes no token), after an exponential backoff with jitter, or at once to the other replica
+ * when the expert has two ({@code moe.expert.replicas}). A chunk gets at most {@code max-retries}
+ * retries and the whole layer {@code expert-timeout}; past either the step fails with
+ * {@link ExpertUnavailableException} (its sequences end UNAVAILABLE). Every entity has a
+ * {@link CircuitBreaker} on this router (consecutive failures, or its node becoming unreachable,
+ * open it; a probe closes it), and with replicas a chunk that has not answered within the
+ * {@link HedgePolicy} delay goes to the other replica as well; the first answer wins.
+ *
+ * <p>Given the router's placement view, it sends straight to the located entities while that
+ * view is ready; an entity that stops (watched) or fails an attempt is reached through sharding
+ * from then on. Counts the rows routed to each expert and times each layer's wait
+ * ({@link RouterMetrics}).
  */
 public final class ShardedExperts implements ExpertExecutor {
   private static final Logger log = LoggerFactory.getLogger(ShardedExperts.class);
+  private static final AtomicLong WATCHERS = new AtomicLong();
+  private static final int LATENCY_WINDOW = 512;
+
   private final ClusterSharding sharding;
   private final ActorRefResolver resolver;
-  private final Duration timeout;
+  private final Scheduler scheduler;
+  private final Duration timeout; // the budget of one layer
   private final int maxMessageBytes;
+  private final FailoverSettings failover;
+  private final int replicas;
   private final AtomicLong steps = new AtomicLong();
   private final Map<Long, CounterDataPoint> routed = new ConcurrentHashMap<>(); // (layer, expert)
   private final Map<Integer, DistributionDataPoint> waits = new ConcurrentHashMap<>(); // layer
+  private final Map<String, CircuitBreaker> breakers = new ConcurrentHashMap<>(); // entity id
+  private final HedgePolicy hedge;
 
-  // Direct sends: the entity refs of the latest ready placement, by (layer, expert).
+  // Direct sends: the entity refs of the latest ready placement, by entity id.
   private final Supplier<ExpertPlacement.Snapshot> placement; // null: always through sharding
-  private final Scheduler scheduler;
-  private final long directTimeoutNanos;
-  private final Set<ActorRef<?>> dead = ConcurrentHashMap.newKeySet(); // stopped (or silent) entities
-  private final ActorRef<DirectWatch> watcher; // null without placement
+  private final Set<ActorRef<?>> dead = ConcurrentHashMap.newKeySet(); // stopped (or failed) entities
+  private final ActorRef<WatcherCommand> watcher;
   private volatile Direct direct = new Direct(null, Map.of());
 
-  private record Direct(ExpertPlacement.Snapshot snapshot, Map<Long, ActorRef<ExpertCommand>> refs) {}
+  private record Direct(ExpertPlacement.Snapshot snapshot, Map<String, ActorRef<ExpertCommand>> refs) {}
 
-  /** Asks the watcher to watch an entity (local only). */
-  private record DirectWatch(ActorRef<?> ref) implements NoSerializationVerificationNeeded {}
+  private final Set<Attempt> inFlight = ConcurrentHashMap.newKeySet();
+  // Where each entity was last located: the placement forgets a node's entities once it is down,
+  // before its removal, when their breakers must be reset.
+  private final Map<String, String> lastNode = new ConcurrentHashMap<>();
+  private final Set<LinkedBlockingQueue<Outcome>> waiting = ConcurrentHashMap.newKeySet(); // of running steps
+  private static final Outcome WAKE = new Outcome(null, null, null); // look at the breakers again
+  private static final Outcome MOVED = new Outcome(null, null, null); // a node was removed: retry now
 
-  private static final AtomicLong WATCHERS = new AtomicLong();
+  /** The watcher's messages: local only. */
+  private sealed interface WatcherCommand extends NoSerializationVerificationNeeded {}
 
-  /** Every request goes through Cluster Sharding. */
+  /** Watch an entity that requests go to directly. */
+  private record DirectWatch(ActorRef<?> ref) implements WatcherCommand {}
+
+  /** A member became unreachable, or was removed (downed first if it was unreachable). */
+  private record Lost(org.apache.pekko.cluster.Member member, boolean removed) implements WatcherCommand {}
+
+  /** Every request goes through Cluster Sharding; default failover settings. */
   public ShardedExperts(ActorSystem<?> system, Duration timeout, int maxMessageBytes) {
     this(system, timeout, maxMessageBytes, null);
   }
 
-  /**
-   * @param placement the router's placement view: while it is ready, requests go straight to the
-   *     entities it names (one hop less through each node's shard region); an entity that stops
-   *     (watched) or stays silent for a quarter of {@code timeout} is skipped from then on and its
-   *     request sent again through sharding. Null: always through sharding.
-   */
+  /** Default failover settings (see {@link #ShardedExperts(ActorSystem, Duration, int, Supplier, FailoverSettings)}). */
   public ShardedExperts(ActorSystem<?> system, Duration timeout, int maxMessageBytes,
       Supplier<ExpertPlacement.Snapshot> placement) {
+    this(system, timeout, maxMessageBytes, placement, FailoverSettings.defaults());
+  }
+
+  /**
+   * @param timeout the budget of one layer's expert requests, retries included
+   *     ({@code moe.router.expert-timeout})
+   * @param placement the router's placement view: while it is ready, requests go straight to the
+   *     entities it names (one hop less through each node's shard region). Null: always through
+   *     sharding.
+   * @param failover attempt timeout, retries, breakers and hedging
+   */
+  public ShardedExperts(ActorSystem<?> system, Duration timeout, int maxMessageBytes,
+      Supplier<ExpertPlacement.Snapshot> placement, FailoverSettings failover) {
     this.sharding = ClusterSharding.get(system);
     this.resolver = ActorRefResolver.get(system);
+    this.scheduler = system.scheduler();
     this.timeout = timeout;
     this.maxMessageBytes = maxMessageBytes;
+    this.failover = failover;
+    this.replicas = ExpertSharding.replicas(system);
     this.placement = placement;
-    this.scheduler = system.scheduler();
-    this.directTimeoutNanos = timeout.toNanos() / 4;
-    this.watcher = placement == null ? null : system.systemActorOf(watcher(dead),
+    this.hedge = new HedgePolicy(failover.hedgePercentile(), failover.hedgeMinDelay().toNanos(),
+        failover.hedgeMaxDelay().toNanos(), LATENCY_WINDOW);
+    this.watcher = system.systemActorOf(watcher(dead, this::onNodeLost),
         "moe-expert-direct-watch-" + WATCHERS.incrementAndGet(), Props.empty());
+    RouterMetrics.expertRetries();
+    RouterMetrics.expertFailovers();
+    RouterMetrics.hedgesSent();
+    RouterMetrics.hedgesWon();
+    RouterMetrics.breakerOpens();
+    RouterMetrics.expertAttemptFailures();
+    RouterMetrics.expertStepFailures(); // all at 0 from the start, so dashboards see them
   }
 
-  private static Behavior<DirectWatch> watcher(Set<ActorRef<?>> dead) {
-    return Behaviors.setup(ctx -> Behaviors.receive(DirectWatch.class)
-        .onMessage(DirectWatch.class, w -> {
-          ctx.watch(w.ref());
-          return Behaviors.same();
-        })
-        .onSignal(Terminated.class, t -> {
-          dead.add(t.getRef());
-          return Behaviors.same();
-        })
-        .build());
+  /** Entities per expert ({@code moe.expert.replicas}). */
+  public int replicas() {
+    return replicas;
   }
 
-  /** The direct refs of the current placement (rebuilt when it changes; empty until it is ready). */
-  private Map<Long, ActorRef<ExpertCommand>> directRefs() {
+  /** The breaker of one entity (created closed on first use). */
+  public CircuitBreaker breaker(int layer, int expert, int replica) {
+    String id = ExpertEntity.entityId(layer, expert, replica, replicas);
+    return breakers.computeIfAbsent(id, k -> {
+      var gauge = RouterMetrics.breakerState().labelValues(Integer.toString(layer), Integer.toString(expert),
+          Integer.toString(replica));
+      gauge.set(0);
+      return new CircuitBreaker(failover.breakerFailures(), failover.breakerCoolDown().toNanos(), System::nanoTime,
+          (from, to) -> {
+            gauge.set(to.gaugeValue);
+            // Per entity at debug: a lost node opens dozens at once (one warning per node says so).
+            if (to == CircuitBreaker.State.OPEN) {
+              RouterMetrics.breakerOpens().inc();
+              log.debug("Expert {}: circuit breaker open ({} -> {})", k, from, to);
+            } else if (to == CircuitBreaker.State.CLOSED) {
+              log.debug("Expert {}: circuit breaker closed again", k);
+            }
+          });
+    });
+  }
+
+  private static Behavior<WatcherCommand> watcher(Set<ActorRef<?>> dead, Consumer<Lost> onLost) {
+    return Behaviors.setup(ctx -> {
+      Cluster.get(ctx.getSystem()).subscriptions().tell(Subscribe.create(
+          ctx.messageAdapter(ClusterEvent.UnreachableMember.class, u -> new Lost(u.member(), false)), ClusterEvent.UnreachableMember.class));
+      Cluster.get(ctx.getSystem()).subscriptions().tell(Subscribe.create(
+          ctx.messageAdapter(ClusterEvent.MemberRemoved.class, r -> new Lost(r.member(), true)), ClusterEvent.MemberRemoved.class));
+      return Behaviors.receive(WatcherCommand.class)
+          .onMessage(DirectWatch.class, w -> {
+            ctx.watch(w.ref());
+            return Behaviors.same();
+          })
+          .onMessage(Lost.class, u -> {
+            onLost.accept(u);
+            return Behaviors.same();
+          })
+          .onSignal(Terminated.class, t -> {
+            dead.add(t.getRef());
+            return Behaviors.same();
+          })
+          .build();
+    });
+  }
+
+  /**
+   * A node was lost. Unreachable (the failure detector gave up on it): open the breakers of
+   * every entity placed there, so requests go to the other replica (or wait for the entity to
+   * move) without each paying a timeout first. Removed (the resolver downed it): its entities
+   * are being started elsewhere, so close their breakers again. Either way, attempts in flight
+   * to it will never be answered: end them now, so they are retried at once.
+   */
+  private void onNodeLost(Lost lost) {
+    boolean removed = lost.removed();
+    String node = lost.member().address().toString();
+    directRefs(); // the placement seen last, before the node's entities are forgotten there
+    Map<String, ActorRef<ExpertCommand>> refs = direct.refs();
+    int touched = 0;
+    for (var e : lastNode.entrySet()) {
+      if (!e.getValue().equals(node)) {
+        continue;
+      }
+      ExpertEntity.Id id = ExpertEntity.parseEntityId(e.getKey());
+      CircuitBreaker b = breaker(id.layer(), id.expert(), id.replica());
+      if (removed) {
+        b.reset();
+      } else {
+        b.forceOpen();
+      }
+      ActorRef<ExpertCommand> ref = refs.get(e.getKey());
+      if (ref != null) {
+        dead.add(ref); // its next request goes through sharding, which follows the entity when it moves
+      }
+      touched++;
+    }
+    int aborted = 0;
+    for (Attempt a : inFlight) {
+      if (node.equals(a.node()) && a.reply().completeExceptionally(new NodeLostException(node, removed))) {
+        aborted++;
+      }
+    }
+    for (LinkedBlockingQueue<Outcome> q : waiting) {
+      q.add(removed ? MOVED : WAKE); // chunks that wait for a breaker or a backoff look again
+    }
+    if (touched > 0 || aborted > 0) {
+      log.warn("Expert node {} is {}: {} expert entities {}, {} request(s) in flight sent again", node,
+          removed ? "removed" : "unreachable", touched, removed ? "will be started elsewhere" : "skipped", aborted);
+    }
+  }
+
+  /** An attempt ended because its node is gone: {@code removed} means its entities are moving. */
+  private static final class NodeLostException extends RuntimeException {
+    final boolean removed;
+
+    NodeLostException(String node, boolean removed) {
+      super("expert node " + node + (removed ? " was removed from the cluster" : " is unreachable"), null, false, false);
+      this.removed = removed;
+    }
+  }
+
+  /**
+   * The direct refs of the current placement (rebuilt when it changes; empty until it is ready);
+   * records the node of every located entity.
+   */
+  private Direct directRefs() {
     if (placement == null) {
-      return Map.of();
+      return direct;
     }
     ExpertPlacement.Snapshot snap = placement.get();
     Direct d = direct;
     if (d.snapshot() != snap) {
-      Map<Long, ActorRef<ExpertCommand>> refs = new HashMap<>();
+      Map<String, ActorRef<ExpertCommand>> refs = new HashMap<>();
+      if (snap != null) {
+        for (Located l : snap.placement()) {
+          lastNode.put(ExpertEntity.entityId(l.getLayer(), l.getExpert(), l.getReplica(), replicas), l.getNode());
+        }
+      }
       if (snap != null && snap.ready()) {
         for (Located l : snap.placement()) {
           if (l.getEntity().isEmpty()) {
@@ -128,12 +280,12 @@ public final class ShardedExperts implements ExpertExecutor {
           }
           try {
             ActorRef<ExpertCommand> ref = resolver.resolveActorRef(l.getEntity());
-            refs.put(key(l.getLayer(), l.getExpert()), ref);
+            refs.put(ExpertEntity.entityId(l.getLayer(), l.getExpert(), l.getReplica(), replicas), ref);
             if (!d.refs().containsValue(ref)) {
               watcher.tell(new DirectWatch(ref));
             }
           } catch (RuntimeException e) {
-            // unresolvable: that expert goes through sharding
+            // unresolvable: that entity goes through sharding
           }
         }
       }
@@ -144,108 +296,329 @@ public final class ShardedExperts implements ExpertExecutor {
       d = new Direct(snap, refs);
       direct = d;
     }
-    return d.refs();
+    return d;
   }
 
-  private static long key(int layer, int expert) {
-    return ((long) layer << 32) | expert;
+  /** One chunk of one task: the unit that is sent, retried and hedged. Engine thread only. */
+  private static final class Chunk {
+    final int task;
+    final int expert;
+    final int firstRow;
+    final int rows;
+    final ComputeExperts.Builder request;
+    final int preferred; // the replica it goes to while that one is healthy
+    int inFlight;
+    int retries;
+    long sendAt; // when to (re)send; Long.MAX_VALUE while attempts are in flight
+    boolean hedged;
+    boolean waitsForBreaker; // every breaker refused: re-checked whenever anything happens
+    boolean done;
+    Attempt primary;
+    Attempt last;
+    String lastError = "";
+
+    Chunk(int task, int expert, int firstRow, int rows, ComputeExperts.Builder request, int preferred) {
+      this.task = task;
+      this.expert = expert;
+      this.firstRow = firstRow;
+      this.rows = rows;
+      this.request = request;
+      this.preferred = preferred;
+    }
   }
 
-  private record Pending(int task, int chunk, int firstRow, int rows, CompletableFuture<ExpertReply> reply,
-      ActorRef<ExpertCommand> direct, ComputeExperts.Builder request, EntityRef<ExpertCommand> entity, long sentAt) {}
+  /** One send of a chunk to one entity; judged (success or failure) once, for its breaker. */
+  private record Attempt(Chunk chunk, int replica, ActorRef<ExpertCommand> direct, String node, long sentAt,
+      boolean hedge, CircuitBreaker breaker, AtomicBoolean judged, CompletableFuture<ExpertReply> reply) {
+    void judge(boolean ok) {
+      if (judged.compareAndSet(false, true)) {
+        if (ok) {
+          breaker.onSuccess();
+        } else {
+          breaker.onFailure();
+          RouterMetrics.expertAttemptFailures().inc();
+        }
+      }
+    }
+  }
+
+  /** An attempt ended: with a reply, or with an error (timeout, undeliverable). */
+  private record Outcome(Attempt attempt, ExpertReply reply, Throwable error) {}
 
   @Override
   public List<float[]> run(int layer, List<ExpertTask> tasks) {
     long stepId = steps.incrementAndGet();
     long start = System.nanoTime();
-    List<Pending> pending = new ArrayList<>();
+    long deadline = start + timeout.toNanos();
+    long hedgeDelay = replicas > 1 && failover.hedgeEnabled() ? hedge.delayNanos() : Long.MAX_VALUE;
+    LinkedBlockingQueue<Outcome> outcomes = new LinkedBlockingQueue<>();
+    Direct directs = directRefs();
+    waiting.add(outcomes);
+    try {
+      return run(layer, tasks, stepId, start, deadline, hedgeDelay, outcomes, directs);
+    } finally {
+      waiting.remove(outcomes);
+    }
+  }
+
+  private List<float[]> run(int layer, List<ExpertTask> tasks, long stepId, long start, long deadline,
+      long hedgeDelay, LinkedBlockingQueue<Outcome> outcomes, Direct directs) {
+    List<Chunk> chunks = new ArrayList<>();
     List<float[]> outputs = new ArrayList<>(tasks.size());
-    Map<Long, ActorRef<ExpertCommand>> directs = directRefs();
     for (int t = 0; t < tasks.size(); t++) {
       ExpertTask task = tasks.get(t);
       routed(layer, task.expert()).inc(task.rows());
       int hidden = task.input().length / task.rows();
       outputs.add(new float[task.input().length]); // [rows, hidden]
       int rowsPerChunk = Math.max(1, maxMessageBytes / (hidden * Float.BYTES));
-      EntityRef<ExpertCommand> entity =
-          sharding.entityRefFor(ExpertEntity.TYPE_KEY, ExpertEntity.entityId(layer, task.expert()));
-      ActorRef<ExpertCommand> target = directs.get(key(layer, task.expert()));
-      if (target != null && dead.contains(target)) {
-        target = null;
-      }
-      for (int first = 0, chunk = 0; first < task.rows(); first += rowsPerChunk, chunk++) {
+      int preferred = Math.floorMod(layer * 31 + task.expert(), replicas); // spreads experts over replicas
+      for (int first = 0, c = 0; first < task.rows(); first += rowsPerChunk, c++) {
         int rows = Math.min(rowsPerChunk, task.rows() - first);
         float[] slice = Arrays.copyOfRange(task.input(), first * hidden, (first + rows) * hidden); // [rows, hidden]
         ComputeExperts.Builder request = ComputeExperts.newBuilder()
             .setStepId(stepId)
-            .setChunk(chunk)
+            .setChunk(c)
             .setLayer(layer)
             .setExpert(task.expert())
             .setInput(ActivationCodec.encode(slice, rows, hidden));
-        long sentAt = System.nanoTime();
-        CompletableFuture<ExpertReply> reply = target != null ? askDirect(target, request) : askSharded(entity, request);
-        pending.add(new Pending(t, chunk, first, rows, reply, target, request, entity, sentAt));
+        Chunk chunk = new Chunk(t, task.expert(), first, rows, request, preferred);
+        chunks.add(chunk);
+        send(layer, chunk, pick(layer, chunk, -1), false, directs, outcomes, deadline);
       }
     }
-    long deadline = System.nanoTime() + timeout.toNanos();
-    for (Pending p : pending) {
-      ExpertTask task = tasks.get(p.task());
-      ExpertReply reply = p.direct() == null ? await(layer, task.expert(), p.reply(), deadline) : awaitDirect(layer, task.expert(), p, deadline);
-      if (!reply.getError().isEmpty()) {
-        throw new ExpertUnavailableException(layer, task.expert(),
-            "expert " + layer + "/" + task.expert() + " failed on " + reply.getNode() + ": " + reply.getError(), null);
+    int remaining = chunks.size();
+    // The chunks are looked over (retries due, hedges due) only when a timer is due or an
+    // attempt failed: a prefill layer has thousands of chunks, and most answers need no scan.
+    boolean scan = true;
+    long wake = deadline;
+    while (remaining > 0) {
+      long now = System.nanoTime();
+      if (now >= deadline) {
+        break;
       }
-      int hidden = task.input().length / task.rows();
-      float[] out;
+      if (scan || now >= wake) {
+        scan = false;
+        wake = scan(layer, chunks, now, deadline, hedgeDelay, directs, outcomes);
+      }
+      Outcome o;
       try {
-        out = ActivationCodec.decode(reply.getOutput());
-      } catch (IllegalArgumentException e) {
-        throw new ExpertUnavailableException(layer, task.expert(),
-            "expert " + layer + "/" + task.expert() + " sent a malformed reply: " + e.getMessage(), e);
+        o = outcomes.poll(Math.max(0, wake - System.nanoTime()), TimeUnit.NANOSECONDS);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        throw new ExpertUnavailableException(layer, chunks.get(0).expert,
+            "interrupted while waiting for the experts of layer " + layer, e);
       }
-      if (reply.getOutput().getRows() != p.rows() || out.length != p.rows() * hidden) {
-        throw new ExpertUnavailableException(layer, task.expert(),
-            "expert " + layer + "/" + task.expert() + " answered " + reply.getOutput().getRows() + " x "
-                + reply.getOutput().getHidden() + " for " + p.rows() + " x " + hidden + " rows", null);
+      for (; o != null; o = outcomes.poll()) {
+        if (o == MOVED) {
+          // The lost node's entities are starting elsewhere: whatever waits for a backoff goes now.
+          long t = System.nanoTime();
+          for (Chunk c : chunks) {
+            if (!c.done && c.inFlight == 0) {
+              c.sendAt = Math.min(c.sendAt, t);
+            }
+          }
+          scan = true;
+        } else if (o == WAKE) {
+          scan = true;
+        } else if (onOutcome(layer, o, tasks, outputs)) {
+          remaining--;
+        } else {
+          scan = true; // a failed (or ignored) attempt: maybe a retry to schedule
+        }
       }
-      System.arraycopy(out, 0, outputs.get(p.task()), p.firstRow() * hidden, out.length);
+    }
+    if (remaining > 0) {
+      Chunk stuck = chunks.stream().filter(c -> !c.done).findFirst().orElseThrow();
+      RouterMetrics.expertStepFailures().inc();
+      throw new ExpertUnavailableException(layer, stuck.expert, "expert " + layer + "/" + stuck.expert
+          + ": no expert node answered in time (" + timeout.toMillis() + " ms, moe.router.expert-timeout; "
+          + stuck.retries + " retries" + (stuck.lastError.isEmpty() ? "" : ", last: " + stuck.lastError)
+          + "); are expert nodes up and reachable?", null);
     }
     waits.computeIfAbsent(layer, l -> RouterMetrics.expertRequestSeconds().labelValues(Integer.toString(l)))
         .observe((System.nanoTime() - start) / 1e9);
     return outputs;
   }
 
-  private CompletableFuture<ExpertReply> askSharded(EntityRef<ExpertCommand> entity, ComputeExperts.Builder request) {
-    return entity.<ExpertReply>ask(replyTo -> compute(request, replyTo), timeout).toCompletableFuture();
+  /** Sends the retries and hedges that are due; returns when the next one will be. */
+  private long scan(int layer, List<Chunk> chunks, long now, long deadline, long hedgeDelay, Direct directs,
+      LinkedBlockingQueue<Outcome> outcomes) {
+    long wake = deadline;
+    for (Chunk c : chunks) {
+      if (c.done) {
+        continue;
+      }
+      if (c.inFlight == 0 && (c.sendAt <= now || c.waitsForBreaker)) {
+        int replica = pick(layer, c, c.last == null ? -1 : c.last.replica());
+        if (replica >= 0) {
+          if (c.last != null) {
+            RouterMetrics.expertRetries().inc();
+            if (replica != c.last.replica()) {
+              RouterMetrics.expertFailovers().inc();
+            }
+          }
+          send(layer, c, replica, false, directs, outcomes, deadline);
+        }
+      }
+      if (c.inFlight == 1 && !c.hedged && c.primary != null && now - c.primary.sentAt() >= hedgeDelay) {
+        int other = 1 - c.primary.replica();
+        c.hedged = true; // once per attempt: when the other replica's breaker refuses, no hedge
+        if (breaker(layer, c.expert, other).tryAcquire()) {
+          RouterMetrics.hedgesSent().inc();
+          send(layer, c, other, true, directs, outcomes, deadline);
+        }
+      }
+      if (c.inFlight == 0) {
+        wake = Math.min(wake, c.sendAt);
+      } else if (!c.hedged && c.primary != null && hedgeDelay != Long.MAX_VALUE) {
+        wake = Math.min(wake, c.primary.sentAt() + hedgeDelay);
+      }
+    }
+    return wake;
   }
 
-  private CompletableFuture<ExpertReply> askDirect(ActorRef<ExpertCommand> entity, ComputeExperts.Builder request) {
-    return AskPattern.<ExpertCommand, ExpertReply>ask(entity, replyTo -> compute(request, replyTo), timeout, scheduler)
-        .toCompletableFuture();
+  /**
+   * The replica a chunk goes to next: the preferred one, or the other after a failure there
+   * ({@code failed}), whichever breaker admits a request. -1 when none does now: the chunk waits
+   * ({@code sendAt}) until the first breaker lets a probe through.
+   */
+  private int pick(int layer, Chunk c, int failed) {
+    int first = failed >= 0 && replicas > 1 ? 1 - failed : c.preferred;
+    long soonest = Long.MAX_VALUE;
+    for (int i = 0; i < replicas; i++) {
+      int r = (first + i) % replicas;
+      CircuitBreaker b = breaker(layer, c.expert, r);
+      if (b.tryAcquire()) {
+        c.waitsForBreaker = false;
+        return r;
+      }
+      soonest = Math.min(soonest, b.availableAt());
+    }
+    c.sendAt = soonest;
+    c.waitsForBreaker = true;
+    return -1;
+  }
+
+  private void send(int layer, Chunk c, int replica, boolean hedge, Direct directs,
+      LinkedBlockingQueue<Outcome> outcomes, long deadline) {
+    if (replica < 0) {
+      return; // waits for a breaker (sendAt set by pick)
+    }
+    String id = ExpertEntity.entityId(layer, c.expert, replica, replicas);
+    ActorRef<ExpertCommand> target = directs.refs().get(id);
+    if (target != null && dead.contains(target)) {
+      target = null;
+    }
+    long now = System.nanoTime();
+    Duration attemptTimeout = Duration.ofNanos(Math.max(TimeUnit.MILLISECONDS.toNanos(1),
+        Math.min(failover.attemptTimeout().toNanos(), deadline - now)));
+    CompletableFuture<ExpertReply> reply = target != null
+        ? AskPattern.<ExpertCommand, ExpertReply>ask(target, r -> compute(c.request, r), attemptTimeout, scheduler)
+            .toCompletableFuture()
+        : sharding.entityRefFor(ExpertEntity.TYPE_KEY, id)
+            .<ExpertReply>ask(r -> compute(c.request, r), attemptTimeout).toCompletableFuture();
+    Attempt a = new Attempt(c, replica, target, lastNode.get(id), now, hedge, breaker(layer, c.expert, replica),
+        new AtomicBoolean(), reply);
+    inFlight.add(a);
+    c.inFlight++;
+    c.sendAt = Long.MAX_VALUE;
+    c.last = a;
+    if (!hedge) {
+      c.primary = a;
+    }
+    reply.whenComplete((r, e) -> {
+      inFlight.remove(a);
+      // Judge here, not on the engine thread: a late answer still tells the breaker the truth.
+      boolean ok = e == null && (r.getError().isEmpty() || !retryable(r.getError()));
+      a.judge(ok);
+      if (ok && e == null) {
+        hedgeLatency(a);
+      }
+      if (e != null && a.direct() != null) {
+        dead.add(a.direct()); // from now on through sharding, which follows the entity when it moves
+      }
+      outcomes.add(new Outcome(a, r, e));
+    });
+  }
+
+  private void hedgeLatency(Attempt a) {
+    hedge.record(System.nanoTime() - a.sentAt());
+  }
+
+  /** An expert that answered with an error is not retried, unless its node was shutting down. */
+  private static boolean retryable(String error) {
+    return error.contains("shutting down");
+  }
+
+  /** @return true when this outcome completed its chunk */
+  private boolean onOutcome(int layer, Outcome o, List<ExpertTask> tasks, List<float[]> outputs) {
+    Attempt a = o.attempt();
+    Chunk c = a.chunk();
+    c.inFlight--;
+    if (c.done) {
+      return false; // the other replica answered first; this one is ignored
+    }
+    ExpertReply reply = o.reply();
+    if (o.error() != null || retryable(reply.getError())) {
+      Throwable cause = o.error() instanceof java.util.concurrent.CompletionException ce && ce.getCause() != null
+          ? ce.getCause() : o.error();
+      c.lastError = cause instanceof NodeLostException lost ? lost.getMessage()
+          : cause != null ? "no answer from replica " + a.replica() + " in " + failover.attemptTimeout().toMillis()
+              + " ms (moe.router.failover.attempt-timeout)"
+          : reply.getError();
+      if (c.inFlight > 0) {
+        return false; // the other attempt may still answer
+      }
+      if (c.retries >= failover.maxRetries()) {
+        RouterMetrics.expertStepFailures().inc();
+        throw new ExpertUnavailableException(layer, c.expert, "expert " + layer + "/" + c.expert
+            + ": no expert node answered after " + c.retries + " retries (moe.router.failover.max-retries): "
+            + c.lastError, o.error());
+      }
+      c.retries++;
+      c.hedged = false;
+      c.primary = null;
+      // Another replica: at once (it is a redirect, not a reload). The same entity: after a backoff.
+      // The entities of a removed node are starting elsewhere: no reason to wait either.
+      boolean otherReplica = replicas > 1;
+      boolean moved = cause instanceof NodeLostException lost && lost.removed;
+      c.sendAt = otherReplica || moved ? System.nanoTime()
+          : System.nanoTime() + failover.backoffNanos(c.retries, ThreadLocalRandom.current().nextDouble());
+      log.debug("Expert {}/{} chunk {}: {}; retry {} {}", layer, c.expert, reply == null ? -1 : reply.getChunk(),
+          c.lastError, c.retries, otherReplica ? "on the other replica" : "after a backoff");
+      return false;
+    }
+    if (!reply.getError().isEmpty()) {
+      throw new ExpertUnavailableException(layer, c.expert,
+          "expert " + layer + "/" + c.expert + " failed on " + reply.getNode() + ": " + reply.getError(), null);
+    }
+    ExpertTask task = tasks.get(c.task);
+    int hidden = task.input().length / task.rows();
+    float[] out;
+    try {
+      out = ActivationCodec.decode(reply.getOutput());
+    } catch (IllegalArgumentException e) {
+      throw new ExpertUnavailableException(layer, c.expert,
+          "expert " + layer + "/" + c.expert + " sent a malformed reply: " + e.getMessage(), e);
+    }
+    if (reply.getOutput().getRows() != c.rows || out.length != c.rows * hidden) {
+      throw new ExpertUnavailableException(layer, c.expert,
+          "expert " + layer + "/" + c.expert + " answered " + reply.getOutput().getRows() + " x "
+              + reply.getOutput().getHidden() + " for " + c.rows + " x " + hidden + " rows", null);
+    }
+    System.arraycopy(out, 0, outputs.get(c.task), c.firstRow * hidden, out.length);
+    c.done = true;
+    if (a.hedge()) {
+      RouterMetrics.hedgesWon().inc();
+      if (c.primary != null) {
+        c.primary.judge(false); // silent past the hedge delay and beaten: counts as a failure
+      }
+    }
+    return true;
   }
 
   private ExpertCommand compute(ComputeExperts.Builder request, ActorRef<ExpertReply> replyTo) {
     return ExpertCommand.newBuilder().setCompute(request.setReplyTo(resolver.toSerializationFormat(replyTo))).build();
-  }
-
-  /**
-   * Waits for a direct request's reply for a quarter of the timeout; past that the entity is
-   * skipped from now on (it may have stopped) and the request goes again through sharding.
-   */
-  private ExpertReply awaitDirect(int layer, int expert, Pending p, long deadline) {
-    try {
-      long left = Math.max(0, Math.min(deadline, p.sentAt() + directTimeoutNanos) - System.nanoTime());
-      return p.reply().get(left, TimeUnit.NANOSECONDS);
-    } catch (TimeoutException | ExecutionException e) {
-      dead.add(p.direct());
-      log.warn("Expert {}/{}: no answer from {} in {} ms; sending through sharding from now on", layer, expert,
-          p.direct(), directTimeoutNanos / 1_000_000);
-      return await(layer, expert, askSharded(p.entity(), p.request()), deadline);
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-      throw new ExpertUnavailableException(layer, expert,
-          "interrupted while waiting for expert " + layer + "/" + expert, e);
-    }
   }
 
   private CounterDataPoint routed(int layer, int expert) {
@@ -253,26 +626,18 @@ public final class ShardedExperts implements ExpertExecutor {
         k -> RouterMetrics.tokensRouted().labelValues(Integer.toString(layer), Integer.toString(expert)));
   }
 
-  private ExpertReply await(int layer, int expert, CompletableFuture<ExpertReply> reply, long deadline) {
-    try {
-      long left = Math.max(0, deadline - System.nanoTime());
-      return reply.get(left, TimeUnit.NANOSECONDS);
-    } catch (TimeoutException | ExecutionException e) {
-      throw new ExpertUnavailableException(layer, expert,
-          "expert " + layer + "/" + expert + ": no expert node answered in time (" + timeout.toMillis()
-              + " ms, moe.router.expert-timeout); are expert nodes up and reachable?", e);
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-      throw new ExpertUnavailableException(layer, expert,
-          "interrupted while waiting for expert " + layer + "/" + expert, e);
-    }
-  }
-
+  /**
+   * Hints go to every replica of each expert: the replica that is not chosen now is the one a
+   * failover or hedge lands on, and it should find the weights warm (a hint is a few bytes).
+   */
   @Override
   public void prefetch(int layer, int[] experts) {
     for (int e : experts) {
-      sharding.entityRefFor(ExpertEntity.TYPE_KEY, ExpertEntity.entityId(layer, e))
-          .tell(ExpertCommand.newBuilder().setPrefetch(Prefetch.newBuilder().setLayer(layer).addExperts(e)).build());
+      ExpertCommand hint =
+          ExpertCommand.newBuilder().setPrefetch(Prefetch.newBuilder().setLayer(layer).addExperts(e)).build();
+      for (int r = 0; r < replicas; r++) {
+        sharding.entityRefFor(ExpertEntity.TYPE_KEY, ExpertEntity.entityId(layer, e, r, replicas)).tell(hint);
+      }
     }
   }
 }

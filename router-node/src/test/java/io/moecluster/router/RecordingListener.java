@@ -7,7 +7,7 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CopyOnWriteArrayList;
 
 /** Collects one sequence's engine events, for tests. */
-final class RecordingListener implements Engine.Listener {
+class RecordingListener implements Engine.Listener {
   final List<TokenEvent> tokens = new CopyOnWriteArrayList<>();
   /** "reason" for a normal end, "FAILED CODE: message" for a failure. */
   final CompletableFuture<String> end = new CompletableFuture<>();

@@ -293,6 +293,7 @@ class RouterClusterTest {
   @Test
   void metricsMoveAfterRequests() throws Exception {
     // Through the router node itself (prefetch on by default).
+    double retries = Metrics.sum("moe_expert_retries_total"); // other tests in this JVM may kill nodes
     List<GenerationRequest> requests = prefetchRequests();
     List<TestProbe<SequenceEvent>> probes = new ArrayList<>();
     for (int i = 0; i < requests.size(); i++) {
@@ -308,7 +309,7 @@ class RouterClusterTest {
     // Router side.
     assertTrue(Metrics.sum("moe_tokens_routed_total") > 0);
     assertTrue(Metrics.sum("moe_expert_request_seconds") > 0, "histogram count");
-    assertEquals(0.0, Metrics.sum("moe_expert_retries_total"));
+    assertEquals(retries, Metrics.sum("moe_expert_retries_total"), "no retries in a healthy cluster");
     assertTrue(Metrics.exists("moe_router_running_sequences", "node", router));
     assertTrue(Metrics.exists("moe_router_waiting_sequences", "node", router));
     assertTrue(Metrics.sum("moe_prefetch_issued_total") > 0);

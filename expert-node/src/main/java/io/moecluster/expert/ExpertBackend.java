@@ -1,0 +1,32 @@
+package io.moecluster.expert;
+
+import io.moecluster.core.model.ExpertWeights;
+import java.util.concurrent.CompletableFuture;
+
+/**
+ * Where an expert node runs its expert FFNs ({@code w2(silu(w1·x) ⊙ w3·x)}): on the CPU kernels
+ * ({@link CpuExpertBackend}) or on NVIDIA GPUs ({@code io.moecluster.expert.cuda}). Chosen once at
+ * start-up by {@link ExpertBackends#select} from {@code moe.expert.backend}.
+ */
+public interface ExpertBackend extends AutoCloseable {
+
+  /** What the backend runs on, for logs and metrics ({@code "cpu"}, {@code "cuda:0 NVIDIA H100"}). */
+  String description();
+
+  /**
+   * The FFN of expert (layer, expert) over {@code rows} rows. The weights are host views (warm
+   * copies or the mapped checkpoint); a GPU backend keeps its own device copy keyed by (layer,
+   * expert). The CPU backend computes on the caller's thread and returns a completed future; a GPU
+   * backend completes it on a thread it owns. The weights must stay valid until the future is done.
+   *
+   * @param x {@code [rows, hidden]}
+   * @return {@code [rows, hidden]}
+   */
+  CompletableFuture<float[]> forward(int layer, int expert, ExpertWeights weights, float[] x, int rows);
+
+  /** A hint that (layer, expert) will be needed soon; a GPU backend starts its upload. Never waits. */
+  default void prefetch(int layer, int expert, ExpertWeights weights) {}
+
+  @Override
+  void close();
+}

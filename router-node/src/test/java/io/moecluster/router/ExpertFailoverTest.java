@@ -1,0 +1,81 @@
+package io.moecluster.router;
+
+import static io.moecluster.router.RouterTestSupport.events;
+import static io.moecluster.router.RouterTestSupport.greedy;
+import static io.moecluster.router.RouterTestSupport.last;
+import static io.moecluster.router.RouterTestSupport.submit;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.moecluster.expert.TestClusters;
+import io.moecluster.proto.cluster.v1.SequenceEvent;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.concurrent.TimeUnit;
+import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.MethodOrderer;
+import org.junit.jupiter.api.Order;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.TestMethodOrder;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * Without replicas: an expert node crashes mid-generation; the resolver downs it, Cluster
+ * Sharding starts its experts on the surviving node, the router's retries reach them there, and
+ * every stream finishes with the tokens of a fault-free run. Then the last expert node crashes:
+ * the running request ends UNAVAILABLE within moe.router.expert-timeout instead of hanging.
+ */
+@Timeout(value = 150, unit = TimeUnit.SECONDS)
+@TestMethodOrder(MethodOrderer.OrderAnnotation.class)
+class ExpertFailoverTest {
+  // moe.router.expert-timeout: above the ~5-8 s a failover takes here, with room for a loaded machine
+  private static final Duration BUDGET = Duration.ofSeconds(15);
+
+  @TempDir static Path dir;
+  static FailoverCluster cluster;
+
+  @BeforeAll
+  static void start() {
+    cluster = new FailoverCluster(dir, 1,
+        "moe.router.expert-timeout = " + BUDGET.toSeconds() + "s\n" + FailoverCluster.ROUTER_DECIDES, 0, 1);
+  }
+
+  @AfterAll
+  static void stop() {
+    if (cluster != null) {
+      cluster.close();
+    }
+  }
+
+  @Test
+  @Order(1)
+  void streamsSurviveAnExpertNodeCrashWithTheSameTokens() throws Exception {
+    double retries = Metrics.sum("moe_expert_retries_total");
+    long stall = cluster.streamThroughKill(1, 4, 400);
+    System.err.printf("expert node crash without replicas: longest stall of a running stream %d ms%n",
+        TimeUnit.NANOSECONDS.toMillis(stall));
+    assertTrue(stall < BUDGET.toNanos(), "stall " + stall / 1_000_000 + " ms");
+    assertTrue(Metrics.sum("moe_expert_retries_total") > retries, "the lost node's requests were retried");
+  }
+
+  @Test
+  @Order(2)
+  void noExpertNodeLeftEndsUnavailableWithinTheBudget() throws Exception {
+    TestProbe<SequenceEvent> probe = cluster.routerKit.createTestProbe(SequenceEvent.class);
+    cluster.router.router().tell(submit(cluster.routerKit.system(), "orphan", new int[] {4, 5, 6}, greedy(),
+        100_000, true, probe));
+    assertTrue(probe.receiveMessage(Duration.ofSeconds(20)).hasToken());
+    long killedAt = System.nanoTime();
+    cluster.kill(0);
+    SequenceEvent end = last(events(probe, BUDGET.plusSeconds(15)));
+    long took = System.nanoTime() - killedAt;
+    assertTrue(end.hasFailed(), end.toString());
+    assertEquals("UNAVAILABLE", end.getFailed().getCode());
+    assertTrue(end.getFailed().getMessage().contains("no expert node answered"), end.getFailed().getMessage());
+    assertTrue(took < BUDGET.plusSeconds(5).toNanos(), "ended after " + took / 1_000_000 + " ms");
+    TestClusters.await(Duration.ofSeconds(5), "engine idle", () -> cluster.router.engine().running() == 0);
+  }
+}

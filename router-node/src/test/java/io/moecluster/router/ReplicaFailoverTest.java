@@ -1,0 +1,75 @@
+package io.moecluster.router;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.moecluster.proto.cluster.v1.Located;
+import java.nio.file.Path;
+import java.util.HashMap;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.MethodOrderer;
+import org.junit.jupiter.api.Order;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.TestMethodOrder;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * With {@code moe.expert.replicas = 2}: the two entities of every expert live on different
+ * expert nodes, and when one node crashes mid-generation the router hedges and fails over to the
+ * other replica: the streams barely stall and finish with the tokens of a fault-free run.
+ */
+@Timeout(value = 120, unit = TimeUnit.SECONDS)
+@TestMethodOrder(MethodOrderer.OrderAnnotation.class)
+class ReplicaFailoverTest {
+  /** The target is 0.5 s; a loaded two-core build machine gets some slack. */
+  private static final long STALL_LIMIT_MS = 2_000;
+
+  @TempDir static Path dir;
+  static FailoverCluster cluster;
+
+  @BeforeAll
+  static void start() {
+    cluster = new FailoverCluster(dir, 2, "", 1);
+  }
+
+  @AfterAll
+  static void stop() {
+    if (cluster != null) {
+      cluster.close();
+    }
+  }
+
+  @Test
+  @Order(1)
+  void theReplicasOfEveryExpertLiveOnDifferentNodes() {
+    var config = cluster.local.config();
+    var placement = cluster.router.placement().placement();
+    assertEquals(config.numLayers() * config.numExperts() * 2, placement.size());
+    Map<String, String> nodeOf = new HashMap<>();
+    for (Located l : placement) {
+      String other = nodeOf.put(l.getLayer() + "/" + l.getExpert(), l.getNode());
+      if (other != null) {
+        assertNotEquals(other, l.getNode(), "both replicas of " + l.getLayer() + "/" + l.getExpert() + " on " + other);
+      }
+    }
+    assertEquals(config.numLayers() * config.numExperts(), nodeOf.size());
+  }
+
+  @Test
+  @Order(2)
+  void aCrashedNodeStallsTheStreamsBrieflyAndChangesNoToken() throws Exception {
+    double switched = Metrics.sum("moe_expert_hedges_sent_total") + Metrics.sum("moe_expert_failovers_total");
+    long stall = cluster.streamThroughKill(1, 4, 400);
+    System.err.printf("expert node crash with 2 replicas: longest stall of a running stream %d ms%n",
+        TimeUnit.NANOSECONDS.toMillis(stall));
+    assertTrue(TimeUnit.NANOSECONDS.toMillis(stall) < STALL_LIMIT_MS, "stall " + stall / 1_000_000 + " ms");
+    assertTrue(Metrics.sum("moe_expert_hedges_sent_total") + Metrics.sum("moe_expert_failovers_total") > switched,
+        "requests went to the surviving replicas");
+    assertTrue(Metrics.sum("moe_expert_breaker_opens_total") > 0, "breakers of the lost entities opened");
+  }
+}
