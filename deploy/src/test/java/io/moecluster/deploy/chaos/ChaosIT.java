@@ -82,12 +82,21 @@ class ChaosIT {
         ChaosRun.vocabSize(model), Duration.ofSeconds(100));
     ChaosRun.Settings settings = new ChaosRun.Settings(model, scenario, expertNodes, replicas, load, Duration.ZERO,
         MAX_TOKENS / 4, Duration.ofSeconds(2), 0, Duration.ofSeconds(150), Map.of(), 2);
-    Path logFile = Path.of("target", "chaos-it-" + scenario.cliName() + "-r" + replicas + ".log");
     PrintWriter err = new PrintWriter(System.err, true);
-    try (PrintStream nodeLog = new PrintStream(Files.newOutputStream(logFile), true, StandardCharsets.UTF_8)) {
-      ChaosReport report = ChaosRun.run(settings, nodeLog, err);
-      System.err.print(report.text());
-      return report;
+    for (int attempt = 1; ; attempt++) {
+      Path logFile = Path.of("target", "chaos-it-" + scenario.cliName() + "-r" + replicas + "-" + attempt + ".log");
+      try (PrintStream nodeLog = new PrintStream(Files.newOutputStream(logFile), true, StandardCharsets.UTF_8)) {
+        ChaosReport report = ChaosRun.run(settings, nodeLog, err);
+        System.err.print(report.text());
+        return report;
+      } catch (IllegalStateException e) {
+        // On a starved machine the failure detector (2 s heartbeat pause) may down a node that is
+        // still starting: that is before any fault, so not what this test is about. Once more.
+        if (attempt == 2 || !String.valueOf(e.getMessage()).startsWith("a node died before the cluster was serving")) {
+          throw e;
+        }
+        System.err.println("ChaosIT: the cluster lost a node while starting; starting it again: " + e.getMessage());
+      }
     }
   }
 
@@ -101,14 +110,14 @@ class ChaosIT {
   }
 
   @Test
-  @Timeout(value = 5, unit = TimeUnit.MINUTES)
+  @Timeout(value = 7, unit = TimeUnit.MINUTES)
   void killAnExpertNodeMidGeneration() throws Exception {
     assumeFeature("moe.router.failover", "expert request retries");
     assertNothingLost(run(Scenario.KILL_EXPERT, 3, 1));
   }
 
   @Test
-  @Timeout(value = 5, unit = TimeUnit.MINUTES)
+  @Timeout(value = 7, unit = TimeUnit.MINUTES)
   void killAnExpertNodeWithTwoReplicasStallsBriefly() throws Exception {
     assumeFeature("moe.router.failover", "expert request retries");
     assumeFeature("moe.expert.replicas", "expert replicas");
@@ -122,7 +131,7 @@ class ChaosIT {
   }
 
   @Test
-  @Timeout(value = 5, unit = TimeUnit.MINUTES)
+  @Timeout(value = 7, unit = TimeUnit.MINUTES)
   void killOneOfTwoRoutersMidGeneration() throws Exception {
     assumeFeature("moe.gateway.max-resubmissions", "stream resubmission to another router");
     ChaosReport report = run(Scenario.KILL_ROUTER, 1, 1);
