@@ -49,7 +49,7 @@ public record FailoverSettings(
 
   /** The defaults of {@code reference.conf}. */
   public static FailoverSettings defaults() {
-    return new FailoverSettings(Duration.ofSeconds(1), 10, Duration.ofMillis(50), Duration.ofSeconds(1), 0.2,
+    return new FailoverSettings(Duration.ofSeconds(4), 10, Duration.ofMillis(50), Duration.ofSeconds(1), 0.2,
         3, Duration.ofSeconds(1), true, 0.99, Duration.ofMillis(5), Duration.ofMillis(100));
   }
 
