@@ -80,8 +80,6 @@ public final class VectorKernels implements Kernels, AutoCloseable {
    * finishes is small (the other thread waits at most that long).
    */
   private static final int GUIDE = 2;
-  /** ... but none above {@code 1/(MAX_CHUNKS_PER_THREAD * threads)} of the pass. */
-  private static final int MAX_CHUNKS_PER_THREAD = 8;
 
   /** Butterfly shuffles for {@link #reduce}: lane i takes lane i ^ step, step = VL/2 .. 1. */
   private static final VectorShuffle<Float>[] BIG_STEPS = bigSteps();
@@ -316,8 +314,7 @@ public final class VectorKernels implements Kernels, AutoCloseable {
 
   /**
    * Cuts the rows of every job (in job order) into chunks by guided self-scheduling: each chunk
-   * gets {@code 1/(GUIDE * threads)} of the work not yet assigned, at most
-   * {@code 1/(MAX_CHUNKS_PER_THREAD * threads)} of the pass, at least
+   * gets {@code 1/(GUIDE * threads)} of the work not yet assigned, at least
    * {@value #MIN_CHUNK_ELEMENTS} weight elements (times input rows) and at most {@code maxRows[j]}
    * rows (one L2 block), in multiples of 8 rows (the 8- and 4-row kernels). Threads claim chunks
    * in order, so the big ones go first and the pass ends on small ones: a thread that finishes
@@ -331,9 +328,6 @@ public final class VectorKernels implements Kernels, AutoCloseable {
       left += rows[j] * rowWork[j];
       bound += ceilDiv(rows[j], 8);
     }
-    // No chunk above an even share of the pass: a thread descheduled on a busy machine then
-    // holds back no more than that.
-    double cap = left / (MAX_CHUNKS_PER_THREAD * threads);
     int[] job = new int[bound];
     int[] r0 = new int[bound];
     int[] r1 = new int[bound];
@@ -342,7 +336,7 @@ public final class VectorKernels implements Kernels, AutoCloseable {
       double perRow = Math.max(1, rowWork[j]); // empty rows (cols == 0) count as one element
       double minRows = MIN_CHUNK_ELEMENTS / perRow;
       for (int r = 0; r < rows[j]; ) {
-        double target = Math.max(Math.min(cap, left / (GUIDE * threads)) / perRow, minRows);
+        double target = Math.max(left / (GUIDE * threads) / perRow, minRows);
         int take = roundUp8((int) Math.min(Math.max(1, maxRows[j]), Math.ceil(target)));
         int end = Math.min(rows[j], r + take);
         job[size] = j;
