@@ -72,14 +72,8 @@ public final class VectorKernels implements Kernels, AutoCloseable {
   static final long PARALLEL_MIN_ELEMENTS = 1L << 16;
   /** The least weight elements handed to a thread at once. */
   private static final long MIN_CHUNK_ELEMENTS = 1L << 14;
-  /** Tasks per thread of {@link #forEach}: dynamic scheduling evens out a noisy machine. */
+  /** Chunks per thread: dynamic scheduling over that many chunks evens out a noisy machine. */
   private static final int CHUNKS_PER_THREAD = 4;
-  /**
-   * Guided split of a product's rows: each chunk takes {@code 1/(GUIDE * threads)} of the work
-   * still unassigned, so chunks shrink towards the end of a pass and the last one a thread
-   * finishes is small (the other thread waits at most that long).
-   */
-  private static final int GUIDE = 2;
 
   /** Butterfly shuffles for {@link #reduce}: lane i takes lane i ^ step, step = VL/2 .. 1. */
   private static final VectorShuffle<Float>[] BIG_STEPS = bigSteps();
@@ -131,9 +125,12 @@ public final class VectorKernels implements Kernels, AutoCloseable {
       matVecRows(seg, bf16, cols, in, inOff, out, outOff, 0, rows);
       return;
     }
-    Split split = split(new int[] {rows}, new double[] {cols}, new int[] {rows});
-    parallelFor(split.size, chunk -> matVecRows(seg, bf16, cols, in, inOff, out, outOff,
-        split.r0[chunk], split.r1[chunk]));
+    int chunkRows = chunkRows(rows, cols, Integer.MAX_VALUE);
+    int chunks = ceilDiv(rows, chunkRows);
+    parallelFor(chunks, chunk -> {
+      int r0 = chunk * chunkRows;
+      matVecRows(seg, bf16, cols, in, inOff, out, outOff, r0, Math.min(rows, r0 + chunkRows));
+    });
   }
 
   private static void matVecRows(MemorySegment seg, boolean bf16, int cols, float[] x, int xOff,
@@ -164,7 +161,32 @@ public final class VectorKernels implements Kernels, AutoCloseable {
 
   @Override
   public void matMul(Matrix w, float[] x, int n, float[] out) {
-    runAll(new Matrix[] {w}, null, new float[][] {x}, new int[] {n}, new float[][] {out});
+    int rows = w.rows();
+    int cols = w.cols();
+    if (n < 0) {
+      throw new IllegalArgumentException("n < 0: " + n);
+    }
+    Objects.checkFromIndexSize(0, Math.multiplyExact(n, cols), x.length);
+    Objects.checkFromIndexSize(0, Math.multiplyExact(n, rows), out.length);
+    if (n == 0 || rows == 0) {
+      return;
+    }
+    MemorySegment seg = w.data();
+    boolean bf16 = w.dtype() == DType.BF16;
+    long rowBytes = (long) cols * w.dtype().byteSize();
+    int blockRows = roundUp8((int) Math.max(1, Math.min(rows, BLOCK_BYTES / Math.max(1, rowBytes))));
+    float[] in = bf16 ? splitPairs(x, 0, cols, n) : x;
+    double work = (double) rows * cols * n;
+    if (pool == null || work < PARALLEL_MIN_ELEMENTS || rows < 2) {
+      matMulRows(seg, bf16, rows, cols, in, n, out, 0, rows, blockRows);
+      return;
+    }
+    int chunkRows = chunkRows(rows, cols, blockRows);
+    int chunks = ceilDiv(rows, chunkRows);
+    parallelFor(chunks, chunk -> {
+      int r0 = chunk * chunkRows;
+      matMulRows(seg, bf16, rows, cols, in, n, out, r0, Math.min(rows, r0 + chunkRows), blockRows);
+    });
   }
 
   @Override
@@ -213,8 +235,10 @@ public final class VectorKernels implements Kernels, AutoCloseable {
     final float[] out;
     final float[] up;
     final int blockRows;
+    final int chunkRows;
+    final int chunks;
 
-    Job(Matrix w, Matrix u, float[] in, float[] upIn, int n, float[] out, int blockRows) {
+    Job(Matrix w, Matrix u, float[] in, float[] upIn, int n, float[] out, int blockRows, int chunkRows) {
       this.seg = w.data();
       this.upSeg = u == null ? null : u.data();
       this.bf16 = w.dtype() == DType.BF16;
@@ -227,10 +251,13 @@ public final class VectorKernels implements Kernels, AutoCloseable {
       this.out = out;
       this.up = u == null ? null : new float[Math.multiplyExact(n, rows)];
       this.blockRows = blockRows;
+      this.chunkRows = chunkRows;
+      this.chunks = n == 0 || rows == 0 ? 0 : ceilDiv(rows, chunkRows);
     }
 
-    /** Weight rows [r0, r1) of the product for every input row. */
-    void run(int r0, int r1) {
+    void run(int chunk) {
+      int r0 = chunk * chunkRows;
+      int r1 = Math.min(rows, r0 + chunkRows);
       matMulRows(seg, bf16, rows, cols, in, n, out, r0, r1, blockRows);
       if (upSeg == null) {
         return;
@@ -256,9 +283,7 @@ public final class VectorKernels implements Kernels, AutoCloseable {
       throw new IllegalArgumentException("matrices, inputs, row counts and outputs differ in number");
     }
     Job[] jobs = new Job[jobsN];
-    int[] jobRows = new int[jobsN];
-    double[] rowWork = new double[jobsN];
-    int[] maxRows = new int[jobsN];
+    int[] firstChunk = new int[jobsN + 1];
     double work = 0;
     for (int j = 0; j < jobsN; j++) {
       Matrix w = ws[j];
@@ -286,68 +311,32 @@ public final class VectorKernels implements Kernels, AutoCloseable {
       long rowBytes = (long) cols * w.dtype().byteSize();
       int blockRows = roundUp8((int) Math.max(1, Math.min(Math.max(1, rows),
           BLOCK_BYTES / Math.max(1, rowBytes))));
+      int chunkRows = pool == null ? Math.max(1, rows) : chunkRows(Math.max(1, rows), cols, blockRows);
       float[] upIn = null;
       if (ups != null) {
         boolean upBf16 = ups[j].dtype() == DType.BF16;
         upIn = upBf16 == bf16 ? in : upBf16 ? splitPairs(xs[j], 0, cols, n) : xs[j];
       }
-      jobs[j] = new Job(w, ups == null ? null : ups[j], in, upIn, n, outs[j], blockRows);
-      jobRows[j] = n == 0 ? 0 : rows;
-      rowWork[j] = (double) cols * n * (ups == null ? 1 : 2);
-      maxRows[j] = blockRows;
-      work += jobRows[j] * rowWork[j];
+      jobs[j] = new Job(w, ups == null ? null : ups[j], in, upIn, n, outs[j], blockRows, chunkRows);
+      firstChunk[j + 1] = firstChunk[j] + jobs[j].chunks;
+      work += (double) rows * cols * n * (ups == null ? 1 : 2);
     }
+    int chunks = firstChunk[jobsN];
     if (pool == null || work < PARALLEL_MIN_ELEMENTS) {
-      for (int j = 0; j < jobsN; j++) {
-        if (jobRows[j] > 0) {
-          jobs[j].run(0, jobRows[j]);
+      for (Job job : jobs) {
+        for (int c = 0; c < job.chunks; c++) {
+          job.run(c);
         }
       }
       return;
     }
-    Split split = split(jobRows, rowWork, maxRows);
-    parallelFor(split.size, chunk -> jobs[split.job[chunk]].run(split.r0[chunk], split.r1[chunk]));
-  }
-
-  /** Chunks of a parallel pass: chunk c is rows [r0[c], r1[c]) of job job[c]. */
-  record Split(int size, int[] job, int[] r0, int[] r1) {}
-
-  /**
-   * Cuts the rows of every job (in job order) into chunks by guided self-scheduling: each chunk
-   * gets {@code 1/(GUIDE * threads)} of the work not yet assigned, at least
-   * {@value #MIN_CHUNK_ELEMENTS} weight elements (times input rows) and at most {@code maxRows[j]}
-   * rows (one L2 block), in multiples of 8 rows (the 8- and 4-row kernels). Threads claim chunks
-   * in order, so the big ones go first and the pass ends on small ones: a thread that finishes
-   * early waits for at most one small chunk of the other's. Where a chunk boundary falls never
-   * changes a result: every row is computed by the same sequence of operations in any kernel.
-   */
-  Split split(int[] rows, double[] rowWork, int[] maxRows) {
-    double left = 0;
-    int bound = 0;
-    for (int j = 0; j < rows.length; j++) {
-      left += rows[j] * rowWork[j];
-      bound += ceilDiv(rows[j], 8);
-    }
-    int[] job = new int[bound];
-    int[] r0 = new int[bound];
-    int[] r1 = new int[bound];
-    int size = 0;
-    for (int j = 0; j < rows.length; j++) {
-      double perRow = Math.max(1, rowWork[j]); // empty rows (cols == 0) count as one element
-      double minRows = MIN_CHUNK_ELEMENTS / perRow;
-      for (int r = 0; r < rows[j]; ) {
-        double target = Math.max(left / (GUIDE * threads) / perRow, minRows);
-        int take = roundUp8((int) Math.min(Math.max(1, maxRows[j]), Math.ceil(target)));
-        int end = Math.min(rows[j], r + take);
-        job[size] = j;
-        r0[size] = r;
-        r1[size] = end;
-        size++;
-        left -= (end - r) * rowWork[j];
-        r = end;
+    parallelFor(chunks, chunk -> {
+      int j = 0;
+      while (chunk >= firstChunk[j + 1]) {
+        j++;
       }
-    }
-    return new Split(size, job, r0, r1);
+      jobs[j].run(chunk - firstChunk[j]);
+    });
   }
 
   /**
@@ -401,6 +390,12 @@ public final class VectorKernels implements Kernels, AutoCloseable {
         matVecRows(seg, bf16, cols, x, i * cols, out, i * rows, b0, b1);
       }
     }
+  }
+
+  private int chunkRows(int rows, int cols, int maxRows) {
+    int balanced = ceilDiv(rows, threads * CHUNKS_PER_THREAD);
+    int minRows = (int) Math.max(1, ceilDiv(MIN_CHUNK_ELEMENTS, Math.max(1, cols)));
+    return roundUp8(Math.max(1, Math.min(maxRows, Math.max(balanced, minRows))));
   }
 
   /** Row counts in multiples of 8 keep every row in the 8- and 4-row kernels. */

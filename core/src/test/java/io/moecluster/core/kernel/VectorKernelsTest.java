@@ -232,40 +232,6 @@ class VectorKernelsTest {
     }
   }
 
-  /**
-   * The guided split covers every row of every job exactly once, in order, in chunks of whole
-   * 8-row groups (but a job's last) no larger than the job's row block, and ends a pass on small
-   * chunks: the last chunk is at most a quarter of the first (the tail one thread waits for).
-   */
-  @Test
-  void splitCoversEveryRowOnceAndEndsOnSmallChunks() {
-    int[] rows = {2816, 2816, 7, 1024};
-    double[] rowWork = {2048, 2048, 2048, 2816};
-    int[] maxRows = {512, 512, 512, 376};
-    for (VectorKernels k : new VectorKernels[] {two, three}) {
-      VectorKernels.Split split = k.split(rows, rowWork, maxRows);
-      int c = 0;
-      for (int j = 0; j < rows.length; j++) {
-        int next = 0;
-        while (next < rows[j]) {
-          assertTrue(c < split.size(), "rows of job " + j + " from " + next + " not covered");
-          assertEquals(j, split.job()[c], "chunk " + c + " job");
-          assertEquals(next, split.r0()[c], "chunk " + c + " start");
-          int size = split.r1()[c] - split.r0()[c];
-          assertTrue(size > 0 && size <= maxRows[j], "chunk " + c + " of " + size + " rows");
-          assertTrue(size % 8 == 0 || split.r1()[c] == rows[j], "chunk " + c + " of " + size + " rows");
-          next = split.r1()[c];
-          c++;
-        }
-      }
-      assertEquals(split.size(), c, "chunks beyond the last row");
-      double first = (split.r1()[0] - split.r0()[0]) * rowWork[split.job()[0]];
-      int l = split.size() - 1;
-      double last = (split.r1()[l] - split.r0()[l]) * rowWork[split.job()[l]];
-      assertTrue(last * 4 <= first, "last chunk " + last + " vs first " + first);
-    }
-  }
-
   /** forEach runs every task exactly once, on any number of threads. */
   @Test
   void forEachRunsEveryTaskOnce() {
