@@ -16,7 +16,8 @@ import java.util.List;
  * result is the median of the per-pair ratios B/A, with its quartiles.
  *
  * <p>Run (n = 1: decode-shaped passes, GB/s of weights; n > 1: prefill-shaped, GFLOP/s):
- * {@code ./mvnw -q -pl core -Pjmh test-compile exec:exec -Djmh.args="ab OLD.jar core/target/classes 1 100 200"}
+ * {@code ./mvnw -q -pl core -Pjmh test-compile exec:exec -Djmh.args="ab /tmp/OLD.jar $PWD/core/target/classes 1 100 200"}
+ * (relative paths are taken from {@code core/}, where the benchmark runs)
  * (arguments: class path A, class path B, input rows n, pairs, milliseconds per run).
  */
 final class BuildAB {

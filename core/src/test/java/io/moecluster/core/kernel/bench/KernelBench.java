@@ -18,7 +18,7 @@ import io.moecluster.core.kernel.VectorKernels;
  * # BF16 widening formulations compared
  * ./mvnw -q -pl core -Pjmh test-compile exec:exec -Djmh.args="Bf16ConvertBench -f 1 -wi 2 -i 3 -r 1s"
  * # two builds of the kernels side by side in one JVM (see BuildAB): A, B, n, pairs, ms per run
- * ./mvnw -q -pl core -Pjmh test-compile exec:exec -Djmh.args="ab /tmp/core-old.jar core/target/classes 1 100 200"
+ * ./mvnw -q -pl core -Pjmh test-compile exec:exec -Djmh.args="ab /tmp/core-old.jar $PWD/core/target/classes 1 100 200"
  * }</pre>
  *
  * Five one-second warm-up iterations, not two: C2 needs a few seconds to compile the large
