@@ -18,6 +18,11 @@ public final class ExpertMetrics {
     return Holder.HITS;
   }
 
+  /** {@code moe_expert_cache_cold_computations_total{node}}: acquires answered with the cold mapped bytes. */
+  public static Counter cacheColdComputations() {
+    return Holder.COLD_COMPUTATIONS;
+  }
+
   /** {@code moe_expert_cache_misses_total{node}}: acquires that had to wait for a load (or ran cold). */
   public static Counter cacheMisses() {
     return Holder.MISSES;
@@ -121,6 +126,10 @@ public final class ExpertMetrics {
         .help("Expert weight cache acquires that found the weights warm").labelNames("node").register();
     static final Counter MISSES = Counter.builder().name("moe_expert_cache_misses_total")
         .help("Expert weight cache acquires that waited for a load or ran from the cold mapped bytes")
+        .labelNames("node").register();
+    static final Counter COLD_COMPUTATIONS = Counter.builder().name("moe_expert_cache_cold_computations_total")
+        .help("Expert weight cache acquires answered with the cold mapped checkpoint bytes (a miss that"
+            + " did not wait for a load, or an expert that could not be made warm)")
         .labelNames("node").register();
     static final Counter EVICTIONS = Counter.builder().name("moe_expert_cache_evictions_total")
         .help("Warm experts evicted (least recently used) to stay within the byte budget")

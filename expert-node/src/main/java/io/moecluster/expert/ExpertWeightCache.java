@@ -28,9 +28,13 @@ import org.slf4j.LoggerFactory;
  * so the compute path takes no page faults and few TLB misses; a cold expert is the mapped
  * checkpoint bytes themselves.
  *
- * <p>{@link #acquire} hands out a {@link Lease} on warm weights: a hit completes at once, a miss
- * loads on the loader executor (never the caller's thread), and concurrent misses of one expert
- * share one load. A load first evicts least-recently-used warm entries to make room; an entry
+ * <p>{@link #acquire} hands out a {@link Lease}: a hit completes at once with the warm weights.
+ * What a miss does is the {@link CacheMissPolicy}: with {@link CacheMissPolicy#RUN_COLD} it
+ * completes at once with the cold mapped bytes and starts a background load only while fewer than
+ * {@code backgroundLoads} loads are in flight (prefetch hints obey the same bound), so the compute
+ * path never waits for a copy; with {@link CacheMissPolicy#WAIT_FOR_LOAD} it loads on the loader
+ * executor (never the caller's thread), concurrent misses of one expert share one load, and the
+ * lease is on the warm copy. Loads run on the loader executor. A load first evicts least-recently-used warm entries to make room; an entry
  * that is leased (or still loading) is never evicted, so weights are never freed under a running
  * computation; when no room can be made the request runs from the cold mapped bytes instead. An
  * expert larger than the whole budget always runs cold (logged once). Every state change happens
@@ -79,6 +83,9 @@ public final class ExpertWeightCache implements AutoCloseable {
   private final ExpertStore store;
   private final long budgetBytes;
   private final Executor loader;
+  private final CacheMissPolicy missPolicy;
+  private final int backgroundLoads; // loads in flight that misses and hints may start (RUN_COLD)
+  private int loadsInFlight; // guarded by this
   private final LinkedHashMap<Key, Entry> entries = new LinkedHashMap<>(64, 0.75f, true); // LRU first
   private final AtomicBoolean loggedOversized = new AtomicBoolean();
   private long reservedBytes; // warm + loading entries
@@ -90,6 +97,7 @@ public final class ExpertWeightCache implements AutoCloseable {
   private final AtomicLong peakAllocatedBytes = new AtomicLong();
   private final CounterDataPoint hits;
   private final CounterDataPoint misses;
+  private final CounterDataPoint coldComputations;
   private final CounterDataPoint evictions;
   private final GaugeDataPoint warmGauge;
   private final DistributionDataPoint loadSeconds;
@@ -98,18 +106,33 @@ public final class ExpertWeightCache implements AutoCloseable {
   private final CounterDataPoint prefetchUseful;
   private final CounterDataPoint prefetchWasted;
 
+  /** A cache whose misses wait for their load ({@link CacheMissPolicy#WAIT_FOR_LOAD}). */
+  public ExpertWeightCache(ExpertStore store, long budgetBytes, Executor loader, String node) {
+    this(store, budgetBytes, loader, node, CacheMissPolicy.WAIT_FOR_LOAD, 1);
+  }
+
   /**
    * @param budgetBytes most bytes of warm weights (loads in flight included)
    * @param loader where loads run (a dedicated executor, never an actor's thread)
    * @param node the {@code node} label of this cache's metrics
+   * @param missPolicy what a miss does
+   * @param backgroundLoads with {@link CacheMissPolicy#RUN_COLD}: most loads in flight that misses
+   *     and prefetch hints may start (a miss or hint beyond it loads nothing); at least 1
    */
-  public ExpertWeightCache(ExpertStore store, long budgetBytes, Executor loader, String node) {
+  public ExpertWeightCache(ExpertStore store, long budgetBytes, Executor loader, String node,
+      CacheMissPolicy missPolicy, int backgroundLoads) {
     if (budgetBytes < 0) {
       throw new IllegalArgumentException("cache budget must be >= 0 bytes, got " + budgetBytes);
+    }
+    if (backgroundLoads < 1) {
+      throw new IllegalArgumentException("background loads must be >= 1, got " + backgroundLoads);
     }
     this.store = store;
     this.budgetBytes = budgetBytes;
     this.loader = loader;
+    this.missPolicy = missPolicy;
+    this.backgroundLoads = backgroundLoads;
+    this.coldComputations = ExpertMetrics.cacheColdComputations().labelValues(node);
     this.hits = ExpertMetrics.cacheHits().labelValues(node);
     this.misses = ExpertMetrics.cacheMisses().labelValues(node);
     this.evictions = ExpertMetrics.cacheEvictions().labelValues(node);
@@ -158,6 +181,16 @@ public final class ExpertWeightCache implements AutoCloseable {
     return loads.get();
   }
 
+  /** The policy of this cache's misses. */
+  public CacheMissPolicy missPolicy() {
+    return missPolicy;
+  }
+
+  /** Loads in flight right now (started, not yet warm or failed). */
+  public synchronized int loadsInFlight() {
+    return loadsInFlight;
+  }
+
   /** Whether (layer, expert) is warm now. */
   public synchronized boolean isWarm(int layer, int expert) {
     Entry e = entries.get(new Key(layer, expert));
@@ -165,11 +198,53 @@ public final class ExpertWeightCache implements AutoCloseable {
   }
 
   /**
-   * A lease on the weights of (layer, expert): warm at once on a hit; on a miss after the load
-   * (shared with any other miss of the same expert); cold when the expert cannot be made warm.
-   * Fails with IllegalArgumentException for an expert the checkpoint does not have.
+   * A lease on the weights of (layer, expert): warm at once on a hit. On a miss, with
+   * {@link CacheMissPolicy#RUN_COLD} cold at once (a background load starts when the loader has
+   * room); with {@link CacheMissPolicy#WAIT_FOR_LOAD} warm after the load (shared with any other
+   * miss of the same expert). Cold when the expert cannot be made warm. Fails with
+   * IllegalArgumentException for an expert the checkpoint does not have.
    */
   public CompletableFuture<Lease> acquire(int layer, int expert) {
+    return missPolicy == CacheMissPolicy.RUN_COLD ? acquireOrRunCold(layer, expert) : acquireAndWait(layer, expert);
+  }
+
+  /** {@link CacheMissPolicy#RUN_COLD}: never waits for a load. */
+  private CompletableFuture<Lease> acquireOrRunCold(int layer, int expert) {
+    Key key = new Key(layer, expert);
+    Entry started = null;
+    ExpertWeights mapped;
+    synchronized (this) {
+      if (closed) {
+        return CompletableFuture.failedFuture(new IllegalStateException("the expert weight cache is closed"));
+      }
+      Entry e = entries.get(key); // moves it to the most recently used end
+      if (e != null && e.warm()) {
+        e.leases++;
+        if (e.prefetched) {
+          e.prefetched = false;
+          prefetchUseful.inc();
+        }
+        hits.inc();
+        return CompletableFuture.completedFuture(new WarmLease(e));
+      }
+      try {
+        mapped = store.expert(layer, expert);
+      } catch (RuntimeException ex) {
+        return CompletableFuture.failedFuture(ex);
+      }
+      misses.inc();
+      if (e == null && loadsInFlight < backgroundLoads) {
+        started = startLoad(key, mapped); // warm it for later, not for this computation
+      }
+    }
+    if (started != null) {
+      submit(started, mapped);
+    }
+    return CompletableFuture.completedFuture(coldLease(mapped));
+  }
+
+  /** {@link CacheMissPolicy#WAIT_FOR_LOAD}: a miss waits for the (shared) load. */
+  private CompletableFuture<Lease> acquireAndWait(int layer, int expert) {
     Key key = new Key(layer, expert);
     Entry loading;
     Entry started = null;
@@ -213,7 +288,11 @@ public final class ExpertWeightCache implements AutoCloseable {
     return e.ready.handle((ok, err) -> err == null ? new WarmLease(e) : coldLease(store.expert(layer, expert)));
   }
 
-  /** A hint: starts loading (layer, expert) if it is not warm or loading; never waits. */
+  /**
+   * A hint: starts loading (layer, expert) if it is not warm or loading; never waits. With
+   * {@link CacheMissPolicy#RUN_COLD} only while fewer than {@code backgroundLoads} loads are in
+   * flight: a hint must never delay the computations it is meant to speed up.
+   */
   public void prefetch(int layer, int expert) {
     prefetchReceived.inc();
     Key key = new Key(layer, expert);
@@ -221,6 +300,9 @@ public final class ExpertWeightCache implements AutoCloseable {
     ExpertWeights mapped;
     synchronized (this) {
       if (closed || entries.get(key) != null) { // a warm one becomes most recently used
+        return;
+      }
+      if (missPolicy == CacheMissPolicy.RUN_COLD && loadsInFlight >= backgroundLoads) {
         return;
       }
       try {
@@ -292,6 +374,7 @@ public final class ExpertWeightCache implements AutoCloseable {
     reservedBytes += bytes;
     warmGauge.set(reservedBytes);
     loads.incrementAndGet();
+    loadsInFlight++;
     return e;
   }
 
@@ -352,6 +435,7 @@ public final class ExpertWeightCache implements AutoCloseable {
       return;
     }
     synchronized (this) {
+      loadsInFlight--;
       e.weights = warm;
       e.arena = arena;
       if (e.dropped && e.leases == 0) {
@@ -370,6 +454,7 @@ public final class ExpertWeightCache implements AutoCloseable {
 
   private void failed(Entry e, Throwable t) {
     synchronized (this) {
+      loadsInFlight--;
       if (entries.get(e.key) == e) {
         entries.remove(e.key);
         reservedBytes -= e.bytes;
@@ -404,6 +489,7 @@ public final class ExpertWeightCache implements AutoCloseable {
   }
 
   private Lease coldLease(ExpertWeights mapped) {
+    coldComputations.inc();
     return new Lease() {
       @Override
       public ExpertWeights weights() {
