@@ -78,6 +78,11 @@ public final class ExpertMetrics {
     return Holder.PREFETCH_WASTED;
   }
 
+  /** {@code moe_prefetch_page_ins_total{node}}: hints that paged in mapped expert bytes not resident. */
+  public static Counter prefetchPageIns() {
+    return Holder.PREFETCH_PAGE_INS;
+  }
+
   /** {@code moe_expert_device_memory_bytes{node,device}}: device bytes of resident (and uploading) experts. */
   public static Gauge deviceResidentBytes() {
     return DeviceHolder.RESIDENT_BYTES;
@@ -152,6 +157,9 @@ public final class ExpertMetrics {
         .help("Prefetch hints that started loading an expert that was not warm").labelNames("node").register();
     static final Counter PREFETCH_USEFUL = Counter.builder().name("moe_prefetch_useful_total")
         .help("Prefetched experts that were used before being evicted").labelNames("node").register();
+    static final Counter PREFETCH_PAGE_INS = Counter.builder().name("moe_prefetch_page_ins_total")
+        .help("Prefetch hints that paged in an expert's mapped checkpoint bytes that were not resident")
+        .labelNames("node").register();
     static final Counter PREFETCH_WASTED = Counter.builder().name("moe_prefetch_wasted_total")
         .help("Prefetched experts evicted or dropped without being used").labelNames("node").register();
   }

@@ -30,9 +30,12 @@ import org.slf4j.LoggerFactory;
  *
  * <p>{@link #acquire} hands out a {@link Lease}: a hit completes at once with the warm weights.
  * What a miss does is the {@link CacheMissPolicy}: with {@link CacheMissPolicy#RUN_COLD} it
- * completes at once with the cold mapped bytes and starts a background load only while fewer than
- * {@code backgroundLoads} loads are in flight (prefetch hints obey the same bound), so the compute
- * path never waits for a copy; with {@link CacheMissPolicy#WAIT_FOR_LOAD} it loads on the loader
+ * completes at once with the cold mapped bytes and starts a background load only into free room
+ * of the budget (it never evicts) and while fewer than {@code backgroundLoads} background tasks
+ * are in flight, so the compute path never waits for a copy and no copy runs just to replace one
+ * warm expert with another. A prefetch hint obeys the same rules; when the budget is full it pages
+ * in the expert's mapped bytes instead (a no-op when they are resident, a read ahead from disk
+ * when the checkpoint is not in the page cache). With {@link CacheMissPolicy#WAIT_FOR_LOAD} it loads on the loader
  * executor (never the caller's thread), concurrent misses of one expert share one load, and the
  * lease is on the warm copy. Loads run on the loader executor. A load first evicts least-recently-used warm entries to make room; an entry
  * that is leased (or still loading) is never evicted, so weights are never freed under a running
@@ -86,6 +89,7 @@ public final class ExpertWeightCache implements AutoCloseable {
   private final CacheMissPolicy missPolicy;
   private final int backgroundLoads; // loads in flight that misses and hints may start (RUN_COLD)
   private int loadsInFlight; // guarded by this
+  private int pageInsInFlight; // guarded by this
   private final LinkedHashMap<Key, Entry> entries = new LinkedHashMap<>(64, 0.75f, true); // LRU first
   private final AtomicBoolean loggedOversized = new AtomicBoolean();
   private long reservedBytes; // warm + loading entries
@@ -105,6 +109,7 @@ public final class ExpertWeightCache implements AutoCloseable {
   private final CounterDataPoint prefetchLoads;
   private final CounterDataPoint prefetchUseful;
   private final CounterDataPoint prefetchWasted;
+  private final CounterDataPoint prefetchPageIns;
 
   /** A cache whose misses wait for their load ({@link CacheMissPolicy#WAIT_FOR_LOAD}). */
   public ExpertWeightCache(ExpertStore store, long budgetBytes, Executor loader, String node) {
@@ -142,6 +147,7 @@ public final class ExpertWeightCache implements AutoCloseable {
     this.prefetchLoads = ExpertMetrics.prefetchLoads().labelValues(node);
     this.prefetchUseful = ExpertMetrics.prefetchUseful().labelValues(node);
     this.prefetchWasted = ExpertMetrics.prefetchWasted().labelValues(node);
+    this.prefetchPageIns = ExpertMetrics.prefetchPageIns().labelValues(node);
     ExpertMetrics.cacheBudgetBytes().labelValues(node).set(budgetBytes);
     warmGauge.set(0);
   }
@@ -233,7 +239,7 @@ public final class ExpertWeightCache implements AutoCloseable {
         return CompletableFuture.failedFuture(ex);
       }
       misses.inc();
-      if (e == null && loadsInFlight < backgroundLoads) {
+      if (e == null && backgroundRoom() && fitsFree(mapped.byteSize())) {
         started = startLoad(key, mapped); // warm it for later, not for this computation
       }
     }
@@ -290,8 +296,9 @@ public final class ExpertWeightCache implements AutoCloseable {
 
   /**
    * A hint: starts loading (layer, expert) if it is not warm or loading; never waits. With
-   * {@link CacheMissPolicy#RUN_COLD} only while fewer than {@code backgroundLoads} loads are in
-   * flight: a hint must never delay the computations it is meant to speed up.
+   * {@link CacheMissPolicy#RUN_COLD} only while fewer than {@code backgroundLoads} background
+   * tasks are in flight (a hint must never delay the computations it is meant to speed up) and
+   * only into free room; when the budget is full it pages in the mapped bytes instead.
    */
   public void prefetch(int layer, int expert) {
     prefetchReceived.inc();
@@ -302,7 +309,8 @@ public final class ExpertWeightCache implements AutoCloseable {
       if (closed || entries.get(key) != null) { // a warm one becomes most recently used
         return;
       }
-      if (missPolicy == CacheMissPolicy.RUN_COLD && loadsInFlight >= backgroundLoads) {
+      boolean runCold = missPolicy == CacheMissPolicy.RUN_COLD;
+      if (runCold && !backgroundRoom()) {
         return;
       }
       try {
@@ -310,14 +318,73 @@ public final class ExpertWeightCache implements AutoCloseable {
       } catch (RuntimeException ex) {
         return;
       }
-      started = startLoad(key, mapped);
-      if (started == null) {
-        return;
+      if (runCold && !fitsFree(mapped.byteSize())) {
+        pageInsInFlight++; // no copy that would evict a warm expert: read ahead instead
+        started = null;
+      } else {
+        started = startLoad(key, mapped);
+        if (started == null) {
+          return;
+        }
+        started.prefetched = true;
+        prefetchLoads.inc();
       }
-      started.prefetched = true;
-      prefetchLoads.inc();
     }
-    submit(started, mapped);
+    if (started != null) {
+      submit(started, mapped);
+    } else {
+      submitPageIn(mapped);
+    }
+  }
+
+  /** Whether a miss or hint may start one more background task (RUN_COLD). Locked. */
+  private boolean backgroundRoom() {
+    return loadsInFlight + pageInsInFlight < backgroundLoads;
+  }
+
+  /** Whether {@code bytes} fit in the budget without evicting anything. Locked. */
+  private boolean fitsFree(long bytes) {
+    return reservedBytes + bytes <= budgetBytes;
+  }
+
+  /** On the loader: pages in the expert's mapped bytes that are not resident (RUN_COLD hints). */
+  private void submitPageIn(ExpertWeights mapped) {
+    try {
+      loader.execute(() -> {
+        try {
+          if (pageIn(mapped)) {
+            prefetchPageIns.inc();
+          }
+        } catch (RuntimeException ex) {
+          log.debug("Paging in a prefetched expert failed", ex);
+        } finally {
+          synchronized (this) {
+            pageInsInFlight--;
+          }
+        }
+      });
+    } catch (RejectedExecutionException ex) {
+      synchronized (this) {
+        pageInsInFlight--;
+      }
+    }
+  }
+
+  /**
+   * Asks the OS to read the mapped matrices that are not all resident (madvise WILLNEED and a
+   * touch of each page, through {@link MemorySegment#load}); true when some were not. Resident
+   * bytes cost one residency check (mincore) per matrix.
+   */
+  static boolean pageIn(ExpertWeights w) {
+    boolean paged = false;
+    for (Matrix m : new Matrix[] {w.gate(), w.up(), w.down()}) {
+      MemorySegment seg = m.data();
+      if (seg.isMapped() && !seg.isLoaded()) {
+        seg.load();
+        paged = true;
+      }
+    }
+    return paged;
   }
 
   /**

@@ -417,23 +417,29 @@ class ExpertWeightCacheTest {
   }
 
   @Test
-  void runColdNeverEvictsALeasedEntry() {
-    ExpertWeightCache cache = runCold(expertBytes, Runnable::run, node(), 1);
-    cache.acquire(0, 0).join().close(); // cold, loads 0/0 in the background (here: at once)
+  void runColdFillsOnlyFreeRoomAndPagesInWhenFull() {
+    String node = node();
+    ExpertWeightCache cache = runCold(expertBytes, Runnable::run, node, 1);
+    cache.acquire(0, 0).join().close(); // cold; loads 0/0 into the free room (here: at once)
     assertTrue(cache.isWarm(0, 0));
     ExpertWeightCache.Lease a = cache.acquire(0, 0).join();
     assertTrue(a.warm());
-    // No room for 0/1 without freeing 0/0, which is in use: 0/1 runs cold and loads nothing.
+    a.close();
+    // The budget is full: a miss of 0/1 runs cold and copies nothing, even with 0/0 idle.
     try (ExpertWeightCache.Lease b = cache.acquire(0, 1).join()) {
       assertFalse(b.warm());
     }
+    // A hint for 0/1 copies nothing either: it pages in the mapped bytes instead.
+    cache.prefetch(0, 1);
     assertTrue(cache.isWarm(0, 0));
     assertFalse(cache.isWarm(0, 1));
     assertEquals(1, cache.loads());
-    a.close();
-    cache.acquire(0, 1).join().close(); // now 0/0 is idle: evicted (LRU) for 0/1
-    assertFalse(cache.isWarm(0, 0));
-    assertTrue(cache.isWarm(0, 1));
+    assertEquals(0, ExpertMetrics.cacheEvictions().labelValues(node).getLongValue());
+    assertEquals(0, ExpertMetrics.prefetchLoads().labelValues(node).getLongValue());
+    ExpertWeights mapped = store.expert(0, 1);
+    assertTrue(mapped.gate().data().isLoaded() && mapped.up().data().isLoaded() && mapped.down().data().isLoaded(),
+        "the hint paged the mapped expert in");
+    assertFalse(ExpertWeightCache.pageIn(mapped), "resident bytes need no page-in");
     assertEquals(expertBytes, cache.allocatedBytes());
     cache.close();
     assertEquals(0, cache.allocatedBytes());
