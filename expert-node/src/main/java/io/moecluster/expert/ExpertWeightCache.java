@@ -35,9 +35,10 @@ import org.slf4j.LoggerFactory;
  * are in flight, so the compute path never waits for a copy and no copy runs just to replace one
  * warm expert with another. A prefetch hint obeys the same rules; when the budget is full it pages
  * in the expert's mapped bytes instead (a no-op when they are resident, a read ahead from disk
- * when the checkpoint is not in the page cache). With {@link CacheMissPolicy#WAIT_FOR_LOAD} it loads on the loader
- * executor (never the caller's thread), concurrent misses of one expert share one load, and the
- * lease is on the warm copy. Loads run on the loader executor. A load first evicts least-recently-used warm entries to make room; an entry
+ * when the checkpoint is not in the page cache). With {@link CacheMissPolicy#WAIT_FOR_LOAD} a
+ * miss loads on the loader executor (never the caller's thread), concurrent misses of one expert
+ * share one load, and the lease is on the warm copy. A load first evicts least-recently-used warm
+ * entries to make room (with RUN_COLD only {@link #warmUp} needs to); an entry
  * that is leased (or still loading) is never evicted, so weights are never freed under a running
  * computation; when no room can be made the request runs from the cold mapped bytes instead. An
  * expert larger than the whole budget always runs cold (logged once). Every state change happens
@@ -87,7 +88,7 @@ public final class ExpertWeightCache implements AutoCloseable {
   private final long budgetBytes;
   private final Executor loader;
   private final CacheMissPolicy missPolicy;
-  private final int backgroundLoads; // loads in flight that misses and hints may start (RUN_COLD)
+  private final int backgroundLoads; // background tasks misses and hints may have in flight (RUN_COLD)
   private int loadsInFlight; // guarded by this
   private int pageInsInFlight; // guarded by this
   private final LinkedHashMap<Key, Entry> entries = new LinkedHashMap<>(64, 0.75f, true); // LRU first
@@ -121,8 +122,9 @@ public final class ExpertWeightCache implements AutoCloseable {
    * @param loader where loads run (a dedicated executor, never an actor's thread)
    * @param node the {@code node} label of this cache's metrics
    * @param missPolicy what a miss does
-   * @param backgroundLoads with {@link CacheMissPolicy#RUN_COLD}: most loads in flight that misses
-   *     and prefetch hints may start (a miss or hint beyond it loads nothing); at least 1
+   * @param backgroundLoads with {@link CacheMissPolicy#RUN_COLD}: most background tasks (loads,
+   *     page-ins) in flight that misses and prefetch hints may start (a miss or hint beyond it does
+   *     nothing); at least 1
    */
   public ExpertWeightCache(ExpertStore store, long budgetBytes, Executor loader, String node,
       CacheMissPolicy missPolicy, int backgroundLoads) {
