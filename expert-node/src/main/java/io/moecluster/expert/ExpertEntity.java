@@ -172,9 +172,9 @@ public final class ExpertEntity extends AbstractBehavior<ExpertCommand> {
     }
     int rows = req.getInput().getRows();
     int hidden = req.getInput().getHidden();
-    // Weights from the cache (a miss loads on the cache's loader). Ready weights: the FFN runs
-    // right here, on the entity dispatcher's thread (no hand-off); else on the compute executor
-    // once the load completes.
+    // Weights from the cache: warm, or (a run-cold miss) the mapped bytes at once. Ready weights:
+    // the FFN runs right here, on the entity dispatcher's thread (no hand-off); a miss that waits
+    // for its load (on-miss = wait-for-load) runs on the compute executor once the load completes.
     CompletableFuture<ExpertWeightCache.Lease> acquired = node.cache().acquire(id.layer(), id.expert());
     if (acquired.isDone() && !acquired.isCompletedExceptionally()) {
       compute(acquired.join(), req, reply, replyTo, rows, hidden);

@@ -18,6 +18,11 @@ public final class ExpertMetrics {
     return Holder.HITS;
   }
 
+  /** {@code moe_expert_cache_cold_computations_total{node}}: acquires answered with the cold mapped bytes. */
+  public static Counter cacheColdComputations() {
+    return Holder.COLD_COMPUTATIONS;
+  }
+
   /** {@code moe_expert_cache_misses_total{node}}: acquires that had to wait for a load (or ran cold). */
   public static Counter cacheMisses() {
     return Holder.MISSES;
@@ -73,6 +78,11 @@ public final class ExpertMetrics {
     return Holder.PREFETCH_WASTED;
   }
 
+  /** {@code moe_prefetch_page_ins_total{node}}: hints that paged in mapped expert bytes not resident. */
+  public static Counter prefetchPageIns() {
+    return Holder.PREFETCH_PAGE_INS;
+  }
+
   /** {@code moe_expert_device_memory_bytes{node,device}}: device bytes of resident (and uploading) experts. */
   public static Gauge deviceResidentBytes() {
     return DeviceHolder.RESIDENT_BYTES;
@@ -122,6 +132,10 @@ public final class ExpertMetrics {
     static final Counter MISSES = Counter.builder().name("moe_expert_cache_misses_total")
         .help("Expert weight cache acquires that waited for a load or ran from the cold mapped bytes")
         .labelNames("node").register();
+    static final Counter COLD_COMPUTATIONS = Counter.builder().name("moe_expert_cache_cold_computations_total")
+        .help("Expert weight cache acquires answered with the cold mapped checkpoint bytes (a miss that"
+            + " did not wait for a load, or an expert that could not be made warm)")
+        .labelNames("node").register();
     static final Counter EVICTIONS = Counter.builder().name("moe_expert_cache_evictions_total")
         .help("Warm experts evicted (least recently used) to stay within the byte budget")
         .labelNames("node").register();
@@ -143,6 +157,9 @@ public final class ExpertMetrics {
         .help("Prefetch hints that started loading an expert that was not warm").labelNames("node").register();
     static final Counter PREFETCH_USEFUL = Counter.builder().name("moe_prefetch_useful_total")
         .help("Prefetched experts that were used before being evicted").labelNames("node").register();
+    static final Counter PREFETCH_PAGE_INS = Counter.builder().name("moe_prefetch_page_ins_total")
+        .help("Prefetch hints that paged in an expert's mapped checkpoint bytes that were not resident")
+        .labelNames("node").register();
     static final Counter PREFETCH_WASTED = Counter.builder().name("moe_prefetch_wasted_total")
         .help("Prefetched experts evicted or dropped without being used").labelNames("node").register();
   }

@@ -85,7 +85,8 @@ public final class ExpertNode implements AutoCloseable {
       ExpertStore store = new ExpertStore(tensors, config);
       long all = ExpertWeightCache.allExpertBytes(store);
       long budget = settings.cacheBudget().resolve(all);
-      cache = new ExpertWeightCache(store, budget, loader, address);
+      cache = new ExpertWeightCache(store, budget, loader, address, settings.cacheMissPolicy(),
+          settings.cacheBackgroundLoads());
       backend = ExpertBackends.select(backendSettings, kernels, compute, address);
       ExpertEntity.NodeContext ctx = new ExpertEntity.NodeContext(store, cache, backend, compute, address);
       ActorRef<ShardingEnvelope<ExpertCommand>> region =

@@ -13,9 +13,12 @@ import java.nio.file.Path;
  * @param cacheLoaderThreads threads that copy experts into the cache ({@code moe.expert.cache.loader-threads})
  * @param kernelThreads threads each expert FFN's products spread over ({@code moe.expert.kernel-threads});
  *     0 = as many as the compute executor has
+ * @param cacheMissPolicy what a cache miss does ({@code moe.expert.cache.on-miss})
+ * @param cacheBackgroundLoads loads in flight that misses and prefetch hints may start under
+ *     {@link CacheMissPolicy#RUN_COLD} ({@code moe.expert.cache.background-loads})
  */
 public record ExpertNodeSettings(Path modelDir, int computeThreads, CacheBudget cacheBudget, int cacheLoaderThreads,
-    int kernelThreads) {
+    int kernelThreads, CacheMissPolicy cacheMissPolicy, int cacheBackgroundLoads) {
 
   public ExpertNodeSettings {
     if (modelDir == null || modelDir.toString().isEmpty()) {
@@ -35,6 +38,19 @@ public record ExpertNodeSettings(Path modelDir, int computeThreads, CacheBudget 
       throw new IllegalArgumentException(
           "moe.expert.kernel-threads must be >= 0 (0 = as many as the compute threads), got " + kernelThreads);
     }
+    if (cacheMissPolicy == null) {
+      throw new IllegalArgumentException("moe.expert.cache.on-miss must be run-cold or wait-for-load");
+    }
+    if (cacheBackgroundLoads < 1) {
+      throw new IllegalArgumentException(
+          "moe.expert.cache.background-loads must be >= 1, got " + cacheBackgroundLoads);
+    }
+  }
+
+  /** Misses run cold, one background load at a time. */
+  public ExpertNodeSettings(Path modelDir, int computeThreads, CacheBudget cacheBudget, int cacheLoaderThreads,
+      int kernelThreads) {
+    this(modelDir, computeThreads, cacheBudget, cacheLoaderThreads, kernelThreads, CacheMissPolicy.RUN_COLD, 1);
   }
 
   /** One kernel thread per FFN (the experts of a step run side by side on the compute threads). */
@@ -55,7 +71,8 @@ public record ExpertNodeSettings(Path modelDir, int computeThreads, CacheBudget 
       throw new IllegalArgumentException("moe.expert.model-dir must name the checkpoint directory");
     }
     return new ExpertNodeSettings(Path.of(dir), c.getInt("compute-threads"), CacheBudget.parse(c, "cache.budget"),
-        c.getInt("cache.loader-threads"), c.getInt("kernel-threads"));
+        c.getInt("cache.loader-threads"), c.getInt("kernel-threads"),
+        CacheMissPolicy.parse(c.getString("cache.on-miss")), c.getInt("cache.background-loads"));
   }
 
   /** The thread count to use: {@link #computeThreads}, or the available cores when it is 0. */

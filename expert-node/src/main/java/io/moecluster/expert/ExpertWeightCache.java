@@ -28,9 +28,17 @@ import org.slf4j.LoggerFactory;
  * so the compute path takes no page faults and few TLB misses; a cold expert is the mapped
  * checkpoint bytes themselves.
  *
- * <p>{@link #acquire} hands out a {@link Lease} on warm weights: a hit completes at once, a miss
- * loads on the loader executor (never the caller's thread), and concurrent misses of one expert
- * share one load. A load first evicts least-recently-used warm entries to make room; an entry
+ * <p>{@link #acquire} hands out a {@link Lease}: a hit completes at once with the warm weights.
+ * What a miss does is the {@link CacheMissPolicy}: with {@link CacheMissPolicy#RUN_COLD} it
+ * completes at once with the cold mapped bytes and starts a background load only into free room
+ * of the budget (it never evicts) and while fewer than {@code backgroundLoads} background tasks
+ * are in flight, so the compute path never waits for a copy and no copy runs just to replace one
+ * warm expert with another. A prefetch hint obeys the same rules; when the budget is full it pages
+ * in the expert's mapped bytes instead (a no-op when they are resident, a read ahead from disk
+ * when the checkpoint is not in the page cache). With {@link CacheMissPolicy#WAIT_FOR_LOAD} a
+ * miss loads on the loader executor (never the caller's thread), concurrent misses of one expert
+ * share one load, and the lease is on the warm copy. A load first evicts least-recently-used warm
+ * entries to make room (with RUN_COLD only {@link #warmUp} needs to); an entry
  * that is leased (or still loading) is never evicted, so weights are never freed under a running
  * computation; when no room can be made the request runs from the cold mapped bytes instead. An
  * expert larger than the whole budget always runs cold (logged once). Every state change happens
@@ -79,6 +87,10 @@ public final class ExpertWeightCache implements AutoCloseable {
   private final ExpertStore store;
   private final long budgetBytes;
   private final Executor loader;
+  private final CacheMissPolicy missPolicy;
+  private final int backgroundLoads; // background tasks misses and hints may have in flight (RUN_COLD)
+  private int loadsInFlight; // guarded by this
+  private int pageInsInFlight; // guarded by this
   private final LinkedHashMap<Key, Entry> entries = new LinkedHashMap<>(64, 0.75f, true); // LRU first
   private final AtomicBoolean loggedOversized = new AtomicBoolean();
   private long reservedBytes; // warm + loading entries
@@ -90,6 +102,7 @@ public final class ExpertWeightCache implements AutoCloseable {
   private final AtomicLong peakAllocatedBytes = new AtomicLong();
   private final CounterDataPoint hits;
   private final CounterDataPoint misses;
+  private final CounterDataPoint coldComputations;
   private final CounterDataPoint evictions;
   private final GaugeDataPoint warmGauge;
   private final DistributionDataPoint loadSeconds;
@@ -97,19 +110,36 @@ public final class ExpertWeightCache implements AutoCloseable {
   private final CounterDataPoint prefetchLoads;
   private final CounterDataPoint prefetchUseful;
   private final CounterDataPoint prefetchWasted;
+  private final CounterDataPoint prefetchPageIns;
+
+  /** A cache whose misses wait for their load ({@link CacheMissPolicy#WAIT_FOR_LOAD}). */
+  public ExpertWeightCache(ExpertStore store, long budgetBytes, Executor loader, String node) {
+    this(store, budgetBytes, loader, node, CacheMissPolicy.WAIT_FOR_LOAD, 1);
+  }
 
   /**
    * @param budgetBytes most bytes of warm weights (loads in flight included)
    * @param loader where loads run (a dedicated executor, never an actor's thread)
    * @param node the {@code node} label of this cache's metrics
+   * @param missPolicy what a miss does
+   * @param backgroundLoads with {@link CacheMissPolicy#RUN_COLD}: most background tasks (loads,
+   *     page-ins) in flight that misses and prefetch hints may start (a miss or hint beyond it does
+   *     nothing); at least 1
    */
-  public ExpertWeightCache(ExpertStore store, long budgetBytes, Executor loader, String node) {
+  public ExpertWeightCache(ExpertStore store, long budgetBytes, Executor loader, String node,
+      CacheMissPolicy missPolicy, int backgroundLoads) {
     if (budgetBytes < 0) {
       throw new IllegalArgumentException("cache budget must be >= 0 bytes, got " + budgetBytes);
+    }
+    if (backgroundLoads < 1) {
+      throw new IllegalArgumentException("background loads must be >= 1, got " + backgroundLoads);
     }
     this.store = store;
     this.budgetBytes = budgetBytes;
     this.loader = loader;
+    this.missPolicy = missPolicy;
+    this.backgroundLoads = backgroundLoads;
+    this.coldComputations = ExpertMetrics.cacheColdComputations().labelValues(node);
     this.hits = ExpertMetrics.cacheHits().labelValues(node);
     this.misses = ExpertMetrics.cacheMisses().labelValues(node);
     this.evictions = ExpertMetrics.cacheEvictions().labelValues(node);
@@ -119,6 +149,7 @@ public final class ExpertWeightCache implements AutoCloseable {
     this.prefetchLoads = ExpertMetrics.prefetchLoads().labelValues(node);
     this.prefetchUseful = ExpertMetrics.prefetchUseful().labelValues(node);
     this.prefetchWasted = ExpertMetrics.prefetchWasted().labelValues(node);
+    this.prefetchPageIns = ExpertMetrics.prefetchPageIns().labelValues(node);
     ExpertMetrics.cacheBudgetBytes().labelValues(node).set(budgetBytes);
     warmGauge.set(0);
   }
@@ -158,6 +189,16 @@ public final class ExpertWeightCache implements AutoCloseable {
     return loads.get();
   }
 
+  /** The policy of this cache's misses. */
+  public CacheMissPolicy missPolicy() {
+    return missPolicy;
+  }
+
+  /** Loads in flight right now (started, not yet warm or failed). */
+  public synchronized int loadsInFlight() {
+    return loadsInFlight;
+  }
+
   /** Whether (layer, expert) is warm now. */
   public synchronized boolean isWarm(int layer, int expert) {
     Entry e = entries.get(new Key(layer, expert));
@@ -165,11 +206,53 @@ public final class ExpertWeightCache implements AutoCloseable {
   }
 
   /**
-   * A lease on the weights of (layer, expert): warm at once on a hit; on a miss after the load
-   * (shared with any other miss of the same expert); cold when the expert cannot be made warm.
-   * Fails with IllegalArgumentException for an expert the checkpoint does not have.
+   * A lease on the weights of (layer, expert): warm at once on a hit. On a miss, with
+   * {@link CacheMissPolicy#RUN_COLD} cold at once (a background load starts when the loader has
+   * room); with {@link CacheMissPolicy#WAIT_FOR_LOAD} warm after the load (shared with any other
+   * miss of the same expert). Cold when the expert cannot be made warm. Fails with
+   * IllegalArgumentException for an expert the checkpoint does not have.
    */
   public CompletableFuture<Lease> acquire(int layer, int expert) {
+    return missPolicy == CacheMissPolicy.RUN_COLD ? acquireOrRunCold(layer, expert) : acquireAndWait(layer, expert);
+  }
+
+  /** {@link CacheMissPolicy#RUN_COLD}: never waits for a load. */
+  private CompletableFuture<Lease> acquireOrRunCold(int layer, int expert) {
+    Key key = new Key(layer, expert);
+    Entry started = null;
+    ExpertWeights mapped;
+    synchronized (this) {
+      if (closed) {
+        return CompletableFuture.failedFuture(new IllegalStateException("the expert weight cache is closed"));
+      }
+      Entry e = entries.get(key); // moves it to the most recently used end
+      if (e != null && e.warm()) {
+        e.leases++;
+        if (e.prefetched) {
+          e.prefetched = false;
+          prefetchUseful.inc();
+        }
+        hits.inc();
+        return CompletableFuture.completedFuture(new WarmLease(e));
+      }
+      try {
+        mapped = store.expert(layer, expert);
+      } catch (RuntimeException ex) {
+        return CompletableFuture.failedFuture(ex);
+      }
+      misses.inc();
+      if (e == null && backgroundRoom() && fitsFree(mapped.byteSize())) {
+        started = startLoad(key, mapped); // warm it for later, not for this computation
+      }
+    }
+    if (started != null) {
+      submit(started, mapped);
+    }
+    return CompletableFuture.completedFuture(coldLease(mapped));
+  }
+
+  /** {@link CacheMissPolicy#WAIT_FOR_LOAD}: a miss waits for the (shared) load. */
+  private CompletableFuture<Lease> acquireAndWait(int layer, int expert) {
     Key key = new Key(layer, expert);
     Entry loading;
     Entry started = null;
@@ -213,7 +296,12 @@ public final class ExpertWeightCache implements AutoCloseable {
     return e.ready.handle((ok, err) -> err == null ? new WarmLease(e) : coldLease(store.expert(layer, expert)));
   }
 
-  /** A hint: starts loading (layer, expert) if it is not warm or loading; never waits. */
+  /**
+   * A hint: starts loading (layer, expert) if it is not warm or loading; never waits. With
+   * {@link CacheMissPolicy#RUN_COLD} only while fewer than {@code backgroundLoads} background
+   * tasks are in flight (a hint must never delay the computations it is meant to speed up) and
+   * only into free room; when the budget is full it pages in the mapped bytes instead.
+   */
   public void prefetch(int layer, int expert) {
     prefetchReceived.inc();
     Key key = new Key(layer, expert);
@@ -223,19 +311,82 @@ public final class ExpertWeightCache implements AutoCloseable {
       if (closed || entries.get(key) != null) { // a warm one becomes most recently used
         return;
       }
+      boolean runCold = missPolicy == CacheMissPolicy.RUN_COLD;
+      if (runCold && !backgroundRoom()) {
+        return;
+      }
       try {
         mapped = store.expert(layer, expert);
       } catch (RuntimeException ex) {
         return;
       }
-      started = startLoad(key, mapped);
-      if (started == null) {
-        return;
+      if (runCold && !fitsFree(mapped.byteSize())) {
+        pageInsInFlight++; // no copy that would evict a warm expert: read ahead instead
+        started = null;
+      } else {
+        started = startLoad(key, mapped);
+        if (started == null) {
+          return;
+        }
+        started.prefetched = true;
+        prefetchLoads.inc();
       }
-      started.prefetched = true;
-      prefetchLoads.inc();
     }
-    submit(started, mapped);
+    if (started != null) {
+      submit(started, mapped);
+    } else {
+      submitPageIn(mapped);
+    }
+  }
+
+  /** Whether a miss or hint may start one more background task (RUN_COLD). Locked. */
+  private boolean backgroundRoom() {
+    return loadsInFlight + pageInsInFlight < backgroundLoads;
+  }
+
+  /** Whether {@code bytes} fit in the budget without evicting anything. Locked. */
+  private boolean fitsFree(long bytes) {
+    return reservedBytes + bytes <= budgetBytes;
+  }
+
+  /** On the loader: pages in the expert's mapped bytes that are not resident (RUN_COLD hints). */
+  private void submitPageIn(ExpertWeights mapped) {
+    try {
+      loader.execute(() -> {
+        try {
+          if (pageIn(mapped)) {
+            prefetchPageIns.inc();
+          }
+        } catch (RuntimeException ex) {
+          log.debug("Paging in a prefetched expert failed", ex);
+        } finally {
+          synchronized (this) {
+            pageInsInFlight--;
+          }
+        }
+      });
+    } catch (RejectedExecutionException ex) {
+      synchronized (this) {
+        pageInsInFlight--;
+      }
+    }
+  }
+
+  /**
+   * Asks the OS to read the mapped matrices that are not all resident (madvise WILLNEED and a
+   * touch of each page, through {@link MemorySegment#load}); true when some were not. Resident
+   * bytes cost one residency check (mincore) per matrix.
+   */
+  static boolean pageIn(ExpertWeights w) {
+    boolean paged = false;
+    for (Matrix m : new Matrix[] {w.gate(), w.up(), w.down()}) {
+      MemorySegment seg = m.data();
+      if (seg.isMapped() && !seg.isLoaded()) {
+        seg.load();
+        paged = true;
+      }
+    }
+    return paged;
   }
 
   /**
@@ -292,6 +443,7 @@ public final class ExpertWeightCache implements AutoCloseable {
     reservedBytes += bytes;
     warmGauge.set(reservedBytes);
     loads.incrementAndGet();
+    loadsInFlight++;
     return e;
   }
 
@@ -352,6 +504,7 @@ public final class ExpertWeightCache implements AutoCloseable {
       return;
     }
     synchronized (this) {
+      loadsInFlight--;
       e.weights = warm;
       e.arena = arena;
       if (e.dropped && e.leases == 0) {
@@ -370,6 +523,7 @@ public final class ExpertWeightCache implements AutoCloseable {
 
   private void failed(Entry e, Throwable t) {
     synchronized (this) {
+      loadsInFlight--;
       if (entries.get(e.key) == e) {
         entries.remove(e.key);
         reservedBytes -= e.bytes;
@@ -404,6 +558,7 @@ public final class ExpertWeightCache implements AutoCloseable {
   }
 
   private Lease coldLease(ExpertWeights mapped) {
+    coldComputations.inc();
     return new Lease() {
       @Override
       public ExpertWeights weights() {

@@ -348,6 +348,170 @@ class ExpertWeightCacheTest {
     assertEquals(config.numLayers() * config.numExperts() * expertBytes, ExpertWeightCache.allExpertBytes(store));
   }
 
+  private static ExpertWeightCache runCold(long budget, java.util.concurrent.Executor loader, String node,
+      int backgroundLoads) {
+    return new ExpertWeightCache(store, budget, loader, node, CacheMissPolicy.RUN_COLD, backgroundLoads);
+  }
+
+  /** A loader that holds every load until the gate opens. */
+  private static java.util.concurrent.Executor gated(ExecutorService pool, CountDownLatch gate) {
+    return r -> pool.execute(() -> {
+      try {
+        gate.await();
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+      }
+      r.run();
+    });
+  }
+
+  @Test
+  void runColdMissNeverWaitsForTheLoadAndWarmsInTheBackground() {
+    String node = node();
+    CountDownLatch gate = new CountDownLatch(1);
+    ExecutorService pool = Executors.newSingleThreadExecutor();
+    ExpertWeightCache cache = runCold(4 * expertBytes, gated(pool, gate), node, 1);
+    float[] x = input(5, 11);
+    // The load of 1/3 is held back, yet the miss completes at once with the mapped bytes.
+    CompletableFuture<ExpertWeightCache.Lease> first = cache.acquire(1, 3);
+    assertTrue(first.isDone(), "a run-cold miss never waits for the load");
+    try (ExpertWeightCache.Lease lease = first.join()) {
+      assertFalse(lease.warm());
+      assertArrayEquals(bits(ExpertFfn.forward(kernels, store.expert(1, 3), x, 5)),
+          bits(ExpertFfn.forward(kernels, lease.weights(), x, 5)));
+    }
+    assertEquals(1, cache.loadsInFlight());
+    // Another miss of the loading expert runs cold too and starts no second load.
+    try (ExpertWeightCache.Lease lease = cache.acquire(1, 3).join()) {
+      assertFalse(lease.warm());
+    }
+    // The loader is busy (background-loads = 1): a miss of another expert and a hint load nothing.
+    try (ExpertWeightCache.Lease lease = cache.acquire(2, 4).join()) {
+      assertFalse(lease.warm());
+    }
+    cache.prefetch(2, 5);
+    assertEquals(1, cache.loads());
+    assertFalse(cache.isWarm(2, 5));
+    gate.countDown();
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+    while (!cache.isWarm(1, 3) && System.nanoTime() < deadline) {
+      Thread.onSpinWait();
+    }
+    assertTrue(cache.isWarm(1, 3));
+    assertEquals(0, cache.loadsInFlight());
+    float[] hit;
+    try (ExpertWeightCache.Lease lease = cache.acquire(1, 3).join()) {
+      assertTrue(lease.warm());
+      hit = ExpertFfn.forward(kernels, lease.weights(), x, 5);
+    }
+    assertArrayEquals(bits(ExpertFfn.forward(kernels, store.expert(1, 3), x, 5)), bits(hit), "warm = cold, bit for bit");
+    // With the loader idle again a hint loads.
+    cache.prefetch(2, 5);
+    assertEquals(2, cache.loads());
+    assertEquals(1, ExpertMetrics.cacheHits().labelValues(node).getLongValue());
+    assertEquals(3, ExpertMetrics.cacheMisses().labelValues(node).getLongValue());
+    assertEquals(3, ExpertMetrics.cacheColdComputations().labelValues(node).getLongValue());
+    assertEquals(1, ExpertMetrics.prefetchLoads().labelValues(node).getLongValue());
+    cache.close();
+    pool.shutdownNow();
+  }
+
+  @Test
+  void runColdFillsOnlyFreeRoomAndPagesInWhenFull() {
+    String node = node();
+    ExpertWeightCache cache = runCold(expertBytes, Runnable::run, node, 1);
+    cache.acquire(0, 0).join().close(); // cold; loads 0/0 into the free room (here: at once)
+    assertTrue(cache.isWarm(0, 0));
+    ExpertWeightCache.Lease a = cache.acquire(0, 0).join();
+    assertTrue(a.warm());
+    a.close();
+    // The budget is full: a miss of 0/1 runs cold and copies nothing, even with 0/0 idle.
+    try (ExpertWeightCache.Lease b = cache.acquire(0, 1).join()) {
+      assertFalse(b.warm());
+    }
+    // A hint for 0/1 copies nothing either: it pages in the mapped bytes instead.
+    cache.prefetch(0, 1);
+    assertTrue(cache.isWarm(0, 0));
+    assertFalse(cache.isWarm(0, 1));
+    assertEquals(1, cache.loads());
+    assertEquals(0, ExpertMetrics.cacheEvictions().labelValues(node).getLongValue());
+    assertEquals(0, ExpertMetrics.prefetchLoads().labelValues(node).getLongValue());
+    ExpertWeights mapped = store.expert(0, 1);
+    assertTrue(mapped.gate().data().isLoaded() && mapped.up().data().isLoaded() && mapped.down().data().isLoaded(),
+        "the hint paged the mapped expert in");
+    assertFalse(ExpertWeightCache.pageIn(mapped), "resident bytes need no page-in");
+    assertEquals(expertBytes, cache.allocatedBytes());
+    cache.close();
+    assertEquals(0, cache.allocatedBytes());
+  }
+
+  @Test
+  void runColdStaysWithinItsBudgetAndBitIdenticalUnderConcurrentLoad() throws Exception {
+    long budget = 3 * expertBytes + expertBytes / 2;
+    ExecutorService loader = Executors.newFixedThreadPool(2);
+    ExpertWeightCache cache = runCold(budget, loader, node(), 2);
+    float[] x = input(2, 3);
+    int experts = 6;
+    int[][] reference = new int[experts][];
+    for (int e = 0; e < experts; e++) {
+      reference[e] = bits(ExpertFfn.forward(kernels, store.expert(2, e), x, 2));
+    }
+    ExecutorService callers = Executors.newFixedThreadPool(4);
+    AtomicBoolean over = new AtomicBoolean();
+    AtomicInteger warm = new AtomicInteger();
+    List<Future<?>> calls = new ArrayList<>();
+    for (int t = 0; t < 4; t++) {
+      int seed = t;
+      calls.add(callers.submit(() -> {
+        Random random = new Random(seed);
+        for (int i = 0; i < 60; i++) {
+          int e = random.nextInt(experts);
+          if (random.nextInt(4) == 0) {
+            cache.prefetch(2, e);
+          }
+          try (ExpertWeightCache.Lease lease = cache.acquire(2, e).join()) {
+            if (lease.warm()) {
+              warm.incrementAndGet();
+            }
+            assertArrayEquals(reference[e], bits(ExpertFfn.forward(kernels, lease.weights(), x, 2)));
+          }
+          if (cache.warmBytes() > budget || cache.allocatedBytes() > budget) {
+            over.set(true);
+          }
+        }
+        return null;
+      }));
+    }
+    for (Future<?> c : calls) {
+      c.get(50, TimeUnit.SECONDS);
+    }
+    assertFalse(over.get(), "the budget was exceeded");
+    assertTrue(cache.peakAllocatedBytes() <= budget, "peak " + cache.peakAllocatedBytes() + " > " + budget);
+    assertTrue(warm.get() > 0, "some computations ran warm");
+    assertTrue(cache.loads() > 0);
+    cache.close();
+    callers.shutdownNow();
+    loader.shutdownNow();
+  }
+
+  @Test
+  void missPolicySettings() {
+    var base = ConfigFactory.parseString("moe.expert.model-dir = /m").withFallback(ConfigFactory.load());
+    var settings = ExpertNodeSettings.fromConfig(base);
+    assertEquals(CacheMissPolicy.RUN_COLD, settings.cacheMissPolicy());
+    assertEquals(1, settings.cacheBackgroundLoads());
+    settings = ExpertNodeSettings.fromConfig(ConfigFactory.parseString(
+        "moe.expert.cache { on-miss = wait-for-load, background-loads = 2 }").withFallback(base));
+    assertEquals(CacheMissPolicy.WAIT_FOR_LOAD, settings.cacheMissPolicy());
+    assertEquals(2, settings.cacheBackgroundLoads());
+    var e = assertThrows(IllegalArgumentException.class, () -> ExpertNodeSettings.fromConfig(
+        ConfigFactory.parseString("moe.expert.cache.on-miss = sometimes").withFallback(base)));
+    assertTrue(e.getMessage().contains("moe.expert.cache.on-miss"), e.getMessage());
+    e = assertThrows(IllegalArgumentException.class, () -> ExpertNodeSettings.fromConfig(
+        ConfigFactory.parseString("moe.expert.cache.background-loads = 0").withFallback(base)));
+    assertTrue(e.getMessage().contains("moe.expert.cache.background-loads"), e.getMessage());
+  }
+
   @Test
   void unknownExpertFails() {
     ExpertWeightCache cache = cache(expertBytes, Runnable::run);
@@ -355,5 +519,9 @@ class ExpertWeightCacheTest {
         () -> cache.acquire(config.numLayers(), 0).get(5, TimeUnit.SECONDS));
     assertTrue(e.getCause() instanceof IllegalArgumentException);
     cache.close();
+    ExpertWeightCache cold = runCold(expertBytes, Runnable::run, node(), 1);
+    e = assertThrows(ExecutionException.class, () -> cold.acquire(0, config.numExperts()).get(5, TimeUnit.SECONDS));
+    assertTrue(e.getCause() instanceof IllegalArgumentException);
+    cold.close();
   }
 }
