@@ -2,6 +2,7 @@ package io.moecluster.router;
 
 import io.moecluster.core.model.ExpertExecutor;
 import io.moecluster.core.model.ExpertTask;
+import io.moecluster.expert.CrashedNodeDowning;
 import io.moecluster.expert.ExpertEntity;
 import io.moecluster.expert.ExpertSharding;
 import io.moecluster.proto.cluster.v1.ComputeExperts;
@@ -84,6 +85,7 @@ public final class ShardedExperts implements ExpertExecutor {
   private final Map<Integer, DistributionDataPoint> waits = new ConcurrentHashMap<>(); // layer
   private final Map<String, CircuitBreaker> breakers = new ConcurrentHashMap<>(); // entity id
   private final HedgePolicy hedge;
+  private final CrashedNodeDowning crashes; // told of the nodes whose requests time out
 
   // Direct sends: the entity refs of the latest ready placement, by entity id.
   private final Supplier<ExpertPlacement.Snapshot> placement; // null: always through sharding
@@ -141,6 +143,7 @@ public final class ShardedExperts implements ExpertExecutor {
     this.placement = placement;
     this.hedge = new HedgePolicy(failover.hedgePercentile(), failover.hedgeMinDelay().toNanos(),
         failover.hedgeMaxDelay().toNanos(), LATENCY_WINDOW);
+    this.crashes = CrashedNodeDowning.ID.apply(system);
     this.watcher = system.systemActorOf(watcher(dead, this::onNodeLost),
         "moe-expert-direct-watch-" + WATCHERS.incrementAndGet(), Props.empty());
     RouterMetrics.expertRetries();
@@ -537,8 +540,16 @@ public final class ShardedExperts implements ExpertExecutor {
       if (e != null && a.direct() != null) {
         dead.add(a.direct()); // from now on through sharding, which follows the entity when it moves
       }
+      if (e != null && a.node() != null && !(unwrap(e) instanceof NodeLostException)) {
+        // A silent node may be a crashed process: the failure detector needs seconds more to say so.
+        crashes.suspect(a.node());
+      }
       outcomes.add(new Outcome(a, r, e));
     });
+  }
+
+  private static Throwable unwrap(Throwable e) {
+    return e instanceof java.util.concurrent.CompletionException ce && ce.getCause() != null ? ce.getCause() : e;
   }
 
   private void hedgeLatency(Attempt a) {
