@@ -10,10 +10,12 @@ import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.atomic.AtomicLong;
+import org.apache.pekko.actor.ExtendedActorSystem;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.Extension;
 import org.apache.pekko.actor.typed.ExtensionId;
 import org.apache.pekko.actor.typed.Props;
+import org.apache.pekko.actor.typed.javadsl.Adapter;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.apache.pekko.cluster.ClusterEvent;
 import org.apache.pekko.cluster.Member;
@@ -22,8 +24,10 @@ import org.apache.pekko.cluster.UniqueAddress;
 import org.apache.pekko.cluster.typed.Cluster;
 import org.apache.pekko.cluster.typed.Down;
 import org.apache.pekko.cluster.typed.Subscribe;
+import org.apache.pekko.remote.RemoteActorRefProvider;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
+import scala.Option;
 
 /**
  * Downs a member whose process has crashed, without waiting for the failure detector and the
@@ -126,6 +130,8 @@ public final class CrashedNodeDowning implements Extension {
       probes.execute(() -> {
         try {
           run(target);
+        } catch (RuntimeException | LinkageError e) {
+          log.warn("Checking member {} for a crash failed", target.address(), e);
         } finally {
           checkedAt.put(target, System.nanoTime());
           running.remove(target);
@@ -150,6 +156,24 @@ public final class CrashedNodeDowning implements Extension {
     log.warn("Downing member {} (uid {}): its process has crashed ({})", target.address(), target.longUid(), d.reason());
     Metrics.DOWNS.labelValues(Cluster.get(system).selfMember().address().toString()).inc();
     Cluster.get(system).manager().tell(new Down(target.address()));
+    markTerminated(target);
+  }
+
+  /**
+   * Quarantines the crashed incarnation. Pekko removes a downed member only once it is
+   * unreachable (or has seen its own downing, which a dead process never will): without this the
+   * removal, and so the move of its shards, would still wait for the failure detector. A
+   * quarantine makes the cluster mark the member terminated (unreachable) and down it, which is
+   * what Pekko itself does to a removed member: only that UID is shut out, a restarted process on
+   * the same address joins as usual. The provider's quarantine is Pekko's internal API (there
+   * is no public one to the same effect); a remote provider without it only loses the speed-up.
+   */
+  private void markTerminated(UniqueAddress target) {
+    var provider = ((ExtendedActorSystem) Adapter.toClassic(system)).provider();
+    if (provider instanceof RemoteActorRefProvider remote) {
+      remote.quarantine(target.address(), Option.apply((Object) target.longUid()),
+          "its process crashed (its cluster port refuses connections)");
+    }
   }
 
   /** The cluster state of this node, read when the check asks. */
