@@ -25,6 +25,8 @@ import org.apache.pekko.cluster.typed.Cluster;
 import org.apache.pekko.cluster.typed.Down;
 import org.apache.pekko.cluster.typed.Subscribe;
 import org.apache.pekko.remote.RemoteActorRefProvider;
+import org.apache.pekko.remote.artery.ArteryTransport;
+import org.apache.pekko.remote.artery.QuarantinedEvent;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 import scala.Option;
@@ -162,17 +164,35 @@ public final class CrashedNodeDowning implements Extension {
   /**
    * Quarantines the crashed incarnation. Pekko removes a downed member only once it is
    * unreachable (or has seen its own downing, which a dead process never will): without this the
-   * removal, and so the move of its shards, would still wait for the failure detector. A
-   * quarantine makes the cluster mark the member terminated (unreachable) and down it, which is
-   * what Pekko itself does to a removed member: only that UID is shut out, a restarted process on
-   * the same address joins as usual. The provider's quarantine is Pekko's internal API (there
-   * is no public one to the same effect); a remote provider without it only loses the speed-up.
+   * removal, and so the move of its shards, would still wait for the failure detector. On a
+   * quarantine the cluster marks the member terminated (unreachable) and downs it, which is what
+   * Pekko itself does to a removed member: only that UID is shut out, a restarted process on the
+   * same address joins as usual.
+   *
+   * <p>A process whose ActorSystem stopped without leaving the cluster (no coordinated shutdown)
+   * tells its peers on the way down, and they quarantine it "harmlessly", which the cluster does
+   * not act on; then the quarantine here changes nothing, and the cluster is told directly.
+   *
+   * <p>This is Pekko's internal API (there is no public one to the same effect), hence the
+   * guard: without it only the speed-up is lost, the down stands.
    */
   private void markTerminated(UniqueAddress target) {
-    var provider = ((ExtendedActorSystem) Adapter.toClassic(system)).provider();
-    if (provider instanceof RemoteActorRefProvider remote) {
+    try {
+      var classic = (ExtendedActorSystem) Adapter.toClassic(system);
+      if (!(classic.provider() instanceof RemoteActorRefProvider remote)) {
+        return;
+      }
+      boolean already = remote.transport() instanceof ArteryTransport artery
+          && artery.association(target.address()).associationState().isQuarantined(target.longUid());
       remote.quarantine(target.address(), Option.apply((Object) target.longUid()),
           "its process crashed (its cluster port refuses connections)");
+      if (already) {
+        classic.eventStream().publish(
+            new QuarantinedEvent(new org.apache.pekko.remote.UniqueAddress(target.address(), target.longUid())));
+      }
+    } catch (RuntimeException | LinkageError e) {
+      log.warn("Could not mark crashed member {} terminated; it is removed once the failure detector agrees",
+          target.address(), e);
     }
   }
 
