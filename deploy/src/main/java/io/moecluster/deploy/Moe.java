@@ -4,6 +4,7 @@ import io.moecluster.deploy.commands.BenchCommand;
 import io.moecluster.deploy.commands.BenchExpertCommand;
 import io.moecluster.deploy.commands.BenchLocalCommand;
 import io.moecluster.deploy.commands.CertsCommand;
+import io.moecluster.deploy.commands.ChaosCommand;
 import io.moecluster.deploy.commands.ClientCommand;
 import io.moecluster.deploy.commands.DemoCommand;
 import io.moecluster.deploy.commands.GenerateCommand;
@@ -51,6 +52,7 @@ import picocli.CommandLine.Spec;
       BenchExpertCommand.class,
       StatsCommand.class,
       CertsCommand.class,
+      ChaosCommand.class,
     })
 public final class Moe implements Runnable {
 
