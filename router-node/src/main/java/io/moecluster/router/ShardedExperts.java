@@ -144,6 +144,10 @@ public final class ShardedExperts implements ExpertExecutor {
     this.hedge = new HedgePolicy(failover.hedgePercentile(), failover.hedgeMinDelay().toNanos(),
         failover.hedgeMaxDelay().toNanos(), LATENCY_WINDOW);
     this.crashes = CrashedNodeDowning.ID.apply(system);
+    if (crashes.settings().enabled()) {
+      Duration every = failover.suspectAfter().dividedBy(2);
+      system.scheduler().scheduleAtFixedRate(every, every, this::suspectSilentNodes, system.executionContext());
+    }
     this.watcher = system.systemActorOf(watcher(dead, this::onNodeLost),
         "moe-expert-direct-watch-" + WATCHERS.incrementAndGet(), Props.empty());
     RouterMetrics.expertRetries();
@@ -546,6 +550,24 @@ public final class ShardedExperts implements ExpertExecutor {
       }
       outcomes.add(new Outcome(a, r, e));
     });
+  }
+
+  /**
+   * The nodes of attempts unanswered for {@code suspect-after} are checked for a crashed process:
+   * a crash is found ~1 s sooner than by the attempt timeout or the failure detector.
+   */
+  private void suspectSilentNodes() {
+    if (inFlight.isEmpty()) {
+      return;
+    }
+    long before = System.nanoTime() - failover.suspectAfter().toNanos();
+    Set<String> nodes = new java.util.HashSet<>();
+    for (Attempt a : inFlight) {
+      if (a.node() != null && a.sentAt() < before) {
+        nodes.add(a.node());
+      }
+    }
+    nodes.forEach(crashes::suspect);
   }
 
   private static Throwable unwrap(Throwable e) {

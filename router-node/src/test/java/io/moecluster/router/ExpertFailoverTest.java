@@ -33,6 +33,10 @@ import org.junit.jupiter.api.io.TempDir;
 class ExpertFailoverTest {
   // moe.router.expert-timeout: above the ~5-8 s a failover takes here, with room for a loaded machine
   private static final Duration BUDGET = Duration.ofSeconds(15);
+  // The target without replicas is a stall of at most 5 s; a crashed process is downed within
+  // ~1 s (moe.cluster.down-crashed-nodes) and the stall here is ~2-3 s. The bound leaves room for
+  // a loaded machine, and still fails when only the failure detector and the resolver act (7+ s).
+  private static final Duration CRASH_STALL_BOUND = Duration.ofSeconds(6);
 
   @TempDir static Path dir;
   static FailoverCluster cluster;
@@ -57,7 +61,7 @@ class ExpertFailoverTest {
     long stall = cluster.streamThroughKill(1, 4, 400);
     System.err.printf("expert node crash without replicas: longest stall of a running stream %d ms%n",
         TimeUnit.NANOSECONDS.toMillis(stall));
-    assertTrue(stall < BUDGET.toNanos(), "stall " + stall / 1_000_000 + " ms");
+    assertTrue(stall < CRASH_STALL_BOUND.toNanos(), "stall " + stall / 1_000_000 + " ms");
     assertTrue(Metrics.sum("moe_expert_retries_total") > retries, "the lost node's requests were retried");
   }
 
