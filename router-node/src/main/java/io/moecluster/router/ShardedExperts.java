@@ -99,6 +99,8 @@ public final class ShardedExperts implements ExpertExecutor {
   // Where each entity was last located: the placement forgets a node's entities once it is down,
   // before its removal, when their breakers must be reset.
   private final Map<String, String> lastNode = new ConcurrentHashMap<>();
+  // When each lost node was removed (System.nanoTime), for the attempts sent around then.
+  private final Map<String, Long> removedAt = new ConcurrentHashMap<>();
   private final Set<LinkedBlockingQueue<Outcome>> waiting = ConcurrentHashMap.newKeySet(); // of running steps
   private static final Outcome WAKE = new Outcome(null, null, null); // look at the breakers again
   private static final Outcome MOVED = new Outcome(null, null, null); // a node was removed: retry now
@@ -218,6 +220,11 @@ public final class ShardedExperts implements ExpertExecutor {
   private void onNodeLost(Lost lost) {
     boolean removed = lost.removed();
     String node = lost.member().address().toString();
+    if (removed) {
+      long now = System.nanoTime();
+      removedAt.values().removeIf(t -> now - t > TimeUnit.MINUTES.toNanos(1));
+      removedAt.put(node, now);
+    }
     directRefs(); // the placement seen last, before the node's entities are forgotten there
     Map<String, ActorRef<ExpertCommand>> refs = direct.refs();
     int touched = 0;
@@ -555,16 +562,29 @@ public final class ShardedExperts implements ExpertExecutor {
   /**
    * The nodes of attempts unanswered for {@code suspect-after} are checked for a crashed process:
    * a crash is found ~1 s sooner than by the attempt timeout or the failure detector.
+   *
+   * <p>An attempt sent to an entity of a node that was removed just before (or up to {@code
+   * suspect-after} after) may have reached this router's shard region while it still took the
+   * dead node for the shard's home: it is lost, and would cost the whole attempt timeout. Silent
+   * for {@code suspect-after}, it is ended so that it is sent again at once; later attempts find
+   * the shard's new home and are left alone, so this re-sends a chunk at most once or twice.
    */
   private void suspectSilentNodes() {
     if (inFlight.isEmpty()) {
       return;
     }
-    long before = System.nanoTime() - failover.suspectAfter().toNanos();
+    long now = System.nanoTime();
+    long window = failover.suspectAfter().toNanos();
     Set<String> nodes = new java.util.HashSet<>();
     for (Attempt a : inFlight) {
-      if (a.node() != null && a.sentAt() < before) {
+      if (a.node() == null || now - a.sentAt() < window) {
+        continue;
+      }
+      Long removed = removedAt.get(a.node());
+      if (removed == null) {
         nodes.add(a.node());
+      } else if (a.sentAt() - removed <= window) {
+        a.reply().completeExceptionally(new NodeLostException(a.node(), true));
       }
     }
     nodes.forEach(crashes::suspect);
