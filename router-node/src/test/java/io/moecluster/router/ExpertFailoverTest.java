@@ -23,7 +23,8 @@ import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
- * Without replicas: an expert node crashes mid-generation; the resolver downs it, Cluster
+ * Without replicas: an expert node crashes mid-generation; its port refuses connections, so the
+ * router's crash downing downs it (moe.cluster.down-crashed-nodes; else the resolver would), Cluster
  * Sharding starts its experts on the surviving node, the router's retries reach them there, and
  * every stream finishes with the tokens of a fault-free run. Then the last expert node crashes:
  * the running request ends UNAVAILABLE within moe.router.expert-timeout instead of hanging.
