@@ -19,6 +19,8 @@ import java.time.Duration;
  * @param hedgePercentile the latency percentile of recent calls after which a request is hedged
  * @param hedgeMinDelay the hedge delay never goes below this (short calls jitter a lot)
  * @param hedgeMaxDelay the hedge delay never goes above this (bounds the stall a dead node causes)
+ * @param suspectAfter an attempt unanswered this long makes the router check its node for a
+ *     crashed process ({@code moe.cluster.down-crashed-nodes}); the attempt itself goes on
  */
 public record FailoverSettings(
     Duration attemptTimeout,
@@ -31,7 +33,8 @@ public record FailoverSettings(
     boolean hedgeEnabled,
     double hedgePercentile,
     Duration hedgeMinDelay,
-    Duration hedgeMaxDelay) {
+    Duration hedgeMaxDelay,
+    Duration suspectAfter) {
 
   public FailoverSettings {
     require(positive(attemptTimeout), "attempt-timeout must be > 0", attemptTimeout);
@@ -45,12 +48,14 @@ public record FailoverSettings(
     require(positive(hedgeMinDelay), "hedge.min-delay must be > 0", hedgeMinDelay);
     require(hedgeMaxDelay.compareTo(hedgeMinDelay) >= 0, "hedge.max-delay must be >= hedge.min-delay",
         hedgeMaxDelay);
+    require(positive(suspectAfter), "suspect-after must be > 0", suspectAfter);
   }
 
   /** The defaults of {@code reference.conf}. */
   public static FailoverSettings defaults() {
     return new FailoverSettings(Duration.ofSeconds(4), 10, Duration.ofMillis(50), Duration.ofSeconds(1), 0.2,
-        3, Duration.ofSeconds(1), true, 0.99, Duration.ofMillis(5), Duration.ofMillis(100));
+        3, Duration.ofSeconds(1), true, 0.99, Duration.ofMillis(5), Duration.ofMillis(100),
+        Duration.ofMillis(500));
   }
 
   /** Reads {@code moe.router.failover}. */
@@ -67,7 +72,8 @@ public record FailoverSettings(
         c.getBoolean("hedge.enabled"),
         c.getDouble("hedge.percentile"),
         c.getDuration("hedge.min-delay"),
-        c.getDuration("hedge.max-delay"));
+        c.getDuration("hedge.max-delay"),
+        c.getDuration("suspect-after"));
   }
 
   /** The pause before retry number {@code retry} (1, 2, ...): exponential, capped, with jitter. */

@@ -2,6 +2,7 @@ package io.moecluster.router;
 
 import io.moecluster.core.model.ExpertExecutor;
 import io.moecluster.core.model.ExpertTask;
+import io.moecluster.expert.CrashedNodeDowning;
 import io.moecluster.expert.ExpertEntity;
 import io.moecluster.expert.ExpertSharding;
 import io.moecluster.proto.cluster.v1.ComputeExperts;
@@ -84,6 +85,7 @@ public final class ShardedExperts implements ExpertExecutor {
   private final Map<Integer, DistributionDataPoint> waits = new ConcurrentHashMap<>(); // layer
   private final Map<String, CircuitBreaker> breakers = new ConcurrentHashMap<>(); // entity id
   private final HedgePolicy hedge;
+  private final CrashedNodeDowning crashes; // told of the nodes whose requests time out
 
   // Direct sends: the entity refs of the latest ready placement, by entity id.
   private final Supplier<ExpertPlacement.Snapshot> placement; // null: always through sharding
@@ -97,6 +99,8 @@ public final class ShardedExperts implements ExpertExecutor {
   // Where each entity was last located: the placement forgets a node's entities once it is down,
   // before its removal, when their breakers must be reset.
   private final Map<String, String> lastNode = new ConcurrentHashMap<>();
+  // When each lost node was removed (System.nanoTime), for the attempts sent around then.
+  private final Map<String, Long> removedAt = new ConcurrentHashMap<>();
   private final Set<LinkedBlockingQueue<Outcome>> waiting = ConcurrentHashMap.newKeySet(); // of running steps
   private static final Outcome WAKE = new Outcome(null, null, null); // look at the breakers again
   private static final Outcome MOVED = new Outcome(null, null, null); // a node was removed: retry now
@@ -141,6 +145,11 @@ public final class ShardedExperts implements ExpertExecutor {
     this.placement = placement;
     this.hedge = new HedgePolicy(failover.hedgePercentile(), failover.hedgeMinDelay().toNanos(),
         failover.hedgeMaxDelay().toNanos(), LATENCY_WINDOW);
+    this.crashes = CrashedNodeDowning.ID.apply(system);
+    if (crashes.settings().enabled()) {
+      Duration every = failover.suspectAfter().dividedBy(2);
+      system.scheduler().scheduleAtFixedRate(every, every, this::suspectSilentNodes, system.executionContext());
+    }
     this.watcher = system.systemActorOf(watcher(dead, this::onNodeLost),
         "moe-expert-direct-watch-" + WATCHERS.incrementAndGet(), Props.empty());
     RouterMetrics.expertRetries();
@@ -211,6 +220,11 @@ public final class ShardedExperts implements ExpertExecutor {
   private void onNodeLost(Lost lost) {
     boolean removed = lost.removed();
     String node = lost.member().address().toString();
+    if (removed) {
+      long now = System.nanoTime();
+      removedAt.values().removeIf(t -> now - t > TimeUnit.MINUTES.toNanos(1));
+      removedAt.put(node, now);
+    }
     directRefs(); // the placement seen last, before the node's entities are forgotten there
     Map<String, ActorRef<ExpertCommand>> refs = direct.refs();
     int touched = 0;
@@ -537,8 +551,47 @@ public final class ShardedExperts implements ExpertExecutor {
       if (e != null && a.direct() != null) {
         dead.add(a.direct()); // from now on through sharding, which follows the entity when it moves
       }
+      if (e != null && a.node() != null && !(unwrap(e) instanceof NodeLostException)) {
+        // A silent node may be a crashed process: the failure detector needs seconds more to say so.
+        crashes.suspect(a.node());
+      }
       outcomes.add(new Outcome(a, r, e));
     });
+  }
+
+  /**
+   * The nodes of attempts unanswered for {@code suspect-after} are checked for a crashed process:
+   * a crash is found ~1 s sooner than by the attempt timeout or the failure detector.
+   *
+   * <p>An attempt sent to an entity of a node that was removed just before (or up to {@code
+   * suspect-after} after) may have reached this router's shard region while it still took the
+   * dead node for the shard's home: it is lost, and would cost the whole attempt timeout. Silent
+   * for {@code suspect-after}, it is ended so that it is sent again at once; later attempts find
+   * the shard's new home and are left alone, so this re-sends a chunk at most once or twice.
+   */
+  private void suspectSilentNodes() {
+    if (inFlight.isEmpty()) {
+      return;
+    }
+    long now = System.nanoTime();
+    long window = failover.suspectAfter().toNanos();
+    Set<String> nodes = new java.util.HashSet<>();
+    for (Attempt a : inFlight) {
+      if (a.node() == null || now - a.sentAt() < window) {
+        continue;
+      }
+      Long removed = removedAt.get(a.node());
+      if (removed == null) {
+        nodes.add(a.node());
+      } else if (a.sentAt() - removed <= window) {
+        a.reply().completeExceptionally(new NodeLostException(a.node(), true));
+      }
+    }
+    nodes.forEach(crashes::suspect);
+  }
+
+  private static Throwable unwrap(Throwable e) {
+    return e instanceof java.util.concurrent.CompletionException ce && ce.getCause() != null ? ce.getCause() : e;
   }
 
   private void hedgeLatency(Attempt a) {

@@ -39,5 +39,9 @@ class FailoverSettingsTest {
         ConfigFactory.parseString("failover.hedge.max-delay = 1ms").withFallback(
             ConfigFactory.load().getConfig("moe.router"))));
     assertTrue(e.getMessage().contains("hedge.max-delay"), e.getMessage());
+    e = assertThrows(IllegalArgumentException.class, () -> FailoverSettings.fromConfig(
+        ConfigFactory.parseString("failover.suspect-after = 0ms").withFallback(
+            ConfigFactory.load().getConfig("moe.router"))));
+    assertTrue(e.getMessage().contains("moe.router.failover.suspect-after"), e.getMessage());
   }
 }

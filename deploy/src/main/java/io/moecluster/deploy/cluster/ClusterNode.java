@@ -9,6 +9,7 @@ import com.typesafe.config.ConfigValueFactory;
 import io.grpc.ServerBuilder;
 import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
 import io.moecluster.deploy.cli.UserError;
+import io.moecluster.expert.CrashedNodeDowning;
 import io.moecluster.expert.ExpertNode;
 import io.moecluster.expert.ExpertNodeSettings;
 import io.moecluster.gateway.GatewayServer;
@@ -206,6 +207,8 @@ public final class ClusterNode implements AutoCloseable {
       });
     }
     ClusterMetrics.start(system, spec.has(Role.EXPERT), config.getDuration(SHARDING_POLL_KEY));
+    // Every node downs members whose process crashed (moe.cluster.down-crashed-nodes).
+    CrashedNodeDowning.ID.apply(system);
     if (spec.seedNodes().isEmpty()) {
       Cluster cluster = Cluster.get(system);
       cluster.manager().tell(Join.create(cluster.selfMember().address()));
