@@ -137,13 +137,19 @@ public final class RequestValidator {
               + " tokens this request may generate (max_tokens, capped by the context); send the"
               + " same request as the stream being resumed");
     }
+    return vocabularyIds("resume_token_ids", r.getResumeTokenIdsList());
+  }
+
+  /** The ids as an array, each checked against the vocabulary; {@code field} names them in errors. */
+  private int[] vocabularyIds(String field, List<Integer> ids) {
     int vocab = config.vocabSize();
-    int[] out = new int[count];
-    for (int i = 0; i < count; i++) {
-      int id = r.getResumeTokenIds(i);
+    int[] out = new int[ids.size()];
+    for (int i = 0; i < out.length; i++) {
+      int id = ids.get(i);
       if (id < 0 || id >= vocab) {
         throw invalid(
-            "resume_token_ids: id "
+            field
+                + ": id "
                 + id
                 + " at position "
                 + i
@@ -199,23 +205,7 @@ public final class RequestValidator {
         if (ids.isEmpty()) {
           throw invalid("prompt: prompt.token_ids is empty");
         }
-        int vocab = config.vocabSize();
-        int[] out = new int[ids.size()];
-        for (int i = 0; i < out.length; i++) {
-          int id = ids.get(i);
-          if (id < 0 || id >= vocab) {
-            throw invalid(
-                "prompt.token_ids: id "
-                    + id
-                    + " at position "
-                    + i
-                    + " is outside the vocabulary [0, "
-                    + vocab
-                    + ")");
-          }
-          out[i] = id;
-        }
-        return out;
+        return vocabularyIds("prompt.token_ids", ids);
       }
       default -> throw invalid("prompt: set either text or token_ids");
     }
