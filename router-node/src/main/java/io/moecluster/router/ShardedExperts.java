@@ -213,8 +213,9 @@ public final class ShardedExperts implements ExpertExecutor {
   /**
    * A node was lost. Unreachable (the failure detector gave up on it): open the breakers of
    * every entity placed there, so requests go to the other replica (or wait for the entity to
-   * move) without each paying a timeout first. Removed (the resolver downed it): its entities
-   * are being started elsewhere, so close their breakers again. Either way, attempts in flight
+   * move) without each paying a timeout first. Removed (downed): its entities are being started
+   * elsewhere; with one replica their breakers close again at once, with two they stay open until
+   * a probe finds the new home answering. Either way, attempts in flight
    * to it will never be answered: end them now, so they are retried at once.
    */
   private void onNodeLost(Lost lost) {
@@ -234,11 +235,15 @@ public final class ShardedExperts implements ExpertExecutor {
       }
       ExpertEntity.Id id = ExpertEntity.parseEntityId(e.getKey());
       CircuitBreaker b = breaker(id.layer(), id.expert(), id.replica());
-      if (removed) {
-        b.reset();
-      } else {
+      if (!removed) {
         b.forceOpen();
+      } else if (replicas == 1) {
+        b.reset(); // nothing else to send to: go to the new home at once
       }
+      // With replicas, a removed node's breakers stay open: the live replica keeps the traffic and
+      // the breaker's own probe (after cool-down) moves it back once the new home answers. Closing
+      // them at once sent every layer's requests to entities still being started elsewhere, and
+      // each paid a hedge delay (1.9 s stall in a 4-JVM run instead of 0.36 s).
       ActorRef<ExpertCommand> ref = refs.get(e.getKey());
       if (ref != null) {
         dead.add(ref); // its next request goes through sharding, which follows the entity when it moves
