@@ -6,8 +6,6 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import com.typesafe.config.Config;
-import com.typesafe.config.ConfigFactory;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.grpc.health.v1.HealthCheckRequest;
@@ -21,8 +19,6 @@ import io.moecluster.core.generate.GenerationResult;
 import io.moecluster.core.generate.LocalGenerator;
 import io.moecluster.core.sampling.SamplingParams;
 import io.moecluster.core.tensor.DType;
-import io.moecluster.expert.ExpertNode;
-import io.moecluster.expert.ExpertNodeSettings;
 import io.moecluster.proto.cluster.v1.RouterStatus;
 import io.moecluster.proto.v1.CompleteResponse;
 import io.moecluster.proto.v1.FinishReason;
@@ -31,8 +27,6 @@ import io.moecluster.proto.v1.GenerateResponse;
 import io.moecluster.proto.v1.GetModelInfoRequest;
 import io.moecluster.proto.v1.ModelInfo;
 import io.moecluster.proto.v1.TokenIds;
-import io.moecluster.router.RouterNode;
-import io.moecluster.router.RouterSettings;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -56,8 +50,7 @@ class EndToEndTest {
   @TempDir static Path dir;
   private static Path modelDir;
   private static ActorSystem<Void> system;
-  private static ExpertNode expertNode;
-  private static RouterNode routerNode;
+  private static OneNodeCluster cluster;
   private static GatewayFixture gateway;
   private static LocalGenerator local;
 
@@ -67,39 +60,16 @@ class EndToEndTest {
     modelDir = model;
     CheckpointWriter.write(CheckpointSpec.of(Preset.TINY, DType.F32, 1), model);
     local = LocalGenerator.open(model, 1);
-    Config config =
-        ConfigFactory.parseString(
-                """
-                moe.expert.model-dir = "%1$s"
-                moe.expert.compute-threads = 1
-                moe.router.model-dir = "%1$s"
-                moe.router.compute-threads = 1
-                moe.router.min-expert-nodes = 1
-                moe.router.placement-retry-interval = 300ms
-                pekko.cluster.sharding.retry-interval = 200ms
-                """
-                    .formatted(model.toString().replace("\\", "/")))
-            .withFallback(TestClusters.config(List.of("expert", "router", "gateway")));
-    system = TestClusters.start("moe", config);
-    expertNode =
-        ExpertNode.start(system, ExpertNodeSettings.fromConfig(system.settings().config()));
-    routerNode = RouterNode.start(system, RouterSettings.fromConfig(system.settings().config()));
-    gateway = GatewayFixture.start(system, GatewayFixture.settings(""), model);
-    GatewayFixture.await("SERVING", Duration.ofSeconds(60), gateway.server::isServing);
+    cluster = OneNodeCluster.start(model);
+    system = cluster.system();
+    gateway = cluster.gateway();
   }
 
   @AfterAll
   static void stopCluster() {
-    if (gateway != null) {
-      gateway.close();
+    if (cluster != null) {
+      cluster.close();
     }
-    if (routerNode != null) {
-      routerNode.close();
-    }
-    if (expertNode != null) {
-      expertNode.close();
-    }
-    TestClusters.stop(system);
     if (local != null) {
       local.close();
     }

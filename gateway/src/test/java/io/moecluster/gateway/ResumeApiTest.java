@@ -4,8 +4,6 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import com.typesafe.config.Config;
-import com.typesafe.config.ConfigFactory;
 import io.moecluster.core.checkpoint.CheckpointSpec;
 import io.moecluster.core.checkpoint.CheckpointWriter;
 import io.moecluster.core.checkpoint.Preset;
@@ -15,23 +13,17 @@ import io.moecluster.core.generate.LocalGenerator;
 import io.moecluster.core.generate.TokenEvent;
 import io.moecluster.core.sampling.SamplingParams;
 import io.moecluster.core.tensor.DType;
-import io.moecluster.expert.ExpertNode;
-import io.moecluster.expert.ExpertNodeSettings;
 import io.moecluster.proto.v1.CompleteResponse;
 import io.moecluster.proto.v1.FinishReason;
 import io.moecluster.proto.v1.GenerateRequest;
 import io.moecluster.proto.v1.GenerateResponse;
 import io.moecluster.proto.v1.Token;
 import io.moecluster.proto.v1.TokenIds;
-import io.moecluster.router.RouterNode;
-import io.moecluster.router.RouterSettings;
 import java.nio.file.Path;
-import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
-import org.apache.pekko.actor.typed.ActorSystem;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -49,9 +41,7 @@ class ResumeApiTest {
   private static final int MAX_TOKENS = 20;
 
   @TempDir static Path dir;
-  private static ActorSystem<Void> system;
-  private static ExpertNode expertNode;
-  private static RouterNode routerNode;
+  private static OneNodeCluster cluster;
   private static GatewayFixture gateway;
   private static LocalGenerator local;
 
@@ -60,38 +50,15 @@ class ResumeApiTest {
     Path model = dir.resolve("tiny-resume");
     CheckpointWriter.write(CheckpointSpec.of(Preset.TINY, DType.F32, 9), model);
     local = LocalGenerator.open(model, 1);
-    Config config =
-        ConfigFactory.parseString(
-                """
-                moe.expert.model-dir = "%1$s"
-                moe.expert.compute-threads = 1
-                moe.router.model-dir = "%1$s"
-                moe.router.compute-threads = 1
-                moe.router.min-expert-nodes = 1
-                moe.router.placement-retry-interval = 300ms
-                pekko.cluster.sharding.retry-interval = 200ms
-                """
-                    .formatted(model.toString().replace("\\", "/")))
-            .withFallback(TestClusters.config(List.of("expert", "router", "gateway")));
-    system = TestClusters.start("moe", config);
-    expertNode = ExpertNode.start(system, ExpertNodeSettings.fromConfig(system.settings().config()));
-    routerNode = RouterNode.start(system, RouterSettings.fromConfig(system.settings().config()));
-    gateway = GatewayFixture.start(system, GatewayFixture.settings(""), model);
-    GatewayFixture.await("SERVING", Duration.ofSeconds(60), gateway.server::isServing);
+    cluster = OneNodeCluster.start(model);
+    gateway = cluster.gateway();
   }
 
   @AfterAll
   static void stopCluster() {
-    if (gateway != null) {
-      gateway.close();
+    if (cluster != null) {
+      cluster.close();
     }
-    if (routerNode != null) {
-      routerNode.close();
-    }
-    if (expertNode != null) {
-      expertNode.close();
-    }
-    TestClusters.stop(system);
     if (local != null) {
       local.close();
     }
