@@ -148,9 +148,11 @@ class ExpertWeightCacheTest {
     assertTrue(cache.peakAllocatedBytes() >= 4 * expertBytes, "the budget was used: " + cache.peakAllocatedBytes());
     assertTrue(warm.get() > 0);
     cache.close();
-    assertEquals(0, cache.allocatedBytes(), "closing frees every warm copy");
+    // Hints may still be loading: close() marks them and the loader frees them when it finishes.
     workers.shutdownNow();
-    loader.shutdownNow();
+    loader.shutdown();
+    assertTrue(loader.awaitTermination(30, TimeUnit.SECONDS), "the loader drained");
+    assertEquals(0, cache.allocatedBytes(), "closing frees every warm copy, loading ones included");
   }
 
   @Test
@@ -275,6 +277,18 @@ class ExpertWeightCacheTest {
     a.close(); // idempotent
     assertEquals(0, cache.allocatedBytes());
     assertThrows(Exception.class, () -> cache.acquire(0, 0).join());
+  }
+
+  @Test
+  void aHintStillLoadingWhenTheCacheClosesIsFreedWhenItsLoadEnds() {
+    List<Runnable> queued = new ArrayList<>();
+    ExpertWeightCache cache = cache(2 * expertBytes, queued::add);
+    cache.prefetch(0, 0);
+    assertEquals(1, queued.size(), "the hint waits on the loader");
+    cache.close();
+    queued.forEach(Runnable::run); // the load finishes after close
+    assertEquals(0, cache.allocatedBytes());
+    assertFalse(cache.isWarm(0, 0));
   }
 
   @Test
