@@ -96,6 +96,16 @@ public final class CrashCheck {
    * pauses between them: call it off any actor or engine thread.
    */
   public Decision decide(UniqueAddress target, View view) throws InterruptedException {
+    return decide(target, view, t -> {});
+  }
+
+  /**
+   * As {@link #decide(UniqueAddress, View)}, and tells {@code onFirstRefusal} as soon as the
+   * first probe is refused, before the confirmations: a caller that only routes around the member
+   * (no down) need not wait for them.
+   */
+  public Decision decide(UniqueAddress target, View view, java.util.function.Consumer<UniqueAddress> onFirstRefusal)
+      throws InterruptedException {
     if (target.equals(view.self())) {
       return Decision.keep("it is this node");
     }
@@ -118,6 +128,9 @@ public final class CrashCheck {
       if (p == Probe.UNKNOWN) {
         return Decision.keep("its port did not answer within " + settings.probeTimeout().toMillis()
             + " ms (a partition or a dead host: the split brain resolver decides)");
+      }
+      if (i == 0) {
+        onFirstRefusal.accept(target);
       }
     }
     // Checked after the probes: the view may have changed meanwhile.

@@ -3,13 +3,16 @@ package io.moecluster.expert;
 import com.typesafe.config.Config;
 import io.prometheus.metrics.core.metrics.Counter;
 import java.time.Duration;
+import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.Consumer;
 import org.apache.pekko.actor.ExtendedActorSystem;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.Extension;
@@ -67,6 +70,7 @@ public final class CrashedNodeDowning implements Extension {
   private final ExecutorService probes;
   private final Set<UniqueAddress> running = ConcurrentHashMap.newKeySet();
   private final Map<UniqueAddress, Long> checkedAt = new ConcurrentHashMap<>();
+  private final List<Consumer<String>> refusalListeners = new CopyOnWriteArrayList<>();
 
   CrashedNodeDowning(ActorSystem<?> system, CrashCheck.Settings settings, CrashCheck.Prober prober) {
     this.system = system;
@@ -144,10 +148,27 @@ public final class CrashedNodeDowning implements Extension {
     }
   }
 
+  /**
+   * Tells {@code listener} the address ({@code pekko://moe@host:port}) of a member whose cluster
+   * port has just refused a connection, before the confirmations that may down it: a router
+   * routes around it at once. Called on the probe thread; keep it short.
+   */
+  public void onRefusal(Consumer<String> listener) {
+    refusalListeners.add(listener);
+  }
+
   private void run(UniqueAddress target) {
     CrashCheck.Decision d;
     try {
-      d = check.decide(target, new LiveView(Cluster.get(system)));
+      d = check.decide(target, new LiveView(Cluster.get(system)), refused -> {
+        for (Consumer<String> l : refusalListeners) {
+          try {
+            l.accept(refused.address().toString());
+          } catch (RuntimeException e) {
+            log.warn("A refusal listener failed", e);
+          }
+        }
+      });
     } catch (InterruptedException e) {
       return; // the system is terminating
     }

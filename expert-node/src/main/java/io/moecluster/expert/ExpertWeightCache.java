@@ -354,7 +354,7 @@ public final class ExpertWeightCache implements AutoCloseable {
     try {
       loader.execute(() -> {
         try {
-          if (pageIn(mapped)) {
+          if (store.pageIn(mapped)) {
             prefetchPageIns.inc();
           }
         } catch (RuntimeException ex) {
@@ -370,23 +370,6 @@ public final class ExpertWeightCache implements AutoCloseable {
         pageInsInFlight--;
       }
     }
-  }
-
-  /**
-   * Asks the OS to read the mapped matrices that are not all resident (madvise WILLNEED and a
-   * touch of each page, through {@link MemorySegment#load}); true when some were not. Resident
-   * bytes cost one residency check (mincore) per matrix.
-   */
-  static boolean pageIn(ExpertWeights w) {
-    boolean paged = false;
-    for (Matrix m : new Matrix[] {w.gate(), w.up(), w.down()}) {
-      MemorySegment seg = m.data();
-      if (seg.isMapped() && !seg.isLoaded()) {
-        seg.load();
-        paged = true;
-      }
-    }
-    return paged;
   }
 
   /**

@@ -90,6 +90,20 @@ class CrashCheckTest {
   }
 
   @Test
+  void theFirstRefusalIsToldBeforeTheConfirmations() throws Exception {
+    FakeProber prober = new FakeProber(Probe.REFUSED, Probe.REFUSED);
+    List<String> told = new ArrayList<>();
+    CrashCheck.Decision d = new CrashCheck(SETTINGS, prober, x -> told.add("slept " + prober.probed.size()))
+        .decide(VICTIM, new FakeView(), t -> told.add("refused " + prober.probed.size()));
+    assertTrue(d.down(), d.reason());
+    assertEquals(List.of("refused 1", "slept 1"), told, "told once, after the first probe");
+    List<String> none = new ArrayList<>();
+    new CrashCheck(SETTINGS, new FakeProber(Probe.ACCEPTED), x -> {}).decide(VICTIM, new FakeView(), t -> none.add("refused"));
+    new CrashCheck(SETTINGS, new FakeProber(Probe.UNKNOWN), x -> {}).decide(VICTIM, new FakeView(), t -> none.add("refused"));
+    assertEquals(List.of(), none, "an open or silent port is not a refusal");
+  }
+
+  @Test
   void refusedOnceThenAcceptedIsNotDowned() throws Exception {
     CrashCheck.Decision d = decide(new FakeProber(Probe.REFUSED, Probe.ACCEPTED), new FakeView(), new ArrayList<>());
     assertFalse(d.down());

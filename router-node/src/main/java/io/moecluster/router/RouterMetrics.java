@@ -62,6 +62,14 @@ public final class RouterMetrics {
     return Failover.BREAKER_OPENS;
   }
 
+  /**
+   * {@code moe_expert_breaker_probes_total}: copies of a chunk sent to a replica whose breaker was
+   * due for its probe, beside the request to the healthy replica.
+   */
+  public static Counter breakerProbes() {
+    return Failover.BREAKER_PROBES;
+  }
+
   /** {@code moe_expert_step_failures_total}: layers given up (their sequences failed UNAVAILABLE). */
   public static Counter expertStepFailures() {
     return Failover.STEP_FAILURES;
@@ -139,6 +147,9 @@ public final class RouterMetrics {
         .labelNames("layer", "expert", "replica").register();
     static final Counter BREAKER_OPENS = Counter.builder().name("moe_expert_breaker_opens_total")
         .help("Times a circuit breaker of an expert entity opened").register();
+    static final Counter BREAKER_PROBES = Counter.builder().name("moe_expert_breaker_probes_total")
+        .help("Copies of a request sent to a recovering replica (breaker due for a probe) beside the healthy one")
+        .register();
     static final Counter STEP_FAILURES = Counter.builder().name("moe_expert_step_failures_total")
         .help("Layers whose expert requests could not complete within moe.router.expert-timeout").register();
   }

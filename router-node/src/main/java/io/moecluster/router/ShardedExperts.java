@@ -63,15 +63,19 @@ import org.slf4j.LoggerFactory;
  * open it; a probe closes it), and with replicas a chunk that has not answered within the
  * {@link HedgePolicy} delay goes to the other replica as well; the first answer wins.
  *
- * <p>Given the router's placement view, it sends straight to the located entities while that
- * view is ready; an entity that stops (watched) or fails an attempt is reached through sharding
- * from then on. Counts the rows routed to each expert and times each layer's wait
- * ({@link RouterMetrics}).
+ * <p>Given the router's placement view, it sends straight to the entities located there with
+ * loaded weights (the whole view need not be ready); an entity that stops (watched) or fails an
+ * attempt is reached through sharding from then on. Counts the rows routed to each expert and
+ * times each layer's wait ({@link RouterMetrics}); a slow layer is described in the log.
  */
 public final class ShardedExperts implements ExpertExecutor {
   private static final Logger log = LoggerFactory.getLogger(ShardedExperts.class);
   private static final AtomicLong WATCHERS = new AtomicLong();
   private static final int LATENCY_WINDOW = 512;
+  // A layer whose expert wait is longer than this is described in the log (at most once a second),
+  // so a stall seen by a client can be traced to a replica, a retry, a hedge or the sharding path.
+  private static final long SLOW_LAYER_NANOS = TimeUnit.MILLISECONDS.toNanos(250);
+  private final AtomicLong lastSlowLayerLog = new AtomicLong(System.nanoTime() - TimeUnit.SECONDS.toNanos(1));
 
   private final ClusterSharding sharding;
   private final ActorRefResolver resolver;
@@ -111,8 +115,11 @@ public final class ShardedExperts implements ExpertExecutor {
   /** Watch an entity that requests go to directly. */
   private record DirectWatch(ActorRef<?> ref) implements WatcherCommand {}
 
-  /** A member became unreachable, or was removed (downed first if it was unreachable). */
-  private record Lost(org.apache.pekko.cluster.Member member, boolean removed) implements WatcherCommand {}
+  /**
+   * A member ({@code pekko://moe@host:port}) became unreachable, or its cluster port refused a
+   * connection (a crashed process, {@code why} says which), or it was removed (downed first).
+   */
+  private record Lost(String node, boolean removed, String why) implements WatcherCommand {}
 
   /** Every request goes through Cluster Sharding; default failover settings. */
   public ShardedExperts(ActorSystem<?> system, Duration timeout, int maxMessageBytes) {
@@ -152,11 +159,15 @@ public final class ShardedExperts implements ExpertExecutor {
     }
     this.watcher = system.systemActorOf(watcher(dead, this::onNodeLost),
         "moe-expert-direct-watch-" + WATCHERS.incrementAndGet(), Props.empty());
+    // A refused cluster port is a crashed process: route around it now, not after the confirmations
+    // and the down (a live process accepts, so a wrong guess cannot happen; the down stays careful).
+    crashes.onRefusal(node -> watcher.tell(new Lost(node, false, "refusing connections (its process crashed)")));
     RouterMetrics.expertRetries();
     RouterMetrics.expertFailovers();
     RouterMetrics.hedgesSent();
     RouterMetrics.hedgesWon();
     RouterMetrics.breakerOpens();
+    RouterMetrics.breakerProbes();
     RouterMetrics.expertAttemptFailures();
     RouterMetrics.expertStepFailures(); // all at 0 from the start, so dashboards see them
   }
@@ -190,9 +201,11 @@ public final class ShardedExperts implements ExpertExecutor {
   private static Behavior<WatcherCommand> watcher(Set<ActorRef<?>> dead, Consumer<Lost> onLost) {
     return Behaviors.setup(ctx -> {
       Cluster.get(ctx.getSystem()).subscriptions().tell(Subscribe.create(
-          ctx.messageAdapter(ClusterEvent.UnreachableMember.class, u -> new Lost(u.member(), false)), ClusterEvent.UnreachableMember.class));
+          ctx.messageAdapter(ClusterEvent.UnreachableMember.class,
+              u -> new Lost(u.member().address().toString(), false, "unreachable")), ClusterEvent.UnreachableMember.class));
       Cluster.get(ctx.getSystem()).subscriptions().tell(Subscribe.create(
-          ctx.messageAdapter(ClusterEvent.MemberRemoved.class, r -> new Lost(r.member(), true)), ClusterEvent.MemberRemoved.class));
+          ctx.messageAdapter(ClusterEvent.MemberRemoved.class,
+              r -> new Lost(r.member().address().toString(), true, "removed")), ClusterEvent.MemberRemoved.class));
       return Behaviors.receive(WatcherCommand.class)
           .onMessage(DirectWatch.class, w -> {
             ctx.watch(w.ref());
@@ -211,7 +224,8 @@ public final class ShardedExperts implements ExpertExecutor {
   }
 
   /**
-   * A node was lost. Unreachable (the failure detector gave up on it): open the breakers of
+   * A node was lost. Unreachable (the failure detector gave up on it, or its port refused a
+   * connection): open the breakers of
    * every entity placed there, so requests go to the other replica (or wait for the entity to
    * move) without each paying a timeout first. Removed (downed): its entities are being started
    * elsewhere; with one replica their breakers close again at once, with two they stay open until
@@ -220,7 +234,7 @@ public final class ShardedExperts implements ExpertExecutor {
    */
   private void onNodeLost(Lost lost) {
     boolean removed = lost.removed();
-    String node = lost.member().address().toString();
+    String node = lost.node();
     if (removed) {
       long now = System.nanoTime();
       removedAt.values().removeIf(t -> now - t > TimeUnit.MINUTES.toNanos(1));
@@ -261,7 +275,7 @@ public final class ShardedExperts implements ExpertExecutor {
     }
     if (touched > 0 || aborted > 0) {
       log.warn("Expert node {} is {}: {} expert entities {}, {} request(s) in flight sent again", node,
-          removed ? "removed" : "unreachable", touched, removed ? "will be started elsewhere" : "skipped", aborted);
+          lost.why(), touched, removed ? "will be started elsewhere" : "skipped", aborted);
     }
   }
 
@@ -292,9 +306,13 @@ public final class ShardedExperts implements ExpertExecutor {
           lastNode.put(ExpertEntity.entityId(l.getLayer(), l.getExpert(), l.getReplica(), replicas), l.getNode());
         }
       }
-      if (snap != null && snap.ready()) {
+      // Not only once the placement is ready: after a node loss it is not ready until the lost
+      // entities are placed again, and the live ones should keep their direct path meanwhile
+      // (through sharding each request waits on this router's view of shard homes, which the
+      // loss of the shard coordinator's node leaves stale for a while).
+      if (snap != null) {
         for (Located l : snap.placement()) {
-          if (l.getEntity().isEmpty()) {
+          if (l.getEntity().isEmpty() || !l.getLoaded()) {
             continue;
           }
           try {
@@ -330,10 +348,14 @@ public final class ShardedExperts implements ExpertExecutor {
     int retries;
     long sendAt; // when to (re)send; Long.MAX_VALUE while attempts are in flight
     boolean hedged;
+    boolean hedgeRefused; // due, but the other replica's breaker said no
     boolean waitsForBreaker; // every breaker refused: re-checked whenever anything happens
     boolean done;
     Attempt primary;
     Attempt last;
+    Attempt winner; // the attempt whose answer was taken
+    long doneAt;
+    int sends; // attempts sent, hedges included
     String lastError = "";
 
     Chunk(int task, int expert, int firstRow, int rows, ComputeExperts.Builder request, int preferred) {
@@ -346,9 +368,23 @@ public final class ShardedExperts implements ExpertExecutor {
     }
   }
 
+  /** Why an attempt was sent. */
+  private enum Kind {
+    /** The chunk's own send (or a retry). */
+    PRIMARY,
+    /** A copy to the other replica, as the primary is slow. */
+    HEDGE,
+    /** A copy to a replica whose breaker is due for its probe, beside a primary to a healthy one. */
+    PROBE
+  }
+
   /** One send of a chunk to one entity; judged (success or failure) once, for its breaker. */
   private record Attempt(Chunk chunk, int replica, ActorRef<ExpertCommand> direct, String node, long sentAt,
-      boolean hedge, CircuitBreaker breaker, AtomicBoolean judged, CompletableFuture<ExpertReply> reply) {
+      Kind kind, CircuitBreaker breaker, AtomicBoolean judged, CompletableFuture<ExpertReply> reply) {
+    boolean hedge() {
+      return kind == Kind.HEDGE;
+    }
+
     void judge(boolean ok) {
       if (judged.compareAndSet(false, true)) {
         if (ok) {
@@ -402,7 +438,9 @@ public final class ShardedExperts implements ExpertExecutor {
             .setInput(ActivationCodec.encode(slice, rows, hidden));
         Chunk chunk = new Chunk(t, task.expert(), first, rows, request, preferred);
         chunks.add(chunk);
-        send(layer, chunk, pick(layer, chunk, -1), false, directs, outcomes, deadline);
+        int replica = pick(layer, chunk, -1);
+        send(layer, chunk, replica, Kind.PRIMARY, directs, outcomes, deadline);
+        probeOther(layer, chunk, replica, directs, outcomes, deadline);
       }
     }
     int remaining = chunks.size();
@@ -454,9 +492,38 @@ public final class ShardedExperts implements ExpertExecutor {
           + stuck.retries + " retries" + (stuck.lastError.isEmpty() ? "" : ", last: " + stuck.lastError)
           + "); are expert nodes up and reachable?", null);
     }
+    long elapsed = System.nanoTime() - start;
     waits.computeIfAbsent(layer, l -> RouterMetrics.expertRequestSeconds().labelValues(Integer.toString(l)))
-        .observe((System.nanoTime() - start) / 1e9);
+        .observe(elapsed / 1e9);
+    if (elapsed > SLOW_LAYER_NANOS) {
+      logSlowLayer(layer, start, elapsed, chunks);
+    }
     return outputs;
+  }
+
+  private void logSlowLayer(int layer, long start, long elapsed, List<Chunk> chunks) {
+    long last = lastSlowLayerLog.get();
+    if (!log.isInfoEnabled() || start - last < TimeUnit.SECONDS.toNanos(1)
+        || !lastSlowLayerLog.compareAndSet(last, start)) {
+      return;
+    }
+    Chunk slowest = chunks.get(0);
+    int resent = 0;
+    for (Chunk c : chunks) {
+      if (c.doneAt > slowest.doneAt) {
+        slowest = c;
+      }
+      resent += c.sends > 1 ? 1 : 0;
+    }
+    Attempt w = slowest.winner;
+    log.info("Slow expert layer {}: {} ms for {} chunk(s), {} sent more than once; the last, expert {}, answered "
+            + "after {} ms from replica {} ({}{}), sent {} ms into the layer, {} attempt(s){}{}",
+        layer, elapsed / 1_000_000, chunks.size(), resent, slowest.expert, (slowest.doneAt - start) / 1_000_000,
+        w.replica(), w.direct() != null ? "direct" : "through sharding", w.kind() == Kind.PRIMARY ? "" : ", a " + w.kind().name().toLowerCase(java.util.Locale.ROOT),
+        (w.sentAt() - start) / 1_000_000, slowest.sends,
+        slowest.lastError.isEmpty() ? "" : "; last error: " + slowest.lastError,
+        replicas < 2 ? "" : "; breakers now " + breaker(layer, slowest.expert, 0).state() + "/"
+            + breaker(layer, slowest.expert, 1).state() + (slowest.hedgeRefused ? ", its hedge was refused" : ""));
   }
 
   /** Sends the retries and hedges that are due; returns when the next one will be. */
@@ -476,15 +543,21 @@ public final class ShardedExperts implements ExpertExecutor {
               RouterMetrics.expertFailovers().inc();
             }
           }
-          send(layer, c, replica, false, directs, outcomes, deadline);
+          send(layer, c, replica, Kind.PRIMARY, directs, outcomes, deadline);
+          probeOther(layer, c, replica, directs, outcomes, deadline);
         }
       }
       if (c.inFlight == 1 && !c.hedged && c.primary != null && now - c.primary.sentAt() >= hedgeDelay) {
         int other = 1 - c.primary.replica();
         c.hedged = true; // once per attempt: when the other replica's breaker refuses, no hedge
+        if (c.primary.node() != null) {
+          crashes.suspect(c.primary.node()); // silent past the hedge delay: a crash is found in ~1 ms
+        }
         if (breaker(layer, c.expert, other).tryAcquire()) {
           RouterMetrics.hedgesSent().inc();
-          send(layer, c, other, true, directs, outcomes, deadline);
+          send(layer, c, other, Kind.HEDGE, directs, outcomes, deadline);
+        } else {
+          c.hedgeRefused = true;
         }
       }
       if (c.inFlight == 0) {
@@ -498,11 +571,19 @@ public final class ShardedExperts implements ExpertExecutor {
 
   /**
    * The replica a chunk goes to next: the preferred one, or the other after a failure there
-   * ({@code failed}), whichever breaker admits a request. -1 when none does now: the chunk waits
-   * ({@code sendAt}) until the first breaker lets a probe through.
+   * ({@code failed}); a replica with a closed breaker before one that would only let a probe
+   * through. -1 when no breaker admits a request now: the chunk waits ({@code sendAt}) until the
+   * first one lets a probe through.
    */
   private int pick(int layer, Chunk c, int failed) {
     int first = failed >= 0 && replicas > 1 ? 1 - failed : c.preferred;
+    for (int i = 0; i < replicas; i++) {
+      int r = (first + i) % replicas;
+      if (breaker(layer, c.expert, r).state() == CircuitBreaker.State.CLOSED) {
+        c.waitsForBreaker = false;
+        return r;
+      }
+    }
     long soonest = Long.MAX_VALUE;
     for (int i = 0; i < replicas; i++) {
       int r = (first + i) % replicas;
@@ -518,7 +599,26 @@ public final class ShardedExperts implements ExpertExecutor {
     return -1;
   }
 
-  private void send(int layer, Chunk c, int replica, boolean hedge, Direct directs,
+  /**
+   * With a chunk sent to a healthy replica, the other one's breaker may be due for its probe: the
+   * probe goes as a copy of the chunk, so a replica still coming back (its entity restarting on
+   * another node) costs no stall; the first answer wins, as with a hedge.
+   */
+  private void probeOther(int layer, Chunk c, int sentTo, Direct directs, LinkedBlockingQueue<Outcome> outcomes,
+      long deadline) {
+    if (replicas < 2 || sentTo < 0) {
+      return;
+    }
+    int other = 1 - sentTo;
+    CircuitBreaker b = breaker(layer, c.expert, other);
+    if (b.state() != CircuitBreaker.State.CLOSED && b.tryAcquire()) {
+      RouterMetrics.breakerProbes().inc();
+      send(layer, c, other, Kind.PROBE, directs, outcomes, deadline);
+      c.hedged = true; // the copy stands in for this attempt's hedge
+    }
+  }
+
+  private void send(int layer, Chunk c, int replica, Kind kind, Direct directs,
       LinkedBlockingQueue<Outcome> outcomes, long deadline) {
     if (replica < 0) {
       return; // waits for a breaker (sendAt set by pick)
@@ -536,13 +636,14 @@ public final class ShardedExperts implements ExpertExecutor {
             .toCompletableFuture()
         : sharding.entityRefFor(ExpertEntity.TYPE_KEY, id)
             .<ExpertReply>ask(r -> compute(c.request, r), attemptTimeout).toCompletableFuture();
-    Attempt a = new Attempt(c, replica, target, lastNode.get(id), now, hedge, breaker(layer, c.expert, replica),
+    Attempt a = new Attempt(c, replica, target, lastNode.get(id), now, kind, breaker(layer, c.expert, replica),
         new AtomicBoolean(), reply);
     inFlight.add(a);
     c.inFlight++;
+    c.sends++;
     c.sendAt = Long.MAX_VALUE;
     c.last = a;
-    if (!hedge) {
+    if (kind == Kind.PRIMARY) {
       c.primary = a;
     }
     reply.whenComplete((r, e) -> {
@@ -666,6 +767,8 @@ public final class ShardedExperts implements ExpertExecutor {
     }
     System.arraycopy(out, 0, outputs.get(c.task), c.firstRow * hidden, out.length);
     c.done = true;
+    c.doneAt = System.nanoTime();
+    c.winner = a;
     if (a.hedge()) {
       RouterMetrics.hedgesWon().inc();
       if (c.primary != null) {

@@ -1,13 +1,19 @@
 package io.moecluster.router;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.moecluster.core.model.ExpertTask;
+import io.moecluster.expert.TestClusters;
 import io.moecluster.proto.cluster.v1.Located;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.HashMap;
+import java.util.List;
 import java.util.Map;
+import java.util.Random;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -62,6 +68,36 @@ class ReplicaFailoverTest {
 
   @Test
   @Order(2)
+  void aReplicaDueForItsProbeGetsACopyWhileTheHealthyReplicaServes() throws Exception {
+    FailoverSettings d = FailoverSettings.defaults();
+    FailoverSettings shortCoolDown = new FailoverSettings(d.attemptTimeout(), d.maxRetries(), d.backoffMin(),
+        d.backoffMax(), d.jitter(), d.breakerFailures(), Duration.ofMillis(20), d.hedgeEnabled(),
+        d.hedgePercentile(), d.hedgeMinDelay(), d.hedgeMaxDelay(), d.suspectAfter());
+    ShardedExperts experts = new ShardedExperts(cluster.routerKit.system(), Duration.ofSeconds(20), 1 << 20,
+        cluster.router::placement, shortCoolDown);
+    int hidden = cluster.local.config().hiddenSize();
+    float[] x = new float[3 * hidden];
+    Random random = new Random(5);
+    for (int i = 0; i < x.length; i++) {
+      x[i] = (float) random.nextGaussian();
+    }
+    List<ExpertTask> tasks = List.of(new ExpertTask(1, 3, x));
+    float[] reference = experts.run(0, tasks).get(0);
+    // Layer 0, expert 1 prefers replica 1 ((0 * 31 + 1) mod 2): open its breaker and let the
+    // cool-down pass. The chunk goes to replica 0 at once, and replica 1 gets its probe as a copy.
+    CircuitBreaker preferred = experts.breaker(0, 1, 1);
+    preferred.forceOpen();
+    Thread.sleep(50);
+    double probes = Metrics.sum("moe_expert_breaker_probes_total");
+    assertArrayEquals(reference, experts.run(0, tasks).get(0), "the same output, from the healthy replica or the probe");
+    assertEquals(probes + 1, Metrics.sum("moe_expert_breaker_probes_total"), 0.0, "one probe copy");
+    TestClusters.await(Duration.ofSeconds(10), "the probe's answer closes the breaker",
+        () -> preferred.state() == CircuitBreaker.State.CLOSED);
+    assertEquals(CircuitBreaker.State.CLOSED, experts.breaker(0, 1, 0).state());
+  }
+
+  @Test
+  @Order(3)
   void aCrashedNodeStallsTheStreamsBrieflyAndChangesNoToken() throws Exception {
     double switched = Metrics.sum("moe_expert_hedges_sent_total") + Metrics.sum("moe_expert_failovers_total");
     long stall = cluster.streamThroughKill(1, 4, 400);

@@ -24,6 +24,24 @@ public final class ExpertStore {
     return config;
   }
 
+  /**
+   * Pages in the checkpoint bytes of {@code w} (from {@link #expert}) that are not resident; true
+   * when some were not. See {@link SafeTensors#pageIn}.
+   */
+  public boolean pageIn(ExpertWeights w) {
+    boolean paged = false;
+    for (var m : new io.moecluster.core.tensor.Matrix[] {w.gate(), w.up(), w.down()}) {
+      paged |= tensors.pageIn(m.data());
+    }
+    return paged;
+  }
+
+  /** Whether all the checkpoint bytes of {@code w} are resident in memory. */
+  public boolean isResident(ExpertWeights w) {
+    return tensors.isResident(w.gate().data()) && tensors.isResident(w.up().data())
+        && tensors.isResident(w.down().data());
+  }
+
   /** Views of the expert's three matrices, shape-checked. */
   public ExpertWeights expert(int layer, int expert) {
     if (layer < 0 || layer >= config.numLayers() || expert < 0 || expert >= config.numExperts()) {

@@ -46,7 +46,14 @@ public final class SafeTensors implements AutoCloseable {
   private final Path source;
   private final Arena arena;
   private final List<Path> files;
-  private final Map<Path, MemorySegment> mappings;
+  private final Map<Path, MemorySegment> mappings; // the files' mappings: residency and page-in
+  // The same bytes as plain native segments, which every tensor view is cut from. The kernels then
+  // see one segment class whether an expert runs from the mapping or from a warm copy in the
+  // weight cache: C2 compiles the Vector API loads for the class it has seen, and a second class
+  // deoptimises them (a 1 ms expert product took 10-35 ms, on a busy node 450-780 ms, until
+  // recompiled; that was the stall after a node loss, when survivors first ran the lost experts
+  // from the mapping).
+  private final Map<Path, MemorySegment> views;
   private final Map<String, TensorInfo> tensors; // sorted by name
   private final long totalBytes;
 
@@ -59,6 +66,10 @@ public final class SafeTensors implements AutoCloseable {
     this.arena = arena;
     this.files = List.copyOf(mappings.keySet());
     this.mappings = Map.copyOf(mappings);
+    Map<Path, MemorySegment> views = new LinkedHashMap<>();
+    mappings.forEach((path, mapped) ->
+        views.put(path, MemorySegment.ofAddress(mapped.address()).reinterpret(mapped.byteSize(), arena, null)));
+    this.views = Map.copyOf(views);
     this.tensors = Collections.unmodifiableMap(new TreeMap<>(tensors));
     this.totalBytes = mappings.values().stream().mapToLong(MemorySegment::byteSize).sum();
   }
@@ -258,7 +269,39 @@ public final class SafeTensors implements AutoCloseable {
   /** A read-only view of the tensor's raw little-endian bytes in the mapping; never a copy. */
   public MemorySegment bytes(String name) {
     TensorInfo t = info(name);
-    return mappings.get(t.file()).asSlice(t.fileOffset(), t.byteSize()).asReadOnly();
+    return views.get(t.file()).asSlice(t.fileOffset(), t.byteSize()).asReadOnly();
+  }
+
+  /**
+   * Asks the OS to read the pages under {@code view} (a segment of {@link #bytes} or a matrix of
+   * this checkpoint) unless they are all resident: madvise WILLNEED and a touch of each page. One
+   * residency check (mincore) when they are. Returns true when some were not resident; false too
+   * for a segment outside this checkpoint's files.
+   */
+  public boolean pageIn(MemorySegment view) {
+    MemorySegment mapped = mappedSlice(view);
+    if (mapped == null || mapped.isLoaded()) {
+      return false;
+    }
+    mapped.load();
+    return true;
+  }
+
+  /** Whether every page under {@code view} is resident (false outside this checkpoint's files). */
+  public boolean isResident(MemorySegment view) {
+    MemorySegment mapped = mappedSlice(view);
+    return mapped != null && mapped.isLoaded();
+  }
+
+  private MemorySegment mappedSlice(MemorySegment view) {
+    ensureOpen();
+    for (MemorySegment mapped : mappings.values()) {
+      long offset = view.address() - mapped.address();
+      if (offset >= 0 && offset + view.byteSize() <= mapped.byteSize()) {
+        return mapped.asSlice(offset, view.byteSize());
+      }
+    }
+    return null;
   }
 
   /**
