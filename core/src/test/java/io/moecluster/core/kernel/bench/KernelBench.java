@@ -17,6 +17,8 @@ import io.moecluster.core.kernel.VectorKernels;
  * ./mvnw -q -pl core -Pjmh test-compile exec:exec -Djmh.args="MatMulBench -f 1 -wi 5 -i 3 -r 1s"
  * # BF16 widening formulations compared
  * ./mvnw -q -pl core -Pjmh test-compile exec:exec -Djmh.args="Bf16ConvertBench -f 1 -wi 2 -i 3 -r 1s"
+ * # what a second memory segment class at the kernels costs (C2 deoptimises them)
+ * ./mvnw -q -pl core -Pjmh test-compile exec:exec -Djmh.args="segment-class"
  * # two builds of the kernels side by side in one JVM (see BuildAB): A, B, n, pairs, ms per run
  * ./mvnw -q -pl core -Pjmh test-compile exec:exec -Djmh.args="ab /tmp/core-old.jar $PWD/core/target/classes 1 100 200"
  * }</pre>
@@ -35,6 +37,10 @@ public final class KernelBench {
   public static void main(String[] args) throws Exception {
     if (args.length > 0 && args[0].equals("ab")) {
       BuildAB.main(java.util.Arrays.copyOfRange(args, 1, args.length));
+      return;
+    }
+    if (args.length > 0 && args[0].equals("segment-class")) {
+      SegmentClassCost.main(java.util.Arrays.copyOfRange(args, 1, args.length));
       return;
     }
     if (args.length > 0 && args[0].equals("bounds")) {
