@@ -83,11 +83,14 @@ class CrashedNodeDowningTest {
   void aCrashedMemberIsRemovedBeforeTheFailureDetectorGivesUp() throws Exception {
     form("");
     CrashedNodeDowning downing = CrashedNodeDowning.ID.apply(kits.get(0).system());
+    List<String> refused = new java.util.concurrent.CopyOnWriteArrayList<>();
+    downing.onRefusal(refused::add);
     double before = downs();
     String address = crashLast();
     long crashedAt = System.nanoTime();
     downing.suspect(address); // as the router does when a request to it times out
     TestClusters.await(Duration.ofSeconds(20), address + " removed", () -> removed(address));
+    assertTrue(refused.contains(address), "the first refusal was told (routers route around it): " + refused);
     long tookMs = TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - crashedAt);
     System.err.printf("crashed member removed %d ms after the crash%n", tookMs);
     // The failure detector alone marks it unreachable after ~2.5 s and the resolver downs it 1.5 s
@@ -100,11 +103,14 @@ class CrashedNodeDowningTest {
   void offLeavesTheCrashToTheResolver() throws Exception {
     form("moe.cluster.down-crashed-nodes = off\n");
     CrashedNodeDowning downing = CrashedNodeDowning.ID.apply(kits.get(0).system());
+    List<String> refused = new java.util.concurrent.CopyOnWriteArrayList<>();
+    downing.onRefusal(refused::add);
     double before = downs();
     String address = crashLast();
     long crashedAt = System.nanoTime();
     downing.suspect(address);
     TestClusters.await(Duration.ofSeconds(30), address + " removed", () -> removed(address));
+    assertTrue(refused.isEmpty(), "off: nothing probed, nothing told");
     long tookMs = TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - crashedAt);
     assertTrue(tookMs > 3_000, "removed after " + tookMs + " ms: only the failure detector and the resolver act");
     assertTrue(downs() == before, "nothing downed by the crash path");
