@@ -159,9 +159,13 @@ public final class ShardedExperts implements ExpertExecutor {
     }
     this.watcher = system.systemActorOf(watcher(dead, this::onNodeLost),
         "moe-expert-direct-watch-" + WATCHERS.incrementAndGet(), Props.empty());
-    // A refused cluster port is a crashed process: route around it now, not after the confirmations
-    // and the down (a live process accepts, so a wrong guess cannot happen; the down stays careful).
-    crashes.onRefusal(node -> watcher.tell(new Lost(node, false, "refusing connections (its process crashed)")));
+    // With replicas, a refused cluster port (a crashed process) is routed around at once, not after
+    // the confirmations and the down (a live process accepts, so a wrong guess cannot happen; the
+    // down stays careful). With one replica there is nowhere to go until the experts move: the
+    // requests keep waiting for the down and the removal as before.
+    if (replicas > 1) {
+      crashes.onRefusal(node -> watcher.tell(new Lost(node, false, "refusing connections (its process crashed)")));
+    }
     RouterMetrics.expertRetries();
     RouterMetrics.expertFailovers();
     RouterMetrics.hedgesSent();
@@ -345,6 +349,7 @@ public final class ShardedExperts implements ExpertExecutor {
     final ComputeExperts.Builder request;
     final int preferred; // the replica it goes to while that one is healthy
     int inFlight;
+    int probesInFlight; // of inFlight: probe copies, which nothing waits for
     int retries;
     long sendAt; // when to (re)send; Long.MAX_VALUE while attempts are in flight
     boolean hedged;
@@ -357,6 +362,14 @@ public final class ShardedExperts implements ExpertExecutor {
     long doneAt;
     int sends; // attempts sent, hedges included
     String lastError = "";
+
+    /**
+     * Attempts in flight that the chunk waits for: a probe copy may be going to an entity that will
+     * never answer (its node not yet removed), so a failed primary is retried without waiting for it.
+     */
+    int awaited() {
+      return inFlight - probesInFlight;
+    }
 
     Chunk(int task, int expert, int firstRow, int rows, ComputeExperts.Builder request, int preferred) {
       this.task = task;
@@ -470,7 +483,7 @@ public final class ShardedExperts implements ExpertExecutor {
           // The lost node's entities are starting elsewhere: whatever waits for a backoff goes now.
           long t = System.nanoTime();
           for (Chunk c : chunks) {
-            if (!c.done && c.inFlight == 0) {
+            if (!c.done && c.awaited() == 0) {
               c.sendAt = Math.min(c.sendAt, t);
             }
           }
@@ -503,7 +516,7 @@ public final class ShardedExperts implements ExpertExecutor {
 
   private void logSlowLayer(int layer, long start, long elapsed, List<Chunk> chunks) {
     long last = lastSlowLayerLog.get();
-    if (!log.isInfoEnabled() || start - last < TimeUnit.SECONDS.toNanos(1)
+    if (chunks.isEmpty() || !log.isInfoEnabled() || start - last < TimeUnit.SECONDS.toNanos(1)
         || !lastSlowLayerLog.compareAndSet(last, start)) {
       return;
     }
@@ -516,10 +529,11 @@ public final class ShardedExperts implements ExpertExecutor {
       resent += c.sends > 1 ? 1 : 0;
     }
     Attempt w = slowest.winner;
+    String kind = w.kind() == Kind.PRIMARY ? "" : ", a " + w.kind().name().toLowerCase(java.util.Locale.ROOT);
     log.info("Slow expert layer {}: {} ms for {} chunk(s), {} sent more than once; the last, expert {}, answered "
             + "after {} ms from replica {} ({}{}), sent {} ms into the layer, {} attempt(s){}{}",
         layer, elapsed / 1_000_000, chunks.size(), resent, slowest.expert, (slowest.doneAt - start) / 1_000_000,
-        w.replica(), w.direct() != null ? "direct" : "through sharding", w.kind() == Kind.PRIMARY ? "" : ", a " + w.kind().name().toLowerCase(java.util.Locale.ROOT),
+        w.replica(), w.direct() != null ? "direct" : "through sharding", kind,
         (w.sentAt() - start) / 1_000_000, slowest.sends,
         slowest.lastError.isEmpty() ? "" : "; last error: " + slowest.lastError,
         replicas < 2 ? "" : "; breakers now " + breaker(layer, slowest.expert, 0).state() + "/"
@@ -534,7 +548,7 @@ public final class ShardedExperts implements ExpertExecutor {
       if (c.done) {
         continue;
       }
-      if (c.inFlight == 0 && (c.sendAt <= now || c.waitsForBreaker)) {
+      if (c.awaited() == 0 && (c.sendAt <= now || c.waitsForBreaker)) {
         int replica = pick(layer, c, c.last == null ? -1 : c.last.replica());
         if (replica >= 0) {
           if (c.last != null) {
@@ -547,7 +561,7 @@ public final class ShardedExperts implements ExpertExecutor {
           probeOther(layer, c, replica, directs, outcomes, deadline);
         }
       }
-      if (c.inFlight == 1 && !c.hedged && c.primary != null && now - c.primary.sentAt() >= hedgeDelay) {
+      if (c.awaited() == 1 && !c.hedged && c.primary != null && now - c.primary.sentAt() >= hedgeDelay) {
         int other = 1 - c.primary.replica();
         c.hedged = true; // once per attempt: when the other replica's breaker refuses, no hedge
         if (c.primary.node() != null) {
@@ -560,7 +574,7 @@ public final class ShardedExperts implements ExpertExecutor {
           c.hedgeRefused = true;
         }
       }
-      if (c.inFlight == 0) {
+      if (c.awaited() == 0) {
         wake = Math.min(wake, c.sendAt);
       } else if (!c.hedged && c.primary != null && hedgeDelay != Long.MAX_VALUE) {
         wake = Math.min(wake, c.primary.sentAt() + hedgeDelay);
@@ -640,6 +654,9 @@ public final class ShardedExperts implements ExpertExecutor {
         new AtomicBoolean(), reply);
     inFlight.add(a);
     c.inFlight++;
+    if (kind == Kind.PROBE) {
+      c.probesInFlight++;
+    }
     c.sends++;
     c.sendAt = Long.MAX_VALUE;
     c.last = a;
@@ -669,11 +686,14 @@ public final class ShardedExperts implements ExpertExecutor {
    * The nodes of attempts unanswered for {@code suspect-after} are checked for a crashed process:
    * a crash is found ~1 s sooner than by the attempt timeout or the failure detector.
    *
-   * <p>An attempt sent to an entity of a node that was removed just before (or up to {@code
-   * suspect-after} after) may have reached this router's shard region while it still took the
-   * dead node for the shard's home: it is lost, and would cost the whole attempt timeout. Silent
-   * for {@code suspect-after}, it is ended so that it is sent again at once; later attempts find
-   * the shard's new home and are left alone, so this re-sends a chunk at most once or twice.
+   * <p>An attempt sent to an entity of a node that was already removed (this router has not
+   * located the entity's new home yet) may have reached this router's shard region while it still
+   * took the dead node for the shard's home: it is lost, and would cost the whole attempt timeout.
+   * Silent for {@code suspect-after}, it is ended so that it is sent again at once. Once the
+   * placement has located the new home, attempts name that node and are left alone; until then a
+   * chunk is re-sent at most every {@code suspect-after}, within its retries and the layer's
+   * budget. (Only attempts sent up to {@code suspect-after} after the removal were ended before:
+   * a one-replica test then stalled 6.3 s twice in a row, one attempt timeout after the removal.)
    */
   private void suspectSilentNodes() {
     if (inFlight.isEmpty()) {
@@ -689,7 +709,7 @@ public final class ShardedExperts implements ExpertExecutor {
       Long removed = removedAt.get(a.node());
       if (removed == null) {
         nodes.add(a.node());
-      } else if (a.sentAt() - removed <= window) {
+      } else if (a.sentAt() >= removed - window) {
         a.reply().completeExceptionally(new NodeLostException(a.node(), true));
       }
     }
@@ -714,6 +734,9 @@ public final class ShardedExperts implements ExpertExecutor {
     Attempt a = o.attempt();
     Chunk c = a.chunk();
     c.inFlight--;
+    if (a.kind() == Kind.PROBE) {
+      c.probesInFlight--;
+    }
     if (c.done) {
       return false; // the other replica answered first; this one is ignored
     }
@@ -725,7 +748,7 @@ public final class ShardedExperts implements ExpertExecutor {
           : cause != null ? "no answer from replica " + a.replica() + " in " + failover.attemptTimeout().toMillis()
               + " ms (moe.router.failover.attempt-timeout)"
           : reply.getError();
-      if (c.inFlight > 0) {
+      if (c.awaited() > 0) {
         return false; // the other attempt may still answer
       }
       if (c.retries >= failover.maxRetries()) {
