@@ -5,6 +5,7 @@ import java.net.ConnectException;
 import java.net.InetSocketAddress;
 import java.net.Socket;
 import java.time.Duration;
+import java.util.function.Consumer;
 import org.apache.pekko.cluster.UniqueAddress;
 
 /**
@@ -104,7 +105,7 @@ public final class CrashCheck {
    * first probe is refused, before the confirmations: a caller that only routes around the member
    * (no down) need not wait for them.
    */
-  public Decision decide(UniqueAddress target, View view, java.util.function.Consumer<UniqueAddress> onFirstRefusal)
+  public Decision decide(UniqueAddress target, View view, Consumer<UniqueAddress> onFirstRefusal)
       throws InterruptedException {
     if (target.equals(view.self())) {
       return Decision.keep("it is this node");

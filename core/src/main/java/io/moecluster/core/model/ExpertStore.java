@@ -3,6 +3,7 @@ package io.moecluster.core.model;
 import io.moecluster.core.config.ModelConfig;
 import io.moecluster.core.config.WeightNames;
 import io.moecluster.core.safetensors.SafeTensors;
+import io.moecluster.core.tensor.Matrix;
 
 /**
  * Finds one routed expert's weights in a mapped checkpoint. Nothing is read until the kernels
@@ -30,7 +31,7 @@ public final class ExpertStore {
    */
   public boolean pageIn(ExpertWeights w) {
     boolean paged = false;
-    for (var m : new io.moecluster.core.tensor.Matrix[] {w.gate(), w.up(), w.down()}) {
+    for (Matrix m : new Matrix[] {w.gate(), w.up(), w.down()}) {
       paged |= tensors.pageIn(m.data());
     }
     return paged;
