@@ -5,8 +5,6 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.moecluster.deploy.cli.UserError;
-import java.io.PrintWriter;
-import java.io.StringWriter;
 import java.nio.file.NoSuchFileException;
 import java.util.concurrent.Callable;
 import org.junit.jupiter.api.Test;
@@ -15,20 +13,13 @@ import picocli.CommandLine.Command;
 
 class MoeTest {
 
-  /** One run of the command line with stdout and stderr captured. */
-  private record Run(int exitCode, String out, String err) {}
 
-  private static Run run(CommandLine cli, String... args) {
-    StringWriter out = new StringWriter();
-    StringWriter err = new StringWriter();
-    cli.setOut(new PrintWriter(out, true));
-    cli.setErr(new PrintWriter(err, true));
-    int exitCode = cli.execute(args);
-    return new Run(exitCode, out.toString(), err.toString());
+  private static MoeRun run(CommandLine cli, String... args) {
+    return MoeRun.of(cli, args);
   }
 
-  private static Run run(String... args) {
-    return run(Moe.commandLine(), args);
+  private static MoeRun run(String... args) {
+    return MoeRun.of(args);
   }
 
   /** A subcommand that fails the way it is told, to exercise the error handler. */
@@ -62,7 +53,7 @@ class MoeTest {
 
   @Test
   void badOptionExitsTwoWithAMessageOnStderr() {
-    Run r = run("--bogus");
+    MoeRun r = run("--bogus");
     assertEquals(2, r.exitCode());
     assertTrue(r.err().contains("moe: Unknown option: '--bogus'"), r.err());
     assertTrue(r.err().contains("Usage: moe"), r.err());
@@ -71,21 +62,21 @@ class MoeTest {
 
   @Test
   void missingSubcommandIsBadUsage() {
-    Run r = run();
+    MoeRun r = run();
     assertEquals(2, r.exitCode());
     assertTrue(r.err().contains("Missing subcommand"), r.err());
   }
 
   @Test
   void unknownSubcommandIsBadUsage() {
-    Run r = run("frobnicate");
+    MoeRun r = run("frobnicate");
     assertEquals(2, r.exitCode());
     assertTrue(r.err().contains("frobnicate"), r.err());
   }
 
   @Test
   void versionPrintsVersionJavaVectorAndProcessors() {
-    Run r = run("version");
+    MoeRun r = run("version");
     assertEquals(0, r.exitCode(), r.err());
     assertTrue(r.out().startsWith("moe "), r.out());
     assertTrue(r.out().contains("java " + Runtime.version()), r.out());
@@ -95,24 +86,24 @@ class MoeTest {
 
   @Test
   void versionWorksOnAPlainCommandLineToo() {
-    Run r = run(new CommandLine(new Moe()), "version");
+    MoeRun r = run(new CommandLine(new Moe()), "version");
     assertEquals(0, r.exitCode(), r.err());
     assertTrue(r.out().startsWith("moe "), r.out());
   }
 
   @Test
   void versionOptionAndHelp() {
-    Run version = run("--version");
+    MoeRun version = run("--version");
     assertEquals(0, version.exitCode());
     assertTrue(version.out().startsWith("moe "), version.out());
-    Run help = run("--help");
+    MoeRun help = run("--help");
     assertEquals(0, help.exitCode());
     assertTrue(help.out().contains("version"), help.out());
   }
 
   @Test
   void internalErrorPrintsOneLineAndAHintButNoStackTrace() {
-    Run r = run(withFail(), "fail", "bug");
+    MoeRun r = run(withFail(), "fail", "bug");
     assertEquals(1, r.exitCode());
     assertTrue(r.err().contains("moe: internal error: kv cache slot 3 freed twice"), r.err());
     assertTrue(r.err().contains("--verbose"), r.err());
@@ -124,7 +115,7 @@ class MoeTest {
   void verbosePrintsTheStackTraceOnTheRootOrTheSubcommand() {
     for (String[] args :
         new String[][] {{"--verbose", "fail", "bug"}, {"fail", "bug", "--verbose"}}) {
-      Run r = run(withFail(), args);
+      MoeRun r = run(withFail(), args);
       assertEquals(1, r.exitCode());
       assertTrue(r.err().contains("moe: internal error: kv cache slot 3 freed twice"), r.err());
       assertTrue(r.err().contains("\tat "), r.err());
@@ -140,7 +131,7 @@ class MoeTest {
       {"file", "moe: no such file or directory: /models/missing"},
     };
     for (String[] c : cases) {
-      Run r = run(withFail(), "fail", c[0]);
+      MoeRun r = run(withFail(), "fail", c[0]);
       assertEquals(2, r.exitCode(), c[0]);
       assertEquals(c[1], r.err().strip(), c[0]);
     }

@@ -79,9 +79,11 @@ class CrashedNodeDowningTest {
     return sum;
   }
 
-  @Test
-  void aCrashedMemberIsRemovedBeforeTheFailureDetectorGivesUp() throws Exception {
-    form("");
+  /** What one crash of the last node, suspected from node 0, led to. */
+  private record Crash(String address, long tookMs, List<String> refused, double downsBefore) {}
+
+  /** Crashes the last node, has node 0 suspect it (as a router does) and waits for its removal. */
+  private Crash crashAndSuspect(Duration removal) throws Exception {
     CrashedNodeDowning downing = CrashedNodeDowning.ID.apply(kits.get(0).system());
     List<String> refused = new java.util.concurrent.CopyOnWriteArrayList<>();
     downing.onRefusal(refused::add);
@@ -89,30 +91,30 @@ class CrashedNodeDowningTest {
     String address = crashLast();
     long crashedAt = System.nanoTime();
     downing.suspect(address); // as the router does when a request to it times out
-    TestClusters.await(Duration.ofSeconds(20), address + " removed", () -> removed(address));
-    assertTrue(refused.contains(address), "the first refusal was told (routers route around it): " + refused);
-    long tookMs = TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - crashedAt);
-    System.err.printf("crashed member removed %d ms after the crash%n", tookMs);
+    TestClusters.await(removal, address + " removed", () -> removed(address));
+    return new Crash(address, TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - crashedAt), refused, before);
+  }
+
+  @Test
+  void aCrashedMemberIsRemovedBeforeTheFailureDetectorGivesUp() throws Exception {
+    form("");
+    Crash crash = crashAndSuspect(Duration.ofSeconds(20));
+    assertTrue(crash.refused().contains(crash.address()),
+        "the first refusal was told (routers route around it): " + crash.refused());
+    System.err.printf("crashed member removed %d ms after the crash%n", crash.tookMs());
     // The failure detector alone marks it unreachable after ~2.5 s and the resolver downs it 1.5 s
     // later; probing takes ~0.2 s. The bound leaves room for a loaded machine.
-    assertTrue(tookMs < 2_500, "removed after " + tookMs + " ms");
-    assertTrue(downs() > before, "the down is counted in moe_cluster_crash_downs_total");
+    assertTrue(crash.tookMs() < 2_500, "removed after " + crash.tookMs() + " ms");
+    assertTrue(downs() > crash.downsBefore(), "the down is counted in moe_cluster_crash_downs_total");
   }
 
   @Test
   void offLeavesTheCrashToTheResolver() throws Exception {
     form("moe.cluster.down-crashed-nodes = off\n");
-    CrashedNodeDowning downing = CrashedNodeDowning.ID.apply(kits.get(0).system());
-    List<String> refused = new java.util.concurrent.CopyOnWriteArrayList<>();
-    downing.onRefusal(refused::add);
-    double before = downs();
-    String address = crashLast();
-    long crashedAt = System.nanoTime();
-    downing.suspect(address);
-    TestClusters.await(Duration.ofSeconds(30), address + " removed", () -> removed(address));
-    assertTrue(refused.isEmpty(), "off: nothing probed, nothing told");
-    long tookMs = TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - crashedAt);
-    assertTrue(tookMs > 3_000, "removed after " + tookMs + " ms: only the failure detector and the resolver act");
-    assertTrue(downs() == before, "nothing downed by the crash path");
+    Crash crash = crashAndSuspect(Duration.ofSeconds(30));
+    assertTrue(crash.refused().isEmpty(), "off: nothing probed, nothing told");
+    assertTrue(crash.tookMs() > 3_000,
+        "removed after " + crash.tookMs() + " ms: only the failure detector and the resolver act");
+    assertTrue(downs() == crash.downsBefore(), "nothing downed by the crash path");
   }
 }

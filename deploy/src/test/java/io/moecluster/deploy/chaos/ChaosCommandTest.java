@@ -7,9 +7,7 @@ import io.moecluster.core.checkpoint.CheckpointSpec;
 import io.moecluster.core.checkpoint.CheckpointWriter;
 import io.moecluster.core.checkpoint.Preset;
 import io.moecluster.core.tensor.DType;
-import io.moecluster.deploy.Moe;
-import java.io.PrintWriter;
-import java.io.StringWriter;
+import io.moecluster.deploy.MoeRun;
 import java.nio.file.Path;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -28,15 +26,9 @@ class ChaosCommandTest {
     CheckpointWriter.write(CheckpointSpec.of(Preset.TINY, DType.F32, 1), model);
   }
 
-  private record Run(int exitCode, String out, String err) {}
 
-  private static Run run(String... args) {
-    StringWriter out = new StringWriter();
-    StringWriter err = new StringWriter();
-    var cli = Moe.commandLine();
-    cli.setOut(new PrintWriter(out, true));
-    cli.setErr(new PrintWriter(err, true));
-    return new Run(cli.execute(args), out.toString(), err.toString());
+  private static MoeRun run(String... args) {
+    return MoeRun.of(args);
   }
 
   private static void assertUsage(String expected, String... args) {
@@ -45,7 +37,7 @@ class ChaosCommandTest {
     full[1] = "--model";
     full[2] = model.toString();
     System.arraycopy(args, 0, full, 3, args.length);
-    Run r = run(full);
+    MoeRun r = run(full);
     assertEquals(2, r.exitCode(), r.err());
     assertTrue(r.err().startsWith("moe: ") && r.err().contains(expected), "stderr: " + r.err());
     assertEquals("", r.out());
@@ -66,7 +58,7 @@ class ChaosCommandTest {
 
   @Test
   void aMissingModelIsAUsageError() {
-    Run r = run("chaos", "--model", tmp.resolve("nothing").toString(), "--scenario", "kill-expert");
+    MoeRun r = run("chaos", "--model", tmp.resolve("nothing").toString(), "--scenario", "kill-expert");
     assertEquals(2, r.exitCode());
     assertTrue(r.err().contains("is not a directory"), r.err());
   }

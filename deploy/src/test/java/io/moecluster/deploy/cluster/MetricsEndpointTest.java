@@ -11,15 +11,13 @@ import io.moecluster.core.checkpoint.CheckpointSpec;
 import io.moecluster.core.checkpoint.CheckpointWriter;
 import io.moecluster.core.checkpoint.Preset;
 import io.moecluster.core.tensor.DType;
-import io.moecluster.deploy.Moe;
+import io.moecluster.deploy.MoeRun;
 import io.moecluster.deploy.stats.PrometheusText;
 import io.moecluster.proto.v1.GenerateRequest;
 import io.moecluster.proto.v1.GenerateResponse;
 import io.moecluster.proto.v1.InferenceGrpc;
 import io.moecluster.proto.v1.SamplingParams;
 import java.io.IOException;
-import java.io.PrintWriter;
-import java.io.StringWriter;
 import java.net.InetAddress;
 import java.net.ServerSocket;
 import java.net.URI;
@@ -212,21 +210,15 @@ class MetricsEndpointTest {
 
   // ---- moe stats
 
-  private record Run(int exitCode, String out, String err) {}
 
-  private static Run moe(String... args) {
-    StringWriter out = new StringWriter();
-    StringWriter err = new StringWriter();
-    var cli = Moe.commandLine();
-    cli.setOut(new PrintWriter(out, true));
-    cli.setErr(new PrintWriter(err, true));
-    return new Run(cli.execute(args), out.toString(), err.toString());
+  private static MoeRun moe(String... args) {
+    return MoeRun.of(args);
   }
 
   @Test
   @Order(3)
   void statsPrintsTheTablesOfARunningNode() {
-    Run r = moe("stats", "--target", metrics.toString());
+    MoeRun r = moe("stats", "--target", metrics.toString());
     assertEquals(0, r.exitCode(), r.err());
     List<String> lines = r.out().lines().toList();
     assertTrue(lines.contains("Tokens routed per layer x expert (moe_tokens_routed_total):"), r.out());
@@ -249,17 +241,17 @@ class MetricsEndpointTest {
     try (ServerSocket s = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
       closed = s.getLocalPort();
     }
-    Run r = moe("stats", "--target", "127.0.0.1:" + closed);
+    MoeRun r = moe("stats", "--target", "127.0.0.1:" + closed);
     assertEquals(1, r.exitCode());
     assertTrue(r.err().startsWith("moe: cannot scrape 127.0.0.1:" + closed + ": "), r.err());
     assertEquals("", r.out());
 
     // One reachable, one not: the report still comes, the exit code says something failed.
-    Run mixed = moe("stats", "--target", metrics + ",127.0.0.1:" + closed);
+    MoeRun mixed = moe("stats", "--target", metrics + ",127.0.0.1:" + closed);
     assertEquals(1, mixed.exitCode());
     assertTrue(mixed.out().contains("1 of 2 endpoint(s) scraped"), mixed.out());
 
-    Run malformed = moe("stats", "--target", "no-port");
+    MoeRun malformed = moe("stats", "--target", "no-port");
     assertEquals(2, malformed.exitCode());
     assertTrue(malformed.err().contains("--target"), malformed.err());
   }

@@ -3,10 +3,8 @@ package io.moecluster.deploy.commands;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import io.moecluster.deploy.Moe;
+import io.moecluster.deploy.MoeRun;
 import java.io.IOException;
-import java.io.PrintWriter;
-import java.io.StringWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import org.junit.jupiter.api.Test;
@@ -18,15 +16,9 @@ import org.junit.jupiter.api.io.TempDir;
 class CommandValidationTest {
   @TempDir Path tmp;
 
-  private record Run(int exitCode, String out, String err) {}
 
-  private static Run run(String... args) {
-    StringWriter out = new StringWriter();
-    StringWriter err = new StringWriter();
-    var cli = Moe.commandLine();
-    cli.setOut(new PrintWriter(out, true));
-    cli.setErr(new PrintWriter(err, true));
-    return new Run(cli.execute(args), out.toString(), err.toString());
+  private static MoeRun run(String... args) {
+    return MoeRun.of(args);
   }
 
   private Path model() throws IOException {
@@ -35,7 +27,7 @@ class CommandValidationTest {
     return dir;
   }
 
-  private static void assertUsage(Run r, String expected) {
+  private static void assertUsage(MoeRun r, String expected) {
     assertEquals(2, r.exitCode(), r.err());
     assertTrue(r.err().contains(expected), "stderr: " + r.err());
     assertTrue(r.err().startsWith("moe: "), r.err());
@@ -60,7 +52,7 @@ class CommandValidationTest {
 
   @Test
   void missingFlagsAreUsageErrors() {
-    Run r = run("node", "--roles", "expert");
+    MoeRun r = run("node", "--roles", "expert");
     assertEquals(2, r.exitCode());
     assertTrue(r.err().contains("Missing required options"), r.err());
   }
@@ -98,7 +90,7 @@ class CommandValidationTest {
 
   @Test
   void anUnreachableGatewayIsAFailureNamingTheStatus() {
-    Run r = run("client", "info", "--target", "127.0.0.1:1");
+    MoeRun r = run("client", "info", "--target", "127.0.0.1:1");
     assertEquals(1, r.exitCode(), r.err());
     assertTrue(r.err().startsWith("moe: UNAVAILABLE: "), r.err());
   }

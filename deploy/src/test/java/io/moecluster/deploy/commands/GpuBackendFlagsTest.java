@@ -9,10 +9,8 @@ import io.moecluster.core.checkpoint.CheckpointSpec;
 import io.moecluster.core.checkpoint.CheckpointWriter;
 import io.moecluster.core.checkpoint.Preset;
 import io.moecluster.core.tensor.DType;
-import io.moecluster.deploy.Moe;
+import io.moecluster.deploy.MoeRun;
 import io.moecluster.expert.cuda.CudaProbe;
-import java.io.PrintWriter;
-import java.io.StringWriter;
 import java.nio.file.Path;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -23,18 +21,12 @@ import org.junit.jupiter.api.io.TempDir;
 class GpuBackendFlagsTest {
   @TempDir Path tmp;
 
-  private record Run(int exitCode, String out, String err) {}
 
-  private static Run run(String... args) {
-    StringWriter out = new StringWriter();
-    StringWriter err = new StringWriter();
-    var cli = Moe.commandLine();
-    cli.setOut(new PrintWriter(out, true));
-    cli.setErr(new PrintWriter(err, true));
-    return new Run(cli.execute(args), out.toString(), err.toString());
+  private static MoeRun run(String... args) {
+    return MoeRun.of(args);
   }
 
-  private static void assertUsage(Run r, String expected) {
+  private static void assertUsage(MoeRun r, String expected) {
     assertEquals(2, r.exitCode(), r.err());
     assertTrue(r.err().contains(expected), "stderr: " + r.err());
     assertTrue(r.err().startsWith("moe: "), r.err());
@@ -52,7 +44,7 @@ class GpuBackendFlagsTest {
     assumeFalse(CudaProbe.probe().available(), "this machine has a GPU");
     Path model = tmp.resolve("tiny");
     CheckpointWriter.write(CheckpointSpec.of(Preset.TINY, DType.F32, 1), model);
-    Run r = run("node", "--roles", "expert", "--backend", "cuda", "--seed-nodes", "127.0.0.1:1", "--port", "0",
+    MoeRun r = run("node", "--roles", "expert", "--backend", "cuda", "--seed-nodes", "127.0.0.1:1", "--port", "0",
         "--metrics-port", "-1", "--model", model.toString());
     assertUsage(r, "moe.expert.backend = cuda, but no CUDA device can be used");
     assertTrue(r.err().contains("--backend cpu"), r.err());

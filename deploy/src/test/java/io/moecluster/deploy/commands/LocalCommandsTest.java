@@ -6,9 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import io.moecluster.deploy.Moe;
-import java.io.PrintWriter;
-import java.io.StringWriter;
+import io.moecluster.deploy.MoeRun;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import org.junit.jupiter.api.BeforeAll;
@@ -20,22 +18,15 @@ class LocalCommandsTest {
   @TempDir static Path dir;
   static Path model;
 
-  private record Run(int exitCode, String out, String err) {}
 
-  private static Run run(String... args) {
-    StringWriter out = new StringWriter();
-    StringWriter err = new StringWriter();
-    var cli = Moe.commandLine();
-    cli.setOut(new PrintWriter(out, true));
-    cli.setErr(new PrintWriter(err, true));
-    int code = cli.execute(args);
-    return new Run(code, out.toString(), err.toString());
+  private static MoeRun run(String... args) {
+    return MoeRun.of(args);
   }
 
   @BeforeAll
   static void writeModel() {
     model = dir.resolve("tiny");
-    Run r = run("init-model", "--preset", "tiny", "--dtype", "f32", "--seed", "5", "--out", model.toString(), "--shards", "2");
+    MoeRun r = run("init-model", "--preset", "tiny", "--dtype", "f32", "--seed", "5", "--out", model.toString(), "--shards", "2");
     assertEquals(0, r.exitCode(), r.err());
     assertTrue(Files.exists(model.resolve("model.safetensors.index.json")));
     assertTrue(Files.exists(model.resolve("tokenizer.json")));
@@ -45,13 +36,13 @@ class LocalCommandsTest {
   void generateJsonIsReproducible() throws Exception {
     String[] args = {"generate", "--model", model.toString(), "--prompt", "We hold these truths",
         "--max-tokens", "6", "--temperature", "0.9", "--seed", "3", "--ignore-eos", "--json", "--threads", "1"};
-    Run first = run(args);
+    MoeRun first = run(args);
     assertEquals(0, first.exitCode(), first.err());
     JsonNode json = new ObjectMapper().readTree(first.out());
     assertEquals(6, json.get("generated_ids").size());
     assertEquals("length", json.get("finish_reason").asText());
     assertTrue(json.get("prompt_ids").size() > 1);
-    Run second = run(args);
+    MoeRun second = run(args);
     JsonNode again = new ObjectMapper().readTree(second.out());
     assertEquals(json.get("generated_ids"), again.get("generated_ids"));
     assertEquals(json.get("text"), again.get("text"));
@@ -59,7 +50,7 @@ class LocalCommandsTest {
 
   @Test
   void promptIdsAndTextStreamToStdout() {
-    Run r = run("generate", "--model", model.toString(), "--prompt-ids", "0,5,9", "--max-tokens", "4",
+    MoeRun r = run("generate", "--model", model.toString(), "--prompt-ids", "0,5,9", "--max-tokens", "4",
         "--temperature", "0", "--ignore-eos");
     assertEquals(0, r.exitCode(), r.err());
     assertTrue(r.err().contains("decode"), r.err());
@@ -69,7 +60,7 @@ class LocalCommandsTest {
   void everyCommandAnswersHelpBeforeCheckingRequiredOptions() {
     for (String[] args : new String[][] {{"serve", "--help"}, {"generate", "-h"}, {"client", "generate", "--help"},
         {"local-cluster", "--help"}, {"node", "--help"}, {"init-model", "--help"}}) {
-      Run r = run(args);
+      MoeRun r = run(args);
       assertEquals(0, r.exitCode(), String.join(" ", args) + ": " + r.err());
       assertTrue(r.out().contains("Usage: moe"), r.out());
     }
@@ -99,7 +90,7 @@ class LocalCommandsTest {
     assertUserError(run("generate", "--model", broken.toString(), "--prompt", "x"), "model.safetensors");
   }
 
-  private static void assertUserError(Run r, String mention) {
+  private static void assertUserError(MoeRun r, String mention) {
     assertEquals(2, r.exitCode(), "exit code; stderr: " + r.err());
     assertTrue(r.err().contains(mention), "stderr should mention " + mention + ": " + r.err());
     assertFalse(r.err().contains("\tat "), "no stack trace: " + r.err());

@@ -8,12 +8,10 @@ import io.moecluster.core.checkpoint.CheckpointSpec;
 import io.moecluster.core.checkpoint.CheckpointWriter;
 import io.moecluster.core.checkpoint.Preset;
 import io.moecluster.core.tensor.DType;
-import io.moecluster.deploy.Moe;
+import io.moecluster.deploy.MoeRun;
 import io.moecluster.deploy.cluster.ClusterNode;
 import io.moecluster.deploy.cluster.NodeSpec;
 import io.moecluster.deploy.cluster.Role;
-import java.io.PrintWriter;
-import java.io.StringWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -49,21 +47,15 @@ class SecureGatewayCommandsTest {
   private ClusterNode node;
   private String target;
 
-  private record Run(int exitCode, String out, String err) {}
 
-  private static Run run(String... args) {
-    StringWriter out = new StringWriter();
-    StringWriter err = new StringWriter();
-    var cli = Moe.commandLine();
-    cli.setOut(new PrintWriter(out, true));
-    cli.setErr(new PrintWriter(err, true));
-    return new Run(cli.execute(args), out.toString(), err.toString());
+  private static MoeRun run(String... args) {
+    return MoeRun.of(args);
   }
 
   @BeforeAll
   void startNode() throws Exception {
     certs = dir.resolve("certs");
-    Run made = run("certs", "--out", certs.toString());
+    MoeRun made = run("certs", "--out", certs.toString());
     assertEquals(0, made.exitCode(), made.err());
     assertTrue(made.out().contains("server.pem"), made.out());
     Path keys = dir.resolve("api-keys");
@@ -113,32 +105,32 @@ class SecureGatewayCommandsTest {
 
   @Test
   void clientAndBenchGetThroughWithTheFlags() {
-    Run info = run(withKey("client", "info"));
+    MoeRun info = run(withKey("client", "info"));
     assertEquals(0, info.exitCode(), info.err());
     assertTrue(info.out().startsWith("model tiny (mixtral)"), info.out());
 
-    Run generate = run(withKey("client", "generate", "--prompt", "Once upon a time", "--max-tokens", "4",
+    MoeRun generate = run(withKey("client", "generate", "--prompt", "Once upon a time", "--max-tokens", "4",
         "--temperature", "0", "--ignore-eos"));
     assertEquals(0, generate.exitCode(), generate.err());
     assertTrue(generate.err().contains("generated 4 tokens"), generate.err());
 
-    Run bench = run(withKey("bench", "--concurrency", "2", "--requests", "2", "--warmup", "0", "--prompt-tokens", "4",
+    MoeRun bench = run(withKey("bench", "--concurrency", "2", "--requests", "2", "--warmup", "0", "--prompt-tokens", "4",
         "--max-tokens", "2", "--timeout", "60"));
     assertEquals(0, bench.exitCode(), bench.out() + bench.err());
   }
 
   @Test
   void withoutTheKeyOrTheCertificateTheCallIsRefusedCleanly() {
-    Run wrongKey = run(secure("client", "info", "--api-key", "not-the-key"));
+    MoeRun wrongKey = run(secure("client", "info", "--api-key", "not-the-key"));
     assertEquals(1, wrongKey.exitCode());
     assertEquals("moe: UNAUTHENTICATED: the API key is not valid\n", wrongKey.err());
 
-    Run noClientCert = run("client", "info", "--target", target, "--ca", certs.resolve("ca.pem").toString(),
+    MoeRun noClientCert = run("client", "info", "--target", target, "--ca", certs.resolve("ca.pem").toString(),
         "--api-key", KEY);
     assertEquals(1, noClientCert.exitCode());
     assertTrue(noClientCert.err().startsWith("moe: UNAVAILABLE: "), noClientCert.err());
 
-    Run plaintext = run("client", "info", "--target", target, "--api-key", KEY);
+    MoeRun plaintext = run("client", "info", "--target", target, "--api-key", KEY);
     assertEquals(1, plaintext.exitCode());
     assertTrue(plaintext.err().startsWith("moe: UNAVAILABLE: "), plaintext.err());
     assertFalse(plaintext.err().contains("\tat "), "no stack trace: " + plaintext.err());
@@ -147,26 +139,26 @@ class SecureGatewayCommandsTest {
 
   @Test
   void badFilesAreUsageErrorsNamingTheFlagOrKey() throws Exception {
-    Run missing = run("serve", "--model", model.toString(), "--grpc-port", "0", "--metrics-port", "-1",
+    MoeRun missing = run("serve", "--model", model.toString(), "--grpc-port", "0", "--metrics-port", "-1",
         "--tls-cert", dir.resolve("nope.pem").toString(), "--tls-key", certs.resolve("server-key.pem").toString());
     assertEquals(2, missing.exitCode(), missing.err());
     assertEquals("moe: moe.gateway.tls.cert-chain: cannot read " + dir.resolve("nope.pem").toAbsolutePath()
         + " (no such file)\n", missing.err());
 
-    Run mismatched = run("serve", "--model", model.toString(), "--grpc-port", "0", "--metrics-port", "-1",
+    MoeRun mismatched = run("serve", "--model", model.toString(), "--grpc-port", "0", "--metrics-port", "-1",
         "--tls-cert", certs.resolve("server.pem").toString(), "--tls-key", certs.resolve("client-key.pem").toString());
     assertEquals(2, mismatched.exitCode(), mismatched.err());
     assertTrue(mismatched.err().contains("is not the key of the first certificate"), mismatched.err());
 
-    Run halfPair = run("client", "info", "--target", target, "--client-cert", certs.resolve("client.pem").toString());
+    MoeRun halfPair = run("client", "info", "--target", target, "--client-cert", certs.resolve("client.pem").toString());
     assertEquals(2, halfPair.exitCode());
     assertTrue(halfPair.err().contains("--client-cert and --client-key go together"), halfPair.err());
 
-    Run badCa = run("client", "info", "--target", target, "--ca", certs.resolve("client-key.pem").toString());
+    MoeRun badCa = run("client", "info", "--target", target, "--ca", certs.resolve("client-key.pem").toString());
     assertEquals(2, badCa.exitCode());
     assertTrue(badCa.err().contains("--ca: ") && badCa.err().contains("holds no PEM certificate"), badCa.err());
 
-    Run again = run("certs", "--out", certs.toString());
+    MoeRun again = run("certs", "--out", certs.toString());
     assertEquals(2, again.exitCode());
     assertTrue(again.err().contains("exists; pass --force to overwrite"), again.err());
   }
