@@ -9,6 +9,11 @@ import static jcuda.driver.JCudaDriver.cuEventDestroy;
 import static jcuda.driver.JCudaDriver.cuEventElapsedTime;
 import static jcuda.driver.JCudaDriver.cuEventRecord;
 import static jcuda.driver.JCudaDriver.cuEventSynchronize;
+import static jcuda.driver.JCudaDriver.cuFuncSetAttribute;
+import static jcuda.driver.JCudaDriver.cuGraphDestroy;
+import static jcuda.driver.JCudaDriver.cuGraphExecDestroy;
+import static jcuda.driver.JCudaDriver.cuGraphInstantiate;
+import static jcuda.driver.JCudaDriver.cuGraphLaunch;
 import static jcuda.driver.JCudaDriver.cuLaunchKernel;
 import static jcuda.driver.JCudaDriver.cuMemAlloc;
 import static jcuda.driver.JCudaDriver.cuMemAllocHost;
@@ -18,11 +23,14 @@ import static jcuda.driver.JCudaDriver.cuMemGetInfo;
 import static jcuda.driver.JCudaDriver.cuMemcpyDtoHAsync;
 import static jcuda.driver.JCudaDriver.cuMemcpyHtoD;
 import static jcuda.driver.JCudaDriver.cuMemcpyHtoDAsync;
+import static jcuda.driver.JCudaDriver.cuMemsetD32Async;
 import static jcuda.driver.JCudaDriver.cuModuleGetFunction;
 import static jcuda.driver.JCudaDriver.cuModuleLoadData;
 import static jcuda.driver.JCudaDriver.cuModuleUnload;
+import static jcuda.driver.JCudaDriver.cuStreamBeginCapture;
 import static jcuda.driver.JCudaDriver.cuStreamCreate;
 import static jcuda.driver.JCudaDriver.cuStreamDestroy;
+import static jcuda.driver.JCudaDriver.cuStreamEndCapture;
 import static jcuda.driver.JCudaDriver.cuStreamSynchronize;
 
 import io.moecluster.core.model.ExpertWeights;
@@ -33,6 +41,7 @@ import java.io.InputStream;
 import java.io.UncheckedIOException;
 import java.lang.foreign.MemorySegment;
 import java.nio.ByteOrder;
+import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -49,8 +58,12 @@ import jcuda.driver.CUdeviceptr;
 import jcuda.driver.CUevent;
 import jcuda.driver.CUevent_flags;
 import jcuda.driver.CUfunction;
+import jcuda.driver.CUfunction_attribute;
+import jcuda.driver.CUgraph;
+import jcuda.driver.CUgraphExec;
 import jcuda.driver.CUmodule;
 import jcuda.driver.CUstream;
+import jcuda.driver.CUstreamCaptureMode;
 import jcuda.driver.CUstream_flags;
 
 /**
@@ -82,13 +95,44 @@ public final class CudaDevice implements DeviceWeightTier.Memory<CUdeviceptr>, D
   private CUmodule module;
   private final Map<String, CUfunction> functions = new HashMap<>();
   private CUstream computeStream;
-  private Scratch scratch = new Scratch(0, 0, 0);
+  // Activations, grow-only: x and y [rows, hidden] F32, h [rows, ffn] F32 (decode), the split
+  // BF16 hi/lo activations of the prefill kernels, their group partials and tile counters, and
+  // the pinned host buffers that x and y copy through.
+  private final DeviceBuffer x = new DeviceBuffer();
+  private final DeviceBuffer h = new DeviceBuffer();
+  private final DeviceBuffer y = new DeviceBuffer();
+  private final DeviceBuffer xSplit = new DeviceBuffer();
+  private final DeviceBuffer hSplit = new DeviceBuffer();
+  private final DeviceBuffer partials = new DeviceBuffer();
+  private final DeviceBuffer counters = new DeviceBuffer();
+  private Pointer hostIn;
+  private Pointer hostOut;
+  private long hostBytes;
 
-  /** Device buffers of the activations (grow-only) and the pinned host buffers they copy through. */
-  private record Scratch(long xBytes, long hBytes, long yBytes, CUdeviceptr x, CUdeviceptr h, CUdeviceptr y,
-      Pointer hostIn, Pointer hostOut) {
-    Scratch(long x, long h, long y) {
-      this(x, h, y, null, null, null, null, null);
+  /** A device allocation that only grows (doubling), so steady serving allocates nothing. Compute thread. */
+  private static final class DeviceBuffer {
+    CUdeviceptr ptr;
+    long bytes;
+
+    /** Returns true when it had to (re)allocate: the old contents are gone. */
+    boolean ensure(long need) {
+      if (need <= bytes) {
+        return false;
+      }
+      free();
+      long size = Math.max(need, bytes * 2);
+      ptr = new CUdeviceptr();
+      cuMemAlloc(ptr, size);
+      bytes = size;
+      return true;
+    }
+
+    void free() {
+      if (ptr != null) {
+        cuMemFree(ptr);
+        ptr = null;
+        bytes = 0;
+      }
     }
   }
 
@@ -116,6 +160,13 @@ public final class CudaDevice implements DeviceWeightTier.Memory<CUdeviceptr>, D
           CUfunction f = new CUfunction();
           cuModuleGetFunction(f, d.module, name);
           d.functions.put(name, f);
+        }
+        for (LaunchPlan.Stage stage : LaunchPlan.Stage.values()) {
+          // The prefill kernels' shared-memory rings are larger than the 48 KiB a launch gets
+          // without asking.
+          cuFuncSetAttribute(d.functions.get(stage.prefix + "bf16_prefill"),
+              CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+              LaunchPlan.tile(stage).sharedBytes());
         }
         d.computeStream = new CUstream();
         cuStreamCreate(d.computeStream, CUstream_flags.CU_STREAM_NON_BLOCKING);
@@ -237,65 +288,182 @@ public final class CudaDevice implements DeviceWeightTier.Memory<CUdeviceptr>, D
    * The FFN over {@code rows} rows on the resident weights of {@code lease}: gate/up then down on
    * the compute stream. Blocks the compute thread until the output is back on the host.
    *
-   * @param x {@code [rows, hidden]}
+   * @param input {@code [rows, hidden]}
    * @return {@code [rows, hidden]}
    */
-  float[] forward(DeviceWeightTier.Lease<CUdeviceptr> lease, ExpertWeights w, float[] x, int rows) {
+  float[] forward(DeviceWeightTier.Lease<CUdeviceptr> lease, ExpertWeights w, float[] input, int rows) {
     int hidden = w.hiddenSize();
     long xBytes = (long) rows * hidden * Float.BYTES;
-    ensureScratch(xBytes, (long) rows * w.ffnSize() * Float.BYTES);
-    scratch.hostIn().getByteBuffer(0, xBytes).order(ByteOrder.nativeOrder()).asFloatBuffer().put(x, 0, rows * hidden);
-    cuMemcpyHtoDAsync(scratch.x(), scratch.hostIn(), xBytes, computeStream);
+    prepare(w, rows);
+    hostIn.getByteBuffer(0, xBytes).order(ByteOrder.nativeOrder()).asFloatBuffer().put(input, 0, rows * hidden);
+    cuMemcpyHtoDAsync(x.ptr, hostIn, xBytes, computeStream);
     launchFfn(lease.block(), lease.layout(), w, rows);
-    cuMemcpyDtoHAsync(scratch.hostOut(), scratch.y(), xBytes, computeStream);
+    cuMemcpyDtoHAsync(hostOut, y.ptr, xBytes, computeStream);
     cuStreamSynchronize(computeStream);
     float[] out = new float[rows * hidden];
-    scratch.hostOut().getByteBuffer(0, xBytes).order(ByteOrder.nativeOrder()).asFloatBuffer().get(out);
+    hostOut.getByteBuffer(0, xBytes).order(ByteOrder.nativeOrder()).asFloatBuffer().get(out);
     return out;
   }
 
-  /** Queues gate/up then down over the first {@code rows} rows of the scratch buffers. Compute thread. */
+  /** Sizes the activation buffers for an FFN of {@code w}'s shape over {@code rows} rows. Compute thread. */
+  private void prepare(ExpertWeights w, int rows) {
+    int hidden = w.hiddenSize();
+    int ffn = w.ffnSize();
+    long xBytes = (long) rows * hidden * Float.BYTES;
+    x.ensure(xBytes);
+    y.ensure(xBytes);
+    h.ensure((long) rows * ffn * Float.BYTES);
+    if (xBytes > hostBytes) {
+      if (hostIn != null) {
+        cuMemFreeHost(hostIn);
+        cuMemFreeHost(hostOut);
+      }
+      hostBytes = Math.max(xBytes, hostBytes * 2);
+      hostIn = new Pointer();
+      hostOut = new Pointer();
+      cuMemAllocHost(hostIn, hostBytes);
+      cuMemAllocHost(hostOut, hostBytes);
+    }
+    if (w.gate().dtype() == DType.BF16 && LaunchPlan.bf16Prefill(rows)) {
+      xSplit.ensure(rows * LaunchPlan.splitBytesPerRow(hidden));
+      hSplit.ensure(rows * LaunchPlan.splitBytesPerRow(ffn));
+      long partialFloats = 0;
+      int tiles = 0;
+      for (LaunchPlan.Launch l : plan(LaunchPlan.Stage.GATE_UP, w, rows)) {
+        partialFloats = Math.max(partialFloats, LaunchPlan.partialFloats(l, ffn, hidden));
+        tiles = Math.max(tiles, LaunchPlan.counters(l));
+      }
+      for (LaunchPlan.Launch l : plan(LaunchPlan.Stage.DOWN, w, rows)) {
+        partialFloats = Math.max(partialFloats, LaunchPlan.partialFloats(l, hidden, ffn));
+        tiles = Math.max(tiles, LaunchPlan.counters(l));
+      }
+      partials.ensure(Math.max(partialFloats, 1) * Float.BYTES);
+      if (counters.ensure((long) Math.max(tiles, 1) * Integer.BYTES)) {
+        // The kernels leave every counter at zero; a new buffer starts there once.
+        cuMemsetD32Async(counters.ptr, 0, counters.bytes / Integer.BYTES, computeStream);
+      }
+    }
+  }
+
+  private static List<LaunchPlan.Launch> plan(LaunchPlan.Stage stage, ExpertWeights w, int rows) {
+    return stage == LaunchPlan.Stage.GATE_UP
+        ? LaunchPlan.plan(stage, w.gate().dtype(), rows, w.ffnSize(), w.hiddenSize())
+        : LaunchPlan.plan(stage, w.gate().dtype(), rows, w.hiddenSize(), w.ffnSize());
+  }
+
+  /** Queues gate/up then down over the first {@code rows} rows of the activation buffers. Compute thread. */
   private void launchFfn(CUdeviceptr block, DeviceWeightTier.Layout layout, ExpertWeights w, int rows) {
     int hidden = w.hiddenSize();
     int ffn = w.ffnSize();
-    DType dtype = w.gate().dtype();
     CUdeviceptr w1 = block.withByteOffset(layout.gateOffset());
     CUdeviceptr w3 = block.withByteOffset(layout.upOffset());
     CUdeviceptr w2 = block.withByteOffset(layout.downOffset());
-    for (LaunchPlan.Launch l : LaunchPlan.plan(LaunchPlan.Stage.GATE_UP, dtype, rows, ffn, hidden)) {
-      launch(l, Pointer.to(Pointer.to(w1), Pointer.to(w3),
-          Pointer.to(scratch.x().withByteOffset((long) l.rowStart() * hidden * Float.BYTES)),
-          Pointer.to(scratch.h().withByteOffset((long) l.rowStart() * ffn * Float.BYTES)),
-          Pointer.to(new int[] {l.rows()}), Pointer.to(new int[] {ffn}), Pointer.to(new int[] {hidden}),
-          Pointer.to(new int[] {l.vectorized() ? 1 : 0})));
+    int[] geoHidden = LaunchPlan.geometry(hidden).asParameter();
+    int[] geoFfn = LaunchPlan.geometry(ffn).asParameter();
+    long xRow = (long) hidden * Float.BYTES;
+    long hRow = (long) ffn * Float.BYTES;
+    long xsRow = LaunchPlan.splitBytesPerRow(hidden);
+    long hsRow = LaunchPlan.splitBytesPerRow(ffn);
+    for (LaunchPlan.Launch l : plan(LaunchPlan.Stage.GATE_UP, w, rows)) {
+      int[] n = {l.rows()};
+      int[] vec = {l.vectorized() ? 1 : 0};
+      CUdeviceptr in = x.ptr.withByteOffset(l.rowStart() * xRow);
+      launch(l, switch (l.kind()) {
+        case F32 -> Pointer.to(Pointer.to(w1), Pointer.to(w3), Pointer.to(in),
+            Pointer.to(h.ptr.withByteOffset(l.rowStart() * hRow)), Pointer.to(n), Pointer.to(new int[] {ffn}),
+            Pointer.to(new int[] {hidden}), Pointer.to(vec));
+        case SPLIT -> Pointer.to(Pointer.to(in), Pointer.to(xSplit.ptr.withByteOffset(l.rowStart() * xsRow)),
+            Pointer.to(n), Pointer.to(new int[] {hidden}), Pointer.to(vec), Pointer.to(geoHidden));
+        case BF16_DECODE -> Pointer.to(Pointer.to(w1), Pointer.to(w3), Pointer.to(in),
+            Pointer.to(h.ptr.withByteOffset(l.rowStart() * hRow)), Pointer.to(n), Pointer.to(new int[] {ffn}),
+            Pointer.to(new int[] {hidden}), Pointer.to(vec), Pointer.to(geoHidden));
+        case BF16_PREFILL -> Pointer.to(Pointer.to(w1), Pointer.to(w3),
+            Pointer.to(xSplit.ptr.withByteOffset(l.rowStart() * xsRow)),
+            Pointer.to(hSplit.ptr.withByteOffset(l.rowStart() * hsRow)), Pointer.to(partials.ptr),
+            Pointer.to(counters.ptr), Pointer.to(n), Pointer.to(new int[] {ffn}), Pointer.to(new int[] {hidden}),
+            Pointer.to(vec), Pointer.to(geoHidden));
+      });
     }
-    for (LaunchPlan.Launch l : LaunchPlan.plan(LaunchPlan.Stage.DOWN, dtype, rows, hidden, ffn)) {
-      launch(l, Pointer.to(Pointer.to(w2),
-          Pointer.to(scratch.h().withByteOffset((long) l.rowStart() * ffn * Float.BYTES)),
-          Pointer.to(scratch.y().withByteOffset((long) l.rowStart() * hidden * Float.BYTES)),
-          Pointer.to(new int[] {l.rows()}), Pointer.to(new int[] {hidden}), Pointer.to(new int[] {ffn}),
-          Pointer.to(new int[] {l.vectorized() ? 1 : 0})));
+    for (LaunchPlan.Launch l : plan(LaunchPlan.Stage.DOWN, w, rows)) {
+      int[] n = {l.rows()};
+      int[] vec = {l.vectorized() ? 1 : 0};
+      CUdeviceptr out = y.ptr.withByteOffset(l.rowStart() * xRow);
+      launch(l, switch (l.kind()) {
+        case F32 -> Pointer.to(Pointer.to(w2), Pointer.to(h.ptr.withByteOffset(l.rowStart() * hRow)), Pointer.to(out),
+            Pointer.to(n), Pointer.to(new int[] {hidden}), Pointer.to(new int[] {ffn}), Pointer.to(vec));
+        case BF16_DECODE -> Pointer.to(Pointer.to(w2), Pointer.to(h.ptr.withByteOffset(l.rowStart() * hRow)),
+            Pointer.to(out), Pointer.to(n), Pointer.to(new int[] {hidden}), Pointer.to(new int[] {ffn}),
+            Pointer.to(vec), Pointer.to(geoFfn));
+        case BF16_PREFILL -> Pointer.to(Pointer.to(w2), Pointer.to(hSplit.ptr.withByteOffset(l.rowStart() * hsRow)),
+            Pointer.to(out), Pointer.to(partials.ptr), Pointer.to(counters.ptr), Pointer.to(n),
+            Pointer.to(new int[] {hidden}), Pointer.to(new int[] {ffn}), Pointer.to(vec), Pointer.to(geoFfn));
+        case SPLIT -> throw new IllegalStateException("the down product takes the split h of gate/up");
+      });
     }
   }
 
   /**
-   * Device time of one expert FFN over {@code rows} rows, in seconds: the kernels alone (no
-   * host copies), measured with events around {@code repetitions} passes over every expert of
-   * {@code resident} in turn (more bytes than the L2 cache holds, so weights come from memory as
-   * in serving). For benchmarks. Compute thread.
+   * Device time of one expert FFN over {@code rows} rows, in seconds: the kernels alone (no host
+   * copies), over every expert of {@code resident} in turn (more bytes than the L2 cache holds,
+   * so weights come from memory as in serving). The FFNs are captured once in a CUDA graph and
+   * the graph is replayed, so that host launch overhead, which at batch 1 is larger than the
+   * kernels, stays out of the figure; the result is the median over {@code repetitions} replays,
+   * after about half a second of replays that bring the clocks up. For benchmarks. Compute thread.
    */
   double kernelSeconds(List<DeviceWeightTier.Lease<CUdeviceptr>> resident, List<ExpertWeights> weights, int rows,
       int repetitions) {
-    ExpertWeights first = weights.get(0);
-    ensureScratch((long) rows * first.hiddenSize() * Float.BYTES, (long) rows * first.ffnSize() * Float.BYTES);
+    prepare(weights.get(0), rows);
+    cuStreamSynchronize(computeStream);
+    CUgraph graph = new CUgraph();
+    CUgraphExec exec = new CUgraphExec();
     CUevent start = new CUevent();
     CUevent end = new CUevent();
     cuEventCreate(start, CUevent_flags.CU_EVENT_DEFAULT);
     cuEventCreate(end, CUevent_flags.CU_EVENT_DEFAULT);
     try {
-      for (int i = 0; i < resident.size(); i++) { // warm-up: JIT, clocks
+      cuStreamBeginCapture(computeStream, CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_THREAD_LOCAL);
+      for (int i = 0; i < resident.size(); i++) {
         launchFfn(resident.get(i).block(), resident.get(i).layout(), weights.get(i), rows);
       }
+      cuStreamEndCapture(computeStream, graph);
+      cuGraphInstantiate(exec, graph, 0);
+      long warmUntil = System.nanoTime() + 500_000_000L;
+      while (System.nanoTime() < warmUntil) {
+        cuGraphLaunch(exec, computeStream);
+        cuStreamSynchronize(computeStream);
+      }
+      double[] seconds = new double[repetitions];
+      for (int r = 0; r < repetitions; r++) {
+        cuEventRecord(start, computeStream);
+        cuGraphLaunch(exec, computeStream);
+        cuEventRecord(end, computeStream);
+        cuEventSynchronize(end);
+        float[] millis = {0};
+        cuEventElapsedTime(millis, start, end);
+        seconds[r] = millis[0] / 1e3 / resident.size();
+      }
+      Arrays.sort(seconds);
+      return seconds[repetitions / 2];
+    } finally {
+      cuEventDestroy(start);
+      cuEventDestroy(end);
+      cuGraphExecDestroy(exec);
+      cuGraphDestroy(graph);
+    }
+  }
+
+  /**
+   * Like {@link #kernelSeconds} but with each kernel launched from the host as in serving, so
+   * host launch overhead counts: time per FFN over {@code repetitions} passes. Compute thread.
+   */
+  double launchedSeconds(List<DeviceWeightTier.Lease<CUdeviceptr>> resident, List<ExpertWeights> weights, int rows,
+      int repetitions) {
+    prepare(weights.get(0), rows);
+    CUevent start = new CUevent();
+    CUevent end = new CUevent();
+    cuEventCreate(start, CUevent_flags.CU_EVENT_DEFAULT);
+    cuEventCreate(end, CUevent_flags.CU_EVENT_DEFAULT);
+    try {
       cuEventRecord(start, computeStream);
       for (int r = 0; r < repetitions; r++) {
         for (int i = 0; i < resident.size(); i++) {
@@ -314,39 +482,20 @@ public final class CudaDevice implements DeviceWeightTier.Memory<CUdeviceptr>, D
   }
 
   private void launch(LaunchPlan.Launch l, Pointer params) {
-    cuLaunchKernel(functions.get(l.kernel()), l.gridX(), l.gridY(), 1, l.blockX(), 1, 1, 0, computeStream,
-        params, null);
+    cuLaunchKernel(functions.get(l.kernel()), l.gridX(), l.gridY(), l.gridZ(), l.blockX(), 1, 1, l.sharedBytes(),
+        computeStream, params, null);
   }
 
-  /** Grows the activation buffers to hold {@code xBytes} (x and y) and {@code hBytes} (h). Compute thread. */
-  private void ensureScratch(long xBytes, long hBytes) {
-    if (xBytes <= scratch.xBytes() && hBytes <= scratch.hBytes()) {
-      return;
+  private void freeActivations() {
+    for (DeviceBuffer b : List.of(x, h, y, xSplit, hSplit, partials, counters)) {
+      b.free();
     }
-    freeScratch();
-    long xb = Math.max(xBytes, scratch.xBytes() * 2);
-    long hb = Math.max(hBytes, scratch.hBytes() * 2);
-    CUdeviceptr x = new CUdeviceptr();
-    CUdeviceptr h = new CUdeviceptr();
-    CUdeviceptr y = new CUdeviceptr();
-    Pointer in = new Pointer();
-    Pointer out = new Pointer();
-    cuMemAlloc(x, xb);
-    cuMemAlloc(h, hb);
-    cuMemAlloc(y, xb);
-    cuMemAllocHost(in, xb);
-    cuMemAllocHost(out, xb);
-    scratch = new Scratch(xb, hb, xb, x, h, y, in, out);
-  }
-
-  private void freeScratch() {
-    if (scratch.x() != null) {
-      cuMemFree(scratch.x());
-      cuMemFree(scratch.h());
-      cuMemFree(scratch.y());
-      cuMemFreeHost(scratch.hostIn());
-      cuMemFreeHost(scratch.hostOut());
-      scratch = new Scratch(0, 0, 0);
+    if (hostIn != null) {
+      cuMemFreeHost(hostIn);
+      cuMemFreeHost(hostOut);
+      hostIn = null;
+      hostOut = null;
+      hostBytes = 0;
     }
   }
 
@@ -385,7 +534,7 @@ public final class CudaDevice implements DeviceWeightTier.Memory<CUdeviceptr>, D
         if (computeStream != null) {
           cuStreamSynchronize(computeStream);
         }
-        freeScratch();
+        freeActivations();
         if (computeStream != null) {
           cuStreamDestroy(computeStream);
         }

@@ -2,6 +2,9 @@ package io.moecluster.expert.cuda;
 
 import static jcuda.driver.JCudaDriver.cuDeviceGet;
 import static jcuda.driver.JCudaDriver.cuDeviceGetAttribute;
+import static jcuda.driver.JCudaDriver.cuMemAllocHost;
+import static jcuda.driver.JCudaDriver.cuMemFreeHost;
+import static jcuda.driver.JCudaDriver.cuMemcpyHtoD;
 
 import io.moecluster.core.model.ExpertWeights;
 import io.moecluster.core.tensor.DType;
@@ -13,6 +16,7 @@ import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
 import java.util.Random;
+import jcuda.Pointer;
 import jcuda.driver.CUdevice;
 import jcuda.driver.CUdevice_attribute;
 import jcuda.driver.CUdeviceptr;
@@ -21,8 +25,10 @@ import jcuda.driver.CUdeviceptr;
  * The GPU backend's speed on one device ({@code moe bench-expert}): the batch-1 expert FFN time
  * against the device's memory bandwidth bound, the TFLOP/s at a prefill batch, and the time to
  * upload one expert over PCIe from pinned and from pageable host memory. Kernel times are device
- * times (CUDA events) over several experts in turn, so the weights come from device memory, not
- * from the L2 cache. A benchmark: it needs a GPU and is not run by the tests.
+ * times (CUDA events around replays of a CUDA graph of the kernels) over several experts in
+ * turn, so the weights come from device memory, not from the L2 cache; the batch-1 time with
+ * each kernel launched from the host is printed beside it. A benchmark: it needs a GPU and is
+ * not run by the tests.
  */
 public final class CudaExpertBench {
   private CudaExpertBench() {}
@@ -42,12 +48,14 @@ public final class CudaExpertBench {
    *
    * @param peakGBps the device's memory bandwidth from its clock and bus width
    * @param batch1Seconds one expert FFN over one row, device time
+   * @param batch1LaunchedSeconds the same with every kernel launched from the host
    * @param batchSeconds one expert FFN over {@code spec.batch()} rows, device time
+   * @param dmaGBps one expert copied from pinned host memory (the DMA alone)
    * @param pinnedGBps one expert uploaded through the pinned staging buffers (host copy included)
    * @param pageableGBps one expert uploaded straight from pageable host memory
    */
   public record Result(Spec spec, String device, long expertBytes, double peakGBps, double batch1Seconds,
-      double batchSeconds, double pinnedGBps, double pageableGBps) {
+      double batch1LaunchedSeconds, double batchSeconds, double dmaGBps, double pinnedGBps, double pageableGBps) {
 
     /** Bound time / measured time at batch 1: 1.0 reads the weights at the device's peak bandwidth. */
     public double batch1FractionOfBound() {
@@ -63,12 +71,14 @@ public final class CudaExpertBench {
       return String.format(Locale.ROOT, """
           device:           %s
           expert:           hidden %d, ffn %d, %s, %.1f MiB; %d experts in turn
-          batch 1:          %.2f us per expert FFN; bandwidth bound %.2f us at %.0f GB/s -> %.2f of the bound
-          batch %d:        %.1f us per expert FFN -> %.2f TFLOP/s
-          upload 1 expert:  pinned %.1f GB/s, pageable %.1f GB/s
+          batch 1:          %.2f us per expert FFN (device time; %.2f us launched one by one from the host);
+                            bandwidth bound %.2f us at %.0f GB/s -> %.2f of the bound
+          batch %d:%s%.1f us per expert FFN -> %.2f TFLOP/s
+          upload 1 expert:  pinned DMA %.1f GB/s; through the pinned staging buffers %.1f GB/s; pageable %.1f GB/s
           """, device, spec.hidden(), spec.ffn(), spec.dtype(), expertBytes / 1048576.0, spec.experts(),
-          batch1Seconds * 1e6, expertBytes / (peakGBps * 1e9) * 1e6, peakGBps, batch1FractionOfBound(),
-          spec.batch(), batchSeconds * 1e6, batchTflops(), pinnedGBps, pageableGBps);
+          batch1Seconds * 1e6, batch1LaunchedSeconds * 1e6, expertBytes / (peakGBps * 1e9) * 1e6, peakGBps,
+          batch1FractionOfBound(), spec.batch(), " ".repeat(Math.max(1, 10 - String.valueOf(spec.batch()).length())),
+          batchSeconds * 1e6, batchTflops(), dmaGBps, pinnedGBps, pageableGBps);
     }
   }
 
@@ -93,9 +103,11 @@ public final class CudaExpertBench {
           leases.add(l);
         }
         double b1 = device.onCompute(() -> device.kernelSeconds(leases, weights, 1, spec.repetitions()));
+        double b1Launched = device.onCompute(() -> device.launchedSeconds(leases, weights, 1, spec.repetitions()));
         double bn = device.onCompute(() -> device.kernelSeconds(leases, weights, spec.batch(), spec.repetitions()));
         double[] upload = device.onCopy(() -> uploadGBps(device, weights.get(0), leases.get(0)));
-        return new Result(spec, info.toString(), expertBytes, peakGBps(info), b1, bn, upload[0], upload[1]);
+        return new Result(spec, info.toString(), expertBytes, peakGBps(info), b1, b1Launched, bn, upload[0], upload[1],
+            upload[2]);
       } finally {
         leases.forEach(DeviceWeightTier.Lease::close);
         tier.close();
@@ -103,34 +115,61 @@ public final class CudaExpertBench {
     }
   }
 
-  /** Pinned and pageable upload bandwidth of one expert, median of 5, in GB/s. Copy thread. */
+  /**
+   * Upload bandwidth of one expert in GB/s, median of 5: the DMA alone from pinned memory, the
+   * backend's path through its pinned staging buffers (the host copy into them included), and
+   * a copy straight from pageable memory. Copy thread.
+   */
   private static double[] uploadGBps(CudaDevice device, ExpertWeights w, DeviceWeightTier.Lease<CUdeviceptr> into) {
     DeviceWeightTier.Layout layout = into.layout();
     CUdeviceptr block = into.block();
+    Matrix[] ms = {w.gate(), w.up(), w.down()};
+    long[] offsets = {layout.gateOffset(), layout.upOffset(), layout.downOffset()};
+    Pointer pinnedHost = new Pointer();
+    cuMemAllocHost(pinnedHost, w.byteSize());
     try (Arena arena = Arena.ofConfined()) {
-      // Pageable: plain native memory, not registered with the driver.
+      MemorySegment pinned = MemorySegment.ofBuffer(pinnedHost.getByteBuffer(0, w.byteSize()));
       MemorySegment[] pageable = new MemorySegment[3];
-      Matrix[] ms = {w.gate(), w.up(), w.down()};
+      long at = 0;
       for (int i = 0; i < 3; i++) {
         pageable[i] = arena.allocate(ms[i].byteSize(), 64).copyFrom(ms[i].data());
+        pinned.asSlice(at, ms[i].byteSize()).copyFrom(ms[i].data());
+        at += ms[i].byteSize();
       }
-      long[] offsets = {layout.gateOffset(), layout.upOffset(), layout.downOffset()};
-      double[] pinned = new double[5];
+      double[] dma = new double[5];
+      double[] staged = new double[5];
       double[] plain = new double[5];
       for (int r = 0; r < 5; r++) {
         long t0 = System.nanoTime();
-        device.upload(w, block, layout);
-        pinned[r] = w.byteSize() / ((System.nanoTime() - t0) / 1e9) / 1e9;
+        long from = 0;
+        for (int i = 0; i < 3; i++) {
+          cuMemcpyHtoD(block.withByteOffset(offsets[i]), pinnedHost.withByteOffset(from), ms[i].byteSize());
+          from += ms[i].byteSize();
+        }
+        dma[r] = gbps(w.byteSize(), System.nanoTime() - t0);
         long t1 = System.nanoTime();
+        device.upload(w, block, layout);
+        staged[r] = gbps(w.byteSize(), System.nanoTime() - t1);
+        long t2 = System.nanoTime();
         for (int i = 0; i < 3; i++) {
           device.uploadPageable(pageable[i], block.withByteOffset(offsets[i]));
         }
-        plain[r] = w.byteSize() / ((System.nanoTime() - t1) / 1e9) / 1e9;
+        plain[r] = gbps(w.byteSize(), System.nanoTime() - t2);
       }
-      Arrays.sort(pinned);
-      Arrays.sort(plain);
-      return new double[] {pinned[2], plain[2]};
+      return new double[] {median(dma), median(staged), median(plain)};
+    } finally {
+      cuMemFreeHost(pinnedHost);
     }
+  }
+
+  private static double gbps(long bytes, long nanos) {
+    return bytes / (nanos / 1e9) / 1e9;
+  }
+
+  private static double median(double[] v) {
+    double[] s = v.clone();
+    Arrays.sort(s);
+    return s[s.length / 2];
   }
 
   /** The memory bandwidth the device's memory clock and bus width allow (double data rate), in GB/s. */

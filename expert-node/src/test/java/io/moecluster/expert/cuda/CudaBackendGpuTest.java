@@ -70,7 +70,9 @@ class CudaBackendGpuTest {
   @Test
   void everyKernelMatchesTheCpuOnRandomInputsOddSizesIncluded() {
     Random r = new Random(11);
-    int[][] shapes = {{64, 128}, {67, 131}, {256, 100}, {1024, 2816}, {33, 7}};
+    // {1024, 2816}: the bench preset (down's K = 2816 sums three groups); {1100, 96}: gate/up's
+    // K = 1100 sums two groups; odd K: the unaligned paths.
+    int[][] shapes = {{64, 128}, {67, 131}, {256, 100}, {1024, 2816}, {33, 7}, {1100, 96}};
     int[] rowCounts = {1, 2, 3, 4, 5, 8, 9, 37, 256};
     try (VectorKernels k = KernelsFactory.create(2); CudaExpertBackend b = backend(1L << 30, k)) {
       int expert = 0;
@@ -101,7 +103,7 @@ class CudaBackendGpuTest {
         ExpertWeights w = TestExperts.random(dtype, hidden, 333, 3);
         float[] x = input(r, 300, hidden);
         float[] all = b.forward(1, dtype.ordinal(), w, x, 300).join(); // prefill kernels
-        for (int n : new int[] {1, 3, 4, 5, 17}) { // decode and prefill kernels
+        for (int n : new int[] {1, 3, 4, 5, 8, 9, 17}) { // decode (up to 8 rows) and prefill kernels
           for (int start = 0; start + n <= 300; start += 97) {
             float[] part = b.forward(1, dtype.ordinal(), w, Arrays.copyOfRange(x, start * hidden, (start + n) * hidden),
                 n).join();
