@@ -189,15 +189,17 @@ DEFINE_KERNELS(f32, float)
 // a plain BF16 product, which is still far cheaper than F32 FMAs.
 //
 // One fixed arithmetic per output element, whatever kernel or batch size (batch invariance):
-// K is cut into blocks of TC_KB = 32 and the blocks into S slices of SKB blocks, S and SKB
-// depending on K only (tc_slices). For each slice, partial = a chain of mma over its blocks in
-// ascending order, starting from 0, each block as mma(k 0..15, hi), mma(k 0..15, lo),
-// mma(k 16..31, hi), mma(k 16..31, lo) (tc_block); then total = ((0 + partial_0) + partial_1) +
-// ... in slice order. The decode kernel (up to 8 rows) runs the slices of a row tile in parallel
-// warps, which is what makes a GEMV bandwidth-bound, and the last block to finish a row tile sums
-// their partials in that order. The prefill kernel walks all of K in one warp and adds each
-// slice's partial into a running total at the slice's end. Same operands in the same mma slots,
-// same additions: the same bits for a row alone or in any batch.
+// K is cut into blocks of TC_KB = 32, the blocks into S slices of SKB blocks and the slices into
+// NG groups of SPG slices, all depending on K only (TcGeometry). For each slice, partial = a
+// chain of mma over its blocks in ascending order, starting from 0, each block as
+// mma(k 0..15, hi), mma(k 0..15, lo), mma(k 16..31, hi), mma(k 16..31, lo) (tc_step 0..3); a
+// group sums its slices' partials in order, G = ((0 + p_first) + ...), and total = ((0 + G_0) +
+// G_1) + ... in group order (tc_total). The decode kernel (up to 8 rows) runs the slices of a
+// 16-row tile in parallel warps, which is what makes a GEMV bandwidth-bound, and sums their
+// partials through shared memory. The prefill kernel walks a group's K in one warp, adds each
+// slice's partial into a running sum at the slice's end, and the groups of an output tile are
+// added by the last of its blocks to finish. Same operands in the same mma slots, same
+// additions: the same bits for a row alone or in any batch.
 //
 // Operand layout. Within a block of 32, lane (g = lane / 4, q = lane % 4) holds k = 8q .. 8q+7
 // of its rows, one 16-byte load; they fill the mma k slots {2q, 2q+1, 2q+8, 2q+9} of the first
@@ -209,6 +211,9 @@ DEFINE_KERNELS(f32, float)
 #define TC_KB 32
 #define TC_MAX_SLICES 16
 #define TC_DECODE_MAX_ROWS 8
+#define TC_DEC_DEPTH_GATED 4
+#define TC_DEC_DEPTH_DOWN 8
+#define TC_DECODE_MIN_BLOCKS 1
 
 // The slice geometry of a product over K: nkb blocks of 32, S slices of SKB blocks, NG groups of
 // SPG slices. A function of K alone, computed once on the host
@@ -295,10 +300,8 @@ __device__ __forceinline__ void tc_load_x(const float* __restrict__ x, int t, in
 }
 
 
-// Slices are gathered into NG groups of SPG slices: the prefill kernel splits K over blocks by
-// group, so that a product with few output tiles (a short batch, or a small M) still fills the
-// GPU. The canonical sum is two-level: G_j = ((0 + p_first) + ...) over the slices of group j in
-// order, total = ((0 + G_0) + G_1) + ... in group order.
+// Groups exist for the prefill kernel: it splits K over blocks by group, so that a product with
+// few output tiles (a short batch, or a small M) still fills the GPU.
 
 // total from the slice partials p[0 .. S): the canonical two-level sum.
 __device__ __forceinline__ float tc_total(const float* p, TcGeometry geo) {
@@ -328,7 +331,7 @@ __device__ __forceinline__ void tc_decode(const uint16_t* __restrict__ wa, const
                                           const float* __restrict__ x, float* __restrict__ out, int n, int M, int K,
                                           int vec, TcGeometry geo) {
   constexpr int MATS = GATED ? 2 : 1;
-  constexpr int DEPTH = GATED ? 2 : 8;
+  constexpr int DEPTH = GATED ? TC_DEC_DEPTH_GATED : TC_DEC_DEPTH_DOWN;
   __shared__ float part[TC_MAX_SLICES][MATS][16][8];
   const int lane = threadIdx.x % WARP, s = threadIdx.x / WARP;
   const int g = lane / 4, q = lane % 4;
@@ -446,10 +449,6 @@ extern "C" __global__ void moe_split_bf16(const float* __restrict__ x, uint16_t*
   dst[TC_KB / 8] = lo;
 }
 
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, int bytes) {
-  unsigned s = (unsigned) __cvta_generic_to_shared(smem);
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(s), "l"(gmem), "r"(bytes));
-}
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;"); }
 template <int N>
 __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N)); }
@@ -464,7 +463,7 @@ __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_gr
 // xs: split activations of K. GATED: out = split h of M (the next product's input, zero past
 // M); else out = y [n, M] F32. gpart: NG * MATS * n * M floats; count: one int per output tile,
 // zero before the first launch.
-template <bool GATED, int WF, int WT, int TT, int NSTAGE>
+template <bool GATED, int WF, int WT, int TT, int NSTAGE, bool VEC>
 __device__ __forceinline__ void tc_prefill(const uint16_t* __restrict__ wa, const uint16_t* __restrict__ wb,
                                            const uint16_t* __restrict__ xs, void* __restrict__ out,
                                            float* __restrict__ gpart, int* __restrict__ count, int n, int M, int K,
@@ -492,14 +491,18 @@ __device__ __forceinline__ void tc_prefill(const uint16_t* __restrict__ wa, cons
   const int iters = kbEnd - kbBegin;
 
   // What this thread copies each block of 32, fixed for the whole loop: its A chunks (row c / 4,
-  // k 8 * (c % 4)) and B chunks (token c / 8, part c % 8), as a source at block kbBegin that
-  // steps by one block per iteration, or null (zeros). Stage layout: A rows of 4 chunks, then B
-  // tokens of 8 chunks (hi 0..3, lo 4..7); on odd tokens the halves are swapped so that tokens
-  // 2i and 2i+1 fall on different banks.
-  const uint16_t* srcA[A_PER];
+  // k 8 * (c % 4)) and B chunks (token c / 8, part c % 8). Stage layout: A rows of 4 chunks,
+  // then B tokens of 8 chunks (hi 0..3, lo 4..7); on odd tokens the halves are swapped so that
+  // tokens 2i and 2i+1 fall on different banks. Sources start at block kbBegin and step by one
+  // block per iteration; a chunk past M, n or K copies zeros (from a valid address, 0 bytes).
+  const uint32_t smemBase = (uint32_t) __cvta_generic_to_shared(smem);
+  const char* srcA[A_PER];
+  uint32_t dstA[A_PER];
   int kqA[A_PER];
-  const uint16_t* srcB[B_PER];
-  int dstB[B_PER];
+  bool rowA[A_PER];
+  const char* srcB[B_PER];
+  uint32_t dstB[B_PER];
+  int bytesB[B_PER];
 #pragma unroll
   for (int i = 0; i < A_PER; i++) {
     const int c = threadIdx.x + i * NT;
@@ -507,38 +510,43 @@ __device__ __forceinline__ void tc_prefill(const uint16_t* __restrict__ wa, cons
     const uint16_t* w = (GATED && row >= WF * 16) ? wb : wa;
     const int r = rowBase + (GATED ? row % (WF * 16) : row);
     kqA[i] = 8 * (c % 4);
-    srcA[i] = (c < A_CHUNKS && r < M) ? w + (long long) r * K + (long long) kbBegin * TC_KB + kqA[i] : nullptr;
+    rowA[i] = c < A_CHUNKS && r < M;
+    srcA[i] = reinterpret_cast<const char*>(w + (long long) (rowA[i] ? r : 0) * K + (long long) kbBegin * TC_KB + kqA[i]);
+    dstA[i] = smemBase + c * 16;
   }
 #pragma unroll
   for (int i = 0; i < B_PER; i++) {
     const int c = threadIdx.x + i * NT;
     const int tok = c / 8, part = c % 8;
     const int t = tokBase + tok;
-    srcB[i] = (c < B_CHUNKS && t < n) ? xs + ((long long) t * nkb + kbBegin) * (2 * TC_KB) + part * 8 : nullptr;
-    dstB[i] = ROWS_A * 4 + tok * 8 + (part ^ ((tok & 1) << 2));
+    const bool in = c < B_CHUNKS && t < n;
+    srcB[i] = reinterpret_cast<const char*>(xs + ((long long) (in ? t : 0) * nkb + kbBegin) * (2 * TC_KB) + part * 8);
+    bytesB[i] = in ? 16 : 0;
+    dstB[i] = smemBase + (ROWS_A * 4 + tok * 8 + (part ^ ((tok & 1) << 2))) * 16;
   }
   auto issue = [&](int it, int stage) {
-    uint4* S0 = smem + stage * STAGE;
+    const uint32_t so = stage * STAGE * 16;
     const int kb = kbBegin + it;
 #pragma unroll
     for (int i = 0; i < A_PER; i++) {
-      const int c = threadIdx.x + i * NT;
-      if (A_CHUNKS % NT == 0 || c < A_CHUNKS) {
-        if (vec) {
-          const bool in = srcA[i] != nullptr && kb * TC_KB + kqA[i] < K;
-          cp_async16(S0 + c, in ? srcA[i] + it * TC_KB : wa, in ? 16 : 0);
+      if (A_CHUNKS % NT == 0 || threadIdx.x + i * NT < A_CHUNKS) {
+        if (VEC) {
+          asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dstA[i] + so),
+                       "l"(srcA[i] + it * (TC_KB * 2)), "r"(rowA[i] && kb * TC_KB + kqA[i] < K ? 16 : 0));
         } else {
+          const int c = threadIdx.x + i * NT;
           const int row = c / 4;
           const uint16_t* w = (GATED && row >= WF * 16) ? wb : wa;
-          S0[c] = tc_load_w(w, rowBase + (GATED ? row % (WF * 16) : row), M, K, kb * TC_KB + kqA[i], 0);
+          smem[stage * STAGE + c] =
+              tc_load_w(w, rowBase + (GATED ? row % (WF * 16) : row), M, K, kb * TC_KB + kqA[i], 0);
         }
       }
     }
 #pragma unroll
     for (int i = 0; i < B_PER; i++) {
       if (B_CHUNKS % NT == 0 || threadIdx.x + i * NT < B_CHUNKS) {
-        const bool in = srcB[i] != nullptr;
-        cp_async16(S0 + dstB[i], in ? srcB[i] + it * (2 * TC_KB) : xs, in ? 16 : 0);
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dstB[i] + so),
+                     "l"(srcB[i] + it * (TC_KB * 4)), "r"(bytesB[i]));
       }
     }
   };
@@ -697,8 +705,9 @@ __device__ __forceinline__ void tc_prefill(const uint16_t* __restrict__ wa, cons
 #define TC_DN_WT 2
 #define TC_DN_TT 4
 #define TC_DN_STAGES 6
+#define TC_PREFILL_MIN_BLOCKS 1
 
-extern "C" __global__ void __launch_bounds__(TC_MAX_SLICES * WARP, 2)
+extern "C" __global__ void __launch_bounds__(TC_MAX_SLICES * WARP, TC_DECODE_MIN_BLOCKS)
 moe_gate_up_bf16_decode(const uint16_t* w1, const uint16_t* w3, const float* x, float* h, int n, int M, int K,
                         int vec, TcGeometry geo) {
   tc_decode<true>(w1, w3, x, h, n, M, K, vec, geo);
@@ -707,13 +716,21 @@ extern "C" __global__ void __launch_bounds__(TC_MAX_SLICES * WARP)
 moe_down_bf16_decode(const uint16_t* w2, const float* h, float* y, int n, int M, int K, int vec, TcGeometry geo) {
   tc_decode<false>(w2, w2, h, y, n, M, K, vec, geo);
 }
-extern "C" __global__ void __launch_bounds__(TC_GU_WF * TC_GU_WT * WARP)
+extern "C" __global__ void __launch_bounds__(TC_GU_WF * TC_GU_WT * WARP, TC_PREFILL_MIN_BLOCKS)
 moe_gate_up_bf16_prefill(const uint16_t* w1, const uint16_t* w3, const uint16_t* xs, uint16_t* hs, float* gpart,
                          int* count, int n, int M, int K, int vec, TcGeometry geo) {
-  tc_prefill<true, TC_GU_WF, TC_GU_WT, TC_GU_TT, TC_GU_STAGES>(w1, w3, xs, hs, gpart, count, n, M, K, vec, geo);
+  if (vec) {
+    tc_prefill<true, TC_GU_WF, TC_GU_WT, TC_GU_TT, TC_GU_STAGES, true>(w1, w3, xs, hs, gpart, count, n, M, K, vec, geo);
+  } else {
+    tc_prefill<true, TC_GU_WF, TC_GU_WT, TC_GU_TT, TC_GU_STAGES, false>(w1, w3, xs, hs, gpart, count, n, M, K, vec, geo);
+  }
 }
-extern "C" __global__ void __launch_bounds__(TC_DN_WF * TC_DN_WT * WARP)
+extern "C" __global__ void __launch_bounds__(TC_DN_WF * TC_DN_WT * WARP, TC_PREFILL_MIN_BLOCKS)
 moe_down_bf16_prefill(const uint16_t* w2, const uint16_t* hs, float* y, float* gpart, int* count, int n, int M, int K,
                       int vec, TcGeometry geo) {
-  tc_prefill<false, TC_DN_WF, TC_DN_WT, TC_DN_TT, TC_DN_STAGES>(w2, w2, hs, y, gpart, count, n, M, K, vec, geo);
+  if (vec) {
+    tc_prefill<false, TC_DN_WF, TC_DN_WT, TC_DN_TT, TC_DN_STAGES, true>(w2, w2, hs, y, gpart, count, n, M, K, vec, geo);
+  } else {
+    tc_prefill<false, TC_DN_WF, TC_DN_WT, TC_DN_TT, TC_DN_STAGES, false>(w2, w2, hs, y, gpart, count, n, M, K, vec, geo);
+  }
 }

@@ -61,6 +61,7 @@ public final class LaunchPlan {
   public static final int TC_DECODE_MAX_ROWS = 8;
   static final int TC_KB = 32;
   static final int TC_MAX_SLICES = 16;
+  static final int TC_SLICE_BLOCKS = 4;
   static final int TC_GROUP_BLOCKS = 32;
   static final int SPLIT_THREADS = 256;
   static final int MAX_GRID_Y = 65_535;
@@ -108,13 +109,18 @@ public final class LaunchPlan {
     }
   }
 
-  /** The summation structure of a BF16 product over {@code inner} (K) elements. */
+  /**
+   * The summation structure of a BF16 product over {@code inner} (K) elements: slices of about
+   * {@value #TC_SLICE_BLOCKS} blocks of 32 (the decode kernel's warps; a decode warp keeps a
+   * slice's loads in flight at once), at most {@value #TC_MAX_SLICES}; groups of about
+   * {@value #TC_GROUP_BLOCKS} blocks (the prefill kernel's split of K over blocks).
+   */
   public static Geometry geometry(int inner) {
     if (inner < 1) {
       throw new IllegalArgumentException("K must be >= 1, got " + inner);
     }
     int blocks = ceilDiv(inner, TC_KB);
-    int s = Math.min(blocks, TC_MAX_SLICES);
+    int s = Math.min(ceilDiv(blocks, TC_SLICE_BLOCKS), TC_MAX_SLICES);
     int perSlice = ceilDiv(blocks, s);
     int slices = ceilDiv(blocks, perSlice);
     int g = Math.min(ceilDiv(blocks, TC_GROUP_BLOCKS), slices);

@@ -24,7 +24,7 @@ class LaunchPlanTest {
     assertEquals(LaunchPlan.Kind.BF16_DECODE, l.kind());
     assertEquals(2816 / 16, l.gridX());
     assertEquals(1, l.gridY());
-    assertEquals(16 * 32, l.blockX(), "K = 1024: 32 blocks of 32 in 16 slices, a warp each");
+    assertEquals(8 * 32, l.blockX(), "K = 1024: 32 blocks of 32 in 8 slices, a warp each");
     assertTrue(l.vectorized());
 
     Launch odd = LaunchPlan.plan(Stage.DOWN, DType.BF16, LaunchPlan.TC_DECODE_MAX_ROWS, 1023, 2817).get(0);
@@ -35,7 +35,7 @@ class LaunchPlanTest {
 
   @Test
   void theSummationStructureDependsOnKAlone() {
-    assertEquals(new LaunchPlan.Geometry(32, 16, 2, 1, 16), LaunchPlan.geometry(1024));
+    assertEquals(new LaunchPlan.Geometry(32, 8, 4, 1, 8), LaunchPlan.geometry(1024));
     assertEquals(new LaunchPlan.Geometry(88, 15, 6, 3, 5), LaunchPlan.geometry(2816));
     assertEquals(new LaunchPlan.Geometry(1, 1, 1, 1, 1), LaunchPlan.geometry(7));
     assertEquals(new LaunchPlan.Geometry(448, 16, 28, 8, 2), LaunchPlan.geometry(14336));
