@@ -323,7 +323,9 @@ class RouterClusterTest {
     // Expert side, over both expert nodes.
     assertTrue(Metrics.sum("moe_expert_cache_hits_total") > 0);
     assertTrue(Metrics.sum("moe_expert_cache_misses_total") > 0);
-    assertTrue(Metrics.sum("moe_expert_cache_evictions_total") > 0);
+    // Evictions: with on-miss = run-cold only the warm-ups at placement evict, and whether one
+    // finds an idle entry to evict depends on timing, so here the counter must be exported per
+    // node; ExpertWeightCacheTest pins when the cache evicts.
     assertTrue(Metrics.sum("moe_expert_cache_load_seconds") > 0, "histogram count");
     assertTrue(Metrics.sum("moe_expert_compute_seconds") > 0, "histogram count");
     assertTrue(Metrics.sum("moe_expert_tokens_total") > 0);
@@ -333,6 +335,7 @@ class RouterClusterTest {
     double cold = Metrics.sum("moe_expert_cache_cold_computations_total");
     assertTrue(cold >= misses, cold + " cold computations for " + misses + " misses");
     for (ExpertNode n : expertNodes) {
+      assertTrue(Metrics.exists("moe_expert_cache_evictions_total", "node", n.address()), n.address());
       double warm = Metrics.sum("moe_expert_cache_warm_bytes", "node", n.address());
       double budget = Metrics.sum("moe_expert_cache_budget_bytes", "node", n.address());
       assertTrue(budget > 0 && warm > 0 && warm <= budget, warm + " of " + budget);
