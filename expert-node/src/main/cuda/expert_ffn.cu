@@ -551,13 +551,17 @@ __device__ __forceinline__ void tc_prefill(const uint16_t* __restrict__ wa, cons
     }
   };
 
+  // f(i, t, e) for every accumulator element of this thread: weight tile i, token group t, element e.
+  auto each = [&](auto&& f) {
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+      for (int t = 0; t < TT; t++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) f(i, t, e);
+  };
   float acc[2][TT][4], tot[2][TT][4];
-#pragma unroll
-  for (int i = 0; i < 2; i++)
-#pragma unroll
-    for (int t = 0; t < TT; t++)
-#pragma unroll
-      for (int e = 0; e < 4; e++) acc[i][t][e] = tot[i][t][e] = 0.f;
+  each([&](int i, int t, int e) { acc[i][t][e] = tot[i][t][e] = 0.f; });
 
   const int a0 = GATED ? wf * 16 : wf * 32;  // this warp's two A tiles in the staged rows
   const int a1 = GATED ? WF * 16 + wf * 16 : wf * 32 + 16;
@@ -603,15 +607,10 @@ __device__ __forceinline__ void tc_prefill(const uint16_t* __restrict__ wa, cons
     }
     if (++inSlice == SKB || kbBegin + it + 1 == nkb) {
       inSlice = 0;
-#pragma unroll
-      for (int i = 0; i < 2; i++)
-#pragma unroll
-        for (int t = 0; t < TT; t++)
-#pragma unroll
-          for (int e = 0; e < 4; e++) {
-            tot[i][t][e] = tot[i][t][e] + acc[i][t][e];
-            acc[i][t][e] = 0.f;
-          }
+      each([&](int i, int t, int e) {
+        tot[i][t][e] = tot[i][t][e] + acc[i][t][e];
+        acc[i][t][e] = 0.f;
+      });
     }
   }
   cp_async_wait<0>();
@@ -621,17 +620,15 @@ __device__ __forceinline__ void tc_prefill(const uint16_t* __restrict__ wa, cons
   auto row = [&](int i, int e) {
     return GATED ? rowBase + wf * 16 + g + (e >> 1) * 8 : rowBase + wf * 32 + i * 16 + g + (e >> 1) * 8;
   };
+  // Where element (i, t, e) of group j's sums lives in gpart, or null past n or M.
+  auto partial = [&](int j, int i, int t, int e) -> float* {
+    const int tok = token(t, e), r = row(i, e);
+    return tok < n && r < M ? gpart + (((long long) j * MATS + (GATED ? i : 0)) * n + tok) * M + r : nullptr;
+  };
   if (NG > 1) {
-#pragma unroll
-    for (int i = 0; i < 2; i++)
-#pragma unroll
-      for (int t = 0; t < TT; t++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-          const int tok = token(t, e), r = row(i, e);
-          const int m = GATED ? i : 0;
-          if (tok < n && r < M) gpart[(((long long) group * MATS + m) * n + tok) * M + r] = tot[i][t][e];
-        }
+    each([&](int i, int t, int e) {
+      if (float* p = partial(group, i, t, e)) *p = tot[i][t][e];
+    });
     __shared__ int last;
     __threadfence();
     __syncthreads();
@@ -641,32 +638,15 @@ __device__ __forceinline__ void tc_prefill(const uint16_t* __restrict__ wa, cons
     if (!last) return;
     if (threadIdx.x == 0) count[tileId] = 0;
     // Group by group, every element of the tile at once: NG round trips, canonical order.
-#pragma unroll
-    for (int i = 0; i < 2; i++)
-#pragma unroll
-      for (int t = 0; t < TT; t++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) tot[i][t][e] = 0.f;
+    each([&](int i, int t, int e) { tot[i][t][e] = 0.f; });
     for (int j = 0; j < NG; j++) {
-#pragma unroll
-      for (int i = 0; i < 2; i++)
-#pragma unroll
-        for (int t = 0; t < TT; t++)
-#pragma unroll
-          for (int e = 0; e < 4; e++) {
-            const int tok = token(t, e), r = row(i, e);
-            const int m = GATED ? i : 0;
-            const float v = (tok < n && r < M) ? __ldcg(gpart + (((long long) j * MATS + m) * n + tok) * M + r) : 0.f;
-            tot[i][t][e] = tot[i][t][e] + v;
-          }
+      each([&](int i, int t, int e) {
+        const float* p = partial(j, i, t, e);
+        tot[i][t][e] = tot[i][t][e] + (p ? __ldcg(p) : 0.f);
+      });
     }
   } else {
-#pragma unroll
-    for (int i = 0; i < 2; i++)
-#pragma unroll
-      for (int t = 0; t < TT; t++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) tot[i][t][e] = 0.f + tot[i][t][e];
+    each([&](int i, int t, int e) { tot[i][t][e] = 0.f + tot[i][t][e]; });
   }
 
 #pragma unroll
