@@ -1,17 +1,18 @@
 // The expert FFN kernels of the CUDA backend (io.moecluster.expert.cuda.CudaExpertBackend):
 //   gate/up:  h[r, i] = silu(w1[i, :] . x[r, :]) * (w3[i, :] . x[r, :])   w1, w3: [ffn, hidden]
 //   down:     y[r, j] = w2[j, :] . h[r, :]                                 w2: [hidden, ffn]
-// Weights are row-major [out, in] as in the checkpoint, F32 or BF16; activations and accumulation
-// are F32.
+// Weights are row-major [out, in] as in the checkpoint; activations and accumulation are F32.
+// Two families: F32 weights on the CUDA cores' FMAs (this first part) and BF16 weights on the
+// tensor cores (the second part, from "BF16 weights on the tensor cores"). Each family sums
+// every output in one fixed order, whatever kernel, tile or batch size computes it, so a row's
+// result never depends on the other rows (batch invariance).
 //
-// Batch invariance. Every dot product over K is summed in ONE fixed order, whatever kernel,
-// tile or batch size computes it: K is cut into chunks of 8 elements; lane l of a warp owns the
-// chunks l, l + 32, l + 64, ... and accumulates them in ascending order, element by element,
-// with fused multiply-adds; then the 32 lane sums are combined by a butterfly (xor 16, 8, 4, 2,
-// 1). The decode kernels (one row per block) and the prefill kernels (8 rows per block, inputs
-// staged in shared memory, each weight load reused over the 8 rows) follow exactly that order, so
-// a row's result never depends on n or on the other rows. The vectorized path (16-byte loads)
-// and the scalar path (rows not 16-byte aligned) also keep the order.
+// F32 order: K is cut into chunks of 8 elements; lane l of a warp owns the chunks l, l + 32,
+// l + 64, ... and accumulates them in ascending order, element by element, with fused
+// multiply-adds; then the 32 lane sums are combined by a butterfly (xor 16, 8, 4, 2, 1). The
+// decode kernels (one row per block) and the prefill kernels (8 rows per block, inputs staged in
+// shared memory, each weight load reused over the 8 rows) follow exactly that order. The
+// vectorized path (16-byte loads) and the scalar path (rows not 16-byte aligned) also keep it.
 //
 // Compiled to PTX (expert-node/src/main/resources/io/moecluster/expert/cuda/expert_ffn.ptx) by
 // the Maven profile "nvcc"; the driver JIT-compiles the PTX for the GPU it runs on.
@@ -41,22 +42,6 @@ struct Weights<float> {
     } else {
 #pragma unroll
       for (int e = 0; e < CHUNK; e++) out[e] = e < count ? __ldg(row + k0 + e) : 0.f;
-    }
-  }
-};
-
-template <>
-struct Weights<uint16_t> {
-  __device__ __forceinline__ static void load(const uint16_t* row, long long k0, int count, bool vec, float* out) {
-    if (vec && count == CHUNK) {
-      uint4 q = __ldg(reinterpret_cast<const uint4*>(row + k0));
-      out[0] = bf16_lo(q.x); out[1] = bf16_hi(q.x);
-      out[2] = bf16_lo(q.y); out[3] = bf16_hi(q.y);
-      out[4] = bf16_lo(q.z); out[5] = bf16_hi(q.z);
-      out[6] = bf16_lo(q.w); out[7] = bf16_hi(q.w);
-    } else {
-#pragma unroll
-      for (int e = 0; e < CHUNK; e++) out[e] = e < count ? __uint_as_float(((uint32_t) __ldg(row + k0 + e)) << 16) : 0.f;
     }
   }
 };
