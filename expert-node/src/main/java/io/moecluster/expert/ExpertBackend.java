@@ -1,6 +1,8 @@
 package io.moecluster.expert;
 
 import io.moecluster.core.model.ExpertWeights;
+import java.lang.foreign.MemorySegment;
+import java.util.List;
 import java.util.concurrent.CompletableFuture;
 
 /**
@@ -26,6 +28,14 @@ public interface ExpertBackend extends AutoCloseable {
 
   /** A hint that (layer, expert) will be needed soon; a GPU backend starts its upload. Never waits. */
   default void prefetch(int layer, int expert, ExpertWeights weights) {}
+
+  /**
+   * Host memory that expert weights are read from (the checkpoint's mappings), offered as a
+   * direct upload source: a GPU backend registers it with the driver so that uploads from it
+   * skip the staging copy. The regions must stay mapped until {@link #close}. The CPU backend
+   * ignores it.
+   */
+  default void registerHostMemory(List<MemorySegment> regions) {}
 
   @Override
   void close();

@@ -14,8 +14,11 @@ import java.util.Locale;
  * @param memoryBudget the device memory for expert weights per device: a size, or a share of the
  *     device's free memory when the node starts
  * @param stagingBytes the size of each of a device's two pinned upload buffers
+ * @param registerCheckpoint whether to register the checkpoint's mappings with the driver, so
+ *     that uploads read them by DMA instead of through the staging buffers (pins them in memory)
  */
-public record ExpertBackendSettings(Choice choice, List<Integer> devices, CacheBudget memoryBudget, long stagingBytes) {
+public record ExpertBackendSettings(Choice choice, List<Integer> devices, CacheBudget memoryBudget, long stagingBytes,
+    boolean registerCheckpoint) {
 
   /** {@code moe.expert.backend}. */
   public enum Choice {
@@ -38,7 +41,7 @@ public record ExpertBackendSettings(Choice choice, List<Integer> devices, CacheB
 
   /** The CPU backend, whatever the machine has. */
   public static final ExpertBackendSettings CPU =
-      new ExpertBackendSettings(Choice.CPU, List.of(), CacheBudget.ofPercent(80), 32L << 20);
+      new ExpertBackendSettings(Choice.CPU, List.of(), CacheBudget.ofPercent(80), 32L << 20, false);
 
   public ExpertBackendSettings {
     devices = List.copyOf(devices);
@@ -91,6 +94,12 @@ public record ExpertBackendSettings(Choice choice, List<Integer> devices, CacheB
     } catch (ConfigException e) {
       throw new IllegalArgumentException("moe.expert.cuda.staging-buffer must be a size like 32MiB");
     }
-    return new ExpertBackendSettings(choice, devices, budget, staging);
+    boolean register;
+    try {
+      register = c.getBoolean("cuda.register-checkpoint");
+    } catch (ConfigException e) {
+      throw new IllegalArgumentException("moe.expert.cuda.register-checkpoint must be true or false");
+    }
+    return new ExpertBackendSettings(choice, devices, budget, staging, register);
   }
 }

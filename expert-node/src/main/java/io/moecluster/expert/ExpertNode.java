@@ -88,6 +88,9 @@ public final class ExpertNode implements AutoCloseable {
       cache = new ExpertWeightCache(store, budget, loader, address, settings.cacheMissPolicy(),
           settings.cacheBackgroundLoads());
       backend = ExpertBackends.select(backendSettings, kernels, compute, address);
+      if (backendSettings.registerCheckpoint()) {
+        backend.registerHostMemory(tensors.mappings());
+      }
       ExpertEntity.NodeContext ctx = new ExpertEntity.NodeContext(store, cache, backend, compute, address);
       ActorRef<ShardingEnvelope<ExpertCommand>> region =
           ExpertSharding.initHosting(system, entity -> ExpertEntity.create(ctx, entity.getEntityId()));

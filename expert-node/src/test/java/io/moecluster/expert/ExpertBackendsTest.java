@@ -63,7 +63,7 @@ class ExpertBackendsTest {
   }
 
   private static ExpertBackendSettings settings(Choice choice, List<Integer> devices) {
-    return new ExpertBackendSettings(choice, devices, CacheBudget.ofPercent(80), 32L << 20);
+    return new ExpertBackendSettings(choice, devices, CacheBudget.ofPercent(80), 32L << 20, false);
   }
 
   @Test
@@ -157,10 +157,13 @@ class ExpertBackendsTest {
     assertEquals(List.of(), d.devices());
     assertEquals(CacheBudget.ofPercent(80), d.memoryBudget());
     assertEquals(32L << 20, d.stagingBytes());
+    assertFalse(d.registerCheckpoint(), "reference.conf: the checkpoint is not pinned unless asked");
 
     ExpertBackendSettings s = ExpertBackendSettings.fromConfig(ConfigFactory.parseString(
-        "moe.expert { backend = CUDA, cuda { devices = [1, 0], memory-budget = 20GiB, staging-buffer = 8MiB } }")
+        "moe.expert { backend = CUDA, cuda { devices = [1, 0], memory-budget = 20GiB, staging-buffer = 8MiB,"
+            + " register-checkpoint = on } }")
         .withFallback(reference()));
+    assertTrue(s.registerCheckpoint());
     assertEquals(Choice.CUDA, s.choice());
     assertEquals(List.of(1, 0), s.devices());
     assertEquals(20L << 30, s.memoryBudget().resolve(1));
@@ -177,6 +180,7 @@ class ExpertBackendsTest {
     assertBad("moe.expert.cuda.memory-budget = \"150%\"", "moe.expert.cuda.memory-budget");
     assertBad("moe.expert.cuda.memory-budget = lots", "moe.expert.cuda.memory-budget");
     assertBad("moe.expert.cuda.staging-buffer = 1", "staging-buffer");
+    assertBad("moe.expert.cuda.register-checkpoint = maybe", "moe.expert.cuda.register-checkpoint");
   }
 
   private static void assertBad(String hocon, String expected) {

@@ -405,6 +405,14 @@ public final class SafeTensors implements AutoCloseable {
     return files;
   }
 
+  /**
+   * The files' read-only mappings, whose bytes every tensor view lies in (for registering them
+   * with a GPU driver as a DMA source). Valid until {@link #close}.
+   */
+  public List<MemorySegment> mappings() {
+    return files.stream().map(mappings::get).toList();
+  }
+
   /** Unmaps every file; idempotent. Views handed out earlier become inaccessible. */
   @Override
   public void close() {

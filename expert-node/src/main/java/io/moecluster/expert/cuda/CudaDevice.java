@@ -20,6 +20,8 @@ import static jcuda.driver.JCudaDriver.cuMemAllocHost;
 import static jcuda.driver.JCudaDriver.cuMemFree;
 import static jcuda.driver.JCudaDriver.cuMemFreeHost;
 import static jcuda.driver.JCudaDriver.cuMemGetInfo;
+import static jcuda.driver.JCudaDriver.cuMemHostRegister;
+import static jcuda.driver.JCudaDriver.cuMemHostUnregister;
 import static jcuda.driver.JCudaDriver.cuMemcpyDtoHAsync;
 import static jcuda.driver.JCudaDriver.cuMemcpyHtoD;
 import static jcuda.driver.JCudaDriver.cuMemcpyHtoDAsync;
@@ -65,6 +67,9 @@ import jcuda.driver.CUmodule;
 import jcuda.driver.CUstream;
 import jcuda.driver.CUstreamCaptureMode;
 import jcuda.driver.CUstream_flags;
+import jcuda.driver.JCudaDriver;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * One GPU through the CUDA driver API (JCuda's {@code JCudaDriver}; no runtime library, no
@@ -77,6 +82,8 @@ import jcuda.driver.CUstream_flags;
  */
 public final class CudaDevice implements DeviceWeightTier.Memory<CUdeviceptr>, DeviceWeightTier.Uploader<CUdeviceptr>,
     AutoCloseable {
+  private static final Logger log = LoggerFactory.getLogger(CudaDevice.class);
+
   /** The PTX of the kernels, a resource next to this class (compiled from src/main/cuda). */
   public static final String PTX_RESOURCE = "expert_ffn.ptx";
 
@@ -90,6 +97,18 @@ public final class CudaDevice implements DeviceWeightTier.Memory<CUdeviceptr>, D
   // Owned by the copy thread:
   private CUstream copyStream;
   private final Pointer[] staging = new Pointer[2]; // pinned host buffers of stagingBytes
+  private final HostRegistrations registrations = new HostRegistrations(new HostRegistrations.Driver() {
+    @Override
+    public void register(MemorySegment chunk) {
+      cuMemHostRegister(hostPointer(chunk), chunk.byteSize(), JCudaDriver.CU_MEMHOSTREGISTER_READ_ONLY);
+    }
+
+    @Override
+    public void unregister(MemorySegment chunk) {
+      cuMemHostUnregister(hostPointer(chunk));
+    }
+  });
+  private long directUploads;
   private final CUevent[] stagingFree = new CUevent[2]; // recorded after the DMA out of each buffer
   // Owned by the compute thread:
   private CUmodule module;
@@ -257,10 +276,57 @@ public final class CudaDevice implements DeviceWeightTier.Memory<CUdeviceptr>, D
 
   @Override
   public void upload(ExpertWeights source, CUdeviceptr block, DeviceWeightTier.Layout layout) {
-    uploadPinned(source.gate().data(), block.withByteOffset(layout.gateOffset()));
-    uploadPinned(source.up().data(), block.withByteOffset(layout.upOffset()));
-    uploadPinned(source.down().data(), block.withByteOffset(layout.downOffset()));
+    uploadMatrix(source.gate().data(), block.withByteOffset(layout.gateOffset()));
+    uploadMatrix(source.up().data(), block.withByteOffset(layout.upOffset()));
+    uploadMatrix(source.down().data(), block.withByteOffset(layout.downOffset()));
     cuStreamSynchronize(copyStream);
+  }
+
+  /** One matrix: by DMA straight from registered host memory, else through the staging buffers. */
+  private void uploadMatrix(MemorySegment src, CUdeviceptr dst) {
+    if (registrations.contains(src)) {
+      cuMemcpyHtoDAsync(dst, hostPointer(src), src.byteSize(), copyStream);
+      directUploads++;
+    } else {
+      uploadPinned(src, dst);
+    }
+  }
+
+  /**
+   * Registers {@code regions} (the checkpoint's mappings) with the driver, read-only, as a direct
+   * upload source; logs what it could not register and keeps the staging buffers for that. Pins
+   * the regions' pages, reading them in first. Copy thread.
+   */
+  void registerHostMemory(List<MemorySegment> regions) {
+    long wanted = 0;
+    long done = 0;
+    long t0 = System.nanoTime();
+    for (MemorySegment region : regions) {
+      wanted += region.byteSize();
+      done += registrations.register(region);
+    }
+    if (done < wanted) {
+      log.warn("{}: the driver registered {} of {} MiB of host memory (moe.expert.cuda.register-checkpoint);"
+          + " uploads from the rest go through the staging buffers", info, done >> 20, wanted >> 20);
+    } else {
+      log.info("{}: {} MiB of host memory registered with the driver in {} ms; uploads from it go by DMA", info,
+          done >> 20, (System.nanoTime() - t0) / 1_000_000);
+    }
+  }
+
+  /** Unregisters every region registered so far (before its memory goes away). Copy thread. */
+  void unregisterHostMemory() {
+    registrations.clear();
+  }
+
+  /** Uploads that went by DMA from registered host memory so far (tests and the bench). */
+  long directUploads() {
+    return directUploads;
+  }
+
+  /** A driver pointer to native memory (through a writable view: the binding wants a plain buffer). */
+  private static Pointer hostPointer(MemorySegment bytes) {
+    return Pointer.to(MemorySegment.ofAddress(bytes.address()).reinterpret(bytes.byteSize()).asByteBuffer());
   }
 
   /** Copies {@code src} to {@code dst} through the two pinned staging buffers in turn. Copy thread. */
@@ -548,6 +614,7 @@ public final class CudaDevice implements DeviceWeightTier.Memory<CUdeviceptr>, D
           cuStreamSynchronize(copyStream);
           cuStreamDestroy(copyStream);
         }
+        registrations.clear();
         for (int i = 0; i < 2; i++) {
           if (stagingFree[i] != null) {
             cuEventDestroy(stagingFree[i]);

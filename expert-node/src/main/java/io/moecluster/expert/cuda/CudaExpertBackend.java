@@ -2,6 +2,8 @@ package io.moecluster.expert.cuda;
 
 import io.moecluster.core.model.ExpertWeights;
 import io.moecluster.expert.ExpertBackend;
+import java.lang.foreign.MemorySegment;
+import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.Executor;
 import java.util.concurrent.RejectedExecutionException;
@@ -79,6 +81,14 @@ public final class CudaExpertBackend implements ExpertBackend {
     if (LaunchPlan.supports(weights)) {
       tier.prefetch(layer, expert, weights);
     }
+  }
+
+  @Override
+  public void registerHostMemory(List<MemorySegment> regions) {
+    device.onCopy(() -> {
+      device.registerHostMemory(regions);
+      return null;
+    });
   }
 
   /** Frees the resident weights (queued on the copy thread first), then the device. Idempotent. */

@@ -51,11 +51,14 @@ public final class CudaExpertBench {
    * @param batch1LaunchedSeconds the same with every kernel launched from the host
    * @param batchSeconds one expert FFN over {@code spec.batch()} rows, device time
    * @param dmaGBps one expert copied from pinned host memory (the DMA alone)
+   * @param registeredGBps one expert uploaded by the backend from host memory registered with the
+   *     driver, as the checkpoint is with {@code moe.expert.cuda.register-checkpoint}
    * @param pinnedGBps one expert uploaded through the pinned staging buffers (host copy included)
    * @param pageableGBps one expert uploaded straight from pageable host memory
    */
   public record Result(Spec spec, String device, long expertBytes, double peakGBps, double batch1Seconds,
-      double batch1LaunchedSeconds, double batchSeconds, double dmaGBps, double pinnedGBps, double pageableGBps) {
+      double batch1LaunchedSeconds, double batchSeconds, double dmaGBps, double registeredGBps, double pinnedGBps,
+      double pageableGBps) {
 
     /** Bound time / measured time at batch 1: 1.0 reads the weights at the device's peak bandwidth. */
     public double batch1FractionOfBound() {
@@ -74,11 +77,12 @@ public final class CudaExpertBench {
           batch 1:          %.2f us per expert FFN (device time; %.2f us launched one by one from the host);
                             bandwidth bound %.2f us at %.0f GB/s -> %.2f of the bound
           batch %d:%s%.1f us per expert FFN -> %.2f TFLOP/s
-          upload 1 expert:  pinned DMA %.1f GB/s; through the pinned staging buffers %.1f GB/s; pageable %.1f GB/s
+          upload 1 expert:  pinned DMA %.1f GB/s; from registered host memory %.1f GB/s;
+                            through the pinned staging buffers %.1f GB/s; pageable %.1f GB/s
           """, device, spec.hidden(), spec.ffn(), spec.dtype(), expertBytes / 1048576.0, spec.experts(),
           batch1Seconds * 1e6, batch1LaunchedSeconds * 1e6, expertBytes / (peakGBps * 1e9) * 1e6, peakGBps,
           batch1FractionOfBound(), spec.batch(), " ".repeat(Math.max(1, 10 - String.valueOf(spec.batch()).length())),
-          batchSeconds * 1e6, batchTflops(), dmaGBps, pinnedGBps, pageableGBps);
+          batchSeconds * 1e6, batchTflops(), dmaGBps, registeredGBps, pinnedGBps, pageableGBps);
     }
   }
 
@@ -107,7 +111,7 @@ public final class CudaExpertBench {
         double bn = device.onCompute(() -> device.kernelSeconds(leases, weights, spec.batch(), spec.repetitions()));
         double[] upload = device.onCopy(() -> uploadGBps(device, weights.get(0), leases.get(0)));
         return new Result(spec, info.toString(), expertBytes, peakGBps(info), b1, b1Launched, bn, upload[0], upload[1],
-            upload[2]);
+            upload[2], upload[3]);
       } finally {
         leases.forEach(DeviceWeightTier.Lease::close);
         tier.close();
@@ -117,8 +121,9 @@ public final class CudaExpertBench {
 
   /**
    * Upload bandwidth of one expert in GB/s, median of 5: the DMA alone from pinned memory, the
-   * backend's path through its pinned staging buffers (the host copy into them included), and
-   * a copy straight from pageable memory. Copy thread.
+   * backend's upload from host memory registered with the driver, its path through the pinned
+   * staging buffers (the host copy into them included), and a copy straight from pageable
+   * memory. Copy thread.
    */
   private static double[] uploadGBps(CudaDevice device, ExpertWeights w, DeviceWeightTier.Lease<CUdeviceptr> into) {
     DeviceWeightTier.Layout layout = into.layout();
@@ -156,7 +161,26 @@ public final class CudaExpertBench {
         }
         plain[r] = gbps(w.byteSize(), System.nanoTime() - t2);
       }
-      return new double[] {median(dma), median(staged), median(plain)};
+      // The backend's direct path: the same bytes, registered as a checkpoint mapping would be.
+      device.registerHostMemory(List.of(pageable));
+      ExpertWeights registered = new ExpertWeights(
+          new Matrix("gate", w.gate().dtype(), w.gate().rows(), w.gate().cols(), pageable[0]),
+          new Matrix("up", w.up().dtype(), w.up().rows(), w.up().cols(), pageable[1]),
+          new Matrix("down", w.down().dtype(), w.down().rows(), w.down().cols(), pageable[2]));
+      double[] direct = new double[5];
+      try {
+        for (int r = 0; r < 5; r++) {
+          long t = System.nanoTime();
+          device.upload(registered, block, layout);
+          direct[r] = gbps(w.byteSize(), System.nanoTime() - t);
+        }
+      } finally {
+        device.unregisterHostMemory(); // before the arena frees the bytes
+      }
+      if (device.directUploads() < 5 * 3) {
+        throw new IllegalStateException("the registered upload went through the staging buffers");
+      }
+      return new double[] {median(dma), median(direct), median(staged), median(plain)};
     } finally {
       cuMemFreeHost(pinnedHost);
     }

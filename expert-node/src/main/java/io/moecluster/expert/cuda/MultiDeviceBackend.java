@@ -2,6 +2,7 @@ package io.moecluster.expert.cuda;
 
 import io.moecluster.core.model.ExpertWeights;
 import io.moecluster.expert.ExpertBackend;
+import java.lang.foreign.MemorySegment;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.stream.Collectors;
@@ -43,6 +44,11 @@ public final class MultiDeviceBackend implements ExpertBackend {
   @Override
   public void prefetch(int layer, int expert, ExpertWeights weights) {
     backendOf(layer, expert).prefetch(layer, expert, weights);
+  }
+
+  @Override
+  public void registerHostMemory(List<MemorySegment> regions) {
+    devices.forEach(b -> b.registerHostMemory(regions));
   }
 
   @Override

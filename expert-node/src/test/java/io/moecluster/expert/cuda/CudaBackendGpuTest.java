@@ -160,6 +160,8 @@ class CudaBackendGpuTest {
     VectorKernels k = KernelsFactory.create(2);
     MoeModel model = MoeModel.load(dir, k);
     CudaExpertBackend b = backend(1L << 30, k);
+    // Uploads by DMA straight from the registered checkpoint (moe.expert.cuda.register-checkpoint).
+    b.registerHostMemory(model.tensors().mappings());
     ExpertStore store = model.expertStore();
     ExpertExecutor onGpu = new ExpertExecutor() {
       @Override
@@ -182,6 +184,7 @@ class CudaBackendGpuTest {
       onGpu.close();
     }
     assertEquals(0, b.tier().reservedBytes());
+    assertTrue(b.device().directUploads() > 0, "experts uploaded from the registered mapping by DMA");
   }
 
   private static GenerationRequest request(int[] prompt) {
