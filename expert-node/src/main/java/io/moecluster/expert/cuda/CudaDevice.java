@@ -360,10 +360,11 @@ public final class CudaDevice implements DeviceWeightTier.Memory<CUdeviceptr>, D
   float[] forward(DeviceWeightTier.Lease<CUdeviceptr> lease, ExpertWeights w, float[] input, int rows) {
     int hidden = w.hiddenSize();
     long xBytes = (long) rows * hidden * Float.BYTES;
-    prepare(w, rows);
+    FfnLaunches launches = FfnLaunches.of(w, rows);
+    prepare(w, rows, launches);
     hostIn.getByteBuffer(0, xBytes).order(ByteOrder.nativeOrder()).asFloatBuffer().put(input, 0, rows * hidden);
     cuMemcpyHtoDAsync(x.ptr, hostIn, xBytes, computeStream);
-    launchFfn(lease.block(), lease.layout(), w, rows);
+    launchFfn(lease.block(), lease.layout(), w, launches);
     cuMemcpyDtoHAsync(hostOut, y.ptr, xBytes, computeStream);
     cuStreamSynchronize(computeStream);
     float[] out = new float[rows * hidden];
@@ -371,8 +372,18 @@ public final class CudaDevice implements DeviceWeightTier.Memory<CUdeviceptr>, D
     return out;
   }
 
-  /** Sizes the activation buffers for an FFN of {@code w}'s shape over {@code rows} rows. Compute thread. */
-  private void prepare(ExpertWeights w, int rows) {
+  /** The kernel launches of one FFN: gate/up (after the split of x, for BF16 prefill), then down. */
+  private record FfnLaunches(List<LaunchPlan.Launch> gateUp, List<LaunchPlan.Launch> down, boolean split) {
+    static FfnLaunches of(ExpertWeights w, int rows) {
+      DType dtype = w.gate().dtype();
+      return new FfnLaunches(LaunchPlan.plan(LaunchPlan.Stage.GATE_UP, dtype, rows, w.ffnSize(), w.hiddenSize()),
+          LaunchPlan.plan(LaunchPlan.Stage.DOWN, dtype, rows, w.hiddenSize(), w.ffnSize()),
+          dtype == DType.BF16 && LaunchPlan.bf16Prefill(rows));
+    }
+  }
+
+  /** Sizes the activation buffers for {@code launches} (an FFN of {@code w}'s shape). Compute thread. */
+  private void prepare(ExpertWeights w, int rows, FfnLaunches launches) {
     int hidden = w.hiddenSize();
     int ffn = w.ffnSize();
     long xBytes = (long) rows * hidden * Float.BYTES;
@@ -390,16 +401,16 @@ public final class CudaDevice implements DeviceWeightTier.Memory<CUdeviceptr>, D
       cuMemAllocHost(hostIn, hostBytes);
       cuMemAllocHost(hostOut, hostBytes);
     }
-    if (w.gate().dtype() == DType.BF16 && LaunchPlan.bf16Prefill(rows)) {
+    if (launches.split()) {
       xSplit.ensure(rows * LaunchPlan.splitBytesPerRow(hidden));
       hSplit.ensure(rows * LaunchPlan.splitBytesPerRow(ffn));
       long partialFloats = 0;
       int tiles = 0;
-      for (LaunchPlan.Launch l : plan(LaunchPlan.Stage.GATE_UP, w, rows)) {
+      for (LaunchPlan.Launch l : launches.gateUp()) {
         partialFloats = Math.max(partialFloats, LaunchPlan.partialFloats(l, ffn, hidden));
         tiles = Math.max(tiles, LaunchPlan.counters(l));
       }
-      for (LaunchPlan.Launch l : plan(LaunchPlan.Stage.DOWN, w, rows)) {
+      for (LaunchPlan.Launch l : launches.down()) {
         partialFloats = Math.max(partialFloats, LaunchPlan.partialFloats(l, hidden, ffn));
         tiles = Math.max(tiles, LaunchPlan.counters(l));
       }
@@ -411,14 +422,8 @@ public final class CudaDevice implements DeviceWeightTier.Memory<CUdeviceptr>, D
     }
   }
 
-  private static List<LaunchPlan.Launch> plan(LaunchPlan.Stage stage, ExpertWeights w, int rows) {
-    return stage == LaunchPlan.Stage.GATE_UP
-        ? LaunchPlan.plan(stage, w.gate().dtype(), rows, w.ffnSize(), w.hiddenSize())
-        : LaunchPlan.plan(stage, w.gate().dtype(), rows, w.hiddenSize(), w.ffnSize());
-  }
-
-  /** Queues gate/up then down over the first {@code rows} rows of the activation buffers. Compute thread. */
-  private void launchFfn(CUdeviceptr block, DeviceWeightTier.Layout layout, ExpertWeights w, int rows) {
+  /** Queues gate/up then down ({@code launches}) on the activation buffers. Compute thread. */
+  private void launchFfn(CUdeviceptr block, DeviceWeightTier.Layout layout, ExpertWeights w, FfnLaunches launches) {
     int hidden = w.hiddenSize();
     int ffn = w.ffnSize();
     CUdeviceptr w1 = block.withByteOffset(layout.gateOffset());
@@ -430,7 +435,7 @@ public final class CudaDevice implements DeviceWeightTier.Memory<CUdeviceptr>, D
     long hRow = (long) ffn * Float.BYTES;
     long xsRow = LaunchPlan.splitBytesPerRow(hidden);
     long hsRow = LaunchPlan.splitBytesPerRow(ffn);
-    for (LaunchPlan.Launch l : plan(LaunchPlan.Stage.GATE_UP, w, rows)) {
+    for (LaunchPlan.Launch l : launches.gateUp()) {
       int[] n = {l.rows()};
       int[] vec = {l.vectorized() ? 1 : 0};
       CUdeviceptr in = x.ptr.withByteOffset(l.rowStart() * xRow);
@@ -450,7 +455,7 @@ public final class CudaDevice implements DeviceWeightTier.Memory<CUdeviceptr>, D
             Pointer.to(vec), Pointer.to(geoHidden));
       });
     }
-    for (LaunchPlan.Launch l : plan(LaunchPlan.Stage.DOWN, w, rows)) {
+    for (LaunchPlan.Launch l : launches.down()) {
       int[] n = {l.rows()};
       int[] vec = {l.vectorized() ? 1 : 0};
       CUdeviceptr out = y.ptr.withByteOffset(l.rowStart() * xRow);
@@ -478,7 +483,8 @@ public final class CudaDevice implements DeviceWeightTier.Memory<CUdeviceptr>, D
    */
   double kernelSeconds(List<DeviceWeightTier.Lease<CUdeviceptr>> resident, List<ExpertWeights> weights, int rows,
       int repetitions) {
-    prepare(weights.get(0), rows);
+    FfnLaunches launches = FfnLaunches.of(weights.get(0), rows); // every expert of a bench has one shape
+    prepare(weights.get(0), rows, launches);
     cuStreamSynchronize(computeStream);
     CUgraph graph = new CUgraph();
     CUgraphExec exec = new CUgraphExec();
@@ -489,7 +495,7 @@ public final class CudaDevice implements DeviceWeightTier.Memory<CUdeviceptr>, D
     try {
       cuStreamBeginCapture(computeStream, CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_THREAD_LOCAL);
       for (int i = 0; i < resident.size(); i++) {
-        launchFfn(resident.get(i).block(), resident.get(i).layout(), weights.get(i), rows);
+        launchFfn(resident.get(i).block(), resident.get(i).layout(), weights.get(i), launches);
       }
       cuStreamEndCapture(computeStream, graph);
       cuGraphInstantiate(exec, graph, 0);
@@ -524,7 +530,8 @@ public final class CudaDevice implements DeviceWeightTier.Memory<CUdeviceptr>, D
    */
   double launchedSeconds(List<DeviceWeightTier.Lease<CUdeviceptr>> resident, List<ExpertWeights> weights, int rows,
       int repetitions) {
-    prepare(weights.get(0), rows);
+    FfnLaunches launches = FfnLaunches.of(weights.get(0), rows); // every expert of a bench has one shape
+    prepare(weights.get(0), rows, launches);
     CUevent start = new CUevent();
     CUevent end = new CUevent();
     cuEventCreate(start, CUevent_flags.CU_EVENT_DEFAULT);
@@ -533,7 +540,7 @@ public final class CudaDevice implements DeviceWeightTier.Memory<CUdeviceptr>, D
       cuEventRecord(start, computeStream);
       for (int r = 0; r < repetitions; r++) {
         for (int i = 0; i < resident.size(); i++) {
-          launchFfn(resident.get(i).block(), resident.get(i).layout(), weights.get(i), rows);
+          launchFfn(resident.get(i).block(), resident.get(i).layout(), weights.get(i), launches);
         }
       }
       cuEventRecord(end, computeStream);
