@@ -7,15 +7,12 @@ import io.moecluster.proto.cluster.v1.ExpertCommand;
 import io.moecluster.proto.cluster.v1.ExpertReply;
 import io.moecluster.proto.cluster.v1.Locate;
 import io.moecluster.proto.cluster.v1.Located;
-import io.moecluster.proto.codec.ActivationCodec;
-import io.prometheus.metrics.core.datapoints.CounterDataPoint;
-import io.prometheus.metrics.core.datapoints.DistributionDataPoint;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.Executor;
-import java.util.concurrent.RejectedExecutionException;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorRefResolver;
 import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.PostStop;
 import org.apache.pekko.actor.typed.javadsl.AbstractBehavior;
 import org.apache.pekko.actor.typed.javadsl.ActorContext;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
@@ -43,7 +40,14 @@ public final class ExpertEntity extends AbstractBehavior<ExpertCommand> {
 
   /** What every entity of a node shares: the weights and their cache, the backend and where to compute. */
   record NodeContext(ExpertStore store, ExpertWeightCache cache, ExpertBackend backend, Executor compute,
-      String nodeAddress) {}
+      String nodeAddress, EntityDirectory directory, String dataEndpoint) {
+
+    /** A node without a data channel. */
+    NodeContext(ExpertStore store, ExpertWeightCache cache, ExpertBackend backend, Executor compute,
+        String nodeAddress) {
+      this(store, cache, backend, compute, nodeAddress, new EntityDirectory(), "");
+    }
+  }
 
   /** A parsed entity id: the expert and which of its replicas (0 when it has one). */
   public record Id(int layer, int expert, int replica) {
@@ -108,8 +112,7 @@ public final class ExpertEntity extends AbstractBehavior<ExpertCommand> {
   private ExpertWeights weights; // views into the mapped checkpoint, looked up on first use
   private String weightsError; // why the weights cannot be found, once known
   private CompletableFuture<Void> loaded; // ready to serve (Locate); null until the first Locate
-  private final DistributionDataPoint computeSeconds; // null when the entity id is malformed
-  private final CounterDataPoint tokens;
+  private final ExpertComputation computation; // null without weights (weightsError says why)
 
   private ExpertEntity(ActorContext<ExpertCommand> ctx, NodeContext node, String entityId) {
     super(ctx);
@@ -123,16 +126,23 @@ public final class ExpertEntity extends AbstractBehavior<ExpertCommand> {
       weightsError = e.getMessage();
     }
     this.id = parsed;
-    this.computeSeconds = parsed == null ? null
-        : ExpertMetrics.computeSeconds().labelValues(node.nodeAddress(), Integer.toString(parsed.layer()));
-    this.tokens = parsed == null ? null
-        : ExpertMetrics.tokens().labelValues(node.nodeAddress(), Integer.toString(parsed.layer()),
-            Integer.toString(parsed.expert()));
+    this.computation = weights() == null ? null : new ExpertComputation(node, entityId, parsed, weights);
+    if (computation != null) {
+      node.directory().register(entityId, computation); // reachable over the node's data channel
+    }
   }
 
   @Override
   public Receive<ExpertCommand> createReceive() {
-    return newReceiveBuilder().onMessage(ExpertCommand.class, this::onCommand).build();
+    return newReceiveBuilder()
+        .onMessage(ExpertCommand.class, this::onCommand)
+        .onSignal(PostStop.class, stop -> {
+          if (computation != null) {
+            node.directory().unregister(entityId, computation);
+          }
+          return this;
+        })
+        .build();
   }
 
   private Behavior<ExpertCommand> onCommand(ExpertCommand cmd) {
@@ -159,115 +169,11 @@ public final class ExpertEntity extends AbstractBehavior<ExpertCommand> {
           req.getStepId(), req.getReplyTo());
       return;
     }
-    ExpertReply.Builder reply = ExpertReply.newBuilder()
-        .setStepId(req.getStepId())
-        .setChunk(req.getChunk())
-        .setLayer(req.getLayer())
-        .setExpert(req.getExpert())
-        .setNode(node.nodeAddress());
-    String problem = check(req);
-    if (problem != null) {
-      replyTo.tell(reply.setError(problem).build());
+    if (computation == null) {
+      replyTo.tell(ExpertComputation.replyTo(req, node.nodeAddress()).setError(weightsError).build());
       return;
     }
-    int rows = req.getInput().getRows();
-    int hidden = req.getInput().getHidden();
-    // Weights from the cache: warm, or (a run-cold miss) the mapped bytes at once. Ready weights:
-    // the FFN runs right here, on the entity dispatcher's thread (no hand-off); a miss that waits
-    // for its load (on-miss = wait-for-load) runs on the compute executor once the load completes.
-    CompletableFuture<ExpertWeightCache.Lease> acquired = node.cache().acquire(id.layer(), id.expert());
-    if (acquired.isDone() && !acquired.isCompletedExceptionally()) {
-      compute(acquired.join(), req, reply, replyTo, rows, hidden);
-      return;
-    }
-    acquired.whenComplete((lease, err) -> {
-      if (err != null) {
-        Throwable cause = err instanceof java.util.concurrent.CompletionException && err.getCause() != null
-            ? err.getCause() : err;
-        replyTo.tell(reply.setError(cause instanceof IllegalStateException
-            ? "expert node " + node.nodeAddress() + " is shutting down"
-            : "expert " + entityId + " has no weights: " + cause.getMessage()).build());
-        return;
-      }
-      try {
-        node.compute().execute(() -> compute(lease, req, reply, replyTo, rows, hidden));
-      } catch (RejectedExecutionException e) {
-        lease.close();
-        replyTo.tell(reply.setError("expert node " + node.nodeAddress() + " is shutting down").build());
-      }
-    });
-  }
-
-  /**
-   * Runs the FFN on the leased weights through the node's backend and answers the requester;
-   * closes the lease once the backend is done with the weights. The CPU backend computes right
-   * here; a GPU backend answers from its own compute thread.
-   */
-  private void compute(ExpertWeightCache.Lease lease, ComputeExperts req, ExpertReply.Builder reply,
-      ActorRef<ExpertReply> replyTo, int rows, int hidden) {
-    float[] x;
-    try {
-      x = ActivationCodec.decode(req.getInput()); // [rows, hidden]
-    } catch (RuntimeException e) {
-      lease.close();
-      replyTo.tell(reply.setError("expert " + entityId + " failed: " + e).build());
-      return;
-    }
-    long start = System.nanoTime();
-    CompletableFuture<float[]> result;
-    try {
-      result = node.backend().forward(id.layer(), id.expert(), lease.weights(), x, rows); // [rows, hidden]
-    } catch (RuntimeException e) {
-      result = CompletableFuture.failedFuture(e);
-    }
-    result.whenComplete((out, err) -> {
-      try (lease) {
-        if (err != null) {
-          Throwable cause = err instanceof java.util.concurrent.CompletionException && err.getCause() != null
-              ? err.getCause() : err;
-          replyTo.tell(reply.setError("expert " + entityId + " failed: " + cause).build());
-          return;
-        }
-        double seconds = (System.nanoTime() - start) / 1e9;
-        computeSeconds.observe(seconds);
-        tokens.inc(rows);
-        replyTo.tell(reply.setOutput(ActivationCodec.encode(out, rows, hidden)).setComputeSeconds(seconds).build());
-      } catch (RuntimeException e) {
-        replyTo.tell(reply.setError("expert " + entityId + " failed: " + e).build());
-      }
-    });
-  }
-
-  /** Why the request cannot run, or null when it can. */
-  private String check(ComputeExperts req) {
-    if (id != null && (req.getLayer() != id.layer() || req.getExpert() != id.expert())) {
-      return "request for expert " + req.getLayer() + "/" + req.getExpert() + " reached entity " + entityId;
-    }
-    if (weights() == null) {
-      return weightsError;
-    }
-    int hidden = weights.hiddenSize();
-    var in = req.getInput();
-    if (in.getRows() == 0) {
-      return "expert " + entityId + ": input has no rows";
-    }
-    if (in.getHidden() != hidden) {
-      return "expert " + entityId + ": input rows have " + in.getHidden() + " elements, the model's hidden size is " + hidden;
-    }
-    int width = switch (in.getDtype()) {
-      case F32 -> Float.BYTES;
-      case BF16 -> 2;
-      default -> 0;
-    };
-    if (width == 0) {
-      return "expert " + entityId + ": unknown activation dtype " + in.getDtypeValue();
-    }
-    long expected = (long) in.getRows() * in.getHidden() * width;
-    if (expected != in.getData().size()) {
-      return "expert " + entityId + ": input of " + in.getRows() + " x " + in.getHidden() + " " + in.getDtype()
-          + " needs " + expected + " bytes, got " + in.getData().size();
-    }
-    return null;
+    computation.run(req, replyTo::tell);
   }
 
   private void onLocate(Locate req) {
@@ -279,7 +185,8 @@ public final class ExpertEntity extends AbstractBehavior<ExpertCommand> {
       return;
     }
     Located.Builder located = Located.newBuilder().setNode(node.nodeAddress())
-        .setEntity(resolver.toSerializationFormat(getContext().getSelf()));
+        .setEntity(resolver.toSerializationFormat(getContext().getSelf()))
+        .setDataEndpoint(computation == null ? "" : node.dataEndpoint());
     if (id != null) {
       located.setLayer(id.layer()).setExpert(id.expert()).setReplica(id.replica());
     }

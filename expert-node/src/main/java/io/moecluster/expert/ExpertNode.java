@@ -6,6 +6,7 @@ import io.moecluster.core.kernel.VectorKernels;
 import io.moecluster.core.model.ExpertStore;
 import io.moecluster.core.safetensors.SafeTensors;
 import io.moecluster.proto.cluster.v1.ExpertCommand;
+import java.util.concurrent.Executor;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.ThreadPoolExecutor;
@@ -13,6 +14,7 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorSystem;
+import org.apache.pekko.actor.typed.DispatcherSelector;
 import org.apache.pekko.cluster.sharding.typed.ShardingEnvelope;
 import org.apache.pekko.cluster.typed.Cluster;
 import org.slf4j.Logger;
@@ -38,10 +40,12 @@ public final class ExpertNode implements AutoCloseable {
   private final ExpertBackend backend;
   private final ActorRef<ShardingEnvelope<ExpertCommand>> region;
   private final String address;
+  private final ExpertDataServer dataServer; // null when moe.expert.data-channel.enabled is off
 
   private ExpertNode(SafeTensors tensors, ModelConfig config, VectorKernels kernels, ExecutorService compute,
       ExecutorService loader, ExpertWeightCache cache, ExpertBackend backend,
-      ActorRef<ShardingEnvelope<ExpertCommand>> region, String address) {
+      ActorRef<ShardingEnvelope<ExpertCommand>> region, String address, ExpertDataServer dataServer) {
+    this.dataServer = dataServer;
     this.tensors = tensors;
     this.config = config;
     this.kernels = kernels;
@@ -77,6 +81,7 @@ public final class ExpertNode implements AutoCloseable {
     ExecutorService loader = null;
     ExpertWeightCache cache = null;
     ExpertBackend backend = null;
+    ExpertDataServer dataServer = null;
     try {
       kernels = KernelsFactory.create(settings.effectiveKernelThreads());
       compute = executor(threads, "moe-expert-compute-");
@@ -91,14 +96,22 @@ public final class ExpertNode implements AutoCloseable {
       if (backendSettings.registerCheckpoint()) {
         backend.registerHostMemory(tensors.mappings());
       }
-      ExpertEntity.NodeContext ctx = new ExpertEntity.NodeContext(store, cache, backend, compute, address);
+      EntityDirectory directory = new EntityDirectory();
+      if (settings.dataChannel()) {
+        dataServer = startDataServer(system, settings, directory, address);
+      }
+      ExpertEntity.NodeContext ctx = new ExpertEntity.NodeContext(store, cache, backend, compute, address, directory,
+          dataServer == null ? "" : dataServer.endpoint());
       ActorRef<ShardingEnvelope<ExpertCommand>> region =
           ExpertSharding.initHosting(system, entity -> ExpertEntity.create(ctx, entity.getEntityId()));
       log.info("Expert node {}: model {} ({} layers x {} experts), {} compute thread(s) x {} kernel thread(s), weight cache budget"
               + " {} of {} expert bytes ({})", address, settings.modelDir(), config.numLayers(),
           config.numExperts(), threads, kernels.threads(), budget, all, settings.cacheBudget());
-      return new ExpertNode(tensors, config, kernels, compute, loader, cache, backend, region, address);
+      return new ExpertNode(tensors, config, kernels, compute, loader, cache, backend, region, address, dataServer);
     } catch (RuntimeException e) {
+      if (dataServer != null) {
+        dataServer.close();
+      }
       if (backend != null) {
         backend.close();
       }
@@ -117,6 +130,19 @@ public final class ExpertNode implements AutoCloseable {
       tensors.close();
       throw e;
     }
+  }
+
+  /**
+   * Binds the data channel on the node's cluster host (Artery's bind hostname, else its canonical
+   * one); calls compute on the entities' dispatcher, as requests through Artery do.
+   */
+  private static ExpertDataServer startDataServer(ActorSystem<?> system, ExpertNodeSettings settings,
+      EntityDirectory directory, String address) {
+    String canonical = Cluster.get(system).selfMember().address().getHost().orElse("127.0.0.1");
+    String bind = system.settings().config().getString("pekko.remote.artery.bind.hostname");
+    Executor entities = system.dispatchers().lookup(DispatcherSelector.fromConfig(ExpertSharding.ENTITY_DISPATCHER));
+    return ExpertDataServer.start(bind.isBlank() ? canonical : bind, settings.dataChannelPort(), canonical, directory,
+        entities, address);
   }
 
   private static ExecutorService executor(int threads, String prefix) {
@@ -154,8 +180,16 @@ public final class ExpertNode implements AutoCloseable {
     return address;
   }
 
+  /** "host:port" of the node's expert data channel, or empty when it serves none. */
+  public String dataEndpoint() {
+    return dataServer == null ? "" : dataServer.endpoint();
+  }
+
   @Override
   public void close() {
+    if (dataServer != null) {
+      dataServer.close();
+    }
     stop(loader);
     stop(compute);
     backend.close();

@@ -16,9 +16,12 @@ import java.nio.file.Path;
  * @param cacheMissPolicy what a cache miss does ({@code moe.expert.cache.on-miss})
  * @param cacheBackgroundLoads loads in flight that misses and prefetch hints may start under
  *     {@link CacheMissPolicy#RUN_COLD} ({@code moe.expert.cache.background-loads})
+ * @param dataChannel whether the node serves the expert data channel ({@code moe.expert.data-channel.enabled})
+ * @param dataChannelPort its TCP port, 0 for a free one ({@code moe.expert.data-channel.port})
  */
 public record ExpertNodeSettings(Path modelDir, int computeThreads, CacheBudget cacheBudget, int cacheLoaderThreads,
-    int kernelThreads, CacheMissPolicy cacheMissPolicy, int cacheBackgroundLoads) {
+    int kernelThreads, CacheMissPolicy cacheMissPolicy, int cacheBackgroundLoads, boolean dataChannel,
+    int dataChannelPort) {
 
   public ExpertNodeSettings {
     if (modelDir == null || modelDir.toString().isEmpty()) {
@@ -45,6 +48,17 @@ public record ExpertNodeSettings(Path modelDir, int computeThreads, CacheBudget 
       throw new IllegalArgumentException(
           "moe.expert.cache.background-loads must be >= 1, got " + cacheBackgroundLoads);
     }
+    if (dataChannelPort < 0 || dataChannelPort > 65535) {
+      throw new IllegalArgumentException(
+          "moe.expert.data-channel.port must be 0 (a free port) to 65535, got " + dataChannelPort);
+    }
+  }
+
+  /** With the data channel on a free port. */
+  public ExpertNodeSettings(Path modelDir, int computeThreads, CacheBudget cacheBudget, int cacheLoaderThreads,
+      int kernelThreads, CacheMissPolicy cacheMissPolicy, int cacheBackgroundLoads) {
+    this(modelDir, computeThreads, cacheBudget, cacheLoaderThreads, kernelThreads, cacheMissPolicy,
+        cacheBackgroundLoads, true, 0);
   }
 
   /** Misses run cold, one background load at a time. */
@@ -72,7 +86,8 @@ public record ExpertNodeSettings(Path modelDir, int computeThreads, CacheBudget 
     }
     return new ExpertNodeSettings(Path.of(dir), c.getInt("compute-threads"), CacheBudget.parse(c, "cache.budget"),
         c.getInt("cache.loader-threads"), c.getInt("kernel-threads"),
-        CacheMissPolicy.parse(c.getString("cache.on-miss")), c.getInt("cache.background-loads"));
+        CacheMissPolicy.parse(c.getString("cache.on-miss")), c.getInt("cache.background-loads"),
+        c.getBoolean("data-channel.enabled"), c.getInt("data-channel.port"));
   }
 
   /** The thread count to use: {@link #computeThreads}, or the available cores when it is 0. */

@@ -27,6 +27,15 @@ public final class RouterMetrics {
     return Holder.REQUEST_SECONDS;
   }
 
+  /**
+   * {@code moe_expert_calls_total{path}}: expert request attempts by the way they went:
+   * {@code data-channel} (the expert node's data channel), {@code direct} (Artery, straight to the
+   * located entity) or {@code sharding} (Artery, through the shard regions).
+   */
+  public static Counter expertCalls() {
+    return Holder.CALLS;
+  }
+
   /** {@code moe_expert_retries_total}: expert requests sent again after a failed or timed-out attempt. */
   public static Counter expertRetries() {
     return Holder.RETRIES;
@@ -160,6 +169,9 @@ public final class RouterMetrics {
     static final Histogram REQUEST_SECONDS = Histogram.builder().name("moe_expert_request_seconds")
         .help("Time a layer waits for all its expert requests (scatter to gather)").labelNames("layer")
         .classicOnly().classicExponentialUpperBounds(0.0001, 2, 18).register();
+    static final Counter CALLS = Counter.builder().name("moe_expert_calls_total")
+        .help("Expert request attempts by path: data-channel, direct (Artery to the located entity) or sharding")
+        .labelNames("path").register();
     static final Counter RETRIES = Counter.builder().name("moe_expert_retries_total")
         .help("Expert requests retried after a failure or timeout").register();
     static final Gauge RUNNING = Gauge.builder().name("moe_router_running_sequences")

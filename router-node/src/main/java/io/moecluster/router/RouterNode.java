@@ -30,17 +30,19 @@ public final class RouterNode implements AutoCloseable {
   private final MoeModel model;
   private final VectorKernels kernels;
   private final Engine engine;
+  private final ShardedExperts experts;
   private final AtomicReference<ExpertPlacement.Snapshot> placement;
   private final ActorRef<ExpertPlacement.Command> placementActor;
   private final ActorRef<RouterCommand> router;
 
   private RouterNode(ActorSystem<?> system, MoeModel model, VectorKernels kernels, Engine engine,
-      AtomicReference<ExpertPlacement.Snapshot> placement, ActorRef<ExpertPlacement.Command> placementActor,
+      ShardedExperts experts, AtomicReference<ExpertPlacement.Snapshot> placement, ActorRef<ExpertPlacement.Command> placementActor,
       ActorRef<RouterCommand> router) {
     this.system = system;
     this.model = model;
     this.kernels = kernels;
     this.engine = engine;
+    this.experts = experts;
     this.placement = placement;
     this.placementActor = placementActor;
     this.router = router;
@@ -67,7 +69,7 @@ public final class RouterNode implements AutoCloseable {
       AtomicReference<ExpertPlacement.Snapshot> placement = new AtomicReference<>(
           new ExpertPlacement.Snapshot(false, java.util.List.of(), "locating the experts has not started yet"));
       ShardedExperts experts = new ShardedExperts(system, settings.expertTimeout(),
-          settings.maxExpertMessageBytes(), placement::get, settings.failover());
+          settings.maxExpertMessageBytes(), placement::get, settings.failover(), settings.dataChannel());
       Engine engine = new Engine(model, tokenizer, experts, settings.maxRunningSequences(), settings.maxWaiting(),
           prefetcher, address);
       ActorRef<ExpertPlacement.Command> placementActor = system.systemActorOf(
@@ -80,7 +82,7 @@ public final class RouterNode implements AutoCloseable {
           settings.modelDir(), model.config().numLayers(), model.config().numExperts(),
           settings.maxRunningSequences(),
           prefetcher == null ? "off" : "on (depth " + prefetcher.depth() + ")");
-      return new RouterNode(system, model, kernels, engine, placement, placementActor, router);
+      return new RouterNode(system, model, kernels, engine, experts, placement, placementActor, router);
     } catch (RuntimeException e) {
       if (model != null) {
         model.close();
@@ -111,6 +113,7 @@ public final class RouterNode implements AutoCloseable {
     classic.stop(Adapter.toClassic(router));
     classic.stop(Adapter.toClassic(placementActor));
     engine.close();
+    experts.close();
     model.close();
     kernels.close();
   }

@@ -19,7 +19,8 @@ public record RouterSettings(
     Duration placementRetryInterval,
     boolean prefetchEnabled,
     int prefetchDepth,
-    FailoverSettings failover) {
+    FailoverSettings failover,
+    boolean dataChannel) {
 
   public RouterSettings {
     if (modelDir == null || modelDir.toString().isEmpty()) {
@@ -43,7 +44,7 @@ public record RouterSettings(
   public RouterSettings(Path modelDir, int computeThreads, int maxRunningSequences, int maxWaiting,
       Duration expertTimeout, int minExpertNodes, int maxExpertMessageBytes, Duration placementRetryInterval) {
     this(modelDir, computeThreads, maxRunningSequences, maxWaiting, expertTimeout, minExpertNodes,
-        maxExpertMessageBytes, placementRetryInterval, true, 1, FailoverSettings.defaults());
+        maxExpertMessageBytes, placementRetryInterval, true, 1, FailoverSettings.defaults(), true);
   }
 
   private static void require(boolean ok, String rule, Object value) {
@@ -71,6 +72,7 @@ public record RouterSettings(
         c.getDuration("placement-retry-interval"),
         c.getBoolean("prefetch.enabled"),
         c.getInt("prefetch.depth"),
-        FailoverSettings.fromConfig(c));
+        FailoverSettings.fromConfig(c),
+        c.getBoolean("data-channel"));
   }
 }

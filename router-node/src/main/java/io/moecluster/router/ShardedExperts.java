@@ -95,9 +95,15 @@ public final class ShardedExperts implements ExpertExecutor {
   private final Supplier<ExpertPlacement.Snapshot> placement; // null: always through sharding
   private final Set<ActorRef<?>> dead = ConcurrentHashMap.newKeySet(); // stopped (or failed) entities
   private final ActorRef<WatcherCommand> watcher;
-  private volatile Direct direct = new Direct(null, Map.of());
+  private volatile Direct direct = new Direct(null, Map.of(), Map.of());
+  private final ExpertDataChannels channels; // null: every request through Artery
 
-  private record Direct(ExpertPlacement.Snapshot snapshot, Map<String, ActorRef<ExpertCommand>> refs) {}
+  /**
+   * The direct paths of one placement: entity refs by entity id, and the data channel endpoint of
+   * the node each one lives on (absent when that node serves none).
+   */
+  private record Direct(ExpertPlacement.Snapshot snapshot, Map<String, ActorRef<ExpertCommand>> refs,
+      Map<String, String> endpoints) {}
 
   private final Set<Attempt> inFlight = ConcurrentHashMap.newKeySet();
   // Where each entity was last located: the placement forgets a node's entities once it is down,
@@ -142,6 +148,18 @@ public final class ShardedExperts implements ExpertExecutor {
    */
   public ShardedExperts(ActorSystem<?> system, Duration timeout, int maxMessageBytes,
       Supplier<ExpertPlacement.Snapshot> placement, FailoverSettings failover) {
+    this(system, timeout, maxMessageBytes, placement, failover, false);
+  }
+
+  /**
+   * @param dataChannels send the requests of located entities over their nodes' expert data
+   *     channels ({@code moe.router.data-channel}) where the nodes serve one; Artery otherwise
+   */
+  public ShardedExperts(ActorSystem<?> system, Duration timeout, int maxMessageBytes,
+      Supplier<ExpertPlacement.Snapshot> placement, FailoverSettings failover, boolean dataChannels) {
+    this.channels = dataChannels && placement != null
+        ? new ExpertDataChannels(Duration.ofMillis(Math.min(1000, failover.attemptTimeout().toMillis())))
+        : null;
     this.sharding = ClusterSharding.get(system);
     this.resolver = ActorRefResolver.get(system);
     this.scheduler = system.scheduler();
@@ -305,6 +323,7 @@ public final class ShardedExperts implements ExpertExecutor {
     Direct d = direct;
     if (d.snapshot() != snap) {
       Map<String, ActorRef<ExpertCommand>> refs = new HashMap<>();
+      Map<String, String> endpoints = new HashMap<>();
       if (snap != null) {
         for (Located l : snap.placement()) {
           lastNode.put(ExpertEntity.entityId(l.getLayer(), l.getExpert(), l.getReplica(), replicas), l.getNode());
@@ -321,7 +340,11 @@ public final class ShardedExperts implements ExpertExecutor {
           }
           try {
             ActorRef<ExpertCommand> ref = resolver.resolveActorRef(l.getEntity());
-            refs.put(ExpertEntity.entityId(l.getLayer(), l.getExpert(), l.getReplica(), replicas), ref);
+            String id = ExpertEntity.entityId(l.getLayer(), l.getExpert(), l.getReplica(), replicas);
+            refs.put(id, ref);
+            if (!l.getDataEndpoint().isEmpty()) {
+              endpoints.put(id, l.getDataEndpoint());
+            }
             if (!d.refs().containsValue(ref)) {
               watcher.tell(new DirectWatch(ref));
             }
@@ -334,7 +357,7 @@ public final class ShardedExperts implements ExpertExecutor {
         log.info("Expert requests: {} of {} entities addressed directly, the rest through sharding", refs.size(),
             snap == null ? 0 : snap.placement().size());
       }
-      d = new Direct(snap, refs);
+      d = new Direct(snap, refs, endpoints);
       direct = d;
     }
     return d;
@@ -645,11 +668,21 @@ public final class ShardedExperts implements ExpertExecutor {
     long now = System.nanoTime();
     Duration attemptTimeout = Duration.ofNanos(Math.max(TimeUnit.MILLISECONDS.toNanos(1),
         Math.min(failover.attemptTimeout().toNanos(), deadline - now)));
-    CompletableFuture<ExpertReply> reply = target != null
-        ? AskPattern.<ExpertCommand, ExpertReply>ask(target, r -> compute(c.request, r), attemptTimeout, scheduler)
-            .toCompletableFuture()
-        : sharding.entityRefFor(ExpertEntity.TYPE_KEY, id)
-            .<ExpertReply>ask(r -> compute(c.request, r), attemptTimeout).toCompletableFuture();
+    String endpoint = target == null || channels == null ? null : directs.endpoints().get(id);
+    CompletableFuture<ExpertReply> reply;
+    if (endpoint != null) {
+      RouterMetrics.expertCalls().labelValues("data-channel").inc();
+      reply = channels.call(endpoint, id, c.request.clearReplyTo().build())
+          .orTimeout(attemptTimeout.toNanos(), TimeUnit.NANOSECONDS);
+    } else if (target != null) {
+      RouterMetrics.expertCalls().labelValues("direct").inc();
+      reply = AskPattern.<ExpertCommand, ExpertReply>ask(target, r -> compute(c.request, r), attemptTimeout, scheduler)
+          .toCompletableFuture();
+    } else {
+      RouterMetrics.expertCalls().labelValues("sharding").inc();
+      reply = sharding.entityRefFor(ExpertEntity.TYPE_KEY, id)
+          .<ExpertReply>ask(r -> compute(c.request, r), attemptTimeout).toCompletableFuture();
+    }
     Attempt a = new Attempt(c, replica, target, lastNode.get(id), now, kind, breaker(layer, c.expert, replica),
         new AtomicBoolean(), reply);
     inFlight.add(a);
@@ -674,7 +707,8 @@ public final class ShardedExperts implements ExpertExecutor {
       if (e != null && a.direct() != null) {
         dead.add(a.direct()); // from now on through sharding, which follows the entity when it moves
       }
-      if (e != null && a.node() != null && !(unwrap(e) instanceof NodeLostException)) {
+      if (e != null && a.node() != null && !(unwrap(e) instanceof NodeLostException)
+          && !(unwrap(e) instanceof ExpertDataChannels.NotHostedException)) {
         // A silent node may be a crashed process: the failure detector needs seconds more to say so.
         crashes.suspect(a.node());
       }
@@ -744,7 +778,8 @@ public final class ShardedExperts implements ExpertExecutor {
     if (o.error() != null || retryable(reply.getError())) {
       Throwable cause = o.error() instanceof java.util.concurrent.CompletionException ce && ce.getCause() != null
           ? ce.getCause() : o.error();
-      c.lastError = cause instanceof NodeLostException lost ? lost.getMessage()
+      c.lastError = cause instanceof NodeLostException || cause instanceof ExpertDataChannels.NotHostedException
+          || cause instanceof java.io.IOException ? cause.getMessage()
           : cause != null ? "no answer from replica " + a.replica() + " in " + failover.attemptTimeout().toMillis()
               + " ms (moe.router.failover.attempt-timeout)"
           : reply.getError();
@@ -763,7 +798,9 @@ public final class ShardedExperts implements ExpertExecutor {
       // Another replica: at once (it is a redirect, not a reload). The same entity: after a backoff.
       // The entities of a removed node are starting elsewhere: no reason to wait either.
       boolean otherReplica = replicas > 1;
-      boolean moved = cause instanceof NodeLostException lost && lost.removed;
+      // Not hosted: the entity moved, and sharding knows where to (a redirect, not a failure to wait out).
+      boolean moved = cause instanceof NodeLostException lost && lost.removed
+          || cause instanceof ExpertDataChannels.NotHostedException;
       c.sendAt = otherReplica || moved ? System.nanoTime()
           : System.nanoTime() + failover.backoffNanos(c.retries, ThreadLocalRandom.current().nextDouble());
       log.debug("Expert {}/{} chunk {}: {}; retry {} {}", layer, c.expert, reply == null ? -1 : reply.getChunk(),
@@ -822,6 +859,14 @@ public final class ShardedExperts implements ExpertExecutor {
       for (int r = 0; r < replicas; r++) {
         sharding.entityRefFor(ExpertEntity.TYPE_KEY, ExpertEntity.entityId(layer, e, r, replicas)).tell(hint);
       }
+    }
+  }
+
+  /** Closes the data channels; requests still in flight on them fail. */
+  @Override
+  public void close() {
+    if (channels != null) {
+      channels.close();
     }
   }
 }

@@ -1,0 +1,196 @@
+package io.moecluster.expert;
+
+import io.moecluster.proto.cluster.v1.ExpertCall;
+import io.moecluster.proto.cluster.v1.ExpertCallReply;
+import io.moecluster.proto.cluster.v1.ExpertReply;
+import io.moecluster.proto.codec.DataFrames;
+import java.io.BufferedInputStream;
+import java.io.BufferedOutputStream;
+import java.io.DataInputStream;
+import java.io.IOException;
+import java.io.OutputStream;
+import java.net.InetAddress;
+import java.net.InetSocketAddress;
+import java.net.ServerSocket;
+import java.net.Socket;
+import java.net.SocketException;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.Executor;
+import java.util.concurrent.RejectedExecutionException;
+import java.util.concurrent.atomic.AtomicInteger;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The node's expert data channel ({@code moe.expert.data-channel}): a TCP server that takes
+ * {@code ExpertCall}s from routers and runs them on the {@link ExpertComputation} of the entity
+ * they name, if that entity lives here ({@link EntityDirectory}).
+ *
+ * <p>Why it exists: through Artery on a busy machine a request and its reply cost 1-2 ms each way
+ * (stream stages, the TCP actor and the dispatchers are several thread hand-offs at each end),
+ * against tens of microseconds for a plain socket, and a decode step pays that once per layer.
+ * Placement, prefetch hints, membership and failover stay on Pekko; only the activations of
+ * {@code ComputeExperts} travel here. A call for an entity that is not here is answered
+ * {@code not_hosted}; the router then goes through Cluster Sharding.
+ *
+ * <p>Threads: one accepts; one per connection reads calls and hands each to the entities'
+ * executor (the experts of a step run side by side, as they do as actors); the computing thread
+ * writes the reply, under the connection's lock.
+ */
+final class ExpertDataServer implements AutoCloseable {
+  private static final Logger log = LoggerFactory.getLogger(ExpertDataServer.class);
+  private static final AtomicInteger IDS = new AtomicInteger();
+
+  private final ServerSocket server;
+  private final EntityDirectory directory;
+  private final Executor executor;
+  private final String node;
+  private final String endpoint;
+  private final Set<Socket> connections = ConcurrentHashMap.newKeySet();
+  private volatile boolean closed;
+
+  private ExpertDataServer(ServerSocket server, EntityDirectory directory, Executor executor, String node,
+      String endpoint) {
+    this.server = server;
+    this.directory = directory;
+    this.executor = executor;
+    this.node = node;
+    this.endpoint = endpoint;
+  }
+
+  /**
+   * Binds {@code bindHost:port} (0: a free port) and starts accepting.
+   *
+   * @param advertisedHost the host routers connect to (the node's canonical cluster host)
+   * @param executor runs the calls' computations (the entities' dispatcher)
+   * @throws IllegalStateException when the port cannot be bound, with the address and the reason
+   */
+  static ExpertDataServer start(String bindHost, int port, String advertisedHost, EntityDirectory directory,
+      Executor executor, String node) {
+    ServerSocket server;
+    try {
+      server = new ServerSocket();
+      server.setReuseAddress(true);
+      server.bind(new InetSocketAddress(InetAddress.getByName(bindHost), port), 64);
+    } catch (IOException e) {
+      throw new IllegalStateException("cannot bind the expert data channel to " + bindHost + ":" + port
+          + " (moe.expert.data-channel.port): " + e.getMessage(), e);
+    }
+    String endpoint = advertisedHost + ":" + server.getLocalPort();
+    ExpertDataServer s = new ExpertDataServer(server, directory, executor, node, endpoint);
+    Thread accept = new Thread(s::acceptLoop, "moe-data-channel-accept-" + IDS.incrementAndGet());
+    accept.setDaemon(true);
+    accept.start();
+    log.info("Expert data channel of {} listening on {}", node, endpoint);
+    return s;
+  }
+
+  /** "host:port" that routers connect to (Located.data_endpoint). */
+  String endpoint() {
+    return endpoint;
+  }
+
+  private void acceptLoop() {
+    while (!closed) {
+      Socket socket;
+      try {
+        socket = server.accept();
+      } catch (IOException e) {
+        if (!closed) {
+          log.warn("Expert data channel {}: accept failed: {}", endpoint, e.getMessage());
+          sleepQuietly(); // e.g. out of file descriptors: do not spin
+        }
+        continue;
+      }
+      connections.add(socket);
+      Thread reader = new Thread(() -> serve(socket), "moe-data-channel-" + socket.getRemoteSocketAddress());
+      reader.setDaemon(true);
+      reader.start();
+    }
+  }
+
+  private void serve(Socket socket) {
+    try (socket) {
+      socket.setTcpNoDelay(true);
+      DataInputStream in = new DataInputStream(new BufferedInputStream(socket.getInputStream(), 64 << 10));
+      OutputStream out = new BufferedOutputStream(socket.getOutputStream(), 64 << 10);
+      DataFrames.expectGreeting(in);
+      synchronized (out) {
+        out.write(DataFrames.GREETING);
+        out.flush();
+      }
+      for (ExpertCall call; (call = DataFrames.read(in, ExpertCall.parser())) != null; ) {
+        dispatch(call, socket, out);
+      }
+    } catch (IOException e) {
+      if (!closed && !(e instanceof SocketException)) {
+        log.warn("Expert data channel {}: connection from {} closed: {}", endpoint, socket.getRemoteSocketAddress(),
+            e.getMessage());
+      }
+    } finally {
+      connections.remove(socket);
+    }
+  }
+
+  private void dispatch(ExpertCall call, Socket socket, OutputStream out) {
+    long id = call.getCallId();
+    ExpertComputation computation = directory.get(call.getEntityId());
+    if (computation == null) {
+      send(socket, out, ExpertCallReply.newBuilder().setCallId(id).setNotHosted(true).build());
+      return;
+    }
+    try {
+      executor.execute(() -> computation.run(call.getCompute(),
+          reply -> send(socket, out, ExpertCallReply.newBuilder().setCallId(id).setReply(reply).build())));
+    } catch (RejectedExecutionException e) {
+      ExpertReply shuttingDown = ExpertComputation.replyTo(call.getCompute(), node)
+          .setError("expert node " + node + " is shutting down").build();
+      send(socket, out, ExpertCallReply.newBuilder().setCallId(id).setReply(shuttingDown).build());
+    }
+  }
+
+  /**
+   * Writes one reply. A write that fails may have left half a frame: the connection is closed,
+   * and the router, seeing it drop, sends its calls in flight again.
+   */
+  private static void send(Socket socket, OutputStream out, ExpertCallReply reply) {
+    synchronized (out) {
+      try {
+        DataFrames.write(out, reply);
+      } catch (IOException e) {
+        try {
+          socket.close();
+        } catch (IOException ignored) {
+          // closing anyway
+        }
+      }
+    }
+  }
+
+  private static void sleepQuietly() {
+    try {
+      Thread.sleep(100);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
+  }
+
+  /** Stops accepting and closes every connection: the routers' calls in flight fail and are retried. */
+  @Override
+  public void close() {
+    closed = true;
+    try {
+      server.close();
+    } catch (IOException e) {
+      // closing anyway
+    }
+    for (Socket s : connections) {
+      try {
+        s.close();
+      } catch (IOException e) {
+        // closing anyway
+      }
+    }
+  }
+}

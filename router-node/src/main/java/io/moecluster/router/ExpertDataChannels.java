@@ -1,0 +1,223 @@
+package io.moecluster.router;
+
+import io.moecluster.proto.cluster.v1.ComputeExperts;
+import io.moecluster.proto.cluster.v1.ExpertCall;
+import io.moecluster.proto.cluster.v1.ExpertCallReply;
+import io.moecluster.proto.cluster.v1.ExpertReply;
+import io.moecluster.proto.codec.DataFrames;
+import java.io.BufferedInputStream;
+import java.io.BufferedOutputStream;
+import java.io.DataInputStream;
+import java.io.IOException;
+import java.io.OutputStream;
+import java.net.InetSocketAddress;
+import java.net.Socket;
+import java.time.Duration;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.atomic.AtomicLong;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * A router's connections to the expert nodes' data channels ({@code moe.expert.data-channel}),
+ * one per endpoint, opened on first use and again after a failure. A call returns the entity's
+ * {@link ExpertReply}, or fails with {@link NotHostedException} (the entity is not on that node)
+ * or an {@link IOException} (the connection could not be opened or was lost); either way the
+ * caller sends the request through Cluster Sharding instead. Thread-safe.
+ */
+final class ExpertDataChannels implements AutoCloseable {
+  private static final Logger log = LoggerFactory.getLogger(ExpertDataChannels.class);
+  private static final Duration RETRY_CONNECT = Duration.ofSeconds(2);
+
+  private final Duration connectTimeout;
+  private final Map<String, Connection> connections = new ConcurrentHashMap<>();
+  // Endpoints whose connect failed, until when (System.nanoTime) calls to them fail at once: a
+  // host that does not answer must not cost every request the connect timeout.
+  private final Map<String, Long> downUntil = new ConcurrentHashMap<>();
+  private volatile boolean closed;
+
+  /** @param connectTimeout how long opening a connection may take (a dead host does not answer) */
+  ExpertDataChannels(Duration connectTimeout) {
+    this.connectTimeout = connectTimeout;
+  }
+
+  /** The entity is not on the node the call went to (it moved, or has not started there yet). */
+  static final class NotHostedException extends RuntimeException {
+    NotHostedException(String entityId, String endpoint) {
+      super("expert entity " + entityId + " is not on the node of data channel " + endpoint, null, false, false);
+    }
+  }
+
+  /**
+   * Sends {@code request} for {@code entityId} to the data channel at {@code endpoint}
+   * ("host:port"). The future has no timeout of its own: the caller bounds it.
+   */
+  CompletableFuture<ExpertReply> call(String endpoint, String entityId, ComputeExperts request) {
+    if (closed) {
+      return CompletableFuture.failedFuture(new IOException("the router's data channels are closed"));
+    }
+    Connection c = connections.get(endpoint);
+    if (c == null || !c.open()) {
+      Long until = downUntil.get(endpoint);
+      if (until != null && System.nanoTime() - until < 0) {
+        return CompletableFuture.failedFuture(new IOException("the data channel to " + endpoint
+            + " could not be opened a moment ago; not trying again before " + RETRY_CONNECT.toMillis() + " ms"));
+      }
+      try {
+        c = connections.compute(endpoint, (k, old) -> old != null && old.open() ? old : connect(k));
+        downUntil.remove(endpoint);
+      } catch (UncheckedIOException e) {
+        downUntil.put(endpoint, System.nanoTime() + RETRY_CONNECT.toNanos());
+        return CompletableFuture.failedFuture(e.getCause());
+      }
+    }
+    return c.call(entityId, request);
+  }
+
+  /** Calls waiting for an answer, over all connections. */
+  int inFlight() {
+    int n = 0;
+    for (Connection c : connections.values()) {
+      n += c.pending.size();
+    }
+    return n;
+  }
+
+  private Connection connect(String endpoint) {
+    int colon = endpoint.lastIndexOf(':');
+    if (colon <= 0) {
+      throw new UncheckedIOException(new IOException("bad data channel endpoint '" + endpoint + "'"));
+    }
+    String host = endpoint.substring(0, colon).replace("[", "").replace("]", "");
+    Socket socket = new Socket();
+    try {
+      int port = Integer.parseInt(endpoint.substring(colon + 1));
+      socket.setTcpNoDelay(true);
+      socket.connect(new InetSocketAddress(host, port), (int) Math.max(1, connectTimeout.toMillis()));
+      socket.setSoTimeout((int) Math.max(1, connectTimeout.toMillis())); // for the greeting only
+      OutputStream out = new BufferedOutputStream(socket.getOutputStream(), 64 << 10);
+      out.write(DataFrames.GREETING);
+      out.flush();
+      DataInputStream in = new DataInputStream(new BufferedInputStream(socket.getInputStream(), 64 << 10));
+      DataFrames.expectGreeting(in);
+      socket.setSoTimeout(0); // replies may be seconds apart: calls have their own timeouts
+      Connection c = new Connection(endpoint, socket, in, out);
+      c.start();
+      log.debug("Data channel to {} open", endpoint);
+      return c;
+    } catch (IOException | RuntimeException e) {
+      try {
+        socket.close();
+      } catch (IOException ignored) {
+        // failed anyway
+      }
+      IOException io = e instanceof IOException ioe ? ioe : new IOException(e.getMessage(), e);
+      throw new UncheckedIOException(new IOException("cannot open the data channel to " + endpoint + ": "
+          + io.getMessage(), io));
+    }
+  }
+
+  /** Closes every connection; their calls in flight fail. */
+  @Override
+  public void close() {
+    closed = true;
+    connections.values().forEach(c -> c.fail(new IOException("the router's data channels are closed")));
+    connections.clear();
+  }
+
+  private static final class UncheckedIOException extends RuntimeException {
+    UncheckedIOException(IOException cause) {
+      super(cause.getMessage(), cause, false, false);
+    }
+
+    @Override
+    public synchronized IOException getCause() {
+      return (IOException) super.getCause();
+    }
+  }
+
+  /** One connection: calls are written under its lock, replies read by its own thread. */
+  private static final class Connection {
+    private final String endpoint;
+    private final Socket socket;
+    private final DataInputStream in;
+    private final OutputStream out;
+    private final AtomicLong ids = new AtomicLong();
+    private final Map<Long, Pending> pending = new ConcurrentHashMap<>();
+    private volatile IOException failure; // set once the connection is gone
+
+    private record Pending(String entityId, CompletableFuture<ExpertReply> reply) {}
+
+    Connection(String endpoint, Socket socket, DataInputStream in, OutputStream out) {
+      this.endpoint = endpoint;
+      this.socket = socket;
+      this.in = in;
+      this.out = out;
+    }
+
+    boolean open() {
+      return failure == null;
+    }
+
+    void start() {
+      Thread reader = new Thread(this::readLoop, "moe-data-channel-" + endpoint);
+      reader.setDaemon(true);
+      reader.start();
+    }
+
+    CompletableFuture<ExpertReply> call(String entityId, ComputeExperts request) {
+      long id = ids.incrementAndGet();
+      CompletableFuture<ExpertReply> reply = new CompletableFuture<>();
+      pending.put(id, new Pending(entityId, reply));
+      reply.whenComplete((r, e) -> pending.remove(id)); // also when the caller gives up on it
+      ExpertCall call = ExpertCall.newBuilder().setCallId(id).setEntityId(entityId).setCompute(request).build();
+      try {
+        synchronized (out) {
+          DataFrames.write(out, call);
+        }
+      } catch (IOException e) {
+        fail(new IOException("data channel to " + endpoint + " failed: " + e.getMessage(), e));
+      }
+      IOException f = failure;
+      if (f != null) {
+        reply.completeExceptionally(f); // failed before (or while) it was written
+      }
+      return reply;
+    }
+
+    private void readLoop() {
+      try {
+        for (ExpertCallReply r; (r = DataFrames.read(in, ExpertCallReply.parser())) != null; ) {
+          Pending p = pending.get(r.getCallId());
+          if (p == null) {
+            continue; // the caller gave up on it (timeout, or a hedge won)
+          }
+          if (r.getNotHosted()) {
+            p.reply().completeExceptionally(new NotHostedException(p.entityId(), endpoint));
+          } else {
+            p.reply().complete(r.getReply());
+          }
+        }
+        fail(new IOException("the expert node closed the data channel " + endpoint));
+      } catch (IOException e) {
+        fail(new IOException("data channel to " + endpoint + " lost: " + e.getMessage(), e));
+      }
+    }
+
+    void fail(IOException why) {
+      if (failure == null) {
+        failure = why;
+      }
+      try {
+        socket.close();
+      } catch (IOException ignored) {
+        // failed anyway
+      }
+      for (Pending p : pending.values()) {
+        p.reply().completeExceptionally(failure);
+      }
+    }
+  }
+}
