@@ -34,9 +34,11 @@ import org.slf4j.LoggerFactory;
  * {@code ComputeExperts} travel here. A call for an entity that is not here is answered
  * {@code not_hosted}; the router then goes through Cluster Sharding.
  *
- * <p>Threads: one accepts; one per connection reads calls and hands each to the entities'
- * executor (the experts of a step run side by side, as they do as actors); the computing thread
- * writes the reply, under the connection's lock.
+ * <p>Threads: one accepts; one per connection reads calls. A router sends all its calls of a layer
+ * to a node at once: the reader hands all but the last to the entities' executor (the experts of
+ * a step run side by side, as they do as actors) and computes the last itself, which saves a
+ * thread hand-off on the path of every decode step. The computing thread writes the reply, under
+ * the connection's lock.
  */
 final class ExpertDataServer implements AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(ExpertDataServer.class);
@@ -121,7 +123,9 @@ final class ExpertDataServer implements AutoCloseable {
         out.flush();
       }
       for (ExpertCall call; (call = DataFrames.read(in, ExpertCall.parser())) != null; ) {
-        dispatch(call, socket, out);
+        // The last call that has arrived runs on this thread (no hand-off); the ones before it,
+        // which the router sent together with it, go to the executor to run side by side.
+        dispatch(call, socket, out, in.available() == 0);
       }
     } catch (IOException e) {
       if (!closed && !(e instanceof SocketException)) {
@@ -133,16 +137,21 @@ final class ExpertDataServer implements AutoCloseable {
     }
   }
 
-  private void dispatch(ExpertCall call, Socket socket, OutputStream out) {
+  private void dispatch(ExpertCall call, Socket socket, OutputStream out, boolean inline) {
     long id = call.getCallId();
     ExpertComputation computation = directory.get(call.getEntityId());
     if (computation == null) {
       send(socket, out, ExpertCallReply.newBuilder().setCallId(id).setNotHosted(true).build());
       return;
     }
+    Runnable run = () -> computation.run(call.getCompute(),
+        reply -> send(socket, out, ExpertCallReply.newBuilder().setCallId(id).setReply(reply).build()));
+    if (inline) {
+      run.run();
+      return;
+    }
     try {
-      executor.execute(() -> computation.run(call.getCompute(),
-          reply -> send(socket, out, ExpertCallReply.newBuilder().setCallId(id).setReply(reply).build())));
+      executor.execute(run);
     } catch (RejectedExecutionException e) {
       ExpertReply shuttingDown = ExpertComputation.replyTo(call.getCompute(), node)
           .setError("expert node " + node + " is shutting down").build();
@@ -158,6 +167,7 @@ final class ExpertDataServer implements AutoCloseable {
     synchronized (out) {
       try {
         DataFrames.write(out, reply);
+        out.flush();
       } catch (IOException e) {
         try {
           socket.close();

@@ -97,7 +97,10 @@ public final class ExpertNode implements AutoCloseable {
         backend.registerHostMemory(tensors.mappings());
       }
       EntityDirectory directory = new EntityDirectory();
-      if (settings.dataChannel()) {
+      String refusal = dataChannelRefusal(system.settings().config());
+      if (settings.dataChannel() && refusal != null) {
+        log.info("Expert node {}: no expert data channel, requests come through Artery: {}", address, refusal);
+      } else if (settings.dataChannel()) {
         dataServer = startDataServer(system, settings, directory, address);
       }
       ExpertEntity.NodeContext ctx = new ExpertEntity.NodeContext(store, cache, backend, compute, address, directory,
@@ -130,6 +133,17 @@ public final class ExpertNode implements AutoCloseable {
       tensors.close();
       throw e;
     }
+  }
+
+  /**
+   * Why this node must not serve the (plaintext) data channel although it is enabled, or null when
+   * it may: with Artery on TLS ({@code tls-tcp}) the activations would otherwise leave the node
+   * unencrypted and any peer could send calls without a certificate.
+   */
+  static String dataChannelRefusal(com.typesafe.config.Config config) {
+    String transport = config.getString("pekko.remote.artery.transport");
+    return "tls-tcp".equals(transport)
+        ? "pekko.remote.artery.transport is tls-tcp and the data channel has no TLS" : null;
   }
 
   /**

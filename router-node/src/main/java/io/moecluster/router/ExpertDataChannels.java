@@ -51,8 +51,9 @@ final class ExpertDataChannels implements AutoCloseable {
   }
 
   /**
-   * Sends {@code request} for {@code entityId} to the data channel at {@code endpoint}
-   * ("host:port"). The future has no timeout of its own: the caller bounds it.
+   * Queues {@code request} for {@code entityId} on the data channel at {@code endpoint}
+   * ("host:port"); {@link #flush} sends it. The future has no timeout of its own: the caller
+   * bounds it.
    */
   CompletableFuture<ExpertReply> call(String endpoint, String entityId, ComputeExperts request) {
     if (closed) {
@@ -74,6 +75,16 @@ final class ExpertDataChannels implements AutoCloseable {
       }
     }
     return c.call(entityId, request);
+  }
+
+  /**
+   * Sends the calls queued since the last flush, each connection's in one write: the calls of a
+   * layer reach a node together, and it runs them side by side.
+   */
+  void flush() {
+    for (Connection c : connections.values()) {
+      c.flush();
+    }
   }
 
   /** Calls waiting for an answer, over all connections. */
@@ -147,6 +158,7 @@ final class ExpertDataChannels implements AutoCloseable {
     private final AtomicLong ids = new AtomicLong();
     private final Map<Long, Pending> pending = new ConcurrentHashMap<>();
     private volatile IOException failure; // set once the connection is gone
+    private boolean unflushed; // guarded by out
 
     private record Pending(String entityId, CompletableFuture<ExpertReply> reply) {}
 
@@ -176,6 +188,7 @@ final class ExpertDataChannels implements AutoCloseable {
       try {
         synchronized (out) {
           DataFrames.write(out, call);
+          unflushed = true;
         }
       } catch (IOException e) {
         fail(new IOException("data channel to " + endpoint + " failed: " + e.getMessage(), e));
@@ -185,6 +198,20 @@ final class ExpertDataChannels implements AutoCloseable {
         reply.completeExceptionally(f); // failed before (or while) it was written
       }
       return reply;
+    }
+
+    void flush() {
+      try {
+        synchronized (out) {
+          if (!unflushed) {
+            return;
+          }
+          unflushed = false;
+          out.flush();
+        }
+      } catch (IOException e) {
+        fail(new IOException("data channel to " + endpoint + " failed: " + e.getMessage(), e));
+      }
     }
 
     private void readLoop() {

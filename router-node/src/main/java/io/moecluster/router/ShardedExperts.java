@@ -479,6 +479,7 @@ public final class ShardedExperts implements ExpertExecutor {
         probeOther(layer, chunk, replica, directs, outcomes, deadline);
       }
     }
+    flushChannels();
     int remaining = chunks.size();
     // The chunks are looked over (retries due, hedges due) only when a timer is due or an
     // attempt failed: a prefill layer has thousands of chunks, and most answers need no scan.
@@ -492,6 +493,7 @@ public final class ShardedExperts implements ExpertExecutor {
       if (scan || now >= wake) {
         scan = false;
         wake = scan(layer, chunks, now, deadline, hedgeDelay, directs, outcomes);
+        flushChannels(); // the retries and hedges it sent
       }
       Outcome o;
       try {
@@ -859,6 +861,12 @@ public final class ShardedExperts implements ExpertExecutor {
       for (int r = 0; r < replicas; r++) {
         sharding.entityRefFor(ExpertEntity.TYPE_KEY, ExpertEntity.entityId(layer, e, r, replicas)).tell(hint);
       }
+    }
+  }
+
+  private void flushChannels() {
+    if (channels != null) {
+      channels.flush();
     }
   }
 

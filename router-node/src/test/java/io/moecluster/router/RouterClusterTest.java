@@ -210,6 +210,72 @@ class RouterClusterTest {
     }
   }
 
+  private static List<ExpertTask> randomTasks(long seed) {
+    int hidden = local.config().hiddenSize();
+    Random random = new Random(seed);
+    List<ExpertTask> tasks = new ArrayList<>();
+    for (int e = 0; e < local.config().numExperts(); e++) {
+      int rows = 1 + 5 * e; // 1 to 36 rows: 1 to 9 chunks of 4 rows
+      float[] x = new float[rows * hidden];
+      for (int i = 0; i < x.length; i++) {
+        x[i] = (float) random.nextGaussian();
+      }
+      tasks.add(new ExpertTask(e, rows, x));
+    }
+    return tasks;
+  }
+
+  private static void assertBitIdenticalToLocal(ShardedExperts sharded, List<ExpertTask> tasks) {
+    for (int layer = 0; layer < local.config().numLayers(); layer++) {
+      List<float[]> expected = local.model().experts().run(layer, tasks);
+      List<float[]> actual = sharded.run(layer, tasks);
+      for (int t = 0; t < tasks.size(); t++) {
+        assertArrayEquals(bits(expected.get(t)), bits(actual.get(t)), "layer " + layer + " task " + t);
+      }
+    }
+  }
+
+  @Test
+  void dataChannelCallsAreBitIdenticalToLocalExperts() {
+    for (ExpertNode n : expertNodes) {
+      assertTrue(n.dataEndpoint().startsWith("127.0.0.1:"), n.dataEndpoint());
+    }
+    for (Located l : routerNode.placement().placement()) {
+      assertTrue(!l.getDataEndpoint().isEmpty(), "no data endpoint for " + l);
+    }
+    double before = Metrics.sum("moe_expert_calls_total", "path", "data-channel");
+    try (ShardedExperts sharded = new ShardedExperts(routerKit.system(), Duration.ofSeconds(10), 1024,
+        routerNode::placement, FailoverSettings.defaults(), true)) {
+      assertBitIdenticalToLocal(sharded, randomTasks(9));
+    }
+    double calls = Metrics.sum("moe_expert_calls_total", "path", "data-channel") - before;
+    assertTrue(calls >= local.config().numLayers() * local.config().numExperts(), calls + " data channel calls");
+  }
+
+  /**
+   * Every entity's data endpoint swapped for the other expert node's, as after an entity moved:
+   * each call is answered "not hosted" and sent again through sharding, and the results stay exact.
+   */
+  @Test
+  void callsToANodeWithoutTheEntityGoThroughShardingInstead() {
+    ExpertPlacement.Snapshot real = routerNode.placement();
+    String a = expertNodes.get(0).dataEndpoint();
+    String b = expertNodes.get(1).dataEndpoint();
+    List<Located> swapped = new ArrayList<>();
+    for (Located l : real.placement()) {
+      swapped.add(l.toBuilder().setDataEndpoint(l.getDataEndpoint().equals(a) ? b : a).build());
+    }
+    ExpertPlacement.Snapshot wrong = new ExpertPlacement.Snapshot(true, swapped, "");
+    double sharding = Metrics.sum("moe_expert_calls_total", "path", "sharding");
+    double retries = Metrics.sum("moe_expert_retries_total");
+    try (ShardedExperts sharded = new ShardedExperts(routerKit.system(), Duration.ofSeconds(10), 1024,
+        () -> wrong, FailoverSettings.defaults(), true)) {
+      assertBitIdenticalToLocal(sharded, randomTasks(10));
+    }
+    assertTrue(Metrics.sum("moe_expert_calls_total", "path", "sharding") > sharding, "fell back to sharding");
+    assertTrue(Metrics.sum("moe_expert_retries_total") > retries, "sent again");
+  }
+
   private static int[] bits(float[] values) {
     int[] bits = new int[values.length];
     for (int i = 0; i < values.length; i++) {

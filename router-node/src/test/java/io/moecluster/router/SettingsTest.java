@@ -27,6 +27,9 @@ class SettingsTest {
     assertEquals(Duration.ofSeconds(2), s.placementRetryInterval());
     assertTrue(s.prefetchEnabled());
     assertEquals(1, s.prefetchDepth());
+    assertTrue(s.dataChannel());
+    assertEquals(false, RouterSettings.fromConfig(ConfigFactory.parseString(
+        "moe.router { model-dir = /models/x, data-channel = off }").withFallback(ConfigFactory.load())).dataChannel());
     RouterSettings off = RouterSettings.fromConfig(ConfigFactory.parseString(
         "moe.router { model-dir = /models/x, prefetch { enabled = false, depth = 2 } }").withFallback(ConfigFactory.load()));
     assertEquals(false, off.prefetchEnabled());
@@ -41,6 +44,12 @@ class SettingsTest {
     assertEquals(0, s.computeThreads());
     assertTrue(s.effectiveComputeThreads() >= 1);
     assertEquals(64, config.getInt("moe.expert.sharding.number-of-shards"));
+    assertTrue(s.dataChannel());
+    assertEquals(0, s.dataChannelPort());
+    ExpertNodeSettings fixed = ExpertNodeSettings.fromConfig(ConfigFactory.parseString(
+        "moe.expert.data-channel { enabled = off, port = 25600 }").withFallback(config));
+    assertEquals(false, fixed.dataChannel());
+    assertEquals(25600, fixed.dataChannelPort());
   }
 
   @Test
@@ -56,5 +65,8 @@ class SettingsTest {
     assertTrue(e.getMessage().contains("moe.router.prefetch.depth"), e.getMessage());
     e = assertThrows(IllegalArgumentException.class, () -> ExpertNodeSettings.fromConfig(ConfigFactory.load()));
     assertTrue(e.getMessage().contains("moe.expert.model-dir"), e.getMessage());
+    e = assertThrows(IllegalArgumentException.class, () -> ExpertNodeSettings.fromConfig(ConfigFactory.parseString(
+        "moe.expert { model-dir = x, data-channel.port = 70000 }").withFallback(ConfigFactory.load())));
+    assertTrue(e.getMessage().contains("moe.expert.data-channel.port"), e.getMessage());
   }
 }

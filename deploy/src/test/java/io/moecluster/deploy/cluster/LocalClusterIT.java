@@ -589,6 +589,10 @@ class LocalClusterIT {
         assertTrue(body.contains("# TYPE moe_time_to_first_token_seconds histogram"), body);
         assertTrue(body.contains("moe_tokens_routed_total{"), body);
         assertFalse(body.contains("moe_expert_cache_hits_total{"), "the gateway JVM hosts no experts");
+        // The expert requests of the streams went over the expert nodes' data channels.
+        var dataCalls = java.util.regex.Pattern.compile("moe_expert_calls_total\\{path=\"data-channel\"} ([0-9.eE+]+)")
+            .matcher(body);
+        assertTrue(dataCalls.find() && Double.parseDouble(dataCalls.group(1)) > 0, body);
       } else {
         String self = "node=\"pekko://moe@127.0.0.1:" + (basePort + i) + "\"";
         assertTrue(body.contains("moe_expert_cache_hits_total{" + self + "}"), names[i] + ":\n" + body);

@@ -30,7 +30,11 @@ public final class DataFrames {
    */
   public static final int MAX_FRAME_BYTES = 64 << 20;
 
-  /** Writes one frame (length and message) in a single write, so concurrent writers need only one lock. */
+  /**
+   * Writes one frame (length and message) in a single write, so concurrent writers need only one
+   * lock. It does not flush: a router writes all the calls of a layer to a node and then flushes
+   * once, so they reach the node together.
+   */
   public static void write(OutputStream out, MessageLite message) throws IOException {
     int size = message.getSerializedSize();
     byte[] frame = new byte[4 + size];
@@ -42,7 +46,6 @@ public final class DataFrames {
     message.writeTo(coded);
     coded.checkNoSpaceLeft();
     out.write(frame);
-    out.flush();
   }
 
   /**

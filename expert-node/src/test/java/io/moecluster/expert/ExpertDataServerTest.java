@@ -1,0 +1,236 @@
+package io.moecluster.expert;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.moecluster.core.checkpoint.CheckpointSpec;
+import io.moecluster.core.checkpoint.CheckpointWriter;
+import io.moecluster.core.checkpoint.Preset;
+import io.moecluster.core.config.ModelConfig;
+import io.moecluster.core.kernel.KernelsFactory;
+import io.moecluster.core.kernel.VectorKernels;
+import io.moecluster.core.model.ExpertFfn;
+import io.moecluster.core.model.ExpertStore;
+import io.moecluster.core.safetensors.SafeTensors;
+import io.moecluster.core.tensor.DType;
+import io.moecluster.proto.cluster.v1.ComputeExperts;
+import io.moecluster.proto.cluster.v1.ExpertCall;
+import io.moecluster.proto.cluster.v1.ExpertCallReply;
+import io.moecluster.proto.codec.ActivationCodec;
+import io.moecluster.proto.codec.DataFrames;
+import java.io.BufferedInputStream;
+import java.io.ByteArrayOutputStream;
+import java.io.DataInputStream;
+import java.io.IOException;
+import java.io.OutputStream;
+import java.net.Socket;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.util.HashMap;
+import java.util.Map;
+import java.util.Random;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * The expert node's data channel over a real socket, spoken to frame by frame: the computations
+ * of the entities registered on the node, bit-identical to the FFN in one process; several calls
+ * in one write (some handed off, the last computed by the reader) all answered, matched by call
+ * id; a call for an entity not on the node answered "not hosted"; a bad request answered with the
+ * entity's error; and a peer that does not speak the protocol disconnected.
+ */
+@Timeout(value = 60, unit = TimeUnit.SECONDS)
+class ExpertDataServerTest {
+  @TempDir Path dir;
+  private SafeTensors tensors;
+  private VectorKernels kernels;
+  private ExecutorService pool;
+  private ExpertWeightCache cache;
+  private ExpertStore store;
+  private ModelConfig config;
+  private ExpertDataServer server;
+
+  @BeforeEach
+  void start() {
+    config = CheckpointWriter.write(CheckpointSpec.of(Preset.TINY, DType.BF16, 3), dir);
+    tensors = SafeTensors.open(dir);
+    kernels = KernelsFactory.create(1);
+    pool = Executors.newFixedThreadPool(2);
+    store = new ExpertStore(tensors, config);
+    cache = new ExpertWeightCache(store, ExpertWeightCache.allExpertBytes(store), pool, "data-test");
+    ExpertEntity.NodeContext node =
+        new ExpertEntity.NodeContext(store, cache, new CpuExpertBackend(kernels), pool, "node-a");
+    EntityDirectory directory = new EntityDirectory();
+    for (int e = 0; e < config.numExperts(); e++) {
+      String id = ExpertEntity.entityId(1, e);
+      directory.register(id, new ExpertComputation(node, id, ExpertEntity.parseEntityId(id), store.expert(1, e)));
+    }
+    server = ExpertDataServer.start("127.0.0.1", 0, "127.0.0.1", directory, pool, "node-a");
+  }
+
+  @AfterEach
+  void stop() throws InterruptedException {
+    server.close();
+    cache.close();
+    pool.shutdown();
+    assertTrue(pool.awaitTermination(5, TimeUnit.SECONDS));
+    kernels.close();
+    tensors.close();
+  }
+
+  /** A connected, greeted client. */
+  private final class Client implements AutoCloseable {
+    final Socket socket;
+    final DataInputStream in;
+    final OutputStream out;
+
+    Client() throws IOException {
+      String[] hostPort = server.endpoint().split(":");
+      socket = new Socket(hostPort[0], Integer.parseInt(hostPort[1]));
+      socket.setSoTimeout(20_000);
+      in = new DataInputStream(new BufferedInputStream(socket.getInputStream()));
+      out = socket.getOutputStream();
+      out.write(DataFrames.GREETING);
+      DataFrames.expectGreeting(in);
+    }
+
+    /** Writes all the calls in one write, as a router does for one layer's calls to a node. */
+    void send(ExpertCall... calls) throws IOException {
+      ByteArrayOutputStream bytes = new ByteArrayOutputStream();
+      for (ExpertCall c : calls) {
+        DataFrames.write(bytes, c);
+      }
+      out.write(bytes.toByteArray());
+      out.flush();
+    }
+
+    ExpertCallReply read() throws IOException {
+      return DataFrames.read(in, ExpertCallReply.parser());
+    }
+
+    @Override
+    public void close() throws IOException {
+      socket.close();
+    }
+  }
+
+  private float[] input(int rows, long seed) {
+    Random r = new Random(seed);
+    float[] x = new float[rows * config.hiddenSize()];
+    for (int i = 0; i < x.length; i++) {
+      x[i] = (float) r.nextGaussian();
+    }
+    return x;
+  }
+
+  private ExpertCall call(long id, String entity, int layer, int expert, float[] x, int rows) {
+    return ExpertCall.newBuilder().setCallId(id).setEntityId(entity)
+        .setCompute(ComputeExperts.newBuilder().setStepId(100 + id).setLayer(layer).setExpert(expert)
+            .setInput(ActivationCodec.encode(x, rows, config.hiddenSize())))
+        .build();
+  }
+
+  @Test
+  void callsSentTogetherAreAllAnsweredBitIdenticalToTheFfn() throws IOException {
+    try (Client client = new Client()) {
+      Map<Long, float[]> expected = new HashMap<>();
+      ExpertCall[] calls = new ExpertCall[config.numExperts()];
+      for (int e = 0; e < calls.length; e++) {
+        int rows = 1 + e;
+        float[] x = input(rows, e);
+        calls[e] = call(e + 1, ExpertEntity.entityId(1, e), 1, e, x, rows);
+        expected.put(e + 1L, ExpertFfn.forward(kernels, store.expert(1, e), x, rows));
+      }
+      client.send(calls);
+      for (int i = 0; i < calls.length; i++) {
+        ExpertCallReply r = client.read();
+        float[] want = expected.remove(r.getCallId());
+        assertTrue(want != null, "unexpected or repeated call id " + r.getCallId());
+        assertFalse(r.getNotHosted());
+        assertEquals("", r.getReply().getError());
+        assertEquals(100 + r.getCallId(), r.getReply().getStepId());
+        assertEquals("node-a", r.getReply().getNode());
+        assertArrayEquals(want, ActivationCodec.decode(r.getReply().getOutput()), "call " + r.getCallId());
+      }
+      assertTrue(expected.isEmpty());
+    }
+  }
+
+  @Test
+  void anEntityNotOnTheNodeIsAnsweredNotHosted() throws IOException {
+    try (Client client = new Client()) {
+      client.send(call(9, ExpertEntity.entityId(0, 1), 0, 1, input(1, 1), 1));
+      ExpertCallReply r = client.read();
+      assertEquals(9, r.getCallId());
+      assertTrue(r.getNotHosted());
+      assertFalse(r.hasReply());
+    }
+  }
+
+  @Test
+  void aBadRequestGetsTheEntitysErrorAndTheConnectionGoesOn() throws IOException {
+    try (Client client = new Client()) {
+      // names entity 1/0 but asks for expert 1/1
+      client.send(call(1, ExpertEntity.entityId(1, 0), 1, 1, input(1, 2), 1));
+      ExpertCallReply r = client.read();
+      assertTrue(r.getReply().getError().contains("reached entity 1/0"), r.getReply().getError());
+      float[] x = input(2, 3);
+      client.send(call(2, ExpertEntity.entityId(1, 0), 1, 0, x, 2));
+      ExpertCallReply ok = client.read();
+      assertEquals(2, ok.getCallId());
+      assertArrayEquals(ExpertFfn.forward(kernels, store.expert(1, 0), x, 2),
+          ActivationCodec.decode(ok.getReply().getOutput()));
+    }
+  }
+
+  @Test
+  void aPeerThatDoesNotSpeakTheProtocolIsDisconnected() throws IOException {
+    String[] hostPort = server.endpoint().split(":");
+    try (Socket s = new Socket(hostPort[0], Integer.parseInt(hostPort[1]))) {
+      s.setSoTimeout(10_000);
+      s.getOutputStream().write("GET / HTTP/1.1\r\n\r\n".getBytes(StandardCharsets.US_ASCII));
+      assertEquals(-1, s.getInputStream().read(), "closed without an answer");
+    }
+    try (Client client = new Client()) {
+      // a frame length far beyond the limit: the node closes rather than allocating it
+      client.out.write(new byte[] {0x7f, 0, 0, 0});
+      client.out.flush();
+      assertNull(client.read(), "closed");
+    }
+  }
+
+  @Test
+  void aPortInUseIsAClearStartUpError() {
+    int port = Integer.parseInt(server.endpoint().split(":")[1]);
+    IllegalStateException e = assertThrows(IllegalStateException.class, () -> ExpertDataServer.start(
+        "127.0.0.1", port, "127.0.0.1", new EntityDirectory(), pool, "node-b"));
+    assertTrue(e.getMessage().contains("127.0.0.1:" + port) && e.getMessage().contains("moe.expert.data-channel.port"),
+        e.getMessage());
+  }
+
+  @Test
+  void aNodeWithArteryOnTlsServesNoPlaintextDataChannel() {
+    var tls = com.typesafe.config.ConfigFactory.parseString("pekko.remote.artery.transport = tls-tcp");
+    var tcp = com.typesafe.config.ConfigFactory.parseString("pekko.remote.artery.transport = tcp");
+    assertTrue(ExpertNode.dataChannelRefusal(tls).contains("tls-tcp"));
+    assertNull(ExpertNode.dataChannelRefusal(tcp));
+  }
+
+  @Test
+  void aReaderOfATruncatedFrameFailsClearly() {
+    byte[] truncated = {0, 0, 0, 10, 1, 2};
+    IOException e = assertThrows(IOException.class, () -> DataFrames.read(
+        new DataInputStream(new java.io.ByteArrayInputStream(truncated)), ExpertCallReply.parser()));
+    assertTrue(e instanceof java.io.EOFException, e.toString());
+  }
+}

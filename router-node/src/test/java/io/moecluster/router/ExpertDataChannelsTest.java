@@ -1,0 +1,208 @@
+package io.moecluster.router;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.moecluster.proto.cluster.v1.ComputeExperts;
+import io.moecluster.proto.cluster.v1.ExpertCall;
+import io.moecluster.proto.cluster.v1.ExpertCallReply;
+import io.moecluster.proto.cluster.v1.ExpertReply;
+import io.moecluster.proto.codec.DataFrames;
+import java.io.BufferedInputStream;
+import java.io.DataInputStream;
+import java.io.IOException;
+import java.io.OutputStream;
+import java.net.ServerSocket;
+import java.net.Socket;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+/**
+ * The router's side of the expert data channel, against a peer that speaks the protocol frame by
+ * frame (the expert node's side is ExpertDataServerTest; both together run in the cluster tests):
+ * replies matched to calls in any order, nothing sent before a flush, "not hosted" and a lost or
+ * refused connection as failures the router falls back from, and a new connection after a
+ * failure.
+ */
+@Timeout(value = 30, unit = TimeUnit.SECONDS)
+class ExpertDataChannelsTest {
+  private final ExpertDataChannels channels = new ExpertDataChannels(Duration.ofSeconds(2));
+  private final List<AutoCloseable> closeables = new ArrayList<>();
+
+  @AfterEach
+  void close() throws Exception {
+    channels.close();
+    for (AutoCloseable c : closeables) {
+      c.close();
+    }
+  }
+
+  /** A node's end: greets, then hands the calls of each connection to the test. */
+  private final class Peer implements AutoCloseable {
+    final ServerSocket server = new ServerSocket(0);
+    final LinkedBlockingQueue<ExpertCall> calls = new LinkedBlockingQueue<>();
+    final List<Socket> sockets = Collections.synchronizedList(new ArrayList<>());
+    volatile OutputStream out;
+
+    Peer() throws IOException {
+      Thread t = new Thread(this::accept);
+      t.setDaemon(true);
+      t.start();
+      closeables.add(this);
+    }
+
+    String endpoint() {
+      return "127.0.0.1:" + server.getLocalPort();
+    }
+
+    private void accept() {
+      while (!server.isClosed()) {
+        try {
+          Socket s = server.accept();
+          sockets.add(s);
+          DataInputStream in = new DataInputStream(new BufferedInputStream(s.getInputStream()));
+          DataFrames.expectGreeting(in);
+          out = s.getOutputStream();
+          out.write(DataFrames.GREETING);
+          for (ExpertCall c; (c = DataFrames.read(in, ExpertCall.parser())) != null; ) {
+            calls.add(c);
+          }
+        } catch (IOException e) {
+          // this connection was dropped by the test; take the next one
+        }
+      }
+    }
+
+    ExpertCall nextCall() throws InterruptedException {
+      ExpertCall c = calls.poll(10, TimeUnit.SECONDS);
+      assertTrue(c != null, "no call arrived");
+      return c;
+    }
+
+    void reply(ExpertCallReply r) throws IOException {
+      synchronized (this) {
+        DataFrames.write(out, r);
+        out.flush();
+      }
+    }
+
+    void dropConnections() throws IOException {
+      for (Socket s : sockets) {
+        s.close();
+      }
+    }
+
+    @Override
+    public void close() throws IOException {
+      server.close();
+      dropConnections();
+    }
+  }
+
+  private static ComputeExperts compute(long step) {
+    return ComputeExperts.newBuilder().setStepId(step).setLayer(1).setExpert(2).build();
+  }
+
+  private static ExpertCallReply answer(ExpertCall c) {
+    return ExpertCallReply.newBuilder().setCallId(c.getCallId())
+        .setReply(ExpertReply.newBuilder().setStepId(c.getCompute().getStepId()).setNode("n")).build();
+  }
+
+  @Test
+  void repliesAreMatchedToTheirCallsInAnyOrder() throws Exception {
+    Peer peer = new Peer();
+    CompletableFuture<ExpertReply> a = channels.call(peer.endpoint(), "1/2", compute(10));
+    CompletableFuture<ExpertReply> b = channels.call(peer.endpoint(), "1/3", compute(11));
+    assertEquals(null, peer.calls.poll(300, TimeUnit.MILLISECONDS), "nothing goes out before the flush");
+    channels.flush();
+    ExpertCall first = peer.nextCall();
+    ExpertCall second = peer.nextCall();
+    assertEquals("1/2", first.getEntityId());
+    assertEquals("1/3", second.getEntityId());
+    assertEquals(10, first.getCompute().getStepId());
+    peer.reply(answer(second));
+    peer.reply(answer(first));
+    assertEquals(10, a.get(10, TimeUnit.SECONDS).getStepId());
+    assertEquals(11, b.get(10, TimeUnit.SECONDS).getStepId());
+    assertEquals(0, channels.inFlight());
+  }
+
+  @Test
+  void notHostedFailsTheCallSoTheRouterGoesThroughSharding() throws Exception {
+    Peer peer = new Peer();
+    CompletableFuture<ExpertReply> f = channels.call(peer.endpoint(), "0/7", compute(1));
+    channels.flush();
+    ExpertCall c = peer.nextCall();
+    peer.reply(ExpertCallReply.newBuilder().setCallId(c.getCallId()).setNotHosted(true).build());
+    ExecutionException e = assertThrows(ExecutionException.class, () -> f.get(10, TimeUnit.SECONDS));
+    assertInstanceOf(ExpertDataChannels.NotHostedException.class, e.getCause());
+    assertTrue(e.getCause().getMessage().contains("0/7"), e.getCause().getMessage());
+  }
+
+  @Test
+  void aLostConnectionFailsItsCallsAndTheNextCallReconnects() throws Exception {
+    Peer peer = new Peer();
+    CompletableFuture<ExpertReply> lost = channels.call(peer.endpoint(), "1/2", compute(1));
+    channels.flush();
+    peer.nextCall();
+    peer.dropConnections();
+    ExecutionException e = assertThrows(ExecutionException.class, () -> lost.get(10, TimeUnit.SECONDS));
+    assertInstanceOf(IOException.class, e.getCause());
+    assertEquals(0, channels.inFlight());
+
+    CompletableFuture<ExpertReply> again = channels.call(peer.endpoint(), "1/2", compute(2));
+    channels.flush();
+    ExpertCall c = peer.nextCall();
+    assertEquals(2, c.getCompute().getStepId());
+    peer.reply(answer(c));
+    assertEquals(2, again.get(10, TimeUnit.SECONDS).getStepId());
+  }
+
+  @Test
+  void aRefusedConnectionFailsAtOnceAndIsNotRetriedForAWhile() throws Exception {
+    int port;
+    try (ServerSocket s = new ServerSocket(0)) {
+      port = s.getLocalPort(); // closed again: nothing listens there
+    }
+    String endpoint = "127.0.0.1:" + port;
+    ExecutionException e = assertThrows(ExecutionException.class,
+        () -> channels.call(endpoint, "1/2", compute(1)).get(10, TimeUnit.SECONDS));
+    assertTrue(e.getCause().getMessage().contains("cannot open the data channel to " + endpoint),
+        e.getCause().getMessage());
+    ExecutionException soon = assertThrows(ExecutionException.class,
+        () -> channels.call(endpoint, "1/2", compute(2)).get(10, TimeUnit.SECONDS));
+    assertTrue(soon.getCause().getMessage().contains("could not be opened a moment ago"),
+        soon.getCause().getMessage());
+  }
+
+  @Test
+  void aPeerThatDoesNotGreetIsRefused() throws Exception {
+    try (ServerSocket silent = new ServerSocket(0)) {
+      Thread t = new Thread(() -> {
+        try (Socket s = silent.accept()) {
+          s.getOutputStream().write("HTTP/1.1 400 Bad Request\r\n\r\n".getBytes());
+          s.getInputStream().read(new byte[64]);
+        } catch (IOException ignored) {
+          // done
+        }
+      });
+      t.setDaemon(true);
+      t.start();
+      ExecutionException e = assertThrows(ExecutionException.class,
+          () -> channels.call("127.0.0.1:" + silent.getLocalPort(), "1/2", compute(1)).get(10, TimeUnit.SECONDS));
+      assertTrue(e.getCause().getMessage().contains("does not speak the expert data channel protocol"),
+          e.getCause().getMessage());
+    }
+  }
+}
