@@ -24,11 +24,14 @@ import org.slf4j.LoggerFactory;
 /**
  * One routed expert of one MoE layer as a sharded actor (entity id {@code "<layer>/<expert>"}, or
  * {@code "<layer>/<expert>#<replica>"} with {@code moe.expert.replicas = 2}).
- * It checks requests against the views of its three weight matrices in the node's mapped
- * checkpoint; the weights it computes with come from the node's {@link ExpertWeightCache} (warm
- * copies, or the mapped bytes when they cannot be warm). The actor only dispatches: loads run on
- * the cache's loader, the FFN on the node's compute executor, which answers the requester
- * directly. {@code Prefetch} asks the cache to load; {@code Locate} makes the weights ready once.
+ * Its {@link ExpertComputation} checks requests against the views of its three weight matrices in
+ * the node's mapped checkpoint and computes with weights from the node's {@link ExpertWeightCache}
+ * (warm copies, or the mapped bytes when they cannot be warm). A {@code ComputeExperts} reaches it
+ * through Artery as a message, or over the node's data channel ({@link ExpertDataServer}), which
+ * finds the computation in the node's {@link EntityDirectory}: the entity registers there while it
+ * lives on this node, so the data channel only serves entities that sharding placed here.
+ * {@code Prefetch} asks the cache to load; {@code Locate} makes the weights ready once and answers
+ * with the entity's ref and the node's data endpoint.
  */
 public final class ExpertEntity extends AbstractBehavior<ExpertCommand> {
 

@@ -64,8 +64,11 @@ import org.slf4j.LoggerFactory;
  * {@link HedgePolicy} delay goes to the other replica as well; the first answer wins.
  *
  * <p>Given the router's placement view, it sends straight to the entities located there with
- * loaded weights (the whole view need not be ready); an entity that stops (watched) or fails an
- * attempt is reached through sharding from then on. Counts the rows routed to each expert and
+ * loaded weights (the whole view need not be ready): over their node's expert data channel
+ * ({@link ExpertDataChannels}) where the node serves one, else through Artery. An entity that
+ * stops (watched), fails an attempt or is not on the node its channel reaches is reached through
+ * sharding from then on; one whose channel fails (connection lost or refused) for the breaker
+ * cool-down. Counts the rows routed to each expert and
  * times each layer's wait ({@link RouterMetrics}); a slow layer is described in the log.
  */
 public final class ShardedExperts implements ExpertExecutor {
@@ -94,6 +97,10 @@ public final class ShardedExperts implements ExpertExecutor {
   // Direct sends: the entity refs of the latest ready placement, by entity id.
   private final Supplier<ExpertPlacement.Snapshot> placement; // null: always through sharding
   private final Set<ActorRef<?>> dead = ConcurrentHashMap.newKeySet(); // stopped (or failed) entities
+  // Entities whose data channel failed (connection lost or refused), when (System.nanoTime): they
+  // go through sharding for the breaker cool-down, then over the channel again. Unlike a failed
+  // entity, a failed connection may be a blip of a live node.
+  private final Map<ActorRef<?>, Long> channelFailedAt = new ConcurrentHashMap<>();
   private final ActorRef<WatcherCommand> watcher;
   private volatile Direct direct = new Direct(null, Map.of(), Map.of());
   private final ExpertDataChannels channels; // null: every request through Artery
@@ -415,8 +422,8 @@ public final class ShardedExperts implements ExpertExecutor {
   }
 
   /** One send of a chunk to one entity; judged (success or failure) once, for its breaker. */
-  private record Attempt(Chunk chunk, int replica, ActorRef<ExpertCommand> direct, String node, long sentAt,
-      Kind kind, CircuitBreaker breaker, AtomicBoolean judged, CompletableFuture<ExpertReply> reply) {
+  private record Attempt(Chunk chunk, int replica, ActorRef<ExpertCommand> direct, boolean viaChannel, String node,
+      long sentAt, Kind kind, CircuitBreaker breaker, AtomicBoolean judged, CompletableFuture<ExpertReply> reply) {
     boolean hedge() {
       return kind == Kind.HEDGE;
     }
@@ -664,10 +671,10 @@ public final class ShardedExperts implements ExpertExecutor {
     }
     String id = ExpertEntity.entityId(layer, c.expert, replica, replicas);
     ActorRef<ExpertCommand> target = directs.refs().get(id);
-    if (target != null && dead.contains(target)) {
+    long now = System.nanoTime();
+    if (target != null && (dead.contains(target) || channelPaused(target, now))) {
       target = null;
     }
-    long now = System.nanoTime();
     Duration attemptTimeout = Duration.ofNanos(Math.max(TimeUnit.MILLISECONDS.toNanos(1),
         Math.min(failover.attemptTimeout().toNanos(), deadline - now)));
     String endpoint = target == null || channels == null ? null : directs.endpoints().get(id);
@@ -685,7 +692,7 @@ public final class ShardedExperts implements ExpertExecutor {
       reply = sharding.entityRefFor(ExpertEntity.TYPE_KEY, id)
           .<ExpertReply>ask(r -> compute(c.request, r), attemptTimeout).toCompletableFuture();
     }
-    Attempt a = new Attempt(c, replica, target, lastNode.get(id), now, kind, breaker(layer, c.expert, replica),
+    Attempt a = new Attempt(c, replica, target, endpoint != null, lastNode.get(id), now, kind, breaker(layer, c.expert, replica),
         new AtomicBoolean(), reply);
     inFlight.add(a);
     c.inFlight++;
@@ -707,7 +714,11 @@ public final class ShardedExperts implements ExpertExecutor {
         hedgeLatency(a);
       }
       if (e != null && a.direct() != null) {
-        dead.add(a.direct()); // from now on through sharding, which follows the entity when it moves
+        if (a.viaChannel() && unwrap(e) instanceof java.io.IOException) {
+          channelFailedAt.put(a.direct(), System.nanoTime()); // through sharding for a while
+        } else {
+          dead.add(a.direct()); // from now on through sharding, which follows the entity when it moves
+        }
       }
       if (e != null && a.node() != null && !(unwrap(e) instanceof NodeLostException)
           && !(unwrap(e) instanceof ExpertDataChannels.NotHostedException)) {
@@ -716,6 +727,19 @@ public final class ShardedExperts implements ExpertExecutor {
       }
       outcomes.add(new Outcome(a, r, e));
     });
+  }
+
+  /** Whether the entity's data channel failed within the breaker cool-down. */
+  private boolean channelPaused(ActorRef<?> target, long now) {
+    Long failedAt = channelFailedAt.get(target);
+    if (failedAt == null) {
+      return false;
+    }
+    if (now - failedAt < failover.breakerCoolDown().toNanos()) {
+      return true;
+    }
+    channelFailedAt.remove(target, failedAt);
+    return false;
   }
 
   /**

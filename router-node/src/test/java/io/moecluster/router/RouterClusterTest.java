@@ -276,6 +276,36 @@ class RouterClusterTest {
     assertTrue(Metrics.sum("moe_expert_retries_total") > retries, "sent again");
   }
 
+  /**
+   * A data endpoint that refuses connections (a node's channel gone while the node lives): the
+   * requests go through sharding with exact results, and once the breaker cool-down has passed the
+   * (now working) channel is used again.
+   */
+  @Test
+  void aFailedDataChannelIsUsedAgainAfterTheCoolDown() throws Exception {
+    int closedPort;
+    try (java.net.ServerSocket s = new java.net.ServerSocket(0)) {
+      closedPort = s.getLocalPort(); // nothing listens there once closed
+    }
+    ExpertPlacement.Snapshot real = routerNode.placement();
+    List<Located> refused = new ArrayList<>();
+    for (Located l : real.placement()) {
+      refused.add(l.toBuilder().setDataEndpoint("127.0.0.1:" + closedPort).build());
+    }
+    var view = new java.util.concurrent.atomic.AtomicReference<>(new ExpertPlacement.Snapshot(true, refused, ""));
+    double sharding = Metrics.sum("moe_expert_calls_total", "path", "sharding");
+    try (ShardedExperts sharded = new ShardedExperts(routerKit.system(), Duration.ofSeconds(10), 1024, view::get,
+        FailoverSettings.defaults(), true)) {
+      assertBitIdenticalToLocal(sharded, randomTasks(11));
+      assertTrue(Metrics.sum("moe_expert_calls_total", "path", "sharding") > sharding, "fell back to sharding");
+      view.set(real);
+      Thread.sleep(FailoverSettings.defaults().breakerCoolDown().toMillis() + 300);
+      double data = Metrics.sum("moe_expert_calls_total", "path", "data-channel");
+      assertBitIdenticalToLocal(sharded, randomTasks(12));
+      assertTrue(Metrics.sum("moe_expert_calls_total", "path", "data-channel") > data, "the channel is used again");
+    }
+  }
+
   private static int[] bits(float[] values) {
     int[] bits = new int[values.length];
     for (int i = 0; i < values.length; i++) {
