@@ -65,7 +65,8 @@ import org.slf4j.LoggerFactory;
  *
  * <p>Given the router's placement view, it sends straight to the entities located there with
  * loaded weights (the whole view need not be ready): over their node's expert data channel
- * ({@link ExpertDataChannels}) where the node serves one, else through Artery. An entity that
+ * ({@link ExpertDataChannels}) where the node serves one and is not this node (in {@code moe serve}
+ * a local message needs no socket nor serialization), else through Artery. An entity that
  * stops (watched), fails an attempt or is not on the node its channel reaches is reached through
  * sharding from then on; one whose channel fails (connection lost or refused) for the breaker
  * cool-down. Counts the rows routed to each expert and
@@ -104,6 +105,7 @@ public final class ShardedExperts implements ExpertExecutor {
   private final ActorRef<WatcherCommand> watcher;
   private volatile Direct direct = new Direct(null, Map.of(), Map.of());
   private final ExpertDataChannels channels; // null: every request through Artery
+  private final String self; // this node's address: its own entities are sent to in process, not over a socket
 
   /**
    * The direct paths of one placement: entity refs by entity id, and the data channel endpoint of
@@ -178,6 +180,7 @@ public final class ShardedExperts implements ExpertExecutor {
     this.hedge = new HedgePolicy(failover.hedgePercentile(), failover.hedgeMinDelay().toNanos(),
         failover.hedgeMaxDelay().toNanos(), LATENCY_WINDOW);
     this.crashes = CrashedNodeDowning.ID.apply(system);
+    this.self = Cluster.get(system).selfMember().address().toString();
     if (crashes.settings().enabled()) {
       Duration every = failover.suspectAfter().dividedBy(2);
       system.scheduler().scheduleAtFixedRate(every, every, this::suspectSilentNodes, system.executionContext());
@@ -349,7 +352,7 @@ public final class ShardedExperts implements ExpertExecutor {
             ActorRef<ExpertCommand> ref = resolver.resolveActorRef(l.getEntity());
             String id = ExpertEntity.entityId(l.getLayer(), l.getExpert(), l.getReplica(), replicas);
             refs.put(id, ref);
-            if (!l.getDataEndpoint().isEmpty()) {
+            if (!l.getDataEndpoint().isEmpty() && !l.getNode().equals(self)) {
               endpoints.put(id, l.getDataEndpoint());
             }
             if (!d.refs().containsValue(ref)) {

@@ -189,33 +189,17 @@ class RouterClusterTest {
 
   @Test
   void shardedExpertsAreBitIdenticalToLocalExperts() {
-    int hidden = local.config().hiddenSize();
-    Random random = new Random(8);
-    List<ExpertTask> tasks = new ArrayList<>();
-    for (int e = 0; e < local.config().numExperts(); e++) {
-      int rows = 1 + 11 * e; // 1 to 34 rows: 1 to 9 chunks of 4 rows
-      float[] x = new float[rows * hidden];
-      for (int i = 0; i < x.length; i++) {
-        x[i] = (float) random.nextGaussian();
-      }
-      tasks.add(new ExpertTask(e, rows, x));
-    }
     ShardedExperts sharded = new ShardedExperts(routerKit.system(), Duration.ofSeconds(10), 1024);
-    for (int layer = 0; layer < local.config().numLayers(); layer++) {
-      List<float[]> expected = local.model().experts().run(layer, tasks);
-      List<float[]> actual = sharded.run(layer, tasks);
-      for (int t = 0; t < tasks.size(); t++) {
-        assertArrayEquals(bits(expected.get(t)), bits(actual.get(t)), "layer " + layer + " task " + t);
-      }
-    }
+    assertBitIdenticalToLocal(sharded, randomTasks(8, 11)); // 1 to 34 rows: 1 to 9 chunks of 4 rows
   }
 
-  private static List<ExpertTask> randomTasks(long seed) {
+  /** One task per expert, expert e with {@code 1 + rowStep * e} random rows. */
+  private static List<ExpertTask> randomTasks(long seed, int rowStep) {
     int hidden = local.config().hiddenSize();
     Random random = new Random(seed);
     List<ExpertTask> tasks = new ArrayList<>();
     for (int e = 0; e < local.config().numExperts(); e++) {
-      int rows = 1 + 5 * e; // 1 to 36 rows: 1 to 9 chunks of 4 rows
+      int rows = 1 + rowStep * e;
       float[] x = new float[rows * hidden];
       for (int i = 0; i < x.length; i++) {
         x[i] = (float) random.nextGaussian();
@@ -246,7 +230,7 @@ class RouterClusterTest {
     double before = Metrics.sum("moe_expert_calls_total", "path", "data-channel");
     try (ShardedExperts sharded = new ShardedExperts(routerKit.system(), Duration.ofSeconds(10), 1024,
         routerNode::placement, FailoverSettings.defaults(), true)) {
-      assertBitIdenticalToLocal(sharded, randomTasks(9));
+      assertBitIdenticalToLocal(sharded, randomTasks(9, 5));
     }
     double calls = Metrics.sum("moe_expert_calls_total", "path", "data-channel") - before;
     assertTrue(calls >= local.config().numLayers() * local.config().numExperts(), calls + " data channel calls");
@@ -270,7 +254,7 @@ class RouterClusterTest {
     double retries = Metrics.sum("moe_expert_retries_total");
     try (ShardedExperts sharded = new ShardedExperts(routerKit.system(), Duration.ofSeconds(10), 1024,
         () -> wrong, FailoverSettings.defaults(), true)) {
-      assertBitIdenticalToLocal(sharded, randomTasks(10));
+      assertBitIdenticalToLocal(sharded, randomTasks(10, 5));
     }
     assertTrue(Metrics.sum("moe_expert_calls_total", "path", "sharding") > sharding, "fell back to sharding");
     assertTrue(Metrics.sum("moe_expert_retries_total") > retries, "sent again");
@@ -296,12 +280,12 @@ class RouterClusterTest {
     double sharding = Metrics.sum("moe_expert_calls_total", "path", "sharding");
     try (ShardedExperts sharded = new ShardedExperts(routerKit.system(), Duration.ofSeconds(10), 1024, view::get,
         FailoverSettings.defaults(), true)) {
-      assertBitIdenticalToLocal(sharded, randomTasks(11));
+      assertBitIdenticalToLocal(sharded, randomTasks(11, 5));
       assertTrue(Metrics.sum("moe_expert_calls_total", "path", "sharding") > sharding, "fell back to sharding");
       view.set(real);
       Thread.sleep(FailoverSettings.defaults().breakerCoolDown().toMillis() + 300);
       double data = Metrics.sum("moe_expert_calls_total", "path", "data-channel");
-      assertBitIdenticalToLocal(sharded, randomTasks(12));
+      assertBitIdenticalToLocal(sharded, randomTasks(12, 5));
       assertTrue(Metrics.sum("moe_expert_calls_total", "path", "data-channel") > data, "the channel is used again");
     }
   }
