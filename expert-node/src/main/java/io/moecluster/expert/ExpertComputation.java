@@ -39,6 +39,12 @@ final class ExpertComputation {
         Integer.toString(id.expert()));
   }
 
+  /** A prefetch hint: the cache may load the expert, a GPU backend upload it; never blocks. */
+  void prefetch() {
+    node.cache().prefetch(id.layer(), id.expert());
+    node.backend().prefetch(id.layer(), id.expert(), weights);
+  }
+
   /** The reply to {@code req} from {@code node}, before its output or error is set. */
   static ExpertReply.Builder replyTo(ComputeExperts req, String node) {
     return ExpertReply.newBuilder()

@@ -30,9 +30,11 @@ import org.slf4j.LoggerFactory;
  * <p>Why it exists: through Artery on a busy machine a request and its reply cost 1-2 ms each way
  * (stream stages, the TCP actor and the dispatchers are several thread hand-offs at each end),
  * against tens of microseconds for a plain socket, and a decode step pays that once per layer.
- * Placement, prefetch hints, membership and failover stay on Pekko; only the activations of
- * {@code ComputeExperts} travel here. A call for an entity that is not here is answered
- * {@code not_hosted}; the router then goes through Cluster Sharding.
+ * Placement, membership and failover stay on Pekko; only the activations of
+ * {@code ComputeExperts} and prefetch hints travel here (a hint costs a few bytes in the write
+ * that carries the layer's calls, where through Artery it cost as much CPU as a request). A call
+ * for an entity that is not here is answered {@code not_hosted}; the router then goes through
+ * Cluster Sharding. A hint is never answered.
  *
  * <p>Threads: one accepts; one per connection reads calls. A router sends all its calls of a layer
  * to a node at once: the reader hands all but the last to the entities' executor (the experts of
@@ -140,6 +142,12 @@ final class ExpertDataServer implements AutoCloseable {
   private void dispatch(ExpertCall call, Socket socket, OutputStream out, boolean inline) {
     long id = call.getCallId();
     ExpertComputation computation = directory.get(call.getEntityId());
+    if (call.getPrefetch()) {
+      if (computation != null) {
+        computation.prefetch(); // only schedules a load: fine on the reader thread
+      }
+      return;
+    }
     if (computation == null) {
       send(socket, out, ExpertCallReply.newBuilder().setCallId(id).setNotHosted(true).build());
       return;

@@ -153,9 +153,8 @@ public final class ExpertEntity extends AbstractBehavior<ExpertCommand> {
       case COMPUTE -> onCompute(cmd.getCompute());
       case LOCATE -> onLocate(cmd.getLocate());
       case PREFETCH -> {
-        if (weights() != null) {
-          node.cache().prefetch(id.layer(), id.expert());
-          node.backend().prefetch(id.layer(), id.expert(), weights);
+        if (computation != null) {
+          computation.prefetch();
         }
       }
       case COMMAND_NOT_SET -> getContext().getLog().warn("Expert {}: empty ExpertCommand ignored", entityId);

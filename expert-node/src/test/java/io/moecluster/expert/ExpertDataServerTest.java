@@ -167,6 +167,24 @@ class ExpertDataServerTest {
   }
 
   @Test
+  void hintsReachTheCacheAndAreNotAnswered() throws IOException {
+    var received = ExpertMetrics.prefetchReceived().labelValues("data-test");
+    double before = received.get();
+    try (Client client = new Client()) {
+      float[] x = input(1, 4);
+      client.send(
+          ExpertCall.newBuilder().setEntityId(ExpertEntity.entityId(1, 2)).setPrefetch(true).build(),
+          ExpertCall.newBuilder().setEntityId(ExpertEntity.entityId(0, 2)).setPrefetch(true).build(), // not here
+          call(5, ExpertEntity.entityId(1, 1), 1, 1, x, 1));
+      ExpertCallReply r = client.read();
+      assertEquals(5, r.getCallId(), "the first reply is the call's: hints get none");
+      assertArrayEquals(ExpertFfn.forward(kernels, store.expert(1, 1), x, 1),
+          ActivationCodec.decode(r.getReply().getOutput()));
+    }
+    assertEquals(before + 1, received.get(), "the hosted entity's hint reached the cache");
+  }
+
+  @Test
   void anEntityNotOnTheNodeIsAnsweredNotHosted() throws IOException {
     try (Client client = new Client()) {
       client.send(call(9, ExpertEntity.entityId(0, 1), 0, 1, input(1, 1), 1));

@@ -78,6 +78,21 @@ final class ExpertDataChannels implements AutoCloseable {
   }
 
   /**
+   * Queues a prefetch hint for {@code entityId} on the data channel at {@code endpoint}, to leave
+   * with the next {@link #flush}; never answered.
+   *
+   * @return false when the channel cannot take it now (not open, or failed a moment ago): the
+   *     caller sends the hint another way
+   */
+  boolean hint(String endpoint, String entityId) {
+    Connection c = connections.get(endpoint);
+    if (closed || c == null || !c.open()) {
+      return false; // hints never open a connection: the next call does
+    }
+    return c.hint(entityId);
+  }
+
+  /**
    * Sends the calls queued since the last flush, each connection's in one write: the calls of a
    * layer reach a node together, and it runs them side by side.
    */
@@ -198,6 +213,19 @@ final class ExpertDataChannels implements AutoCloseable {
         reply.completeExceptionally(f); // failed before (or while) it was written
       }
       return reply;
+    }
+
+    boolean hint(String entityId) {
+      try {
+        synchronized (out) {
+          DataFrames.write(out, ExpertCall.newBuilder().setEntityId(entityId).setPrefetch(true).build());
+          unflushed = true;
+        }
+        return true;
+      } catch (IOException e) {
+        fail(new IOException("data channel to " + endpoint + " failed: " + e.getMessage(), e));
+        return false;
+      }
     }
 
     void flush() {

@@ -139,6 +139,23 @@ class ExpertDataChannelsTest {
   }
 
   @Test
+  void hintsRideOnAnOpenConnectionAndNeverOpenOne() throws Exception {
+    Peer peer = new Peer();
+    assertTrue(!channels.hint(peer.endpoint(), "1/2"), "no connection yet: the caller sends it another way");
+    CompletableFuture<ExpertReply> call = channels.call(peer.endpoint(), "1/3", compute(20));
+    assertTrue(channels.hint(peer.endpoint(), "2/5"));
+    channels.flush();
+    ExpertCall first = peer.nextCall();
+    ExpertCall hint = peer.nextCall();
+    assertEquals("1/3", first.getEntityId());
+    assertEquals("2/5", hint.getEntityId());
+    assertTrue(hint.getPrefetch() && !hint.hasCompute() && hint.getCallId() == 0, hint.toString());
+    peer.reply(answer(first));
+    assertEquals(20, call.get(10, TimeUnit.SECONDS).getStepId());
+    assertEquals(0, channels.inFlight(), "a hint waits for nothing");
+  }
+
+  @Test
   void notHostedFailsTheCallSoTheRouterGoesThroughSharding() throws Exception {
     Peer peer = new Peer();
     CompletableFuture<ExpertReply> f = channels.call(peer.endpoint(), "0/7", compute(1));
