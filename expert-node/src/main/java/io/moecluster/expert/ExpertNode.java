@@ -24,7 +24,8 @@ import org.slf4j.LoggerFactory;
  * The expert role of a cluster node: it maps the checkpoint once, owns the kernels, the
  * {@link ExpertBackend} (CPU or CUDA, {@code moe.expert.backend}), the compute executor ({@code moe-expert-compute-N}) that every {@link ExpertEntity} of the node
  * runs on, the {@link ExpertWeightCache} with its loader threads ({@code moe-expert-loader-N}), and inits Cluster Sharding for {@link ExpertEntity#TYPE_KEY} with role
- * {@value ExpertSharding#ROLE}. The node must carry that role. Closing it stops the compute
+ * {@value ExpertSharding#ROLE}, and serves the entities' expert data channel ({@link ExpertDataServer},
+ * {@code moe.expert.data-channel}). The node must carry that role. Closing it stops the compute
  * threads and unmaps the checkpoint; close it after the actor system has left the cluster.
  */
 public final class ExpertNode implements AutoCloseable {

@@ -36,7 +36,8 @@ public final class RouterNode implements AutoCloseable {
   private final ActorRef<RouterCommand> router;
 
   private RouterNode(ActorSystem<?> system, MoeModel model, VectorKernels kernels, Engine engine,
-      ShardedExperts experts, AtomicReference<ExpertPlacement.Snapshot> placement, ActorRef<ExpertPlacement.Command> placementActor,
+      ShardedExperts experts, AtomicReference<ExpertPlacement.Snapshot> placement,
+      ActorRef<ExpertPlacement.Command> placementActor,
       ActorRef<RouterCommand> router) {
     this.system = system;
     this.model = model;

@@ -695,8 +695,8 @@ public final class ShardedExperts implements ExpertExecutor {
       reply = sharding.entityRefFor(ExpertEntity.TYPE_KEY, id)
           .<ExpertReply>ask(r -> compute(c.request, r), attemptTimeout).toCompletableFuture();
     }
-    Attempt a = new Attempt(c, replica, target, endpoint != null, lastNode.get(id), now, kind, breaker(layer, c.expert, replica),
-        new AtomicBoolean(), reply);
+    Attempt a = new Attempt(c, replica, target, endpoint != null, lastNode.get(id), now, kind,
+        breaker(layer, c.expert, replica), new AtomicBoolean(), reply);
     inFlight.add(a);
     c.inFlight++;
     if (kind == Kind.PROBE) {
