@@ -10,6 +10,7 @@ import java.io.BufferedOutputStream;
 import java.io.DataInputStream;
 import java.io.IOException;
 import java.io.OutputStream;
+import java.io.UncheckedIOException;
 import java.net.InetSocketAddress;
 import java.net.Socket;
 import java.time.Duration;
@@ -151,17 +152,6 @@ final class ExpertDataChannels implements AutoCloseable {
     closed = true;
     connections.values().forEach(c -> c.fail(new IOException("the router's data channels are closed")));
     connections.clear();
-  }
-
-  private static final class UncheckedIOException extends RuntimeException {
-    UncheckedIOException(IOException cause) {
-      super(cause.getMessage(), cause, false, false);
-    }
-
-    @Override
-    public synchronized IOException getCause() {
-      return (IOException) super.getCause();
-    }
   }
 
   /** One connection: calls are written under its lock, replies read by its own thread. */
