@@ -99,13 +99,24 @@ class ReplicaFailoverTest {
   @Test
   @Order(3)
   void aCrashedNodeStallsTheStreamsBrieflyAndChangesNoToken() throws Exception {
-    double switched = Metrics.sum("moe_expert_hedges_sent_total") + Metrics.sum("moe_expert_failovers_total");
+    double[] before = redirects();
     long stall = cluster.streamThroughKill(1, 4, 400);
-    System.err.printf("expert node crash with 2 replicas: longest stall of a running stream %d ms%n",
-        TimeUnit.NANOSECONDS.toMillis(stall));
+    double[] after = redirects();
+    System.err.printf("expert node crash with 2 replicas: longest stall of a running stream %d ms; "
+            + "hedges %.0f, failovers %.0f, requests through sharding %.0f%n", TimeUnit.NANOSECONDS.toMillis(stall),
+        after[0] - before[0], after[1] - before[1], after[2] - before[2]);
     assertTrue(TimeUnit.NANOSECONDS.toMillis(stall) < STALL_LIMIT_MS, "stall " + stall / 1_000_000 + " ms");
-    assertTrue(Metrics.sum("moe_expert_hedges_sent_total") + Metrics.sum("moe_expert_failovers_total") > switched,
-        "requests went to the surviving replicas");
-    assertTrue(Metrics.sum("moe_expert_breaker_opens_total") > 0, "breakers of the lost entities opened");
+    // Which way the requests of the lost entities go depends on what the router learns first: a
+    // failed or silent request sends its chunk to the other replica (a failover or a hedge); the
+    // entities' stop (death watch) or the node's removal sends the next requests through sharding,
+    // which reaches the entities' new home.
+    assertTrue(after[0] + after[1] + after[2] > before[0] + before[1] + before[2],
+        "requests of the lost entities went elsewhere");
+  }
+
+  /** Hedges, failovers to the other replica, and requests sent through sharding, so far. */
+  private static double[] redirects() {
+    return new double[] {Metrics.sum("moe_expert_hedges_sent_total"), Metrics.sum("moe_expert_failovers_total"),
+        Metrics.sum("moe_expert_calls_total", "path", "sharding")};
   }
 }
