@@ -93,8 +93,8 @@ public final class ScalarKernels implements Kernels {
     siluMulInPlace(gate, up, length);
   }
 
-  /** SwiGLU's gate in plain loops; the vector kernels use it too (scalar exp is faster there). */
-  static void siluMulInPlace(float[] gate, float[] up, int length) {
+  /** SwiGLU's gate in plain loops, with {@link Math#exp}: the reference for {@link SiluMul}. */
+  private static void siluMulInPlace(float[] gate, float[] up, int length) {
     Objects.checkFromIndexSize(0, length, gate.length);
     Objects.checkFromIndexSize(0, length, up.length);
     for (int i = 0; i < length; i++) {

@@ -48,8 +48,9 @@ import jdk.incubator.vector.VectorSpecies;
  * the conversion in some compilations and boxed every vector.
  *
  * <p>The element-wise kernels are vectorized where it pays and deterministic for a given length;
- * {@link #softmax} and {@link #siluMul} use the scalar {@link Math#exp} (the Vector API's
- * {@code EXP} is not guaranteed to give the same bits in every JIT tier).
+ * {@link #softmax} uses the scalar {@link Math#exp} and {@link #siluMul} an exp of its own
+ * ({@link SiluMul}): the Vector API's {@code EXP} is not guaranteed to give the same bits in every
+ * JIT tier.
  */
 public final class VectorKernels implements Kernels, AutoCloseable {
 
@@ -265,10 +266,7 @@ public final class VectorKernels implements Kernels, AutoCloseable {
       matMulRows(upSeg, upBf16, rows, cols, upIn, n, up, r0, r1, blockRows);
       for (int i = 0; i < n; i++) {
         int base = i * rows;
-        for (int r = base + r0, end = base + r1; r < end; r++) {
-          float g = out[r];
-          out[r] = g / (1f + (float) Math.exp(-g)) * up[r]; // as siluMul
-        }
+        SiluMul.apply(out, up, base + r0, base + r1); // as siluMul
       }
     }
   }
@@ -2077,7 +2075,7 @@ public final class VectorKernels implements Kernels, AutoCloseable {
 
   @Override
   public void siluMul(float[] gate, float[] up, int length) {
-    ScalarKernels.siluMulInPlace(gate, up, length);
+    SiluMul.apply(gate, up, 0, length);
   }
 
   @Override
