@@ -83,7 +83,7 @@ class ExpertDataServerTest {
     server.close();
     cache.close();
     pool.shutdown();
-    assertTrue(pool.awaitTermination(5, TimeUnit.SECONDS));
+    assertTrue(pool.awaitTermination(30, TimeUnit.SECONDS));
     kernels.close();
     tensors.close();
   }

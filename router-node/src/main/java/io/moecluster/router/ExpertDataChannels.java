@@ -33,6 +33,7 @@ final class ExpertDataChannels implements AutoCloseable {
   private static final Duration RETRY_CONNECT = Duration.ofSeconds(2);
 
   private final Duration connectTimeout;
+  private final Duration retryConnect;
   private final Map<String, Connection> connections = new ConcurrentHashMap<>();
   // Endpoints whose connect failed, until when (System.nanoTime) calls to them fail at once: a
   // host that does not answer must not cost every request the connect timeout.
@@ -41,7 +42,13 @@ final class ExpertDataChannels implements AutoCloseable {
 
   /** @param connectTimeout how long opening a connection may take (a dead host does not answer) */
   ExpertDataChannels(Duration connectTimeout) {
+    this(connectTimeout, RETRY_CONNECT);
+  }
+
+  /** @param retryConnect after a failed connect, how long calls to that endpoint fail at once */
+  ExpertDataChannels(Duration connectTimeout, Duration retryConnect) {
     this.connectTimeout = connectTimeout;
+    this.retryConnect = retryConnect;
   }
 
   /** The entity is not on the node the call went to (it moved, or has not started there yet). */
@@ -65,13 +72,13 @@ final class ExpertDataChannels implements AutoCloseable {
       Long until = downUntil.get(endpoint);
       if (until != null && System.nanoTime() - until < 0) {
         return CompletableFuture.failedFuture(new IOException("the data channel to " + endpoint
-            + " could not be opened a moment ago; not trying again before " + RETRY_CONNECT.toMillis() + " ms"));
+            + " could not be opened a moment ago; not trying again before " + retryConnect.toMillis() + " ms"));
       }
       try {
         c = connections.compute(endpoint, (k, old) -> old != null && old.open() ? old : connect(k));
         downUntil.remove(endpoint);
       } catch (UncheckedIOException e) {
-        downUntil.put(endpoint, System.nanoTime() + RETRY_CONNECT.toNanos());
+        downUntil.put(endpoint, System.nanoTime() + retryConnect.toNanos());
         return CompletableFuture.failedFuture(e.getCause());
       }
     }
@@ -235,7 +242,8 @@ final class ExpertDataChannels implements AutoCloseable {
     private void readLoop() {
       try {
         for (ExpertCallReply r; (r = DataFrames.read(in, ExpertCallReply.parser())) != null; ) {
-          Pending p = pending.get(r.getCallId());
+          // Removed before completing: whoever the reply wakes sees the call gone (inFlight()).
+          Pending p = pending.remove(r.getCallId());
           if (p == null) {
             continue; // the caller gave up on it (timeout, or a hedge won)
           }
@@ -260,8 +268,11 @@ final class ExpertDataChannels implements AutoCloseable {
       } catch (IOException ignored) {
         // failed anyway
       }
-      for (Pending p : pending.values()) {
-        p.reply().completeExceptionally(failure);
+      for (Long id : pending.keySet()) {
+        Pending p = pending.remove(id);
+        if (p != null) {
+          p.reply().completeExceptionally(failure);
+        }
       }
     }
   }

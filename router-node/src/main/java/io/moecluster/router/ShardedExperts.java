@@ -167,7 +167,8 @@ public final class ShardedExperts implements ExpertExecutor {
   public ShardedExperts(ActorSystem<?> system, Duration timeout, int maxMessageBytes,
       Supplier<ExpertPlacement.Snapshot> placement, FailoverSettings failover, boolean dataChannels) {
     this.channels = dataChannels && placement != null
-        ? new ExpertDataChannels(Duration.ofMillis(Math.min(1000, failover.attemptTimeout().toMillis())))
+        // A connect and its greeting take microseconds; 2 s only spares a starved node a false failure.
+        ? new ExpertDataChannels(Duration.ofMillis(Math.min(2000, failover.attemptTimeout().toMillis())))
         : null;
     this.sharding = ClusterSharding.get(system);
     this.resolver = ActorRefResolver.get(system);

@@ -37,7 +37,9 @@ import org.junit.jupiter.api.Timeout;
  */
 @Timeout(value = 30, unit = TimeUnit.SECONDS)
 class ExpertDataChannelsTest {
-  private final ExpertDataChannels channels = new ExpertDataChannels(Duration.ofSeconds(2));
+  // Generous: a starved peer thread on a loaded machine must not fail a connect; the refused
+  // endpoint stays refused for the whole test.
+  private final ExpertDataChannels channels = new ExpertDataChannels(Duration.ofSeconds(10), Duration.ofSeconds(60));
   private final List<AutoCloseable> closeables = new ArrayList<>();
 
   @AfterEach

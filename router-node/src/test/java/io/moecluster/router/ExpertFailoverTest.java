@@ -58,12 +58,14 @@ class ExpertFailoverTest {
   @Test
   @Order(1)
   void streamsSurviveAnExpertNodeCrashWithTheSameTokens() throws Exception {
-    double retries = Metrics.sum("moe_expert_retries_total");
+    double redirected = redirected();
     long stall = cluster.streamThroughKill(1, 4, 400);
     System.err.printf("expert node crash without replicas: longest stall of a running stream %d ms%n",
         TimeUnit.NANOSECONDS.toMillis(stall));
     assertTrue(stall < CRASH_STALL_BOUND.toNanos(), "stall " + stall / 1_000_000 + " ms");
-    assertTrue(Metrics.sum("moe_expert_retries_total") > retries, "the lost node's requests were retried");
+    // A failed request is retried; an entity whose stop the router saw first (death watch) gets
+    // its next requests through sharding, which finds its new home: either way they went elsewhere.
+    assertTrue(redirected() > redirected, "the lost node's requests were retried or sent through sharding");
   }
 
   @Test
@@ -82,5 +84,10 @@ class ExpertFailoverTest {
     assertTrue(end.getFailed().getMessage().contains("no expert node answered"), end.getFailed().getMessage());
     assertTrue(took < BUDGET.plusSeconds(5).toNanos(), "ended after " + took / 1_000_000 + " ms");
     TestClusters.await(Duration.ofSeconds(5), "engine idle", () -> cluster.router.engine().running() == 0);
+  }
+
+  /** Retries, and requests sent through sharding instead of straight to an entity's node, so far. */
+  private static double redirected() {
+    return Metrics.sum("moe_expert_retries_total") + Metrics.sum("moe_expert_calls_total", "path", "sharding");
   }
 }

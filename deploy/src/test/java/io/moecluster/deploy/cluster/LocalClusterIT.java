@@ -630,7 +630,9 @@ class LocalClusterIT {
   private static int freeConsecutivePorts(int count) throws IOException {
     java.util.Random random = new java.util.Random();
     for (int attempt = 0; attempt < 50; attempt++) {
-      int base = 30000 + random.nextInt(20000);
+      // Below Linux's ephemeral range (32768 and up), where the nodes' own port-0 sockets (data
+      // channel, outgoing connections) could take one of these before its node binds it.
+      int base = 20000 + random.nextInt(12000);
       boolean free = true;
       for (int p = base; p < base + count && free; p++) {
         try (ServerSocket s = new ServerSocket(p, 1, InetAddress.getLoopbackAddress())) {
