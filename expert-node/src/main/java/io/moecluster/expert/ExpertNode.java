@@ -1,6 +1,7 @@
 package io.moecluster.expert;
 
 import io.moecluster.core.config.ModelConfig;
+import io.moecluster.core.kernel.KernelWarmUp;
 import io.moecluster.core.kernel.KernelsFactory;
 import io.moecluster.core.kernel.VectorKernels;
 import io.moecluster.core.model.ExpertStore;
@@ -94,6 +95,12 @@ public final class ExpertNode implements AutoCloseable {
       cache = new ExpertWeightCache(store, budget, loader, address, settings.cacheMissPolicy(),
           settings.cacheBackgroundLoads());
       backend = ExpertBackends.select(backendSettings, kernels, compute, address);
+      if (settings.kernelWarmUp() && backend instanceof CpuExpertBackend) {
+        // Before the region starts: no entity is placed here until the kernels are compiled.
+        KernelWarmUp.Result warm = KernelWarmUp.run(kernels, tensors.dtypes());
+        log.info("Expert node {}: kernels warmed up in {} ms ({} rounds)", address, warm.took().toMillis(),
+            warm.rounds());
+      }
       if (backendSettings.registerCheckpoint()) {
         backend.registerHostMemory(tensors.mappings());
       }

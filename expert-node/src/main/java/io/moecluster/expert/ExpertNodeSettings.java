@@ -18,10 +18,12 @@ import java.nio.file.Path;
  *     {@link CacheMissPolicy#RUN_COLD} ({@code moe.expert.cache.background-loads})
  * @param dataChannel whether the node serves the expert data channel ({@code moe.expert.data-channel.enabled})
  * @param dataChannelPort its TCP port, 0 for a free one ({@code moe.expert.data-channel.port})
+ * @param kernelWarmUp whether the node runs its CPU kernels until compiled before it hosts experts
+ *     ({@code moe.expert.kernel-warm-up})
  */
 public record ExpertNodeSettings(Path modelDir, int computeThreads, CacheBudget cacheBudget, int cacheLoaderThreads,
     int kernelThreads, CacheMissPolicy cacheMissPolicy, int cacheBackgroundLoads, boolean dataChannel,
-    int dataChannelPort) {
+    int dataChannelPort, boolean kernelWarmUp) {
 
   public ExpertNodeSettings {
     if (modelDir == null || modelDir.toString().isEmpty()) {
@@ -54,11 +56,11 @@ public record ExpertNodeSettings(Path modelDir, int computeThreads, CacheBudget 
     }
   }
 
-  /** With the data channel on a free port. */
+  /** With the data channel on a free port and the kernel warm-up. */
   public ExpertNodeSettings(Path modelDir, int computeThreads, CacheBudget cacheBudget, int cacheLoaderThreads,
       int kernelThreads, CacheMissPolicy cacheMissPolicy, int cacheBackgroundLoads) {
     this(modelDir, computeThreads, cacheBudget, cacheLoaderThreads, kernelThreads, cacheMissPolicy,
-        cacheBackgroundLoads, true, 0);
+        cacheBackgroundLoads, true, 0, true);
   }
 
   /** Misses run cold, one background load at a time. */
@@ -87,7 +89,7 @@ public record ExpertNodeSettings(Path modelDir, int computeThreads, CacheBudget 
     return new ExpertNodeSettings(Path.of(dir), c.getInt("compute-threads"), CacheBudget.parse(c, "cache.budget"),
         c.getInt("cache.loader-threads"), c.getInt("kernel-threads"),
         CacheMissPolicy.parse(c.getString("cache.on-miss")), c.getInt("cache.background-loads"),
-        c.getBoolean("data-channel.enabled"), c.getInt("data-channel.port"));
+        c.getBoolean("data-channel.enabled"), c.getInt("data-channel.port"), c.getBoolean("kernel-warm-up"));
   }
 
   /** The thread count to use: {@link #computeThreads}, or the available cores when it is 0. */

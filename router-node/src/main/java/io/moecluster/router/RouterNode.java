@@ -1,5 +1,6 @@
 package io.moecluster.router;
 
+import io.moecluster.core.kernel.KernelWarmUp;
 import io.moecluster.core.kernel.KernelsFactory;
 import io.moecluster.core.kernel.VectorKernels;
 import io.moecluster.core.model.MoeModel;
@@ -59,6 +60,11 @@ public final class RouterNode implements AutoCloseable {
       if (tokenizer.vocabSize() > model.config().vocabSize()) {
         throw new IllegalArgumentException(settings.modelDir() + ": the tokenizer has " + tokenizer.vocabSize()
             + " tokens but the model's vocab_size is " + model.config().vocabSize());
+      }
+      if (settings.kernelWarmUp()) {
+        // Before the router registers: its first steps would otherwise run interpreted kernels.
+        KernelWarmUp.Result warm = KernelWarmUp.run(kernels, model.tensors().dtypes());
+        log.info("Router node: kernels warmed up in {} ms ({} rounds)", warm.took().toMillis(), warm.rounds());
       }
       var region = ExpertSharding.initProxy(system);
 

@@ -20,7 +20,8 @@ public record RouterSettings(
     boolean prefetchEnabled,
     int prefetchDepth,
     FailoverSettings failover,
-    boolean dataChannel) {
+    boolean dataChannel,
+    boolean kernelWarmUp) {
 
   public RouterSettings {
     if (modelDir == null || modelDir.toString().isEmpty()) {
@@ -40,11 +41,11 @@ public record RouterSettings(
     }
   }
 
-  /** Settings with prefetching on at depth 1 and the default failover settings. */
+  /** Settings with prefetching on at depth 1, the default failover settings, the data channel and the kernel warm-up. */
   public RouterSettings(Path modelDir, int computeThreads, int maxRunningSequences, int maxWaiting,
       Duration expertTimeout, int minExpertNodes, int maxExpertMessageBytes, Duration placementRetryInterval) {
     this(modelDir, computeThreads, maxRunningSequences, maxWaiting, expertTimeout, minExpertNodes,
-        maxExpertMessageBytes, placementRetryInterval, true, 1, FailoverSettings.defaults(), true);
+        maxExpertMessageBytes, placementRetryInterval, true, 1, FailoverSettings.defaults(), true, true);
   }
 
   private static void require(boolean ok, String rule, Object value) {
@@ -73,6 +74,7 @@ public record RouterSettings(
         c.getBoolean("prefetch.enabled"),
         c.getInt("prefetch.depth"),
         FailoverSettings.fromConfig(c),
-        c.getBoolean("data-channel"));
+        c.getBoolean("data-channel"),
+        c.getBoolean("kernel-warm-up"));
   }
 }

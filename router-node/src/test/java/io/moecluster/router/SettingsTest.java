@@ -28,6 +28,9 @@ class SettingsTest {
     assertTrue(s.prefetchEnabled());
     assertEquals(1, s.prefetchDepth());
     assertTrue(s.dataChannel());
+    assertTrue(s.kernelWarmUp());
+    assertEquals(false, RouterSettings.fromConfig(ConfigFactory.parseString(
+        "moe.router { model-dir = /models/x, kernel-warm-up = off }").withFallback(ConfigFactory.load())).kernelWarmUp());
     assertEquals(false, RouterSettings.fromConfig(ConfigFactory.parseString(
         "moe.router { model-dir = /models/x, data-channel = off }").withFallback(ConfigFactory.load())).dataChannel());
     RouterSettings off = RouterSettings.fromConfig(ConfigFactory.parseString(
@@ -46,6 +49,9 @@ class SettingsTest {
     assertEquals(64, config.getInt("moe.expert.sharding.number-of-shards"));
     assertTrue(s.dataChannel());
     assertEquals(0, s.dataChannelPort());
+    assertTrue(s.kernelWarmUp());
+    assertEquals(false, ExpertNodeSettings.fromConfig(ConfigFactory.parseString("moe.expert.kernel-warm-up = off")
+        .withFallback(config)).kernelWarmUp());
     ExpertNodeSettings fixed = ExpertNodeSettings.fromConfig(ConfigFactory.parseString(
         "moe.expert.data-channel { enabled = off, port = 25600 }").withFallback(config));
     assertEquals(false, fixed.dataChannel());

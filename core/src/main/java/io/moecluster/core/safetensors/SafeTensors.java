@@ -266,6 +266,14 @@ public final class SafeTensors implements AutoCloseable {
     return t;
   }
 
+  /** The dtypes of the checkpoint's tensors. */
+  public Set<DType> dtypes() {
+    ensureOpen();
+    Set<DType> dtypes = java.util.EnumSet.noneOf(DType.class);
+    tensors.values().forEach(t -> dtypes.add(t.dtype()));
+    return dtypes;
+  }
+
   /** A read-only view of the tensor's raw little-endian bytes in the mapping; never a copy. */
   public MemorySegment bytes(String name) {
     TensorInfo t = info(name);

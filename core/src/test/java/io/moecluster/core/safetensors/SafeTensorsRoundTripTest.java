@@ -185,6 +185,16 @@ class SafeTensorsRoundTripTest {
   }
 
   @Test
+  void listsTheDtypesOfItsTensors() {
+    List<Path> files = SafeTensorsWriter.write(dir, List.of(new TensorSpec("a", DType.BF16, new long[] {4}),
+        new TensorSpec("b", DType.F32, new long[] {2}), new TensorSpec("c", DType.BF16, new long[] {2})), 1, FILLER,
+        Map.of());
+    try (SafeTensors st = SafeTensors.open(files.get(0))) {
+      assertEquals(java.util.EnumSet.of(DType.BF16, DType.F32), st.dtypes());
+    }
+  }
+
+  @Test
   void fillerIsCalledOncePerTensorInOrderWithExactSize() {
     List<TensorSpec> specs = model(DType.BF16);
     List<String> calls = new ArrayList<>();
