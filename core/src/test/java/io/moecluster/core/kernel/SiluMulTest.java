@@ -45,16 +45,17 @@ class SiluMulTest {
   }
 
   @Test
-  void aRowsResultDoesNotDependOnWhereItsRangeStarts() {
+  void aRangeGivesTheBitsOfTheWholeArrayAndWritesNothingElse() {
     float[] gate = gates(1000, 3);
     float[] up = gates(1000, 4);
     float[] whole = gate.clone();
     SiluMul.apply(whole, up, 0, 1000);
-    float[] shifted = gate.clone();
-    SiluMul.apply(shifted, up, 0, 5);
-    SiluMul.apply(shifted, up, 5, 1000);
+    float[] pieces = gate.clone();
+    SiluMul.apply(pieces, up, 7, 33);
+    SiluMul.apply(pieces, up, 33, 1000);
     for (int i = 0; i < 1000; i++) {
-      assertEquals(Float.floatToIntBits(whole[i]), Float.floatToIntBits(shifted[i]), "element " + i);
+      float expected = i < 7 ? gate[i] : whole[i];
+      assertEquals(Float.floatToIntBits(expected), Float.floatToIntBits(pieces[i]), "element " + i);
     }
   }
 
@@ -82,19 +83,6 @@ class SiluMulTest {
       if (!(err <= allowed)) {
         fail("gate " + gate[i] + ": Math.exp gives " + expected[i] + ", SiluMul " + actual[i] + " ("
             + err / Math.ulp(expected[i]) + " ulp)");
-      }
-    }
-  }
-
-  @Test
-  void writesOnlyItsRange() {
-    float[] gate = gates(40, 5);
-    float[] up = gates(40, 6);
-    float[] out = gate.clone();
-    SiluMul.apply(out, up, 7, 33);
-    for (int i = 0; i < 40; i++) {
-      if (i < 7 || i >= 33) {
-        assertEquals(Float.floatToIntBits(gate[i]), Float.floatToIntBits(out[i]), "element " + i + " changed");
       }
     }
   }
