@@ -20,13 +20,15 @@ import java.util.SplittableRandom;
  * node spent its first ~10 s of load with 40% of its samples in those fallbacks (JFR), and every
  * token of that time was slow.
  *
- * <p>The weights live in native memory of a shared arena, like checkpoint views and warm copies: C2
- * compiles a kernel for the class it has seen (see docs/PERFORMANCE.md, "One segment class").
+ * <p>The weights live in native memory, like checkpoint views and warm copies: C2 compiles a
+ * kernel for the segment class it has seen (see docs/PERFORMANCE.md, "One segment class").
  * The results are discarded; the kernels are deterministic, so nothing later depends on them.
  */
 public final class KernelWarmUp {
-  private static final ValueLayout.OfFloat F32_LE = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
-  private static final ValueLayout.OfShort I16_LE = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+  private static final ValueLayout.OfFloat F32_LE =
+      ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+  private static final ValueLayout.OfShort I16_LE =
+      ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
   // 101 rows: the 8-row, 4-row and 1-row matrix-vector kernels and the 1-row tiles; 262 columns:
   // whole vector blocks and a tail, for 16-lane (and narrower) vectors.
   private static final int ROWS = 101;
@@ -58,7 +60,8 @@ public final class KernelWarmUp {
     long deadline = start + budget.toNanos();
     SplittableRandom random = new SplittableRandom(1);
     int done = 0;
-    try (Arena arena = Arena.ofShared()) { // shared, as checkpoint views and warm copies: one session class too
+    // Shared, as checkpoint views and warm copies are: one memory session class for C2 too.
+    try (Arena arena = Arena.ofShared()) {
       List<DType> dtypes = new ArrayList<>();
       if (weightDtypes.contains(DType.F32) || weightDtypes.contains(DType.F16)) {
         dtypes.add(DType.F32);
@@ -89,8 +92,8 @@ public final class KernelWarmUp {
           }
           kernels.matVec(w, x, 0, out, 0);
           kernels.matMulAll(new Matrix[] {w, w}, new float[][] {x, x}, new int[] {1, 4}, new float[][] {out, h});
-          kernels.swiGluAll(new Matrix[] {w, w}, new Matrix[] {ups[d], ups[d]}, new float[][] {x, x}, new int[] {1, 5},
-              new float[][] {out, h});
+          kernels.swiGluAll(new Matrix[] {w, w}, new Matrix[] {ups[d], ups[d]}, new float[][] {x, x},
+              new int[] {1, 5}, new float[][] {out, h});
         }
         kernels.rmsNorm(out, 0, x, 0, norm, COLS, 1e-5f);
         kernels.softmax(out, 0, ROWS);

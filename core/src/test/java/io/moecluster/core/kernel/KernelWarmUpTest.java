@@ -25,7 +25,8 @@ class KernelWarmUpTest {
   @Test
   void stopsAtItsBudget() {
     try (VectorKernels kernels = new VectorKernels(2)) {
-      KernelWarmUp.Result r = KernelWarmUp.run(kernels, EnumSet.of(DType.BF16), Integer.MAX_VALUE, Duration.ofMillis(300));
+      KernelWarmUp.Result r =
+          KernelWarmUp.run(kernels, EnumSet.of(DType.BF16), Integer.MAX_VALUE, Duration.ofMillis(300));
       assertTrue(r.rounds() >= 1 && r.rounds() < Integer.MAX_VALUE, r.toString());
       // A round started before the deadline finishes: at most one round (interpreted: ~0.2 s) over.
       assertTrue(r.took().toMillis() < 5_000, r.toString());
