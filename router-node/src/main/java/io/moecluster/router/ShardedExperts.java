@@ -676,7 +676,7 @@ public final class ShardedExperts implements ExpertExecutor {
     String id = ExpertEntity.entityId(layer, c.expert, replica, replicas);
     ActorRef<ExpertCommand> target = directs.refs().get(id);
     long now = System.nanoTime();
-    if (target != null && (dead.contains(target) || channelPaused(target, now))) {
+    if (target != null && !reachableDirectly(target, now)) {
       target = null;
     }
     Duration attemptTimeout = Duration.ofNanos(Math.max(TimeUnit.MILLISECONDS.toNanos(1),
@@ -717,20 +717,26 @@ public final class ShardedExperts implements ExpertExecutor {
       if (ok && e == null) {
         hedgeLatency(a);
       }
+      Throwable cause = unwrap(e);
       if (e != null && a.direct() != null) {
-        if (a.viaChannel() && unwrap(e) instanceof java.io.IOException) {
+        if (a.viaChannel() && cause instanceof java.io.IOException) {
           channelFailedAt.put(a.direct(), System.nanoTime()); // through sharding for a while
         } else {
           dead.add(a.direct()); // from now on through sharding, which follows the entity when it moves
         }
       }
-      if (e != null && a.node() != null && !(unwrap(e) instanceof NodeLostException)
-          && !(unwrap(e) instanceof ExpertDataChannels.NotHostedException)) {
+      if (e != null && a.node() != null && !(cause instanceof NodeLostException)
+          && !(cause instanceof ExpertDataChannels.NotHostedException)) {
         // A silent node may be a crashed process: the failure detector needs seconds more to say so.
         crashes.suspect(a.node());
       }
       outcomes.add(new Outcome(a, r, e));
     });
+  }
+
+  /** Whether a located entity may be sent to straight: it has not stopped and its channel is not paused. */
+  private boolean reachableDirectly(ActorRef<?> target, long now) {
+    return !dead.contains(target) && !channelPaused(target, now);
   }
 
   /** Whether the entity's data channel failed within the breaker cool-down. */
@@ -806,8 +812,7 @@ public final class ShardedExperts implements ExpertExecutor {
     }
     ExpertReply reply = o.reply();
     if (o.error() != null || retryable(reply.getError())) {
-      Throwable cause = o.error() instanceof java.util.concurrent.CompletionException ce && ce.getCause() != null
-          ? ce.getCause() : o.error();
+      Throwable cause = unwrap(o.error());
       c.lastError = cause instanceof NodeLostException || cause instanceof ExpertDataChannels.NotHostedException
           || cause instanceof java.io.IOException ? cause.getMessage()
           : cause != null ? "no answer from replica " + a.replica() + " in " + failover.attemptTimeout().toMillis()
@@ -895,8 +900,7 @@ public final class ShardedExperts implements ExpertExecutor {
         if (directs != null) {
           String endpoint = directs.endpoints().get(id);
           ActorRef<ExpertCommand> target = directs.refs().get(id);
-          if (endpoint != null && target != null && !dead.contains(target) && !channelPaused(target, now)
-              && channels.hint(endpoint, id)) {
+          if (endpoint != null && target != null && reachableDirectly(target, now) && channels.hint(endpoint, id)) {
             continue;
           }
         }
