@@ -108,6 +108,25 @@ public final class ExpertMetrics {
     return DeviceHolder.UPLOAD_SECONDS;
   }
 
+  /**
+   * {@code moe_expert_device_lookups_total{node,device,outcome}}: expert computations by what they
+   * found on the device: {@code hit} (resident), {@code in-flight} (waited for an upload already
+   * under way, usually a prefetch), {@code miss} (started an upload and waited for it), {@code cpu}
+   * (could not be made resident and ran on the CPU).
+   */
+  public static Counter deviceLookups() {
+    return DeviceHolder.LOOKUPS;
+  }
+
+  /**
+   * {@code moe_expert_device_wait_seconds_total{node,device}}: time expert computations spent
+   * waiting for their weights' upload (misses and in-flight lookups): the time lost to device
+   * cache misses.
+   */
+  public static Counter deviceWaitSeconds() {
+    return DeviceHolder.WAIT_SECONDS;
+  }
+
   /** The GPU tier's families, registered only on nodes that use it. */
   private static final class DeviceHolder {
     static final Gauge RESIDENT_BYTES = Gauge.builder().name("moe_expert_device_memory_bytes")
@@ -121,6 +140,13 @@ public final class ExpertMetrics {
     static final Counter EVICTIONS = Counter.builder().name("moe_expert_device_evictions_total")
         .help("Resident experts evicted from the device to stay within its budget").labelNames("node", "device")
         .register();
+    static final Counter LOOKUPS = Counter.builder().name("moe_expert_device_lookups_total")
+        .help("Expert computations by what they found on the device: hit, in-flight (an upload under way),"
+            + " miss (started an upload), cpu (ran on the CPU)")
+        .labelNames("node", "device", "outcome").register();
+    static final Counter WAIT_SECONDS = Counter.builder().name("moe_expert_device_wait_seconds_total")
+        .help("Time expert computations waited for their weights' upload to the device (misses and in-flight)")
+        .labelNames("node", "device").register();
     static final Histogram UPLOAD_SECONDS = Histogram.builder().name("moe_expert_device_upload_seconds")
         .help("Time to allocate and upload one expert's weights to the device").labelNames("node", "device")
         .classicOnly().classicExponentialUpperBounds(0.0001, 2, 16).register();

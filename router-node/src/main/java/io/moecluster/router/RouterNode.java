@@ -70,7 +70,7 @@ public final class RouterNode implements AutoCloseable {
 
       String address = Cluster.get(system).selfMember().address().toString();
       Prefetcher prefetcher = settings.prefetchEnabled()
-          ? new Prefetcher(model, settings.prefetchDepth(),
+          ? new Prefetcher(model, settings.prefetchDepth(), settings.prefetchExtraExperts(),
               RouterMetrics.prefetchListener(address, model.config().numLayers()))
           : null;
       AtomicReference<ExpertPlacement.Snapshot> placement = new AtomicReference<>(

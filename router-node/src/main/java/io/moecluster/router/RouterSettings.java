@@ -19,6 +19,7 @@ public record RouterSettings(
     Duration placementRetryInterval,
     boolean prefetchEnabled,
     int prefetchDepth,
+    int prefetchExtraExperts,
     FailoverSettings failover,
     boolean dataChannel,
     boolean kernelWarmUp) {
@@ -36,6 +37,7 @@ public record RouterSettings(
     require(!placementRetryInterval.isNegative() && !placementRetryInterval.isZero(),
         "placement-retry-interval must be > 0", placementRetryInterval);
     require(prefetchDepth >= 1, "prefetch.depth must be >= 1", prefetchDepth);
+    require(prefetchExtraExperts >= 0, "prefetch.extra-experts must be >= 0", prefetchExtraExperts);
     if (failover == null) {
       throw new IllegalArgumentException("moe.router.failover is missing");
     }
@@ -45,7 +47,7 @@ public record RouterSettings(
   public RouterSettings(Path modelDir, int computeThreads, int maxRunningSequences, int maxWaiting,
       Duration expertTimeout, int minExpertNodes, int maxExpertMessageBytes, Duration placementRetryInterval) {
     this(modelDir, computeThreads, maxRunningSequences, maxWaiting, expertTimeout, minExpertNodes,
-        maxExpertMessageBytes, placementRetryInterval, true, 1, FailoverSettings.defaults(), true, true);
+        maxExpertMessageBytes, placementRetryInterval, true, 1, 0, FailoverSettings.defaults(), true, true);
   }
 
   private static void require(boolean ok, String rule, Object value) {
@@ -73,6 +75,7 @@ public record RouterSettings(
         c.getDuration("placement-retry-interval"),
         c.getBoolean("prefetch.enabled"),
         c.getInt("prefetch.depth"),
+        c.getInt("prefetch.extra-experts"),
         FailoverSettings.fromConfig(c),
         c.getBoolean("data-channel"),
         c.getBoolean("kernel-warm-up"));

@@ -27,6 +27,7 @@ class SettingsTest {
     assertEquals(Duration.ofSeconds(2), s.placementRetryInterval());
     assertTrue(s.prefetchEnabled());
     assertEquals(1, s.prefetchDepth());
+    assertEquals(0, s.prefetchExtraExperts());
     assertTrue(s.dataChannel());
     assertTrue(s.kernelWarmUp());
     assertEquals(false, RouterSettings.fromConfig(ConfigFactory.parseString(
@@ -34,9 +35,11 @@ class SettingsTest {
     assertEquals(false, RouterSettings.fromConfig(ConfigFactory.parseString(
         "moe.router { model-dir = /models/x, data-channel = off }").withFallback(ConfigFactory.load())).dataChannel());
     RouterSettings off = RouterSettings.fromConfig(ConfigFactory.parseString(
-        "moe.router { model-dir = /models/x, prefetch { enabled = false, depth = 2 } }").withFallback(ConfigFactory.load()));
+        "moe.router { model-dir = /models/x, prefetch { enabled = false, depth = 2, extra-experts = 1 } }")
+        .withFallback(ConfigFactory.load()));
     assertEquals(false, off.prefetchEnabled());
     assertEquals(2, off.prefetchDepth());
+    assertEquals(1, off.prefetchExtraExperts());
   }
 
   @Test
@@ -69,6 +72,9 @@ class SettingsTest {
     e = assertThrows(IllegalArgumentException.class, () -> RouterSettings.fromConfig(
         ConfigFactory.parseString("moe.router { model-dir = x, prefetch.depth = 0 }").withFallback(ConfigFactory.load())));
     assertTrue(e.getMessage().contains("moe.router.prefetch.depth"), e.getMessage());
+    e = assertThrows(IllegalArgumentException.class, () -> RouterSettings.fromConfig(ConfigFactory.parseString(
+        "moe.router { model-dir = x, prefetch.extra-experts = -1 }").withFallback(ConfigFactory.load())));
+    assertTrue(e.getMessage().contains("moe.router.prefetch.extra-experts"), e.getMessage());
     e = assertThrows(IllegalArgumentException.class, () -> ExpertNodeSettings.fromConfig(ConfigFactory.load()));
     assertTrue(e.getMessage().contains("moe.expert.model-dir"), e.getMessage());
     e = assertThrows(IllegalArgumentException.class, () -> ExpertNodeSettings.fromConfig(ConfigFactory.parseString(

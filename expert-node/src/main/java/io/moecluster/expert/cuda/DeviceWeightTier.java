@@ -5,10 +5,13 @@ import io.moecluster.expert.ExpertMetrics;
 import io.prometheus.metrics.core.datapoints.CounterDataPoint;
 import io.prometheus.metrics.core.datapoints.DistributionDataPoint;
 import io.prometheus.metrics.core.datapoints.GaugeDataPoint;
+import java.util.ArrayDeque;
 import java.util.ArrayList;
+import java.util.Comparator;
 import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.PriorityQueue;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.Executor;
 import java.util.concurrent.RejectedExecutionException;
@@ -26,8 +29,11 @@ import org.slf4j.LoggerFactory;
  * <p>Allocation, upload and free all run on the {@code copy} executor, the device's copy thread
  * (CUDA calls need the device's context, which only the backend's threads hold). It runs one
  * task at a time in order, so a free queued by an eviction always runs before the allocation it
- * made room for, and the device never holds more than the budget. Uploads on that thread overlap
- * the kernels on the compute thread: a prefetch hint uploads while other experts compute.
+ * made room for, and the device never holds more than the budget. An eviction that makes room for
+ * an expert of the same size (the usual case: a model's experts share one shape) frees nothing:
+ * the upload writes into the evicted block, because freeing device memory waits for every kernel
+ * on the device. Uploads on that thread overlap the kernels on the compute thread: a prefetch hint
+ * uploads while other experts compute.
  *
  * <p>A leased (or uploading) entry is never evicted. When no room can be made, or the expert is
  * larger than the whole budget, or its upload fails, {@link #acquire} answers null and the caller
@@ -84,14 +90,20 @@ public final class DeviceWeightTier<P> implements AutoCloseable {
   private static final class Entry<P> {
     final Key key;
     final Layout layout;
+    final ExpertWeights weights;
     final CompletableFuture<Void> ready = new CompletableFuture<>();
+    long seq; // order of queueing for the copy thread
+    long freesBefore; // frees queued on the copy thread before this upload: done before it runs
+    boolean queued; // waiting for the copy thread, in demandQueue or hintQueue
     P block; // null while uploading
+    P reuse; // an evicted expert's block of the same size that the upload writes into, instead of allocating
     int leases;
     boolean dropped; // evicted or closed while leased or uploading: free on release
 
-    Entry(Key key, Layout layout) {
+    Entry(Key key, Layout layout, ExpertWeights weights) {
       this.key = key;
       this.layout = layout;
+      this.weights = weights;
     }
 
     boolean resident() {
@@ -104,6 +116,12 @@ public final class DeviceWeightTier<P> implements AutoCloseable {
   private final Uploader<P> uploader;
   private final Executor copy;
   private final LinkedHashMap<Key, Entry<P>> entries = new LinkedHashMap<>(64, 0.75f, true); // LRU first
+  // Uploads waiting for the copy thread: those a computation waits for go before prefetch hints.
+  private final PriorityQueue<Entry<P>> demandQueue = new PriorityQueue<>(Comparator.comparingLong(e -> e.seq));
+  private final ArrayDeque<Entry<P>> hintQueue = new ArrayDeque<>();
+  private long submitted;
+  private long freesQueued; // free tasks handed to the copy thread
+  private long freesDone; // of which run (the copy thread runs them in order)
   private final AtomicBoolean loggedOversized = new AtomicBoolean();
   private long reservedBytes; // resident + uploading
   private boolean closed;
@@ -115,6 +133,11 @@ public final class DeviceWeightTier<P> implements AutoCloseable {
   private final CounterDataPoint uploadCounter;
   private final CounterDataPoint evictionCounter;
   private final DistributionDataPoint uploadSeconds;
+  private final CounterDataPoint hits;
+  private final CounterDataPoint inFlight;
+  private final CounterDataPoint misses;
+  private final CounterDataPoint onCpu;
+  private final CounterDataPoint waitSeconds;
 
   /**
    * @param budgetBytes most device bytes of expert weights (uploads in flight included)
@@ -135,6 +158,11 @@ public final class DeviceWeightTier<P> implements AutoCloseable {
     this.uploadCounter = ExpertMetrics.deviceUploads().labelValues(node, device);
     this.evictionCounter = ExpertMetrics.deviceEvictions().labelValues(node, device);
     this.uploadSeconds = ExpertMetrics.deviceUploadSeconds().labelValues(node, device);
+    this.hits = ExpertMetrics.deviceLookups().labelValues(node, device, "hit");
+    this.inFlight = ExpertMetrics.deviceLookups().labelValues(node, device, "in-flight");
+    this.misses = ExpertMetrics.deviceLookups().labelValues(node, device, "miss");
+    this.onCpu = ExpertMetrics.deviceLookups().labelValues(node, device, "cpu");
+    this.waitSeconds = ExpertMetrics.deviceWaitSeconds().labelValues(node, device);
     ExpertMetrics.deviceBudgetBytes().labelValues(node, device).set(budgetBytes);
     residentGauge.set(0);
   }
@@ -173,7 +201,8 @@ public final class DeviceWeightTier<P> implements AutoCloseable {
   public CompletableFuture<Lease<P>> acquire(int layer, int expert, ExpertWeights weights) {
     Key key = new Key(layer, expert);
     Entry<P> entry;
-    boolean start = false;
+    boolean started = false;
+    RejectedExecutionException refused = null;
     synchronized (this) {
       if (closed) {
         return CompletableFuture.failedFuture(new IllegalStateException("the device weight tier is closed"));
@@ -182,20 +211,29 @@ public final class DeviceWeightTier<P> implements AutoCloseable {
       if (entry == null) {
         entry = startUpload(key, weights);
         if (entry == null) {
+          onCpu.inc();
           return CompletableFuture.completedFuture(null);
         }
-        start = true;
+        started = true;
+        refused = enqueue(entry, true);
       }
       entry.leases++;
       if (entry.resident()) {
+        hits.inc();
         return CompletableFuture.completedFuture(new DeviceLease(entry));
       }
+      if (entry.queued && hintQueue.remove(entry)) { // a hint's upload not started yet: now it is awaited
+        demandQueue.add(entry);
+      }
     }
-    if (start) {
-      submit(entry, weights);
+    (started ? misses : inFlight).inc();
+    if (refused != null) {
+      failed(entry, refused);
     }
     Entry<P> e = entry;
+    long waitStart = System.nanoTime();
     return e.ready.handle((ok, err) -> {
+      waitSeconds.inc((System.nanoTime() - waitStart) / 1e9);
       if (err != null) {
         release(e);
         return null;
@@ -208,14 +246,19 @@ public final class DeviceWeightTier<P> implements AutoCloseable {
   public void prefetch(int layer, int expert, ExpertWeights weights) {
     Key key = new Key(layer, expert);
     Entry<P> started;
+    RejectedExecutionException refused;
     synchronized (this) {
       if (closed || entries.get(key) != null) { // a resident one becomes most recently used
         return;
       }
       started = startUpload(key, weights);
+      if (started == null) {
+        return;
+      }
+      refused = enqueue(started, false);
     }
-    if (started != null) {
-      submit(started, weights);
+    if (refused != null) {
+      failed(started, refused);
     }
   }
 
@@ -230,27 +273,33 @@ public final class DeviceWeightTier<P> implements AutoCloseable {
       }
       return null;
     }
-    if (!makeRoom(layout.bytes())) {
+    Entry<P> e = new Entry<>(key, layout, weights);
+    if (!makeRoom(e)) {
       return null;
     }
-    Entry<P> e = new Entry<>(key, layout);
     entries.put(key, e);
     reservedBytes += layout.bytes();
     residentGauge.set(reservedBytes);
     return e;
   }
 
-  /** Evicts least-recently-used idle resident entries until {@code bytes} more fit. Locked. */
-  private boolean makeRoom(long bytes) {
+  /**
+   * Evicts least-recently-used idle resident entries until {@code e} fits. The first victim of
+   * {@code e}'s size hands its block to {@code e}: freeing device memory waits for every kernel on
+   * the device and allocating can too, so reusing the block keeps both off the path of a miss.
+   * Locked.
+   */
+  private boolean makeRoom(Entry<P> e) {
+    long bytes = e.layout.bytes();
     if (reservedBytes + bytes <= budgetBytes) {
       return true;
     }
     List<Entry<P>> victims = new ArrayList<>();
     long freed = 0;
-    for (Entry<P> e : entries.values()) { // least recently used first
-      if (e.resident() && e.leases == 0) {
-        victims.add(e);
-        freed += e.layout.bytes();
+    for (Entry<P> v : entries.values()) { // least recently used first
+      if (v.resident() && v.leases == 0) {
+        victims.add(v);
+        freed += v.layout.bytes();
         if (reservedBytes - freed + bytes <= budgetBytes) {
           break;
         }
@@ -259,44 +308,97 @@ public final class DeviceWeightTier<P> implements AutoCloseable {
     if (reservedBytes - freed + bytes > budgetBytes) {
       return false; // the rest is leased or uploading: run on the CPU rather than exceed the budget
     }
-    for (Entry<P> e : victims) {
-      entries.remove(e.key);
-      reservedBytes -= e.layout.bytes();
+    for (Entry<P> v : victims) {
+      entries.remove(v.key);
+      reservedBytes -= v.layout.bytes();
       evictionCount.incrementAndGet();
       evictionCounter.inc();
-      queueFree(e);
+      if (e.reuse == null && v.layout.bytes() == bytes) {
+        v.dropped = true;
+        e.reuse = v.block;
+        v.block = null;
+      } else {
+        queueFree(v);
+      }
     }
     residentGauge.set(reservedBytes);
     return true;
   }
 
-  private void submit(Entry<P> e, ExpertWeights weights) {
+  /**
+   * Queues {@code e}'s upload, as awaited or as a hint, and gives the copy thread one task for it.
+   * Each task uploads the oldest awaited entry whose room is already freed, else the oldest entry:
+   * so an awaited upload overtakes hints still waiting, yet never allocates before a free it needs
+   * room from. Locked.
+   *
+   * @return null, or the refusal of a copy thread that is shut down (the entry is off the queues)
+   */
+  private RejectedExecutionException enqueue(Entry<P> e, boolean awaited) {
+    e.seq = ++submitted;
+    e.freesBefore = freesQueued;
+    e.queued = true;
+    (awaited ? demandQueue : hintQueue).add(e);
     try {
-      copy.execute(() -> upload(e, weights));
+      copy.execute(this::uploadNext);
+      return null;
     } catch (RejectedExecutionException ex) {
-      failed(e, ex);
+      e.queued = false;
+      demandQueue.remove(e);
+      hintQueue.remove(e);
+      return ex;
     }
+  }
+
+  /**
+   * On the copy thread: the next upload. The oldest entry of both queues is always ready: its
+   * frees were queued before its own task, which has not run before this one.
+   */
+  private void uploadNext() {
+    Entry<P> next;
+    synchronized (this) {
+      Entry<P> awaited = demandQueue.peek();
+      Entry<P> hint = hintQueue.peekFirst();
+      if (awaited != null && (awaited.freesBefore <= freesDone || hint == null || awaited.seq < hint.seq)) {
+        next = demandQueue.poll();
+      } else {
+        next = hintQueue.pollFirst();
+      }
+      if (next == null) {
+        return; // cannot happen: one task per queued entry
+      }
+      next.queued = false;
+    }
+    upload(next, next.weights);
   }
 
   /** On the copy thread: allocates the block and uploads the three matrices. */
   private void upload(Entry<P> e, ExpertWeights weights) {
-    synchronized (this) {
-      if (e.dropped) { // closed before the upload started
-        e.ready.completeExceptionally(new IllegalStateException("the device weight tier is closed"));
-        return;
-      }
-    }
-    long start = System.nanoTime();
     P block;
-    try {
-      block = memory.allocate(e.layout.bytes());
-    } catch (RuntimeException ex) {
-      log.warn("Allocating {} bytes of device memory for expert {}/{} failed; it runs on the CPU",
-          e.layout.bytes(), e.key.layer(), e.key.expert(), ex);
-      failed(e, ex);
+    boolean closedFirst;
+    synchronized (this) {
+      block = e.reuse;
+      e.reuse = null;
+      closedFirst = e.dropped;
+    }
+    if (closedFirst) { // closed before the upload started
+      if (block != null) {
+        freeNow(block, e.layout.bytes());
+      }
+      e.ready.completeExceptionally(new IllegalStateException("the device weight tier is closed"));
       return;
     }
-    allocatedBytes.addAndGet(e.layout.bytes());
+    long start = System.nanoTime();
+    if (block == null) {
+      try {
+        block = memory.allocate(e.layout.bytes());
+      } catch (RuntimeException ex) {
+        log.warn("Allocating {} bytes of device memory for expert {}/{} failed; it runs on the CPU",
+            e.layout.bytes(), e.key.layer(), e.key.expert(), ex);
+        failed(e, ex);
+        return;
+      }
+      allocatedBytes.addAndGet(e.layout.bytes());
+    }
     try {
       uploader.upload(weights, block, e.layout);
     } catch (RuntimeException ex) {
@@ -352,7 +454,13 @@ public final class DeviceWeightTier<P> implements AutoCloseable {
     e.block = null;
     long bytes = e.layout.bytes();
     try {
-      copy.execute(() -> freeNow(block, bytes));
+      copy.execute(() -> {
+        freeNow(block, bytes);
+        synchronized (this) {
+          freesDone++;
+        }
+      });
+      freesQueued++;
     } catch (RejectedExecutionException ex) {
       // The copy thread is gone: the device context (and its memory) is being destroyed anyway.
       allocatedBytes.addAndGet(-bytes);

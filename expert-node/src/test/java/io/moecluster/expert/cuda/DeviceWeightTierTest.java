@@ -10,6 +10,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.moecluster.core.model.ExpertWeights;
 import io.moecluster.core.tensor.DType;
+import io.moecluster.expert.ExpertMetrics;
 import io.moecluster.expert.cuda.DeviceWeightTier.Layout;
 import io.moecluster.expert.cuda.DeviceWeightTier.Lease;
 import java.util.ArrayList;
@@ -144,7 +145,7 @@ class DeviceWeightTierTest {
   }
 
   @Test
-  void leastRecentlyUsedIdleExpertIsEvictedAndItsMemoryFreedBeforeTheNextAllocation() throws Exception {
+  void leastRecentlyUsedIdleExpertIsEvictedAndItsBlockReusedByTheNextUpload() throws Exception {
     var tier = tier(2 * BYTES);
     get(tier.acquire(0, 0, W)).close();
     get(tier.acquire(0, 1, W)).close();
@@ -157,7 +158,90 @@ class DeviceWeightTierTest {
     assertEquals(2 * BYTES, tier.reservedBytes());
     drain();
     assertEquals(2 * BYTES, device.liveBytes(), "the device never holds more than the budget");
-    assertEquals(List.of("alloc 1", "upload 1", "alloc 2", "upload 2", "free 2", "alloc 3", "upload 3"), device.calls);
+    assertEquals(List.of("alloc 1", "upload 1", "alloc 2", "upload 2", "upload 2"), device.calls,
+        "0/2 is uploaded into 0/1's block: no free, no allocation");
+  }
+
+  @Test
+  void anAwaitedUploadOvertakesHintsThatHaveNotStarted() throws Exception {
+    var tier = tier(10 * BYTES);
+    CompletableFuture<Void> hold = new CompletableFuture<>();
+    copy.execute(hold::join);
+    tier.prefetch(0, 1, W);
+    tier.prefetch(0, 2, W);
+    CompletableFuture<Lease<Integer>> awaited = tier.acquire(0, 3, W);
+    hold.complete(null);
+    Lease<Integer> l = get(awaited);
+    assertEquals(1, l.block(), "the awaited expert got the first block allocated");
+    l.close();
+    drain();
+    assertEquals(3, tier.uploads());
+  }
+
+  @Test
+  void aHintThatAComputationWaitsForMovesAheadOfOtherHints() throws Exception {
+    var tier = tier(10 * BYTES);
+    CompletableFuture<Void> hold = new CompletableFuture<>();
+    copy.execute(hold::join);
+    tier.prefetch(0, 1, W);
+    tier.prefetch(0, 2, W);
+    CompletableFuture<Lease<Integer>> awaited = tier.acquire(0, 2, W);
+    hold.complete(null);
+    Lease<Integer> l = get(awaited);
+    assertEquals(1, l.block(), "0/2 was uploaded before 0/1");
+    l.close();
+    drain();
+    assertEquals(2, tier.uploads());
+  }
+
+  @Test
+  void anAwaitedUploadNeverOvertakesTheFreeThatMakesItsRoom() throws Exception {
+    ExpertWeights small = TestExperts.random(DType.BF16, HIDDEN, FFN / 2, 8);
+    long smallBytes = Layout.of(small).bytes();
+    var tier = tier(BYTES + smallBytes);
+    device.capacity = BYTES + smallBytes; // an allocation before the free fails the upload
+    get(tier.acquire(0, 0, W)).close();
+    CompletableFuture<Void> hold = new CompletableFuture<>();
+    copy.execute(hold::join);
+    tier.prefetch(0, 1, small); // fits beside 0/0
+    CompletableFuture<Lease<Integer>> awaited = tier.acquire(0, 2, small); // evicts 0/0: a free is queued
+    hold.complete(null);
+    Lease<Integer> l = get(awaited);
+    assertNotNull(l, "uploaded to the device, not sent to the CPU");
+    l.close();
+    drain();
+    assertEquals(List.of("alloc 1", "upload 1", "alloc 2", "upload 2", "free 1", "alloc 3", "upload 3"), device.calls);
+  }
+
+  @Test
+  void aBlockHandedToAnUploadThatNeverStartsIsFreedOnClose() throws Exception {
+    var tier = tier(BYTES);
+    get(tier.acquire(0, 0, W)).close();
+    CompletableFuture<Void> hold = new CompletableFuture<>();
+    copy.execute(hold::join); // the copy thread is busy: the next upload waits in its queue
+    tier.prefetch(0, 1, W); // evicts 0/0 and takes its block
+    tier.close();
+    hold.complete(null);
+    drain();
+    assertEquals(0, device.liveBytes());
+    assertEquals(0, tier.allocatedBytes());
+    assertEquals(List.of("alloc 1", "upload 1", "free 1"), device.calls);
+  }
+
+  @Test
+  void anEvictedExpertOfAnotherSizeIsFreedBeforeTheNextAllocation() throws Exception {
+    ExpertWeights small = TestExperts.random(DType.BF16, HIDDEN, FFN / 2, 8);
+    long smallBytes = Layout.of(small).bytes();
+    var tier = tier(BYTES + smallBytes);
+    get(tier.acquire(0, 0, W)).close();
+    get(tier.acquire(0, 1, small)).close();
+    get(tier.acquire(0, 2, small)).close(); // evicts 0/0, the least recently used, of the other size
+    assertFalse(tier.isResident(0, 0));
+    assertTrue(tier.isResident(0, 1));
+    assertTrue(tier.isResident(0, 2));
+    drain();
+    assertEquals(2 * smallBytes, device.liveBytes());
+    assertEquals(List.of("alloc 1", "upload 1", "alloc 2", "upload 2", "free 1", "alloc 3", "upload 3"), device.calls);
   }
 
   @Test
@@ -229,6 +313,31 @@ class DeviceWeightTierTest {
     assertNotNull(l);
     assertEquals(1, tier.uploads());
     l.close();
+  }
+
+  @Test
+  void lookupsAreCountedByWhatTheyFoundOnTheDevice() throws Exception {
+    String node = "lookup-node";
+    var tier = new DeviceWeightTier<>(BYTES, device, device, copy, node, "cuda:fake");
+    device.uploadGate = new CompletableFuture<>();
+    tier.prefetch(0, 0, W);
+    CompletableFuture<Lease<Integer>> waiting = tier.acquire(0, 0, W); // the prefetch's upload is under way
+    device.uploadGate.complete(null);
+    Lease<Integer> held = get(waiting);
+    get(tier.acquire(0, 0, W)).close(); // resident
+    assertNull(get(tier.acquire(0, 1, W)), "no room while 0/0 is leased: runs on the CPU");
+    held.close();
+    get(tier.acquire(0, 1, W)).close(); // evicts 0/0 and uploads
+    assertEquals(1, lookups(node, "in-flight"));
+    assertEquals(1, lookups(node, "hit"));
+    assertEquals(1, lookups(node, "cpu"));
+    assertEquals(1, lookups(node, "miss"));
+    assertTrue(ExpertMetrics.deviceWaitSeconds().labelValues(node, "cuda:fake").get() > 0,
+        "the in-flight and the missed lookups waited for their uploads");
+  }
+
+  private static double lookups(String node, String outcome) {
+    return ExpertMetrics.deviceLookups().labelValues(node, "cuda:fake", outcome).get();
   }
 
   @Test

@@ -18,7 +18,9 @@ import java.util.concurrent.atomic.AtomicLongArray;
  * gates of layers L+1..L+depth to those same rows, takes each row's predicted top-k and sends the
  * distinct predicted experts to {@link ExpertExecutor#prefetch} before layer L's experts are
  * awaited. The hidden state changes little from one layer to the next, so the next gates mostly
- * choose what they would choose on the real input. Hints never change a result.
+ * choose what they would choose on the real input. With {@code extraExperts > 0} each row also
+ * hints the experts ranked just below its predicted top-k, which catches near-ties that the real
+ * input flips, at the price of more hints. Hints never change a result.
  *
  * <p>It also checks its guesses: when a predicted layer is routed for real, the share of its real
  * top-k choices that were predicted goes to the {@link PrefetchListener} and into running totals
@@ -30,6 +32,7 @@ public final class Prefetcher {
   private final Kernels kernels;
   private final List<Matrix> gates; // per layer: the router, [experts, hidden]
   private final int depth;
+  private final int extraExperts;
   private final PrefetchListener listener;
   private final AtomicLongArray routed; // [layers] real top-k choices of predicted layers (depth 1..d summed)
   private final AtomicLongArray predicted; // [layers] of those, the predicted ones
@@ -39,13 +42,26 @@ public final class Prefetcher {
    * @param depth how many layers ahead to predict (>= 1)
    */
   public Prefetcher(MoeModel model, int depth, PrefetchListener listener) {
-    this(model.config(), model.kernels(), model.dense(), depth, listener);
+    this(model.config(), model.kernels(), model.dense(), depth, 0, listener);
   }
 
-  public Prefetcher(ModelConfig config, Kernels kernels, DenseWeights weights, int depth, PrefetchListener listener) {
+  /**
+   * @param depth how many layers ahead to predict (>= 1)
+   * @param extraExperts experts hinted per row beyond the predicted top-k, by gate score (>= 0)
+   */
+  public Prefetcher(MoeModel model, int depth, int extraExperts, PrefetchListener listener) {
+    this(model.config(), model.kernels(), model.dense(), depth, extraExperts, listener);
+  }
+
+  public Prefetcher(ModelConfig config, Kernels kernels, DenseWeights weights, int depth, int extraExperts,
+      PrefetchListener listener) {
     if (depth < 1) {
       throw new IllegalArgumentException("prefetch depth must be >= 1, got " + depth);
     }
+    if (extraExperts < 0) {
+      throw new IllegalArgumentException("prefetch extra experts must be >= 0, got " + extraExperts);
+    }
+    this.extraExperts = extraExperts;
     this.config = config;
     this.kernels = kernels;
     this.gates = weights.layers().stream().map(l -> l.router()).toList();
@@ -103,7 +119,7 @@ public final class Prefetcher {
         kernels.matMul(gates.get(target), xb, rows, logits);
         Routing guess = Gate.route(kernels, config, logits, rows);
         predictions[target][target - layer - 1] = guess;
-        int[] chosen = distinct(guess);
+        int[] chosen = extraExperts == 0 ? distinct(guess) : topByScore(logits, rows, guess.topK() + extraExperts);
         hints.addAndGet(target, chosen.length);
         experts.prefetch(target, chosen);
         listener.onHints(layer, target, chosen);
@@ -149,6 +165,28 @@ public final class Prefetcher {
     both.and(guessSet);
     return new PredictionAccuracy(
         layer, depth, real.rows() * k, hits, realSet.cardinality(), guessSet.cardinality(), both.cardinality());
+  }
+
+  /** The distinct experts among each row's {@code n} highest logits, ascending. */
+  static int[] topByScore(float[] logits, int rows, int n) {
+    int experts = logits.length / rows;
+    int take = Math.min(n, experts);
+    BitSet set = new BitSet();
+    BitSet row = new BitSet();
+    for (int r = 0; r < rows; r++) {
+      row.clear();
+      for (int t = 0; t < take; t++) {
+        int best = -1;
+        for (int e = 0; e < experts; e++) {
+          if (!row.get(e) && (best < 0 || logits[r * experts + e] > logits[r * experts + best])) {
+            best = e;
+          }
+        }
+        row.set(best);
+      }
+      set.or(row);
+    }
+    return set.stream().toArray();
   }
 
   /** The distinct experts of a routing, ascending. */

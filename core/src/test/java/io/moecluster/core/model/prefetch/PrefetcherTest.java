@@ -175,7 +175,7 @@ class PrefetcherTest {
           l1.sharedExpert(), l1.sharedExpertGate()));
       DenseWeights tied = new DenseWeights(real.embedTokens(), layers, real.finalNorm(), real.lmHead());
       Collecting listener = new Collecting();
-      Prefetcher prefetcher = new Prefetcher(c, model.kernels(), tied, 1, listener);
+      Prefetcher prefetcher = new Prefetcher(c, model.kernels(), tied, 1, 0, listener);
       int rows = 9;
       int hidden = c.hiddenSize();
       Random random = new Random(5);
@@ -211,5 +211,37 @@ class PrefetcherTest {
     assertEquals(new PredictionAccuracy(3, 1, 4, 3, 4, 4, 3), a);
     assertEquals(0.75, a.share());
     assertArrayEquals(new int[] {0, 1, 2, 5}, Prefetcher.distinct(guess));
+  }
+
+  @Test
+  void extraExpertsAreEachRowsNextBestByScore() {
+    // 2 rows of 5 experts: row 0 ranks 3 > 1 > 4 > 0 > 2, row 1 ranks 0 > 2 > 1 > 3 > 4.
+    float[] logits = {
+      0.1f, 0.8f, -1f, 2.5f, 0.3f,
+      3f, 1f, 2f, -0.5f, -2f,
+    };
+    assertArrayEquals(new int[] {0, 1, 2, 3}, Prefetcher.topByScore(logits, 2, 2));
+    assertArrayEquals(new int[] {0, 1, 2, 3, 4}, Prefetcher.topByScore(logits, 2, 3));
+    assertArrayEquals(new int[] {0, 1, 2, 3, 4}, Prefetcher.topByScore(logits, 2, 9), "at most every expert");
+  }
+
+  @Test
+  void extraExpertsWidenTheHintsAndChangeNoToken() {
+    Path dir = TestCheckpoints.get(Preset.TINY, ModelFamily.MIXTRAL, DType.BF16);
+    try (LocalGenerator gen = LocalGenerator.open(dir, 1)) {
+      List<GenerationRequest> requests = requests(gen.tokenizer().vocabSize());
+      List<GenerationResult> reference = gen.generateBatch(requests);
+      int[] hinted = new int[2];
+      for (int extra = 0; extra <= 1; extra++) {
+        Collecting listener = new Collecting();
+        Prefetcher prefetcher = new Prefetcher(gen.model(), 1, extra, listener);
+        List<GenerationResult> actual = generate(gen, gen.model().experts(), prefetcher, requests);
+        for (int i = 0; i < requests.size(); i++) {
+          assertArrayEquals(reference.get(i).generatedIds(), actual.get(i).generatedIds(), "extra " + extra + " req " + i);
+        }
+        hinted[extra] = listener.hints.stream().mapToInt(h -> h[2]).sum();
+      }
+      assertTrue(hinted[1] > hinted[0], "one more expert per row hints more: " + hinted[1] + " vs " + hinted[0]);
+    }
   }
 }
