@@ -368,11 +368,11 @@ public final class DeviceWeightTier<P> implements AutoCloseable {
       }
       next.queued = false;
     }
-    upload(next, next.weights);
+    upload(next);
   }
 
   /** On the copy thread: allocates the block and uploads the three matrices. */
-  private void upload(Entry<P> e, ExpertWeights weights) {
+  private void upload(Entry<P> e) {
     P block;
     boolean closedFirst;
     synchronized (this) {
@@ -400,7 +400,7 @@ public final class DeviceWeightTier<P> implements AutoCloseable {
       allocatedBytes.addAndGet(e.layout.bytes());
     }
     try {
-      uploader.upload(weights, block, e.layout);
+      uploader.upload(e.weights, block, e.layout);
     } catch (RuntimeException ex) {
       freeNow(block, e.layout.bytes());
       log.warn("Uploading expert {}/{} to the device failed; it runs on the CPU", e.key.layer(), e.key.expert(), ex);
