@@ -56,7 +56,7 @@ public final class RouterNode implements AutoCloseable {
     VectorKernels kernels = KernelsFactory.create(settings.computeThreads());
     MoeModel model = null;
     try {
-      model = MoeModel.load(settings.modelDir(), kernels);
+      model = MoeModel.load(settings.modelDir(), kernels, settings.weights());
       if (tokenizer.vocabSize() > model.config().vocabSize()) {
         throw new IllegalArgumentException(settings.modelDir() + ": the tokenizer has " + tokenizer.vocabSize()
             + " tokens but the model's vocab_size is " + model.config().vocabSize());

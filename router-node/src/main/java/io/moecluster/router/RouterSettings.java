@@ -1,6 +1,7 @@
 package io.moecluster.router;
 
 import com.typesafe.config.Config;
+import io.moecluster.core.model.WeightPlacement;
 import java.nio.file.Path;
 import java.time.Duration;
 
@@ -22,7 +23,8 @@ public record RouterSettings(
     int prefetchExtraExperts,
     FailoverSettings failover,
     boolean dataChannel,
-    boolean kernelWarmUp) {
+    boolean kernelWarmUp,
+    WeightPlacement weights) {
 
   public RouterSettings {
     if (modelDir == null || modelDir.toString().isEmpty()) {
@@ -41,18 +43,33 @@ public record RouterSettings(
     if (failover == null) {
       throw new IllegalArgumentException("moe.router.failover is missing");
     }
+    if (weights == null) {
+      throw new IllegalArgumentException("moe.router.weights is missing");
+    }
   }
 
-  /** Settings with prefetching on at depth 1, the default failover settings, the data channel and the kernel warm-up. */
+  /**
+   * Settings with prefetching on at depth 1, the default failover settings, the data channel, the
+   * kernel warm-up and {@code weights = auto}.
+   */
   public RouterSettings(Path modelDir, int computeThreads, int maxRunningSequences, int maxWaiting,
       Duration expertTimeout, int minExpertNodes, int maxExpertMessageBytes, Duration placementRetryInterval) {
     this(modelDir, computeThreads, maxRunningSequences, maxWaiting, expertTimeout, minExpertNodes,
-        maxExpertMessageBytes, placementRetryInterval, true, 1, 0, FailoverSettings.defaults(), true, true);
+        maxExpertMessageBytes, placementRetryInterval, true, 1, 0, FailoverSettings.defaults(), true, true,
+        WeightPlacement.AUTO);
   }
 
   private static void require(boolean ok, String rule, Object value) {
     if (!ok) {
       throw new IllegalArgumentException("moe.router." + rule + ", got " + value);
+    }
+  }
+
+  private static WeightPlacement weights(String text) {
+    try {
+      return WeightPlacement.parse(text);
+    } catch (IllegalArgumentException e) {
+      throw new IllegalArgumentException("moe.router." + e.getMessage(), e);
     }
   }
 
@@ -78,6 +95,7 @@ public record RouterSettings(
         c.getInt("prefetch.extra-experts"),
         FailoverSettings.fromConfig(c),
         c.getBoolean("data-channel"),
-        c.getBoolean("kernel-warm-up"));
+        c.getBoolean("kernel-warm-up"),
+        weights(c.getString("weights")));
   }
 }

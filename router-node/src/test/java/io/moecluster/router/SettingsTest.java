@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.typesafe.config.ConfigFactory;
+import io.moecluster.core.model.WeightPlacement;
 import io.moecluster.expert.ExpertNodeSettings;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -30,6 +31,9 @@ class SettingsTest {
     assertEquals(0, s.prefetchExtraExperts());
     assertTrue(s.dataChannel());
     assertTrue(s.kernelWarmUp());
+    assertEquals(WeightPlacement.AUTO, s.weights());
+    assertEquals(WeightPlacement.MAP, RouterSettings.fromConfig(ConfigFactory.parseString(
+        "moe.router { model-dir = /models/x, weights = map }").withFallback(ConfigFactory.load())).weights());
     assertEquals(false, RouterSettings.fromConfig(ConfigFactory.parseString(
         "moe.router { model-dir = /models/x, kernel-warm-up = off }").withFallback(ConfigFactory.load())).kernelWarmUp());
     assertEquals(false, RouterSettings.fromConfig(ConfigFactory.parseString(
@@ -75,6 +79,9 @@ class SettingsTest {
     e = assertThrows(IllegalArgumentException.class, () -> RouterSettings.fromConfig(ConfigFactory.parseString(
         "moe.router { model-dir = x, prefetch.extra-experts = -1 }").withFallback(ConfigFactory.load())));
     assertTrue(e.getMessage().contains("moe.router.prefetch.extra-experts"), e.getMessage());
+    e = assertThrows(IllegalArgumentException.class, () -> RouterSettings.fromConfig(ConfigFactory.parseString(
+        "moe.router { model-dir = x, weights = mmap }").withFallback(ConfigFactory.load())));
+    assertEquals("moe.router.weights must be one of auto, copy, map; got 'mmap'", e.getMessage());
     e = assertThrows(IllegalArgumentException.class, () -> ExpertNodeSettings.fromConfig(ConfigFactory.load()));
     assertTrue(e.getMessage().contains("moe.expert.model-dir"), e.getMessage());
     e = assertThrows(IllegalArgumentException.class, () -> ExpertNodeSettings.fromConfig(ConfigFactory.parseString(

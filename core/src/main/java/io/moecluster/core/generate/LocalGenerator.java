@@ -5,7 +5,9 @@ import io.moecluster.core.kernel.Kernels;
 import io.moecluster.core.kernel.KernelsFactory;
 import io.moecluster.core.model.ExpertExecutor;
 import io.moecluster.core.model.ForwardPass;
+import io.moecluster.core.model.LocalExperts;
 import io.moecluster.core.model.MoeModel;
+import io.moecluster.core.model.WeightPlacement;
 import io.moecluster.core.tokenizer.Tokenizer;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -43,10 +45,15 @@ public final class LocalGenerator implements AutoCloseable {
 
   /** Loads the model in {@code dir} with kernels on {@code threads} threads (0: all cores). */
   public static LocalGenerator open(Path dir, int threads) {
+    return open(dir, threads, WeightPlacement.AUTO);
+  }
+
+  /** {@link #open(Path, int)}, with the weights placed as {@code placement} says. */
+  public static LocalGenerator open(Path dir, int threads, WeightPlacement placement) {
     Tokenizer tokenizer = Tokenizer.load(dir);
     Kernels kernels = KernelsFactory.create(threads);
     try {
-      MoeModel model = MoeModel.load(dir, kernels);
+      MoeModel model = MoeModel.load(dir, kernels, placement);
       if (tokenizer.vocabSize() > model.config().vocabSize()) {
         model.close();
         throw new IllegalArgumentException(
@@ -82,10 +89,20 @@ public final class LocalGenerator implements AutoCloseable {
   }
 
   /**
-   * Reads one byte of every page of the checkpoint so that the first token does not pay for page
-   * faults; reports the bytes done so far (for a progress bar).
+   * Makes the first token as fast as the next: copies every expert when the experts run on copies,
+   * else reads one byte of every page of the checkpoint so that the first token does not pay for
+   * page faults. Reports the bytes done so far (for a progress bar; the total is
+   * {@link #checkpointBytes()}).
    */
   public void warmUp(LongConsumer bytesDone) {
+    if (experts instanceof LocalExperts local && local.copies()) {
+      // The dense weights were copied at load; the rest of the checkpoint is the experts.
+      long dense = model.tensors().totalBytes() - model.config().numLayers() * (long) model.config().numExperts()
+          * model.expertStore().expert(0, 0).byteSize();
+      bytesDone.accept(dense);
+      local.loadAll(experts -> bytesDone.accept(dense + experts));
+      return;
+    }
     long done = 0;
     for (String name : model.tensors().names()) {
       MemorySegment seg = model.tensors().bytes(name);
@@ -97,6 +114,11 @@ public final class LocalGenerator implements AutoCloseable {
       done += seg.byteSize();
       bytesDone.accept(done);
     }
+  }
+
+  /** Bytes of weights copied into this process's memory (0 when everything is read in place). */
+  public long copiedBytes() {
+    return model.copiedBytes();
   }
 
   /** Generates one sequence, streaming its tokens to {@code listener}. */

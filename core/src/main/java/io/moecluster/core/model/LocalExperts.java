@@ -1,21 +1,33 @@
 package io.moecluster.core.model;
 
 import io.moecluster.core.kernel.Kernels;
+import io.moecluster.core.tensor.Matrix;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.function.LongConsumer;
+import java.util.function.UnaryOperator;
 
 /**
- * Runs experts in this process straight from the mapped checkpoint. The tasks of a layer run
- * together: one parallel pass of the kernels for all gate/up projections, one for the downs.
+ * Runs experts in this process, from the mapped checkpoint or from copies of their weights
+ * ({@link WeightPlacement}). The tasks of a layer run together: one parallel pass of the kernels
+ * for all gate/up projections, one for the downs.
  */
 public final class LocalExperts implements ExpertExecutor {
   private final ExpertStore store;
   private final Kernels kernels;
+  private final UnaryOperator<Matrix> place; // null: the checkpoint's views
   private final ExpertWeights[][] cache; // [layer][expert], filled on first use
 
+  /** Experts read in place from the mapped checkpoint. */
   public LocalExperts(ExpertStore store, Kernels kernels) {
+    this(store, kernels, null);
+  }
+
+  /** Experts whose matrices pass through {@code place} once, on first use (e.g. a copy). */
+  LocalExperts(ExpertStore store, Kernels kernels, UnaryOperator<Matrix> place) {
     this.store = store;
     this.kernels = kernels;
+    this.place = place;
     this.cache = new ExpertWeights[store.config().numLayers()][store.config().numExperts()];
   }
 
@@ -35,10 +47,32 @@ public final class LocalExperts implements ExpertExecutor {
     return new ArrayList<>(List.of(ExpertFfn.forwardAll(kernels, ws, xs, rows)));
   }
 
-  private ExpertWeights weights(int layer, int expert) {
+  /** Whether the experts run on copies of their weights. */
+  public boolean copies() {
+    return place != null;
+  }
+
+  /**
+   * Loads every expert now rather than on first use (with copies: makes them all, so that no
+   * request pays for a copy); reports the bytes of the experts loaded so far after each one.
+   */
+  public void loadAll(LongConsumer bytesDone) {
+    long done = 0;
+    for (int l = 0; l < cache.length; l++) {
+      for (int e = 0; e < cache[l].length; e++) {
+        done += weights(l, e).byteSize();
+        bytesDone.accept(done);
+      }
+    }
+  }
+
+  private synchronized ExpertWeights weights(int layer, int expert) {
     ExpertWeights w = cache[layer][expert];
     if (w == null) {
       w = store.expert(layer, expert);
+      if (place != null) {
+        w = new ExpertWeights(place.apply(w.gate()), place.apply(w.up()), place.apply(w.down()));
+      }
       cache[layer][expert] = w;
     }
     return w;

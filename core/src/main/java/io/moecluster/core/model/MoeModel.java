@@ -4,35 +4,65 @@ import io.moecluster.core.config.ModelConfig;
 import io.moecluster.core.kernel.Kernels;
 import io.moecluster.core.safetensors.SafeTensors;
 import java.nio.file.Path;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * A loaded checkpoint: its config, the mapped tensors, the dense weights and the kernels that run
  * them. Experts are reached through {@link #experts()} (in process) or through any other
- * {@link ExpertExecutor}. Closing it unmaps the checkpoint.
+ * {@link ExpertExecutor}. The weights are read in place or copied as the {@link WeightPlacement}
+ * decides: the dense ones at load, the experts of {@link #experts()} on first use or
+ * {@link LocalExperts#loadAll}. Closing it frees the copies and unmaps the checkpoint.
  */
 public final class MoeModel implements AutoCloseable {
+  private static final Logger log = LoggerFactory.getLogger(MoeModel.class);
+
   private final Path dir;
   private final ModelConfig config;
   private final SafeTensors tensors;
   private final DenseWeights dense;
   private final Kernels kernels;
+  private final WeightPlacement placement;
+  private final WeightCopies copies;
+  private final boolean denseCopied;
+  private LocalExperts experts; // guarded by this
 
-  private MoeModel(Path dir, ModelConfig config, SafeTensors tensors, DenseWeights dense, Kernels kernels) {
+  private MoeModel(Path dir, ModelConfig config, SafeTensors tensors, DenseWeights dense, Kernels kernels,
+      WeightPlacement placement, WeightCopies copies, boolean denseCopied) {
     this.dir = dir;
     this.config = config;
     this.tensors = tensors;
     this.dense = dense;
     this.kernels = kernels;
+    this.placement = placement;
+    this.copies = copies;
+    this.denseCopied = denseCopied;
   }
 
-  /** Reads config.json and maps the safetensors of {@code dir}; checks every dense tensor. */
+  /** {@link #load(Path, Kernels, WeightPlacement)} with {@link WeightPlacement#AUTO}. */
   public static MoeModel load(Path dir, Kernels kernels) {
+    return load(dir, kernels, WeightPlacement.AUTO);
+  }
+
+  /**
+   * Reads config.json and maps the safetensors of {@code dir}; checks every dense tensor, and
+   * copies the dense matrices when {@code placement} copies their bytes.
+   */
+  public static MoeModel load(Path dir, Kernels kernels, WeightPlacement placement) {
     ModelConfig config = ModelConfig.load(dir);
     SafeTensors tensors = SafeTensors.open(dir);
+    WeightCopies copies = new WeightCopies();
     try {
       DenseWeights dense = DenseWeights.load(tensors, config);
-      return new MoeModel(dir, config, tensors, dense, kernels);
+      boolean copy = placement.copies(dense.matrixBytes());
+      if (copy) {
+        dense = DenseWeights.load(tensors, config, copies::copy);
+      }
+      log.info("{}: dense weights ({} MB) {} (weights = {})", dir, dense.matrixBytes() >> 20,
+          copy ? "copied into memory" : "read in place from the mapped checkpoint", placement.configValue());
+      return new MoeModel(dir, config, tensors, dense, kernels, placement, copies, copy);
     } catch (RuntimeException e) {
+      copies.close();
       tensors.close();
       throw e;
     }
@@ -63,9 +93,27 @@ public final class MoeModel implements AutoCloseable {
     return new ExpertStore(tensors, config);
   }
 
-  /** An executor that runs the experts in this process. */
-  public ExpertExecutor experts() {
-    return new LocalExperts(expertStore(), kernels);
+  /**
+   * An executor that runs the experts in this process: on copies of their weights when the
+   * placement copies the whole checkpoint (this process then reads all of it), else in place.
+   */
+  public synchronized LocalExperts experts() {
+    if (experts == null) { // one instance: a second would copy every expert again
+      experts = placement.copies(tensors.totalBytes())
+          ? new LocalExperts(expertStore(), kernels, copies::copy)
+          : new LocalExperts(expertStore(), kernels);
+    }
+    return experts;
+  }
+
+  /** Whether the dense matrices are copies rather than views into the mapped checkpoint. */
+  public boolean denseCopied() {
+    return denseCopied;
+  }
+
+  /** Bytes of weights copied into memory so far (dense, and experts of {@link #experts()}). */
+  public long copiedBytes() {
+    return copies.bytes();
   }
 
   /** A fresh KV cache for one sequence. */
@@ -76,6 +124,7 @@ public final class MoeModel implements AutoCloseable {
 
   @Override
   public void close() {
+    copies.close();
     tensors.close();
   }
 }

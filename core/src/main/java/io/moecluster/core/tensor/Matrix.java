@@ -5,8 +5,8 @@ import java.lang.foreign.ValueLayout;
 
 /**
  * A read-only 2-D weight matrix in Hugging Face layout: {@code [rows = out features, cols = in
- * features]}, row-major, little-endian, over a memory segment (usually a view into a memory-mapped
- * checkpoint; never copied on load). Only {@link DType#F32} and {@link DType#BF16} reach the
+ * features]}, row-major, little-endian, over a memory segment (a view into a memory-mapped
+ * checkpoint, or a copy of one: see {@code WeightPlacement}). Only {@link DType#F32} and {@link DType#BF16} reach the
  * kernels: F16 checkpoints are widened to F32 when they are loaded.
  */
 public record Matrix(String name, DType dtype, int rows, int cols, MemorySegment data) {

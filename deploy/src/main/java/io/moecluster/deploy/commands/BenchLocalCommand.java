@@ -19,6 +19,7 @@ import java.util.Locale;
 import java.util.SplittableRandom;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
@@ -39,6 +40,8 @@ public final class BenchLocalCommand implements Callable<Integer> {
   @Option(names = "--threads", description = "compute threads, 0 = all cores (default: ${DEFAULT-VALUE})", defaultValue = "0")
   int threads;
 
+  @Mixin WeightsOption weights;
+
   @Option(names = "--prompt-tokens", description = "prompt length (default: ${DEFAULT-VALUE})", defaultValue = "128")
   int promptTokens;
 
@@ -55,7 +58,7 @@ public final class BenchLocalCommand implements Callable<Integer> {
     }
     PrintWriter out = spec.commandLine().getOut();
     int usedThreads = threads == 0 ? Runtime.getRuntime().availableProcessors() : threads;
-    try (LocalGenerator generator = LocalGenerator.open(model, usedThreads)) {
+    try (LocalGenerator generator = LocalGenerator.open(model, usedThreads, weights.placement())) {
       try (var bar = ProgressBars.bytes("loading weights", generator.checkpointBytes())) {
         generator.warmUp(bar::stepTo);
       }
@@ -94,6 +97,9 @@ public final class BenchLocalCommand implements Callable<Integer> {
           model, c.family().modelType(), c.numLayers(), c.numExperts(), c.topK(), c.hiddenSize(),
           c.expertIntermediateSize(), c.torchDtype());
       out.printf(Locale.ROOT, "threads          %d%n", usedThreads);
+      out.printf(Locale.ROOT, "weights          %s%n", generator.copiedBytes() > 0
+          ? String.format(Locale.ROOT, "copied into memory (%.1f MB)", generator.copiedBytes() / 1e6)
+          : "read in place from the mapped checkpoint");
       out.printf(Locale.ROOT, "read bandwidth   %.1f GB/s (median over the runs; each a median of 3 passes over 1 GiB)%n", bandwidth);
       out.printf(Locale.ROOT, "FMA peak         %.1f GFLOP/s (median over the runs)%n", fmaPeak);
       out.printf(Locale.ROOT, "active weights   %.1f MB per token%n", bytesPerToken / 1e6);

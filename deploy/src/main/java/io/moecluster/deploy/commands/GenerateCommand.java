@@ -30,6 +30,8 @@ public final class GenerateCommand implements Callable<Integer> {
 
   @Mixin GenerationOptions options;
 
+  @Mixin WeightsOption weights;
+
   @Override
   public Integer call() {
     if (threads < 0) {
@@ -37,7 +39,7 @@ public final class GenerateCommand implements Callable<Integer> {
     }
     PrintWriter out = spec.commandLine().getOut();
     PrintWriter err = spec.commandLine().getErr();
-    try (LocalGenerator generator = LocalGenerator.open(model, threads)) {
+    try (LocalGenerator generator = LocalGenerator.open(model, threads, weights.placement())) {
       GenerationRequest request = options.request(generator.tokenizer());
       try (var bar = ProgressBars.bytes("loading weights", generator.checkpointBytes())) {
         generator.warmUp(bar::stepTo);

@@ -42,7 +42,12 @@ class LocalCommandsTest {
     assertEquals(6, json.get("generated_ids").size());
     assertEquals("length", json.get("finish_reason").asText());
     assertTrue(json.get("prompt_ids").size() > 1);
-    MoeRun second = run(args);
+    // The same tokens whether the weights are copied (auto, on this small model) or read in place.
+    String[] mapped = java.util.Arrays.copyOf(args, args.length + 2);
+    mapped[args.length] = "--weights";
+    mapped[args.length + 1] = "map";
+    MoeRun second = run(mapped);
+    assertEquals(0, second.exitCode(), second.err());
     JsonNode again = new ObjectMapper().readTree(second.out());
     assertEquals(json.get("generated_ids"), again.get("generated_ids"));
     assertEquals(json.get("text"), again.get("text"));
@@ -75,6 +80,8 @@ class LocalCommandsTest {
     assertUserError(run("generate", "--model", model.toString(), "--prompt-ids", "1,x"), "x");
     assertUserError(run("generate", "--model", model.toString(), "--prompt-ids", "1,999999"), "999999");
     assertUserError(run("generate", "--model", model.toString()), "--prompt");
+    assertUserError(run("generate", "--model", model.toString(), "--prompt", "x", "--weights", "mmap"),
+        "--weights must be one of auto, copy, map; got 'mmap'");
     assertUserError(run("init-model", "--preset", "huge", "--out", dir.resolve("x").toString()), "huge");
     assertUserError(run("init-model", "--dtype", "f16", "--out", dir.resolve("x").toString()), "f16");
   }

@@ -1,0 +1,63 @@
+package io.moecluster.core.model;
+
+import java.lang.management.ManagementFactory;
+import java.util.Locale;
+
+/**
+ * Where the weight matrices a process computes with live: in place in the memory-mapped checkpoint
+ * ({@link #MAP}), or copied into memory of the process's own ({@link #COPY}); {@link #AUTO} copies
+ * when the copies take at most half of the memory left beside the Java heap.
+ *
+ * <p>Why copy at all: the kernels stream every active weight once per decode token, and on the
+ * machine measured (docs/PERFORMANCE.md, "Weights copied into memory") a plain vector-load loop
+ * reads anonymous memory faster than the page cache behind a file mapping, and decode ran
+ * 1.06x faster at the median of eight alternated pairs. A copy also cannot be evicted under memory
+ * pressure from other processes and refaulted mid-generation, as the page cache can. Mapping stays
+ * for checkpoints that do not fit: the page cache then holds what it can.
+ */
+public enum WeightPlacement {
+  AUTO,
+  COPY,
+  MAP;
+
+  /** Parses {@code auto}, {@code copy} or {@code map} (any case); anything else names the choices. */
+  public static WeightPlacement parse(String text) {
+    if (text != null) {
+      for (WeightPlacement p : values()) {
+        if (p.name().equalsIgnoreCase(text.strip())) {
+          return p;
+        }
+      }
+    }
+    throw new IllegalArgumentException("weights must be one of auto, copy, map; got '" + text + "'");
+  }
+
+  /** Whether {@code bytes} of weights are copied on this machine. */
+  public boolean copies(long bytes) {
+    return copies(bytes, memoryForCopies());
+  }
+
+  /** Whether {@code bytes} of weights are copied when {@code memory} bytes lie outside the heap. */
+  public boolean copies(long bytes, long memory) {
+    return switch (this) {
+      case COPY -> true;
+      case MAP -> false;
+      case AUTO -> bytes <= memory / 2;
+    };
+  }
+
+  /**
+   * The memory of this machine, or of this container when it is limited (the JDK reads the cgroup
+   * limit), less the largest heap the JVM may grow to.
+   */
+  public static long memoryForCopies() {
+    long total = ((com.sun.management.OperatingSystemMXBean) ManagementFactory.getOperatingSystemMXBean())
+        .getTotalMemorySize();
+    return Math.max(0, total - Runtime.getRuntime().maxMemory());
+  }
+
+  /** The setting's spelling: {@code auto}, {@code copy}, {@code map}. */
+  public String configValue() {
+    return name().toLowerCase(Locale.ROOT);
+  }
+}
