@@ -97,8 +97,7 @@ public final class LocalGenerator implements AutoCloseable {
   public void warmUp(LongConsumer bytesDone) {
     if (experts instanceof LocalExperts local && local.copies()) {
       // The dense weights were copied at load; the rest of the checkpoint is the experts.
-      long dense = model.tensors().totalBytes() - model.config().numLayers() * (long) model.config().numExperts()
-          * model.expertStore().expert(0, 0).byteSize();
+      long dense = checkpointBytes() - local.expertBytes();
       bytesDone.accept(dense);
       local.loadAll(experts -> bytesDone.accept(dense + experts));
       return;

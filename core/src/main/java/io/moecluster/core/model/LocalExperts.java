@@ -52,6 +52,17 @@ public final class LocalExperts implements ExpertExecutor {
     return place != null;
   }
 
+  /** Bytes of all the experts' weights in the checkpoint. */
+  public long expertBytes() {
+    long bytes = 0;
+    for (int l = 0; l < cache.length; l++) {
+      for (int e = 0; e < cache[l].length; e++) {
+        bytes += store.expert(l, e).byteSize();
+      }
+    }
+    return bytes;
+  }
+
   /**
    * Loads every expert now rather than on first use (with copies: makes them all, so that no
    * request pays for a copy); reports the bytes of the experts loaded so far after each one.

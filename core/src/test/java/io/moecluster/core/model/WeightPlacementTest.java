@@ -97,6 +97,7 @@ class WeightPlacementTest {
         }
       }
       assertEquals(expertBytes, reported[0], "loadAll reports every expert's bytes");
+      assertEquals(expertBytes, copied.experts().expertBytes());
       assertEquals(copied.dense().matrixBytes() + expertBytes, copied.copiedBytes());
       for (Matrix[] p : pairs) {
         Matrix view = p[0];
