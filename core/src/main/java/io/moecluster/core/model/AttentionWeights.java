@@ -1,6 +1,7 @@
 package io.moecluster.core.model;
 
 import io.moecluster.core.tensor.Matrix;
+import java.util.function.UnaryOperator;
 
 /**
  * One layer's self-attention projections. Optional parts are null when the family has none.
@@ -24,4 +25,11 @@ public record AttentionWeights(
     float[] kBias,
     float[] vBias,
     float[] qNorm,
-    float[] kNorm) {}
+    float[] kNorm) {
+
+  /** These projections with every matrix passed through {@code place} once. */
+  AttentionWeights withMatrices(UnaryOperator<Matrix> place) {
+    return new AttentionWeights(place.apply(q), place.apply(k), place.apply(v), place.apply(o), qBias, kBias, vBias,
+        qNorm, kNorm);
+  }
+}

@@ -28,47 +28,43 @@ public record DenseWeights(
 
   /** Reads and shape-checks every dense tensor; a missing or misshapen one names itself. */
   public static DenseWeights load(SafeTensors st, ModelConfig c) {
-    return load(st, c, UnaryOperator.identity());
+    WeightNames n = c.weightNames();
+    int hidden = c.hiddenSize();
+    Matrix embed = st.matrix(n.embedTokens(), c.vocabSize(), hidden);
+    List<LayerWeights> layers = new ArrayList<>(c.numLayers());
+    for (int l = 0; l < c.numLayers(); l++) {
+      layers.add(loadLayer(st, c, n, l));
+    }
+    // HF ties the head to the embedding whenever the config says so, even if lm_head is stored.
+    Matrix lmHead = c.tieWordEmbeddings() ? embed : st.matrix(n.lmHead(), c.vocabSize(), hidden);
+    return new DenseWeights(embed, layers, st.floats(n.finalNorm(), hidden), lmHead);
   }
 
   /**
-   * {@link #load(SafeTensors, ModelConfig)}, passing every matrix through {@code place} (the
-   * identity keeps the checkpoint's views; {@link WeightCopies#copy} copies).
+   * These weights with every matrix passed through {@code place} once (e.g. {@link
+   * WeightCopies#copy}); a head tied to the embedding stays tied.
    */
-  static DenseWeights load(SafeTensors st, ModelConfig c, UnaryOperator<Matrix> place) {
-    WeightNames n = c.weightNames();
-    int hidden = c.hiddenSize();
-    MatrixReader m = (name, rows, cols) -> place.apply(st.matrix(name, rows, cols));
-    Matrix embed = m.read(n.embedTokens(), c.vocabSize(), hidden);
-    List<LayerWeights> layers = new ArrayList<>(c.numLayers());
-    for (int l = 0; l < c.numLayers(); l++) {
-      layers.add(loadLayer(st, m, c, n, l));
-    }
-    // HF ties the head to the embedding whenever the config says so, even if lm_head is stored.
-    Matrix lmHead = c.tieWordEmbeddings() ? embed : m.read(n.lmHead(), c.vocabSize(), hidden);
-    return new DenseWeights(embed, layers, st.floats(n.finalNorm(), hidden), lmHead);
+  DenseWeights withMatrices(UnaryOperator<Matrix> place) {
+    Matrix embed = place.apply(embedTokens);
+    return new DenseWeights(embed, layers.stream().map(l -> l.withMatrices(place)).toList(), finalNorm,
+        lmHead == embedTokens ? embed : place.apply(lmHead));
   }
 
   /** Bytes of all the matrices (the tied LM head counted once). */
   public long matrixBytes() {
-    long bytes = embedTokens.data().byteSize() + (lmHead == embedTokens ? 0 : lmHead.data().byteSize());
+    long bytes = embedTokens.byteSize() + (lmHead == embedTokens ? 0 : lmHead.byteSize());
     for (LayerWeights l : layers) {
       AttentionWeights a = l.attention();
-      bytes += a.q().data().byteSize() + a.k().data().byteSize() + a.v().data().byteSize()
-          + a.o().data().byteSize() + l.router().data().byteSize();
+      bytes += a.q().byteSize() + a.k().byteSize() + a.v().byteSize()
+          + a.o().byteSize() + l.router().byteSize();
       if (l.sharedExpert() != null) {
-        bytes += l.sharedExpert().byteSize() + l.sharedExpertGate().data().byteSize();
+        bytes += l.sharedExpert().byteSize() + l.sharedExpertGate().byteSize();
       }
     }
     return bytes;
   }
 
-  @FunctionalInterface
-  private interface MatrixReader {
-    Matrix read(String name, int rows, int cols);
-  }
-
-  private static LayerWeights loadLayer(SafeTensors st, MatrixReader m, ModelConfig c, WeightNames n, int l) {
+  private static LayerWeights loadLayer(SafeTensors st, ModelConfig c, WeightNames n, int l) {
     int hidden = c.hiddenSize();
     int qDim = c.numHeads() * c.headDim();
     int kvDim = c.numKvHeads() * c.headDim();
@@ -84,10 +80,10 @@ public record DenseWeights(
     }
     var attention =
         new AttentionWeights(
-            m.read(n.attention(l, 'q'), qDim, hidden),
-            m.read(n.attention(l, 'k'), kvDim, hidden),
-            m.read(n.attention(l, 'v'), kvDim, hidden),
-            m.read(n.attention(l, 'o'), hidden, qDim),
+            st.matrix(n.attention(l, 'q'), qDim, hidden),
+            st.matrix(n.attention(l, 'k'), kvDim, hidden),
+            st.matrix(n.attention(l, 'v'), kvDim, hidden),
+            st.matrix(n.attention(l, 'o'), hidden, qDim),
             bias ? st.floats(n.attentionBias(l, 'q'), qDim) : null,
             bias ? st.floats(n.attentionBias(l, 'k'), kvDim) : null,
             bias ? st.floats(n.attentionBias(l, 'v'), kvDim) : null,
@@ -99,16 +95,16 @@ public record DenseWeights(
       int ffn = c.sharedExpertIntermediateSize();
       shared =
           new ExpertWeights(
-              m.read(n.sharedExpert(l, "gate"), ffn, hidden),
-              m.read(n.sharedExpert(l, "up"), ffn, hidden),
-              m.read(n.sharedExpert(l, "down"), hidden, ffn));
-      sharedGate = m.read(n.sharedExpertGate(l), 1, hidden);
+              st.matrix(n.sharedExpert(l, "gate"), ffn, hidden),
+              st.matrix(n.sharedExpert(l, "up"), ffn, hidden),
+              st.matrix(n.sharedExpert(l, "down"), hidden, ffn));
+      sharedGate = st.matrix(n.sharedExpertGate(l), 1, hidden);
     }
     return new LayerWeights(
         st.floats(n.attentionNorm(l), hidden),
         attention,
         st.floats(n.ffnNorm(l), hidden),
-        m.read(n.router(l), c.numExperts(), hidden),
+        st.matrix(n.router(l), c.numExperts(), hidden),
         shared,
         sharedGate);
   }

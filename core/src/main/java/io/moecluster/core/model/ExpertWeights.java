@@ -1,6 +1,7 @@
 package io.moecluster.core.model;
 
 import io.moecluster.core.tensor.Matrix;
+import java.util.function.UnaryOperator;
 
 /**
  * One SwiGLU expert: {@code down(silu(gate·x) ⊙ up·x)}; Mixtral calls the three w1, w3 and w2.
@@ -26,6 +27,11 @@ public record ExpertWeights(Matrix gate, Matrix up, Matrix down) {
 
   public int ffnSize() {
     return gate.rows();
+  }
+
+  /** This expert with each of its matrices passed through {@code place} once. */
+  ExpertWeights withMatrices(UnaryOperator<Matrix> place) {
+    return new ExpertWeights(place.apply(gate), place.apply(up), place.apply(down));
   }
 
   /** Bytes one token must read through this expert. */

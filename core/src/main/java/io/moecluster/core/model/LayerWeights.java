@@ -1,6 +1,7 @@
 package io.moecluster.core.model;
 
 import io.moecluster.core.tensor.Matrix;
+import java.util.function.UnaryOperator;
 
 /**
  * The dense part of one decoder layer: what a router holds. The routed experts are not here;
@@ -18,4 +19,12 @@ public record LayerWeights(
     float[] ffnNorm,
     Matrix router,
     ExpertWeights sharedExpert,
-    Matrix sharedExpertGate) {}
+    Matrix sharedExpertGate) {
+
+  /** This layer with every matrix passed through {@code place} once. */
+  LayerWeights withMatrices(UnaryOperator<Matrix> place) {
+    return new LayerWeights(attentionNorm, attention.withMatrices(place), ffnNorm, place.apply(router),
+        sharedExpert == null ? null : sharedExpert.withMatrices(place),
+        sharedExpertGate == null ? null : place.apply(sharedExpertGate));
+  }
+}

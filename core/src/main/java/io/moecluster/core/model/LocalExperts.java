@@ -82,7 +82,7 @@ public final class LocalExperts implements ExpertExecutor {
     if (w == null) {
       w = store.expert(layer, expert);
       if (place != null) {
-        w = new ExpertWeights(place.apply(w.gate()), place.apply(w.up()), place.apply(w.down()));
+        w = w.withMatrices(place);
       }
       cache[layer][expert] = w;
     }

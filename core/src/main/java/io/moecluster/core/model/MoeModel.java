@@ -56,7 +56,7 @@ public final class MoeModel implements AutoCloseable {
       DenseWeights dense = DenseWeights.load(tensors, config);
       boolean copy = placement.copies(dense.matrixBytes());
       if (copy) {
-        dense = DenseWeights.load(tensors, config, copies::copy);
+        dense = dense.withMatrices(copies::copy);
       }
       log.info("{}: dense weights ({} MB) {} (weights = {})", dir, dense.matrixBytes() >> 20,
           copy ? "copied into memory" : "read in place from the mapped checkpoint", placement.configValue());
