@@ -8,12 +8,11 @@ import java.util.Locale;
  * ({@link #MAP}), or copied into memory of the process's own ({@link #COPY}); {@link #AUTO} copies
  * when the copies take at most half of the memory left beside the Java heap.
  *
- * <p>Why copy at all: the kernels stream every active weight once per decode token, and on the
- * machine measured (docs/PERFORMANCE.md, "Weights copied into memory") a plain vector-load loop
- * reads anonymous memory faster than the page cache behind a file mapping, and decode ran
- * 1.06x faster at the median of eight alternated pairs. A copy also cannot be evicted under memory
- * pressure from other processes and refaulted mid-generation, as the page cache can. Mapping stays
- * for checkpoints that do not fit: the page cache then holds what it can.
+ * <p>Why copy at all: a copy cannot be evicted by other processes' memory pressure and refaulted
+ * in the middle of a generation, as the page cache can; and decode ran 1.05x faster on copies at the
+ * median of six alternated pairs on the machine measured (docs/PERFORMANCE.md, "Weights copied
+ * into memory"), more than the few per cent by which a plain read loop reads the page cache more
+ * slowly. Mapping stays for checkpoints that do not fit: the page cache then holds what it can.
  */
 public enum WeightPlacement {
   AUTO,
