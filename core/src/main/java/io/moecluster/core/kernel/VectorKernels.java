@@ -67,7 +67,7 @@ public final class VectorKernels implements Kernels, AutoCloseable {
   static final int TILE = 4;
   /** The same for BF16 weights. */
   static final int TILE_BF16 = 4;
-  /** Weight bytes per {@link #matMul} row block (a fraction of the 4 MiB L2 per core). */
+  /** Weight bytes per {@link #matMul} row block (half of the 2 MiB L2 per core). */
   static final long BLOCK_BYTES = 1L << 20;
   /** Below this many weight elements (times n) a product runs on the calling thread alone. */
   static final long PARALLEL_MIN_ELEMENTS = 1L << 16;

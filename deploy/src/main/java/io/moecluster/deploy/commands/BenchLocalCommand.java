@@ -12,6 +12,8 @@ import io.moecluster.core.sampling.SamplingParams;
 import io.moecluster.core.tensor.Matrix;
 import io.moecluster.deploy.cli.ProgressBars;
 import java.io.PrintWriter;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
 import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.List;
@@ -58,7 +60,8 @@ public final class BenchLocalCommand implements Callable<Integer> {
     }
     PrintWriter out = spec.commandLine().getOut();
     int usedThreads = threads == 0 ? Runtime.getRuntime().availableProcessors() : threads;
-    try (LocalGenerator generator = LocalGenerator.open(model, usedThreads, weights.placement())) {
+    try (LocalGenerator generator = LocalGenerator.open(model, usedThreads, weights.placement());
+        Arena bandwidthArena = Arena.ofShared()) { // shared: the measuring threads read it
       try (var bar = ProgressBars.bytes("loading weights", generator.checkpointBytes())) {
         generator.warmUp(bar::stepTo);
       }
@@ -78,8 +81,12 @@ public final class BenchLocalCommand implements Callable<Integer> {
       double[] peaks = new double[runs];
       double[] decodeRatios = new double[runs];
       double[] prefillRatios = new double[runs];
+      // One buffer for all the runs: allocating and zeroing 1 GiB again before every run took
+      // about a second each and measured nothing.
+      MemorySegment bandwidthBuffer = bandwidthArena.allocate(MemoryBandwidth.DEFAULT_BUFFER_BYTES, 4096);
+      bandwidthBuffer.fill((byte) 1);
       for (int i = 0; i < runs; i++) {
-        bandwidths[i] = MemoryBandwidth.measureReadGBps(usedThreads, 1L << 30, 3);
+        bandwidths[i] = MemoryBandwidth.measureReadGBps(bandwidthBuffer, usedThreads, 3);
         peaks[i] = MemoryBandwidth.fmaPeakGflops(usedThreads);
         GenerationResult r = generator.generate(request, e -> {});
         decode[i] = r.decodeTokensPerSecond();

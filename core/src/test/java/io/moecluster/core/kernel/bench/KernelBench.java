@@ -19,6 +19,8 @@ import io.moecluster.core.kernel.VectorKernels;
  * ./mvnw -q -pl core -Pjmh test-compile exec:exec -Djmh.args="Bf16ConvertBench -f 1 -wi 2 -i 3 -r 1s"
  * # a file mapping's read bandwidth against anonymous memory's: threads, rounds, GiB[, file]
  * ./mvnw -q -pl core -Pjmh test-compile exec:exec -Djmh.args="mapped-read 1 9 1"
+ * # what the work per loaded cache line costs a stream from memory (1 thread): rounds, GiB
+ * ./mvnw -q -pl core -Pjmh test-compile exec:exec -Djmh.args="load-work 9 1"
  * # what a second memory segment class at the kernels costs (C2 deoptimises them)
  * ./mvnw -q -pl core -Pjmh test-compile exec:exec -Djmh.args="segment-class"
  * # two builds of the kernels side by side in one JVM (see BuildAB): A, B, n, pairs, ms per run
@@ -43,6 +45,10 @@ public final class KernelBench {
     }
     if (args.length > 0 && args[0].equals("mapped-read")) {
       MappedReadBandwidth.main(java.util.Arrays.copyOfRange(args, 1, args.length));
+      return;
+    }
+    if (args.length > 0 && args[0].equals("load-work")) {
+      LoadWorkCost.main(java.util.Arrays.copyOfRange(args, 1, args.length));
       return;
     }
     if (args.length > 0 && args[0].equals("segment-class")) {
