@@ -7,7 +7,6 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
-import java.util.Arrays;
 import java.util.Locale;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
@@ -72,8 +71,8 @@ final class LoadWorkCost {
       double[] mem = new double[names.length];
       double[] l2 = new double[names.length];
       for (int k = 0; k < names.length; k++) {
-        mem[k] = median(memory[k]);
-        l2[k] = median(cached[k]);
+        mem[k] = MappedReadBandwidth.median(memory[k]);
+        l2[k] = MappedReadBandwidth.median(cached[k]);
         System.out.printf(Locale.ROOT, "%-10s from memory %.2f ns (%.1f GB/s), from L2 %.2f ns (%.1f GB/s)%n",
             names[k], mem[k], 64 / mem[k], l2[k], 64 / l2[k]);
       }
@@ -147,12 +146,5 @@ final class LoadWorkCost {
       a7 = q3.and(0xFFFF0000).reinterpretAsFloats().fma(z, a7);
     }
     return a0.add(a1).add(a2.add(a3)).add(a4.add(a5).add(a6.add(a7))).lane(0);
-  }
-
-  private static double median(double[] values) {
-    double[] v = values.clone();
-    Arrays.sort(v);
-    int n = v.length;
-    return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
   }
 }

@@ -70,7 +70,8 @@ final class MappedReadBandwidth {
     }
   }
 
-  private static double median(double[] v) {
+  /** The median of the values (the mean of the middle two for an even count); also for LoadWorkCost. */
+  static double median(double[] v) {
     double[] s = v.clone();
     Arrays.sort(s);
     return s.length % 2 == 1 ? s[s.length / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
