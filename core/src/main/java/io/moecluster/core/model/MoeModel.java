@@ -54,11 +54,12 @@ public final class MoeModel implements AutoCloseable {
     WeightCopies copies = new WeightCopies();
     try {
       DenseWeights dense = DenseWeights.load(tensors, config);
-      boolean copy = placement.copies(dense.matrixBytes());
+      long denseBytes = dense.matrixBytes();
+      boolean copy = placement.copies(denseBytes);
       if (copy) {
         dense = dense.withMatrices(copies::copy);
       }
-      log.info("{}: dense weights ({} MB) {} (weights = {})", dir, dense.matrixBytes() >> 20,
+      log.info("{}: dense weights ({} MB) {} (weights = {})", dir, denseBytes >> 20,
           copy ? "copied into memory" : "read in place from the mapped checkpoint", placement.configValue());
       return new MoeModel(dir, config, tensors, dense, kernels, placement, copies, copy);
     } catch (RuntimeException e) {
