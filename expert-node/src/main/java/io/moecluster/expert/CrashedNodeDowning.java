@@ -267,7 +267,7 @@ public final class CrashedNodeDowning implements Extension {
 
   /** {@code moe_cluster_crash_downs_total{node}}. */
   static final class Metrics {
-    static final Counter DOWNS = Counter.builder().name("moe_cluster_crash_downs_total")
+    static final Counter DOWNS = Counter.builder().withoutExemplars().name("moe_cluster_crash_downs_total")
         .help("Members this node downed because their cluster port refused connections (a crashed process)")
         .labelNames("node").register();
 

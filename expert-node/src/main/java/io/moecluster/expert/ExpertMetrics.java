@@ -9,6 +9,10 @@ import io.prometheus.metrics.core.metrics.Histogram;
  * registry (several expert nodes in one JVM, as in tests, share them and tell themselves apart
  * by the {@code node} label). Holders are nested classes so that a family is registered when
  * first used, exactly once.
+ *
+ * <p>Every family is built {@code withoutExemplars()}: no tracer supplies trace ids for them, and
+ * the exemplar sampler's rate limiter schedules a task on the client's scheduler thread for each
+ * observation it keeps, a thread wake-up on the path of every layer or token.
  */
 public final class ExpertMetrics {
   private ExpertMetrics() {}
@@ -129,64 +133,67 @@ public final class ExpertMetrics {
 
   /** The GPU tier's families, registered only on nodes that use it. */
   private static final class DeviceHolder {
-    static final Gauge RESIDENT_BYTES = Gauge.builder().name("moe_expert_device_memory_bytes")
+    static final Gauge RESIDENT_BYTES = Gauge.builder().withoutExemplars().name("moe_expert_device_memory_bytes")
         .help("Device memory bytes of resident expert weights, uploads in flight included")
         .labelNames("node", "device").register();
-    static final Gauge BUDGET_BYTES = Gauge.builder().name("moe_expert_device_budget_bytes")
+    static final Gauge BUDGET_BYTES = Gauge.builder().withoutExemplars().name("moe_expert_device_budget_bytes")
         .help("Device memory budget of the expert weights (moe.expert.cuda.memory-budget)")
         .labelNames("node", "device").register();
-    static final Counter UPLOADS = Counter.builder().name("moe_expert_device_uploads_total")
+    static final Counter UPLOADS = Counter.builder().withoutExemplars().name("moe_expert_device_uploads_total")
         .help("Experts uploaded to the device").labelNames("node", "device").register();
-    static final Counter EVICTIONS = Counter.builder().name("moe_expert_device_evictions_total")
+    static final Counter EVICTIONS = Counter.builder().withoutExemplars().name("moe_expert_device_evictions_total")
         .help("Resident experts evicted from the device to stay within its budget").labelNames("node", "device")
         .register();
-    static final Counter LOOKUPS = Counter.builder().name("moe_expert_device_lookups_total")
+    static final Counter LOOKUPS = Counter.builder().withoutExemplars().name("moe_expert_device_lookups_total")
         .help("Expert computations by what they found on the device: hit, in-flight (an upload under way),"
             + " miss (started an upload), cpu (ran on the CPU)")
         .labelNames("node", "device", "outcome").register();
-    static final Counter WAIT_SECONDS = Counter.builder().name("moe_expert_device_wait_seconds_total")
+    static final Counter WAIT_SECONDS = Counter.builder().withoutExemplars()
+        .name("moe_expert_device_wait_seconds_total")
         .help("Time expert computations waited for their weights' upload to the device (misses and in-flight)")
         .labelNames("node", "device").register();
-    static final Histogram UPLOAD_SECONDS = Histogram.builder().name("moe_expert_device_upload_seconds")
+    static final Histogram UPLOAD_SECONDS = Histogram.builder().withoutExemplars()
+        .name("moe_expert_device_upload_seconds")
         .help("Time to allocate and upload one expert's weights to the device").labelNames("node", "device")
         .classicOnly().classicExponentialUpperBounds(0.0001, 2, 16).register();
   }
 
   private static final class Holder {
-    static final Counter HITS = Counter.builder().name("moe_expert_cache_hits_total")
+    static final Counter HITS = Counter.builder().withoutExemplars().name("moe_expert_cache_hits_total")
         .help("Expert weight cache acquires that found the weights warm").labelNames("node").register();
-    static final Counter MISSES = Counter.builder().name("moe_expert_cache_misses_total")
+    static final Counter MISSES = Counter.builder().withoutExemplars().name("moe_expert_cache_misses_total")
         .help("Expert weight cache acquires that waited for a load or ran from the cold mapped bytes")
         .labelNames("node").register();
-    static final Counter COLD_COMPUTATIONS = Counter.builder().name("moe_expert_cache_cold_computations_total")
+    static final Counter COLD_COMPUTATIONS = Counter.builder().withoutExemplars()
+        .name("moe_expert_cache_cold_computations_total")
         .help("Expert weight cache acquires answered with the cold mapped checkpoint bytes (a miss that"
             + " did not wait for a load, or an expert that could not be made warm)")
         .labelNames("node").register();
-    static final Counter EVICTIONS = Counter.builder().name("moe_expert_cache_evictions_total")
+    static final Counter EVICTIONS = Counter.builder().withoutExemplars().name("moe_expert_cache_evictions_total")
         .help("Warm experts evicted (least recently used) to stay within the byte budget")
         .labelNames("node").register();
-    static final Gauge WARM_BYTES = Gauge.builder().name("moe_expert_cache_warm_bytes")
+    static final Gauge WARM_BYTES = Gauge.builder().withoutExemplars().name("moe_expert_cache_warm_bytes")
         .help("Bytes of warm expert weights, loads in flight included").labelNames("node").register();
-    static final Gauge BUDGET_BYTES = Gauge.builder().name("moe_expert_cache_budget_bytes")
+    static final Gauge BUDGET_BYTES = Gauge.builder().withoutExemplars().name("moe_expert_cache_budget_bytes")
         .help("Byte budget of the expert weight cache (moe.expert.cache.budget)").labelNames("node").register();
-    static final Histogram LOAD_SECONDS = Histogram.builder().name("moe_expert_cache_load_seconds")
+    static final Histogram LOAD_SECONDS = Histogram.builder().withoutExemplars().name("moe_expert_cache_load_seconds")
         .help("Time to copy one expert's weights into the warm layout").labelNames("node")
         .classicOnly().classicExponentialUpperBounds(0.0005, 2, 16).register();
-    static final Histogram COMPUTE_SECONDS = Histogram.builder().name("moe_expert_compute_seconds")
+    static final Histogram COMPUTE_SECONDS = Histogram.builder().withoutExemplars().name("moe_expert_compute_seconds")
         .help("Time of one expert FFN over the rows of one request").labelNames("node", "layer")
         .classicOnly().classicExponentialUpperBounds(0.0001, 2, 18).register();
-    static final Counter TOKENS = Counter.builder().name("moe_expert_tokens_total")
+    static final Counter TOKENS = Counter.builder().withoutExemplars().name("moe_expert_tokens_total")
         .help("Rows (tokens) computed by each expert").labelNames("node", "layer", "expert").register();
-    static final Counter PREFETCH_RECEIVED = Counter.builder().name("moe_prefetch_received_total")
+    static final Counter PREFETCH_RECEIVED = Counter.builder().withoutExemplars().name("moe_prefetch_received_total")
         .help("Prefetch hints received by the expert weight cache").labelNames("node").register();
-    static final Counter PREFETCH_LOADS = Counter.builder().name("moe_prefetch_loads_total")
+    static final Counter PREFETCH_LOADS = Counter.builder().withoutExemplars().name("moe_prefetch_loads_total")
         .help("Prefetch hints that started loading an expert that was not warm").labelNames("node").register();
-    static final Counter PREFETCH_USEFUL = Counter.builder().name("moe_prefetch_useful_total")
+    static final Counter PREFETCH_USEFUL = Counter.builder().withoutExemplars().name("moe_prefetch_useful_total")
         .help("Prefetched experts that were used before being evicted").labelNames("node").register();
-    static final Counter PREFETCH_PAGE_INS = Counter.builder().name("moe_prefetch_page_ins_total")
+    static final Counter PREFETCH_PAGE_INS = Counter.builder().withoutExemplars().name("moe_prefetch_page_ins_total")
         .help("Prefetch hints that paged in an expert's mapped checkpoint bytes that were not resident")
         .labelNames("node").register();
-    static final Counter PREFETCH_WASTED = Counter.builder().name("moe_prefetch_wasted_total")
+    static final Counter PREFETCH_WASTED = Counter.builder().withoutExemplars().name("moe_prefetch_wasted_total")
         .help("Prefetched experts evicted or dropped without being used").labelNames("node").register();
   }
 }

@@ -18,6 +18,10 @@ import java.util.concurrent.TimeUnit;
  *
  * <p>A Generate/Complete call is followed by one {@link Call}: first token, each later token, its
  * prompt, and its end (exactly once, with the final gRPC status code).
+ *
+ * <p>Every family is built {@code withoutExemplars()}: no tracer supplies trace ids for them, and
+ * the exemplar sampler's rate limiter schedules a task on the client's scheduler thread for each
+ * observation it keeps, a thread wake-up on the path of every layer or token.
  */
 public final class GatewayMetrics {
   private static final long DEADLINE_TOLERANCE_MILLIS = 100;
@@ -123,22 +127,22 @@ public final class GatewayMetrics {
   }
 
   private static final class Holder {
-    static final Histogram TTFT = Histogram.builder().name("moe_time_to_first_token_seconds")
+    static final Histogram TTFT = Histogram.builder().withoutExemplars().name("moe_time_to_first_token_seconds")
         .help("Time from a Generate/Complete call's arrival to its first generated token at the gateway")
         .classicOnly().classicUpperBounds(LATENCY_BUCKETS).register();
-    static final Histogram ITL = Histogram.builder().name("moe_inter_token_latency_seconds")
+    static final Histogram ITL = Histogram.builder().withoutExemplars().name("moe_inter_token_latency_seconds")
         .help("Time between consecutive generated tokens of one call, at the gateway")
         .classicOnly().classicUpperBounds(LATENCY_BUCKETS).register();
-    static final Histogram DURATION = Histogram.builder().name("moe_request_duration_seconds")
+    static final Histogram DURATION = Histogram.builder().withoutExemplars().name("moe_request_duration_seconds")
         .help("Time from a Generate/Complete call's arrival to its end (any status)")
         .classicOnly().classicUpperBounds(LATENCY_BUCKETS).register();
-    static final Counter PROMPT_TOKENS = Counter.builder().name("moe_prompt_tokens_total")
+    static final Counter PROMPT_TOKENS = Counter.builder().withoutExemplars().name("moe_prompt_tokens_total")
         .help("Prompt tokens of the calls sent to a router").register();
-    static final Counter GENERATED_TOKENS = Counter.builder().name("moe_generated_tokens_total")
+    static final Counter GENERATED_TOKENS = Counter.builder().withoutExemplars().name("moe_generated_tokens_total")
         .help("Tokens generated for the gateway's calls").register();
-    static final Counter REQUESTS = Counter.builder().name("moe_requests_total")
+    static final Counter REQUESTS = Counter.builder().withoutExemplars().name("moe_requests_total")
         .help("Generate/Complete calls ended, by final gRPC status code").labelNames("code").register();
-    static final Counter RESUBMISSIONS = Counter.builder().name("moe_request_resubmissions_total")
+    static final Counter RESUBMISSIONS = Counter.builder().withoutExemplars().name("moe_request_resubmissions_total")
         .help("Streams resubmitted to another router, resumed after the tokens already sent, by why the"
             + " previous router was lost (router_unreachable: its node is unreachable; router_lost: it"
             + " stopped or left; router_unavailable: it answered UNAVAILABLE)")

@@ -17,6 +17,7 @@ import java.time.Duration;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicLong;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -25,30 +26,46 @@ import org.slf4j.LoggerFactory;
  * A router's connections to the expert nodes' data channels ({@code moe.expert.data-channel}),
  * one per endpoint, opened on first use and again after a failure. A call returns the entity's
  * {@link ExpertReply}, or fails with {@link NotHostedException} (the entity is not on that node)
- * or an {@link IOException} (the connection could not be opened or was lost); either way the
- * caller sends the request through Cluster Sharding instead. Thread-safe.
+ * or an {@link IOException} (the connection could not be opened or was lost), or a {@link
+ * TimeoutException} (no answer in time); either way the caller sends the request through Cluster
+ * Sharding instead. Thread-safe.
  */
 final class ExpertDataChannels implements AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(ExpertDataChannels.class);
   private static final Duration RETRY_CONNECT = Duration.ofSeconds(2);
 
+  /** Runs a task once a delay has passed; the returned action cancels it. */
+  @FunctionalInterface
+  interface Timers {
+    Runnable after(Duration delay, Runnable task);
+  }
+
   private final Duration connectTimeout;
   private final Duration retryConnect;
+  private final Timers timers;
   private final Map<String, Connection> connections = new ConcurrentHashMap<>();
   // Endpoints whose connect failed, until when (System.nanoTime) calls to them fail at once: a
   // host that does not answer must not cost every request the connect timeout.
   private final Map<String, Long> downUntil = new ConcurrentHashMap<>();
   private volatile boolean closed;
 
-  /** @param connectTimeout how long opening a connection may take (a dead host does not answer) */
-  ExpertDataChannels(Duration connectTimeout) {
-    this(connectTimeout, RETRY_CONNECT);
+  /**
+   * @param connectTimeout how long opening a connection may take (a dead host does not answer)
+   * @param timers where the calls' timeouts wait. Not {@code CompletableFuture.orTimeout}: that
+   *     schedules on the common pool's delay scheduler, whose thread wakes for every timeout set
+   *     and every one cancelled, four wake-ups a layer at concurrency 1 on the path of each decode
+   *     step ({@code perf sched}); a ticking timer wheel such as Pekko's takes them without waking
+   *     anyone.
+   */
+  ExpertDataChannels(Duration connectTimeout, Timers timers) {
+    this(connectTimeout, RETRY_CONNECT, timers);
   }
 
   /** @param retryConnect after a failed connect, how long calls to that endpoint fail at once */
-  ExpertDataChannels(Duration connectTimeout, Duration retryConnect) {
+  ExpertDataChannels(Duration connectTimeout, Duration retryConnect, Timers timers) {
     this.connectTimeout = connectTimeout;
     this.retryConnect = retryConnect;
+    this.timers = timers;
   }
 
   /** The entity is not on the node the call went to (it moved, or has not started there yet). */
@@ -60,10 +77,10 @@ final class ExpertDataChannels implements AutoCloseable {
 
   /**
    * Queues {@code request} for {@code entityId} on the data channel at {@code endpoint}
-   * ("host:port"); {@link #flush} sends it. The future has no timeout of its own: the caller
-   * bounds it.
+   * ("host:port"); {@link #flush} sends it. Unanswered after {@code timeout}, the future fails with
+   * a {@link TimeoutException} (a paused or overloaded node: the connection is kept).
    */
-  CompletableFuture<ExpertReply> call(String endpoint, String entityId, ComputeExperts request) {
+  CompletableFuture<ExpertReply> call(String endpoint, String entityId, ComputeExperts request, Duration timeout) {
     if (closed) {
       return CompletableFuture.failedFuture(new IOException("the router's data channels are closed"));
     }
@@ -82,7 +99,7 @@ final class ExpertDataChannels implements AutoCloseable {
         return CompletableFuture.failedFuture(e.getCause());
       }
     }
-    return c.call(entityId, request);
+    return c.call(entityId, request, timeout);
   }
 
   /**
@@ -137,7 +154,7 @@ final class ExpertDataChannels implements AutoCloseable {
       DataInputStream in = new DataInputStream(new BufferedInputStream(socket.getInputStream(), 64 << 10));
       DataFrames.expectGreeting(in);
       socket.setSoTimeout(0); // replies may be seconds apart: calls have their own timeouts
-      Connection c = new Connection(endpoint, socket, in, out);
+      Connection c = new Connection(endpoint, socket, in, out, timers);
       c.start();
       log.debug("Data channel to {} open", endpoint);
       return c;
@@ -167,6 +184,7 @@ final class ExpertDataChannels implements AutoCloseable {
     private final Socket socket;
     private final DataInputStream in;
     private final OutputStream out;
+    private final Timers timers;
     private final AtomicLong ids = new AtomicLong();
     private final Map<Long, Pending> pending = new ConcurrentHashMap<>();
     private volatile IOException failure; // set once the connection is gone
@@ -174,11 +192,12 @@ final class ExpertDataChannels implements AutoCloseable {
 
     private record Pending(String entityId, CompletableFuture<ExpertReply> reply) {}
 
-    Connection(String endpoint, Socket socket, DataInputStream in, OutputStream out) {
+    Connection(String endpoint, Socket socket, DataInputStream in, OutputStream out, Timers timers) {
       this.endpoint = endpoint;
       this.socket = socket;
       this.in = in;
       this.out = out;
+      this.timers = timers;
     }
 
     boolean open() {
@@ -191,11 +210,16 @@ final class ExpertDataChannels implements AutoCloseable {
       reader.start();
     }
 
-    CompletableFuture<ExpertReply> call(String entityId, ComputeExperts request) {
+    CompletableFuture<ExpertReply> call(String entityId, ComputeExperts request, Duration timeout) {
       long id = ids.incrementAndGet();
       CompletableFuture<ExpertReply> reply = new CompletableFuture<>();
       pending.put(id, new Pending(entityId, reply));
-      reply.whenComplete((r, e) -> pending.remove(id)); // also when the caller gives up on it
+      Runnable cancelTimeout = timers.after(timeout, () -> reply.completeExceptionally(new TimeoutException(
+          "no answer from " + endpoint + " in " + timeout.toMillis() + " ms")));
+      reply.whenComplete((r, e) -> { // also when the caller gives up on it
+        pending.remove(id);
+        cancelTimeout.run();
+      });
       ExpertCall call = ExpertCall.newBuilder().setCallId(id).setEntityId(entityId).setCompute(request).build();
       try {
         synchronized (out) {

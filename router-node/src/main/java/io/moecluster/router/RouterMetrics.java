@@ -13,6 +13,10 @@ import java.util.concurrent.atomic.AtomicLongArray;
  * registry (several routers in one JVM, as in tests, share them; gauges tell nodes apart by the
  * {@code node} label). Holders are nested classes so a family is registered exactly once, when
  * first used.
+ *
+ * <p>Every family is built {@code withoutExemplars()}: no tracer supplies trace ids for them, and
+ * the exemplar sampler's rate limiter schedules a task on the client's scheduler thread for each
+ * observation it keeps, a thread wake-up on the path of every layer or token.
  */
 public final class RouterMetrics {
   private RouterMetrics() {}
@@ -143,50 +147,51 @@ public final class RouterMetrics {
   }
 
   private static final class Failover {
-    static final Counter FAILOVERS = Counter.builder().name("moe_expert_failovers_total")
+    static final Counter FAILOVERS = Counter.builder().withoutExemplars().name("moe_expert_failovers_total")
         .help("Expert request retries sent to another replica than the attempt that failed").register();
-    static final Counter ATTEMPT_FAILURES = Counter.builder().name("moe_expert_attempt_failures_total")
+    static final Counter ATTEMPT_FAILURES = Counter.builder().withoutExemplars()
+        .name("moe_expert_attempt_failures_total")
         .help("Expert request attempts that timed out (moe.router.failover.attempt-timeout) or failed").register();
-    static final Counter HEDGES_SENT = Counter.builder().name("moe_expert_hedges_sent_total")
+    static final Counter HEDGES_SENT = Counter.builder().withoutExemplars().name("moe_expert_hedges_sent_total")
         .help("Expert requests also sent to the other replica after the hedge delay").register();
-    static final Counter HEDGES_WON = Counter.builder().name("moe_expert_hedges_won_total")
+    static final Counter HEDGES_WON = Counter.builder().withoutExemplars().name("moe_expert_hedges_won_total")
         .help("Hedged expert requests answered first by the hedge").register();
-    static final Gauge BREAKER_STATE = Gauge.builder().name("moe_expert_breaker_state")
+    static final Gauge BREAKER_STATE = Gauge.builder().withoutExemplars().name("moe_expert_breaker_state")
         .help("Circuit breaker of an expert entity on this router: 0 closed, 1 half-open, 2 open")
         .labelNames("layer", "expert", "replica").register();
-    static final Counter BREAKER_OPENS = Counter.builder().name("moe_expert_breaker_opens_total")
+    static final Counter BREAKER_OPENS = Counter.builder().withoutExemplars().name("moe_expert_breaker_opens_total")
         .help("Times a circuit breaker of an expert entity opened").register();
-    static final Counter BREAKER_PROBES = Counter.builder().name("moe_expert_breaker_probes_total")
+    static final Counter BREAKER_PROBES = Counter.builder().withoutExemplars().name("moe_expert_breaker_probes_total")
         .help("Copies of a request sent to a recovering replica (breaker due for a probe) beside the healthy one")
         .register();
-    static final Counter STEP_FAILURES = Counter.builder().name("moe_expert_step_failures_total")
+    static final Counter STEP_FAILURES = Counter.builder().withoutExemplars().name("moe_expert_step_failures_total")
         .help("Layers whose expert requests could not complete within moe.router.expert-timeout").register();
   }
 
   private static final class Holder {
-    static final Counter TOKENS_ROUTED = Counter.builder().name("moe_tokens_routed_total")
+    static final Counter TOKENS_ROUTED = Counter.builder().withoutExemplars().name("moe_tokens_routed_total")
         .help("Rows (tokens) the router's gates sent to each expert").labelNames("layer", "expert").register();
-    static final Histogram REQUEST_SECONDS = Histogram.builder().name("moe_expert_request_seconds")
+    static final Histogram REQUEST_SECONDS = Histogram.builder().withoutExemplars().name("moe_expert_request_seconds")
         .help("Time a layer waits for all its expert requests (scatter to gather)").labelNames("layer")
         .classicOnly().classicExponentialUpperBounds(0.0001, 2, 18).register();
-    static final Counter CALLS = Counter.builder().name("moe_expert_calls_total")
+    static final Counter CALLS = Counter.builder().withoutExemplars().name("moe_expert_calls_total")
         .help("Expert request attempts by path: data-channel, direct (Artery to the located entity) or sharding")
         .labelNames("path").register();
-    static final Counter RETRIES = Counter.builder().name("moe_expert_retries_total")
+    static final Counter RETRIES = Counter.builder().withoutExemplars().name("moe_expert_retries_total")
         .help("Expert requests retried after a failure or timeout").register();
-    static final Gauge RUNNING = Gauge.builder().name("moe_router_running_sequences")
+    static final Gauge RUNNING = Gauge.builder().withoutExemplars().name("moe_router_running_sequences")
         .help("Sequences in the router's running batch").labelNames("node").register();
-    static final Gauge WAITING = Gauge.builder().name("moe_router_waiting_sequences")
+    static final Gauge WAITING = Gauge.builder().withoutExemplars().name("moe_router_waiting_sequences")
         .help("Sequences waiting for a slot in the router's batch").labelNames("node").register();
-    static final Counter PREFETCH_ISSUED = Counter.builder().name("moe_prefetch_issued_total")
+    static final Counter PREFETCH_ISSUED = Counter.builder().withoutExemplars().name("moe_prefetch_issued_total")
         .help("Experts hinted (prefetch) for a layer by gate lookahead").labelNames("layer").register();
-    static final Counter PREFETCH_ROUTED = Counter.builder().name("moe_prefetch_routed_total")
+    static final Counter PREFETCH_ROUTED = Counter.builder().withoutExemplars().name("moe_prefetch_routed_total")
         .help("Real top-k choices of layers that had been predicted, by prediction depth")
         .labelNames("layer", "depth").register();
-    static final Counter PREFETCH_PREDICTED = Counter.builder().name("moe_prefetch_predicted_total")
+    static final Counter PREFETCH_PREDICTED = Counter.builder().withoutExemplars().name("moe_prefetch_predicted_total")
         .help("Real top-k choices that the gate lookahead had predicted, by prediction depth")
         .labelNames("layer", "depth").register();
-    static final Gauge PREFETCH_ACCURACY = Gauge.builder().name("moe_prefetch_prediction_accuracy")
+    static final Gauge PREFETCH_ACCURACY = Gauge.builder().withoutExemplars().name("moe_prefetch_prediction_accuracy")
         .help("Share of a layer's real top-k choices that were predicted, so far (all depths)")
         .labelNames("node", "layer").register();
   }

@@ -44,8 +44,10 @@ import org.apache.pekko.cluster.sharding.typed.javadsl.ClusterSharding;
 import org.apache.pekko.cluster.sharding.typed.javadsl.EntityRef;
 import org.apache.pekko.cluster.typed.Cluster;
 import org.apache.pekko.cluster.typed.Subscribe;
+import org.apache.pekko.dispatch.ExecutionContexts;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
+import scala.concurrent.ExecutionContext;
 
 /**
  * The cluster's {@link ExpertExecutor}: scatters each layer's expert tasks to the sharded expert
@@ -76,6 +78,8 @@ public final class ShardedExperts implements ExpertExecutor {
   private static final Logger log = LoggerFactory.getLogger(ShardedExperts.class);
   private static final AtomicLong WATCHERS = new AtomicLong();
   private static final int LATENCY_WINDOW = 512;
+  // Data-channel timeouts only fail a future: they run on the scheduler's own thread.
+  private static final ExecutionContext ON_SCHEDULER_THREAD = ExecutionContexts.fromExecutor(Runnable::run);
   // A layer whose expert wait is longer than this is described in the log (at most once a second),
   // so a stall seen by a client can be traced to a replica, a retry, a hedge or the sharding path.
   private static final long SLOW_LAYER_NANOS = TimeUnit.MILLISECONDS.toNanos(250);
@@ -168,7 +172,8 @@ public final class ShardedExperts implements ExpertExecutor {
       Supplier<ExpertPlacement.Snapshot> placement, FailoverSettings failover, boolean dataChannels) {
     this.channels = dataChannels && placement != null
         // A connect and its greeting take microseconds; 2 s only spares a starved node a false failure.
-        ? new ExpertDataChannels(Duration.ofMillis(Math.min(2000, failover.attemptTimeout().toMillis())))
+        ? new ExpertDataChannels(Duration.ofMillis(Math.min(2000, failover.attemptTimeout().toMillis())),
+            (delay, task) -> system.scheduler().scheduleOnce(delay, task, ON_SCHEDULER_THREAD)::cancel)
         : null;
     this.sharding = ClusterSharding.get(system);
     this.resolver = ActorRefResolver.get(system);
@@ -685,8 +690,7 @@ public final class ShardedExperts implements ExpertExecutor {
     CompletableFuture<ExpertReply> reply;
     if (endpoint != null) {
       RouterMetrics.expertCalls().labelValues("data-channel").inc();
-      reply = channels.call(endpoint, id, c.request.clearReplyTo().build())
-          .orTimeout(attemptTimeout.toNanos(), TimeUnit.NANOSECONDS);
+      reply = channels.call(endpoint, id, c.request.clearReplyTo().build(), attemptTimeout);
     } else if (target != null) {
       RouterMetrics.expertCalls().labelValues("direct").inc();
       reply = AskPattern.<ExpertCommand, ExpertReply>ask(target, r -> compute(c.request, r), attemptTimeout, scheduler)

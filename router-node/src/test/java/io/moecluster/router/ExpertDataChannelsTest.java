@@ -22,8 +22,13 @@ import java.util.Collections;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
+import java.util.concurrent.Executors;
 import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+import java.util.concurrent.atomic.AtomicInteger;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -31,20 +36,31 @@ import org.junit.jupiter.api.Timeout;
 /**
  * The router's side of the expert data channel, against a peer that speaks the protocol frame by
  * frame (the expert node's side is ExpertDataServerTest; both together run in the cluster tests):
- * replies matched to calls in any order, nothing sent before a flush, "not hosted" and a lost or
- * refused connection as failures the router falls back from, and a new connection after a
- * failure.
+ * replies matched to calls in any order, nothing sent before a flush, "not hosted", a call left
+ * unanswered past its timeout and a lost or refused connection as failures the router falls back
+ * from, and a new connection after a failure.
  */
 @Timeout(value = 30, unit = TimeUnit.SECONDS)
 class ExpertDataChannelsTest {
   // Generous: a starved peer thread on a loaded machine must not fail a connect; the refused
   // endpoint stays refused for the whole test.
-  private final ExpertDataChannels channels = new ExpertDataChannels(Duration.ofSeconds(10), Duration.ofSeconds(60));
+  private static final Duration LONG = Duration.ofSeconds(60); // a call's timeout that never passes in a test
+  private final ScheduledExecutorService timer = Executors.newSingleThreadScheduledExecutor();
+  private final AtomicInteger cancelledTimeouts = new AtomicInteger();
+  private final ExpertDataChannels channels = new ExpertDataChannels(Duration.ofSeconds(10), Duration.ofSeconds(60),
+      (delay, task) -> {
+        ScheduledFuture<?> f = timer.schedule(task, delay.toNanos(), TimeUnit.NANOSECONDS);
+        return () -> {
+          f.cancel(false);
+          cancelledTimeouts.incrementAndGet();
+        };
+      });
   private final List<AutoCloseable> closeables = new ArrayList<>();
 
   @AfterEach
   void close() throws Exception {
     channels.close();
+    timer.shutdownNow();
     for (AutoCloseable c : closeables) {
       c.close();
     }
@@ -124,8 +140,8 @@ class ExpertDataChannelsTest {
   @Test
   void repliesAreMatchedToTheirCallsInAnyOrder() throws Exception {
     Peer peer = new Peer();
-    CompletableFuture<ExpertReply> a = channels.call(peer.endpoint(), "1/2", compute(10));
-    CompletableFuture<ExpertReply> b = channels.call(peer.endpoint(), "1/3", compute(11));
+    CompletableFuture<ExpertReply> a = channels.call(peer.endpoint(), "1/2", compute(10), LONG);
+    CompletableFuture<ExpertReply> b = channels.call(peer.endpoint(), "1/3", compute(11), LONG);
     assertEquals(null, peer.calls.poll(300, TimeUnit.MILLISECONDS), "nothing goes out before the flush");
     channels.flush();
     ExpertCall first = peer.nextCall();
@@ -138,13 +154,18 @@ class ExpertDataChannelsTest {
     assertEquals(10, a.get(10, TimeUnit.SECONDS).getStepId());
     assertEquals(11, b.get(10, TimeUnit.SECONDS).getStepId());
     assertEquals(0, channels.inFlight());
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+    while (cancelledTimeouts.get() < 2 && System.nanoTime() < deadline) {
+      Thread.sleep(1); // the reader thread runs the completions' actions after get() returns
+    }
+    assertEquals(2, cancelledTimeouts.get(), "an answered call's timeout is cancelled");
   }
 
   @Test
   void hintsRideOnAnOpenConnectionAndNeverOpenOne() throws Exception {
     Peer peer = new Peer();
     assertTrue(!channels.hint(peer.endpoint(), "1/2"), "no connection yet: the caller sends it another way");
-    CompletableFuture<ExpertReply> call = channels.call(peer.endpoint(), "1/3", compute(20));
+    CompletableFuture<ExpertReply> call = channels.call(peer.endpoint(), "1/3", compute(20), LONG);
     assertTrue(channels.hint(peer.endpoint(), "2/5"));
     channels.flush();
     ExpertCall first = peer.nextCall();
@@ -158,9 +179,32 @@ class ExpertDataChannelsTest {
   }
 
   @Test
+  void aCallLeftUnansweredTimesOutAndTheConnectionStays() throws Exception {
+    Peer peer = new Peer();
+    long start = System.nanoTime();
+    CompletableFuture<ExpertReply> silent = channels.call(peer.endpoint(), "1/2", compute(1), Duration.ofMillis(200));
+    channels.flush();
+    peer.nextCall(); // arrives, and is never answered (a paused node)
+    ExecutionException e = assertThrows(ExecutionException.class, () -> silent.get(10, TimeUnit.SECONDS));
+    long took = System.nanoTime() - start;
+    assertInstanceOf(TimeoutException.class, e.getCause());
+    assertTrue(e.getCause().getMessage().contains("no answer from " + peer.endpoint() + " in 200 ms"),
+        e.getCause().getMessage());
+    assertTrue(took >= TimeUnit.MILLISECONDS.toNanos(200), "failed after " + took / 1_000_000 + " ms");
+    assertEquals(0, channels.inFlight(), "a timed-out call is no longer pending");
+
+    CompletableFuture<ExpertReply> next = channels.call(peer.endpoint(), "1/2", compute(2), LONG);
+    channels.flush();
+    ExpertCall c = peer.nextCall();
+    peer.reply(answer(c));
+    assertEquals(2, next.get(10, TimeUnit.SECONDS).getStepId());
+    assertEquals(1, peer.sockets.size(), "the same connection answers the next call");
+  }
+
+  @Test
   void notHostedFailsTheCallSoTheRouterGoesThroughSharding() throws Exception {
     Peer peer = new Peer();
-    CompletableFuture<ExpertReply> f = channels.call(peer.endpoint(), "0/7", compute(1));
+    CompletableFuture<ExpertReply> f = channels.call(peer.endpoint(), "0/7", compute(1), LONG);
     channels.flush();
     ExpertCall c = peer.nextCall();
     peer.reply(ExpertCallReply.newBuilder().setCallId(c.getCallId()).setNotHosted(true).build());
@@ -172,7 +216,7 @@ class ExpertDataChannelsTest {
   @Test
   void aLostConnectionFailsItsCallsAndTheNextCallReconnects() throws Exception {
     Peer peer = new Peer();
-    CompletableFuture<ExpertReply> lost = channels.call(peer.endpoint(), "1/2", compute(1));
+    CompletableFuture<ExpertReply> lost = channels.call(peer.endpoint(), "1/2", compute(1), LONG);
     channels.flush();
     peer.nextCall();
     peer.dropConnections();
@@ -180,7 +224,7 @@ class ExpertDataChannelsTest {
     assertInstanceOf(IOException.class, e.getCause());
     assertEquals(0, channels.inFlight());
 
-    CompletableFuture<ExpertReply> again = channels.call(peer.endpoint(), "1/2", compute(2));
+    CompletableFuture<ExpertReply> again = channels.call(peer.endpoint(), "1/2", compute(2), LONG);
     channels.flush();
     ExpertCall c = peer.nextCall();
     assertEquals(2, c.getCompute().getStepId());
@@ -196,11 +240,11 @@ class ExpertDataChannelsTest {
     }
     String endpoint = "127.0.0.1:" + port;
     ExecutionException e = assertThrows(ExecutionException.class,
-        () -> channels.call(endpoint, "1/2", compute(1)).get(10, TimeUnit.SECONDS));
+        () -> channels.call(endpoint, "1/2", compute(1), LONG).get(10, TimeUnit.SECONDS));
     assertTrue(e.getCause().getMessage().contains("cannot open the data channel to " + endpoint),
         e.getCause().getMessage());
     ExecutionException soon = assertThrows(ExecutionException.class,
-        () -> channels.call(endpoint, "1/2", compute(2)).get(10, TimeUnit.SECONDS));
+        () -> channels.call(endpoint, "1/2", compute(2), LONG).get(10, TimeUnit.SECONDS));
     assertTrue(soon.getCause().getMessage().contains("could not be opened a moment ago"),
         soon.getCause().getMessage());
   }
@@ -219,7 +263,8 @@ class ExpertDataChannelsTest {
       t.setDaemon(true);
       t.start();
       ExecutionException e = assertThrows(ExecutionException.class,
-          () -> channels.call("127.0.0.1:" + silent.getLocalPort(), "1/2", compute(1)).get(10, TimeUnit.SECONDS));
+          () -> channels.call("127.0.0.1:" + silent.getLocalPort(), "1/2", compute(1), LONG)
+              .get(10, TimeUnit.SECONDS));
       assertTrue(e.getCause().getMessage().contains("does not speak the expert data channel protocol"),
           e.getCause().getMessage());
     }

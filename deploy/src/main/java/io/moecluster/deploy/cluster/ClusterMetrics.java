@@ -144,9 +144,9 @@ public final class ClusterMetrics implements AutoCloseable {
           }
         }))
         .register();
-    static final Gauge SHARDS = Gauge.builder().name("moe_sharding_shards")
+    static final Gauge SHARDS = Gauge.builder().withoutExemplars().name("moe_sharding_shards")
         .help("Shards of the expert entity type hosted by this node").labelNames("node").register();
-    static final Gauge ENTITIES = Gauge.builder().name("moe_sharding_entities")
+    static final Gauge ENTITIES = Gauge.builder().withoutExemplars().name("moe_sharding_entities")
         .help("Expert entities (layer/expert) hosted by this node").labelNames("node").register();
 
     static void touch() {}

@@ -24,7 +24,7 @@ public final class RefusedCalls {
   }
 
   private static final Counter REFUSED =
-      Counter.builder()
+      Counter.builder().withoutExemplars()
           .name("moe_gateway_refused_calls_total")
           .help("gRPC calls the gateway refused before a service ran them, by reason")
           .labelNames("reason")
