@@ -51,11 +51,8 @@ final class ExpertDataChannels implements AutoCloseable {
 
   /**
    * @param connectTimeout how long opening a connection may take (a dead host does not answer)
-   * @param timers where the calls' timeouts wait. Not {@code CompletableFuture.orTimeout}: that
-   *     schedules on the common pool's delay scheduler, whose thread wakes for every timeout set
-   *     and every one cancelled, four wake-ups a layer at concurrency 1 on the path of each decode
-   *     step ({@code perf sched}); a ticking timer wheel such as Pekko's takes them without waking
-   *     anyone.
+   * @param timers where the calls' timeouts wait ({@link SweptTimeouts} in a router: setting and
+   *     cancelling one wakes no thread)
    */
   ExpertDataChannels(Duration connectTimeout, Timers timers) {
     this(connectTimeout, RETRY_CONNECT, timers);

@@ -29,6 +29,7 @@ import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.Consumer;
 import java.util.function.Supplier;
+import org.apache.pekko.actor.Cancellable;
 import org.apache.pekko.actor.NoSerializationVerificationNeeded;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorRefResolver;
@@ -44,10 +45,8 @@ import org.apache.pekko.cluster.sharding.typed.javadsl.ClusterSharding;
 import org.apache.pekko.cluster.sharding.typed.javadsl.EntityRef;
 import org.apache.pekko.cluster.typed.Cluster;
 import org.apache.pekko.cluster.typed.Subscribe;
-import org.apache.pekko.dispatch.ExecutionContexts;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
-import scala.concurrent.ExecutionContext;
 
 /**
  * The cluster's {@link ExpertExecutor}: scatters each layer's expert tasks to the sharded expert
@@ -78,8 +77,6 @@ public final class ShardedExperts implements ExpertExecutor {
   private static final Logger log = LoggerFactory.getLogger(ShardedExperts.class);
   private static final AtomicLong WATCHERS = new AtomicLong();
   private static final int LATENCY_WINDOW = 512;
-  // Data-channel timeouts only fail a future: they run on the scheduler's own thread.
-  private static final ExecutionContext ON_SCHEDULER_THREAD = ExecutionContexts.fromExecutor(Runnable::run);
   // A layer whose expert wait is longer than this is described in the log (at most once a second),
   // so a stall seen by a client can be traced to a replica, a retry, a hedge or the sharding path.
   private static final long SLOW_LAYER_NANOS = TimeUnit.MILLISECONDS.toNanos(250);
@@ -109,6 +106,8 @@ public final class ShardedExperts implements ExpertExecutor {
   private final ActorRef<WatcherCommand> watcher;
   private volatile Direct direct = new Direct(null, Map.of(), Map.of());
   private final ExpertDataChannels channels; // null: every request through Artery
+  private final SweptTimeouts timeouts = new SweptTimeouts(); // of the data channel's calls
+  private final Cancellable timeoutSweep; // null without data channels
   private final String self; // this node's address: its own entities are sent to in process, not over a socket
 
   /**
@@ -172,9 +171,11 @@ public final class ShardedExperts implements ExpertExecutor {
       Supplier<ExpertPlacement.Snapshot> placement, FailoverSettings failover, boolean dataChannels) {
     this.channels = dataChannels && placement != null
         // A connect and its greeting take microseconds; 2 s only spares a starved node a false failure.
-        ? new ExpertDataChannels(Duration.ofMillis(Math.min(2000, failover.attemptTimeout().toMillis())),
-            (delay, task) -> system.scheduler().scheduleOnce(delay, task, ON_SCHEDULER_THREAD)::cancel)
+        ? new ExpertDataChannels(Duration.ofMillis(Math.min(2000, failover.attemptTimeout().toMillis())), timeouts)
         : null;
+    Duration sweep = SweptTimeouts.sweepPeriod(failover.attemptTimeout());
+    this.timeoutSweep = channels == null ? null : system.scheduler().scheduleAtFixedRate(sweep, sweep,
+        () -> timeouts.sweep(System.nanoTime()), system.executionContext());
     this.sharding = ClusterSharding.get(system);
     this.resolver = ActorRefResolver.get(system);
     this.scheduler = system.scheduler();
@@ -926,6 +927,7 @@ public final class ShardedExperts implements ExpertExecutor {
   @Override
   public void close() {
     if (channels != null) {
+      timeoutSweep.cancel();
       channels.close();
     }
   }
