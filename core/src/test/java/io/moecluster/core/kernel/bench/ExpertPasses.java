@@ -60,7 +60,8 @@ public final class ExpertPasses {
     return n == 1 ? weights * 2 / seconds / 1e9 : weights * 2.0 * n / seconds / 1e9;
   }
 
-  private static Matrix matrix(SplittableRandom rnd, int rows, int cols) {
+  /** Random BF16 weights off-heap, as a checkpoint's warm copy holds them. */
+  static Matrix matrix(SplittableRandom rnd, int rows, int cols) {
     MemorySegment seg = Arena.global().allocate(2L * rows * cols, 64);
     for (long i = 0; i < (long) rows * cols; i++) {
       // small BF16 values (2^-7 to 2^-5) of either sign, random mantissas
