@@ -13,11 +13,6 @@ import java.util.concurrent.locks.LockSupport;
  * {@link java.util.concurrent.ThreadPoolExecutor} paid a queue insertion, a futex wake-up and a
  * latch per product instead.
  *
- * <p>A product too small to be worth a wake-up (the caller says which) is shared only with workers
- * that are still spinning; if all have parked, the caller runs it alone. On a busy machine a parked
- * thread takes 0.1-0.4 ms to get a core, and a worker woken for a 0.1 ms product then spins for
- * {@value #SPIN_NANOS} ns on a core that other work needs.
- *
  * <p>One task runs at a time. A caller that finds the pool busy (another thread's product) runs
  * its chunks alone on its own thread: the results are the same whoever computes a chunk.
  */
@@ -81,12 +76,9 @@ final class KernelPool implements AutoCloseable {
     }
   }
 
-  /**
-   * Runs chunks 0..chunks-1 on the workers and the calling thread; returns when all are done.
-   * {@code wake}: whether parked workers are woken for it, or only those still spinning take part.
-   */
-  void run(int chunks, Body body, boolean wake) {
-    if (chunks <= 1 || closed || (!wake && !anyAwake()) || !busy.compareAndSet(false, true)) {
+  /** Runs chunks 0..chunks-1 on the workers and the calling thread; returns when all are done. */
+  void run(int chunks, Body body) {
+    if (chunks <= 1 || closed || !busy.compareAndSet(false, true)) {
       for (int c = 0; c < chunks; c++) {
         body.run(c);
       }
@@ -95,11 +87,9 @@ final class KernelPool implements AutoCloseable {
     Task task = new Task(++tasks, body, chunks);
     try {
       current = task;
-      if (wake) {
-        for (Worker w : workers) {
-          if (w.parked) {
-            LockSupport.unpark(w);
-          }
+      for (Worker w : workers) {
+        if (w.parked) {
+          LockSupport.unpark(w);
         }
       }
       task.drain();
@@ -128,28 +118,6 @@ final class KernelPool implements AutoCloseable {
     } else if (t != null) {
       throw new IllegalStateException(t);
     }
-  }
-
-  /**
-   * Whether a worker is still spinning for a task. A worker that parks right after this answered
-   * true checks for a published task once more before it parks, so it still takes part.
-   */
-  private boolean anyAwake() {
-    for (Worker w : workers) {
-      if (!w.parked) {
-        return true;
-      }
-    }
-    return false;
-  }
-
-  /** Workers parked now (for tests: a worker parks {@value #SPIN_NANOS} ns after its last task). */
-  int parkedWorkers() {
-    int n = 0;
-    for (Worker w : workers) {
-      n += w.parked ? 1 : 0;
-    }
-    return n;
   }
 
   /** Stops the workers; later tasks run on the calling thread alone. */

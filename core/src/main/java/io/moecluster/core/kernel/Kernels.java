@@ -91,15 +91,6 @@ public interface Kernels {
     }
   }
 
-  /**
-   * {@link #forEach(int, java.util.function.IntConsumer)} with an estimate of the tasks' total
-   * {@code work} in multiply-adds, so that an implementation can keep a small batch of tasks on
-   * the calling thread rather than wake another.
-   */
-  default void forEach(int tasks, long work, java.util.function.IntConsumer task) {
-    forEach(tasks, task);
-  }
-
   /** Threads this implementation spreads {@link #matVec} and {@link #matMul} over. */
   int threads();
 }

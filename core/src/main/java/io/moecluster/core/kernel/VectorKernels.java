@@ -71,15 +71,6 @@ public final class VectorKernels implements Kernels, AutoCloseable {
   static final long BLOCK_BYTES = 1L << 20;
   /** Below this many weight elements (times n) a product runs on the calling thread alone. */
   static final long PARALLEL_MIN_ELEMENTS = 1L << 16;
-  /**
-   * Below this much work (weight elements times rows) a product does not wake a parked helper: it
-   * runs on the calling thread and on whichever helpers are still spinning after the last product.
-   * Such a product takes at most about 0.4 ms on one thread (BF16 from memory), so splitting it
-   * saves at most about 0.2 ms, and waking a parked thread costs 0.1-0.4 ms on a busy machine
-   * (docs/PERFORMANCE.md, "The router's kernel helper"). Where products follow each other closely
-   * (a single-process forward pass) the helpers are still spinning and take part as before.
-   */
-  static final long WAKE_MIN_ELEMENTS = 1L << 21;
   /** The least weight elements handed to a thread at once. */
   private static final long MIN_CHUNK_ELEMENTS = 1L << 14;
   /** Chunks per thread: dynamic scheduling over that many chunks evens out a noisy machine. */
@@ -137,7 +128,7 @@ public final class VectorKernels implements Kernels, AutoCloseable {
     }
     int chunkRows = chunkRows(rows, cols, Integer.MAX_VALUE);
     int chunks = ceilDiv(rows, chunkRows);
-    parallelFor(chunks, elements, chunk -> {
+    parallelFor(chunks, chunk -> {
       int r0 = chunk * chunkRows;
       matVecRows(seg, bf16, cols, in, inOff, out, outOff, r0, Math.min(rows, r0 + chunkRows));
     });
@@ -193,7 +184,7 @@ public final class VectorKernels implements Kernels, AutoCloseable {
     }
     int chunkRows = chunkRows(rows, cols, blockRows);
     int chunks = ceilDiv(rows, chunkRows);
-    parallelFor(chunks, work, chunk -> {
+    parallelFor(chunks, chunk -> {
       int r0 = chunk * chunkRows;
       matMulRows(seg, bf16, rows, cols, in, n, out, r0, Math.min(rows, r0 + chunkRows), blockRows);
     });
@@ -217,11 +208,6 @@ public final class VectorKernels implements Kernels, AutoCloseable {
 
   @Override
   public void forEach(int tasks, java.util.function.IntConsumer task) {
-    forEach(tasks, Long.MAX_VALUE, task);
-  }
-
-  @Override
-  public void forEach(int tasks, long work, java.util.function.IntConsumer task) {
     if (pool == null || tasks < 2) {
       for (int i = 0; i < tasks; i++) {
         task.accept(i);
@@ -229,7 +215,7 @@ public final class VectorKernels implements Kernels, AutoCloseable {
       return;
     }
     int per = Math.max(1, ceilDiv(tasks, threads * CHUNKS_PER_THREAD));
-    parallelFor(ceilDiv(tasks, per), work, chunk -> {
+    parallelFor(ceilDiv(tasks, per), chunk -> {
       for (int i = chunk * per, end = Math.min(tasks, i + per); i < end; i++) {
         task.accept(i);
       }
@@ -342,7 +328,7 @@ public final class VectorKernels implements Kernels, AutoCloseable {
       }
       return;
     }
-    parallelFor(chunks, work, chunk -> {
+    parallelFor(chunks, chunk -> {
       int j = 0;
       while (chunk >= firstChunk[j + 1]) {
         j++;
@@ -419,12 +405,9 @@ public final class VectorKernels implements Kernels, AutoCloseable {
     return (int) ((a + b - 1) / b);
   }
 
-  /**
-   * Runs chunks 0..chunks-1 on the pool and the calling thread, handed out one at a time; parked
-   * helpers are woken only for {@value #WAKE_MIN_ELEMENTS} elements of work or more.
-   */
-  private void parallelFor(int chunks, double work, KernelPool.Body body) {
-    pool.run(chunks, body, work >= WAKE_MIN_ELEMENTS);
+  /** Runs chunks 0..chunks-1 on the pool and the calling thread, handed out one at a time. */
+  private void parallelFor(int chunks, KernelPool.Body body) {
+    pool.run(chunks, body);
   }
 
   /**

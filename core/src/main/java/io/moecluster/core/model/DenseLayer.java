@@ -72,13 +72,8 @@ final class DenseLayer {
     float[] att = new float[n * qDim]; // [rows, heads * headDim]
     float scale = (float) (1.0 / Math.sqrt(headDim));
     int heads = c.numHeads();
-    long positions = 0;
-    for (StepRow row : rows) {
-      positions += row.position() + 1;
-    }
-    // Every (row, head) pair on its own: spread over the kernel threads. The work, for the
-    // kernels to judge whether another thread is worth waking: scores and the weighted sum.
-    kernels.forEach(n * heads, positions * heads * headDim * 2, task -> {
+    // Every (row, head) pair on its own: spread over the kernel threads.
+    kernels.forEach(n * heads, task -> {
       int r = task / heads;
       StepRow row = rows.get(r);
       attendHead(row, task % heads, q, r * qDim, att, r * qDim, new float[row.position() + 1], scale, kvDim);
