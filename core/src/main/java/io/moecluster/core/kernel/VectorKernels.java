@@ -360,6 +360,23 @@ public final class VectorKernels implements Kernels, AutoCloseable {
             bf16Rows1x4(seg, r * rowBytes, rowBytes, x, xo, cols, out, oo + r, rows);
           }
         }
+        if (n - i == 3) {
+          // Three rows left (3, 7, 11, ... in all): one pass over the block's weights instead of a
+          // 2-row pass and then a matrix-vector pass for the last row.
+          int xo = i * cols;
+          int oo = i * rows;
+          int r = b0;
+          for (; r + 4 <= b1; r += 4) {
+            bf16Rows4x3(seg, r * rowBytes, rowBytes, x, xo, cols, out, oo + r, rows);
+          }
+          if (r < b1) {
+            for (int k = r; k < b1; k++) {
+              bf16Rows1x2(seg, k * rowBytes, rowBytes, x, xo, cols, out, oo + k, rows);
+            }
+            matVecRows(seg, true, cols, x, xo + 2 * cols, out, oo + 2 * rows, r, b1);
+          }
+          i += 3;
+        }
         for (; i + 2 <= n; i += 2) {
           int xo = i * cols;
           int oo = i * rows;
@@ -1589,6 +1606,253 @@ public final class VectorKernels implements Kernels, AutoCloseable {
     out[oo + 3 * ostride + 1] = s13;
     out[oo + 3 * ostride + 2] = s23;
     out[oo + 3 * ostride + 3] = s33;
+  }
+
+  /** 4 weight row(s) x 3 input row(s), BF16: out[oo + t*ostride + k] = dot(w row k, x row t). */
+  static void bf16Rows4x3(MemorySegment w, long row, long rowBytes, float[] x, int xo, int cols,
+      float[] out, int oo, int ostride) {
+    long w0 = row + 0L * rowBytes;
+    long w1 = row + 1L * rowBytes;
+    long w2 = row + 2L * rowBytes;
+    long w3 = row + 3L * rowBytes;
+    int x0 = xo + 0 * cols;
+    int x1 = xo + 1 * cols;
+    int x2 = xo + 2 * cols;
+    FloatVector a00 = FloatVector.zero(F);
+    FloatVector a01 = FloatVector.zero(F);
+    FloatVector a02 = FloatVector.zero(F);
+    FloatVector a10 = FloatVector.zero(F);
+    FloatVector a11 = FloatVector.zero(F);
+    FloatVector a12 = FloatVector.zero(F);
+    FloatVector a20 = FloatVector.zero(F);
+    FloatVector a21 = FloatVector.zero(F);
+    FloatVector a22 = FloatVector.zero(F);
+    FloatVector a30 = FloatVector.zero(F);
+    FloatVector a31 = FloatVector.zero(F);
+    FloatVector a32 = FloatVector.zero(F);
+    int c = 0;
+    int bound = cols - cols % (2 * VL);
+    for (; c < bound; c += 2 * VL) {
+      IntVector p0 = IntVector.fromMemorySegment(I, w, w0 + 2L * c, LE);
+      IntVector p1 = IntVector.fromMemorySegment(I, w, w1 + 2L * c, LE);
+      IntVector p2 = IntVector.fromMemorySegment(I, w, w2 + 2L * c, LE);
+      IntVector p3 = IntVector.fromMemorySegment(I, w, w3 + 2L * c, LE);
+      FloatVector e0 = p0.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+      FloatVector e1 = p1.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+      FloatVector e2 = p2.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+      FloatVector e3 = p3.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+      FloatVector y0 = FloatVector.fromArray(F, x, x0 + c);
+      a00 = e0.fma(y0, a00);
+      a10 = e1.fma(y0, a10);
+      a20 = e2.fma(y0, a20);
+      a30 = e3.fma(y0, a30);
+      FloatVector y1 = FloatVector.fromArray(F, x, x1 + c);
+      a01 = e0.fma(y1, a01);
+      a11 = e1.fma(y1, a11);
+      a21 = e2.fma(y1, a21);
+      a31 = e3.fma(y1, a31);
+      FloatVector y2 = FloatVector.fromArray(F, x, x2 + c);
+      a02 = e0.fma(y2, a02);
+      a12 = e1.fma(y2, a12);
+      a22 = e2.fma(y2, a22);
+      a32 = e3.fma(y2, a32);
+      FloatVector o0 = p0.and(0xFFFF0000).reinterpretAsFloats();
+      FloatVector o1 = p1.and(0xFFFF0000).reinterpretAsFloats();
+      FloatVector o2 = p2.and(0xFFFF0000).reinterpretAsFloats();
+      FloatVector o3 = p3.and(0xFFFF0000).reinterpretAsFloats();
+      FloatVector z0 = FloatVector.fromArray(F, x, x0 + c + VL);
+      a00 = o0.fma(z0, a00);
+      a10 = o1.fma(z0, a10);
+      a20 = o2.fma(z0, a20);
+      a30 = o3.fma(z0, a30);
+      FloatVector z1 = FloatVector.fromArray(F, x, x1 + c + VL);
+      a01 = o0.fma(z1, a01);
+      a11 = o1.fma(z1, a11);
+      a21 = o2.fma(z1, a21);
+      a31 = o3.fma(z1, a31);
+      FloatVector z2 = FloatVector.fromArray(F, x, x2 + c + VL);
+      a02 = o0.fma(z2, a02);
+      a12 = o1.fma(z2, a12);
+      a22 = o2.fma(z2, a22);
+      a32 = o3.fma(z2, a32);
+    }
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a00 = a00.add(a00.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a00 = a00.add(a00.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a00 = a00.add(a00.rearrange(STEP4));
+    }
+    a00 = a00.add(a00.rearrange(STEP2));
+    a00 = a00.add(a00.rearrange(STEP1));
+    float s00 = a00.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a01 = a01.add(a01.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a01 = a01.add(a01.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a01 = a01.add(a01.rearrange(STEP4));
+    }
+    a01 = a01.add(a01.rearrange(STEP2));
+    a01 = a01.add(a01.rearrange(STEP1));
+    float s01 = a01.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a02 = a02.add(a02.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a02 = a02.add(a02.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a02 = a02.add(a02.rearrange(STEP4));
+    }
+    a02 = a02.add(a02.rearrange(STEP2));
+    a02 = a02.add(a02.rearrange(STEP1));
+    float s02 = a02.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a10 = a10.add(a10.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a10 = a10.add(a10.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a10 = a10.add(a10.rearrange(STEP4));
+    }
+    a10 = a10.add(a10.rearrange(STEP2));
+    a10 = a10.add(a10.rearrange(STEP1));
+    float s10 = a10.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a11 = a11.add(a11.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a11 = a11.add(a11.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a11 = a11.add(a11.rearrange(STEP4));
+    }
+    a11 = a11.add(a11.rearrange(STEP2));
+    a11 = a11.add(a11.rearrange(STEP1));
+    float s11 = a11.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a12 = a12.add(a12.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a12 = a12.add(a12.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a12 = a12.add(a12.rearrange(STEP4));
+    }
+    a12 = a12.add(a12.rearrange(STEP2));
+    a12 = a12.add(a12.rearrange(STEP1));
+    float s12 = a12.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a20 = a20.add(a20.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a20 = a20.add(a20.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a20 = a20.add(a20.rearrange(STEP4));
+    }
+    a20 = a20.add(a20.rearrange(STEP2));
+    a20 = a20.add(a20.rearrange(STEP1));
+    float s20 = a20.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a21 = a21.add(a21.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a21 = a21.add(a21.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a21 = a21.add(a21.rearrange(STEP4));
+    }
+    a21 = a21.add(a21.rearrange(STEP2));
+    a21 = a21.add(a21.rearrange(STEP1));
+    float s21 = a21.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a22 = a22.add(a22.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a22 = a22.add(a22.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a22 = a22.add(a22.rearrange(STEP4));
+    }
+    a22 = a22.add(a22.rearrange(STEP2));
+    a22 = a22.add(a22.rearrange(STEP1));
+    float s22 = a22.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a30 = a30.add(a30.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a30 = a30.add(a30.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a30 = a30.add(a30.rearrange(STEP4));
+    }
+    a30 = a30.add(a30.rearrange(STEP2));
+    a30 = a30.add(a30.rearrange(STEP1));
+    float s30 = a30.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a31 = a31.add(a31.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a31 = a31.add(a31.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a31 = a31.add(a31.rearrange(STEP4));
+    }
+    a31 = a31.add(a31.rearrange(STEP2));
+    a31 = a31.add(a31.rearrange(STEP1));
+    float s31 = a31.lane(0);
+    for (VectorShuffle<Float> sh : BIG_STEPS) {
+      a32 = a32.add(a32.rearrange(sh));
+    }
+    if (VL >= 16) {
+      a32 = a32.add(a32.rearrange(STEP8));
+    }
+    if (VL >= 8) {
+      a32 = a32.add(a32.rearrange(STEP4));
+    }
+    a32 = a32.add(a32.rearrange(STEP2));
+    a32 = a32.add(a32.rearrange(STEP1));
+    float s32 = a32.lane(0);
+    for (; c < cols; c++) {
+      float u0 = Float.intBitsToFloat(w.get(I16_LE, w0 + 2L * c) << 16);
+      float u1 = Float.intBitsToFloat(w.get(I16_LE, w1 + 2L * c) << 16);
+      float u2 = Float.intBitsToFloat(w.get(I16_LE, w2 + 2L * c) << 16);
+      float u3 = Float.intBitsToFloat(w.get(I16_LE, w3 + 2L * c) << 16);
+      float q0 = x[x0 + c];
+      s00 = Math.fma(u0, q0, s00);
+      s10 = Math.fma(u1, q0, s10);
+      s20 = Math.fma(u2, q0, s20);
+      s30 = Math.fma(u3, q0, s30);
+      float q1 = x[x1 + c];
+      s01 = Math.fma(u0, q1, s01);
+      s11 = Math.fma(u1, q1, s11);
+      s21 = Math.fma(u2, q1, s21);
+      s31 = Math.fma(u3, q1, s31);
+      float q2 = x[x2 + c];
+      s02 = Math.fma(u0, q2, s02);
+      s12 = Math.fma(u1, q2, s12);
+      s22 = Math.fma(u2, q2, s22);
+      s32 = Math.fma(u3, q2, s32);
+    }
+    out[oo + 0 * ostride + 0] = s00;
+    out[oo + 0 * ostride + 1] = s10;
+    out[oo + 0 * ostride + 2] = s20;
+    out[oo + 0 * ostride + 3] = s30;
+    out[oo + 1 * ostride + 0] = s01;
+    out[oo + 1 * ostride + 1] = s11;
+    out[oo + 1 * ostride + 2] = s21;
+    out[oo + 1 * ostride + 3] = s31;
+    out[oo + 2 * ostride + 0] = s02;
+    out[oo + 2 * ostride + 1] = s12;
+    out[oo + 2 * ostride + 2] = s22;
+    out[oo + 2 * ostride + 3] = s32;
   }
 
   /** 1 weight row(s) x 4 input row(s), BF16: out[oo + t*ostride + k] = dot(w row k, x row t). */
