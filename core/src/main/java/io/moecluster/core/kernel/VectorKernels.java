@@ -35,12 +35,10 @@ import jdk.incubator.vector.VectorSpecies;
  * several independent (weight row, input row) pairs at once instead of by splitting one sum:
  * {@link #matVec} takes 4 weight rows per pass (8 for BF16), {@link #matMul} 4 weight rows x
  * {@value #TILE} input rows: 16 accumulators in registers, each weight vector loaded once per
- * tile (BF16: 3 input rows left after the 4-row tiles go through a 4 x 3 tile, 2 through a
- * 4 x 2 tile, a last single row through the matrix-vector kernel). Every pair still runs the
- * sequence above, so {@link #matMul} is bit-identical to {@link #matVec} whatever {@code n},
- * the chunking or the thread count. Weight rows are walked in blocks of about
- * {@value #BLOCK_BYTES} bytes, so a block streams from memory once and is re-read from L2 for the
- * following tiles.
+ * tile (BF16: the last 2 or 3 input rows in a 4 x 2 tile rather than one by one). Every pair still runs the sequence above, so {@link #matMul} is bit-identical to
+ * {@link #matVec} whatever {@code n}, the chunking or the thread count. Weight rows are walked in
+ * blocks of about {@value #BLOCK_BYTES} bytes, so a block streams from memory once and is re-read
+ * from L2 for the following tiles.
  *
  * <p>BF16 weights are widened in registers without cross-lane work: each 32-bit lane of a load
  * holds two weights; {@code lane << 16} is the even column and {@code lane & 0xFFFF0000} the odd
