@@ -22,11 +22,24 @@ final class ExpertRows {
   private ExpertRows() {}
 
   static void main(String[] args) {
-    int rounds = args.length > 0 ? Integer.parseInt(args[0]) : 5;
-    long millis = args.length > 1 ? Long.parseLong(args[1]) : 400;
-    int[] ns = args.length > 2
-        ? Arrays.stream(args, 2, args.length).mapToInt(Integer::parseInt).toArray()
-        : new int[] {1, 2, 3, 4, 5, 6, 8, 16};
+    int rounds;
+    long millis;
+    int[] ns;
+    try {
+      rounds = args.length > 0 ? Integer.parseInt(args[0]) : 5;
+      millis = args.length > 1 ? Long.parseLong(args[1]) : 400;
+      ns = args.length > 2
+          ? Arrays.stream(args, 2, args.length).mapToInt(Integer::parseInt).toArray()
+          : new int[] {1, 2, 3, 4, 5, 6, 8, 16};
+    } catch (NumberFormatException e) {
+      rounds = 0;
+      millis = 0;
+      ns = new int[0];
+    }
+    if (rounds < 1 || millis < 1 || Arrays.stream(ns).anyMatch(n -> n < 1 || n > 4096)) {
+      System.err.println("usage: expert-rows [ROUNDS >= 1] [MILLIS >= 1] [ROWS 1..4096 ...]");
+      System.exit(2);
+    }
     SplittableRandom rnd = new SplittableRandom(1);
     Matrix[] gate = new Matrix[EXPERTS];
     Matrix[] up = new Matrix[EXPERTS];
