@@ -454,6 +454,11 @@ public final class ShardedExperts implements ExpertExecutor {
   private record Outcome(Attempt attempt, ExpertReply reply, Throwable error) {}
 
   @Override
+  public boolean remote() {
+    return true;
+  }
+
+  @Override
   public List<float[]> run(int layer, List<ExpertTask> tasks) {
     long stepId = steps.incrementAndGet();
     long start = System.nanoTime();

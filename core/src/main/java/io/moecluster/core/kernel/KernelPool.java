@@ -13,6 +13,10 @@ import java.util.concurrent.locks.LockSupport;
  * {@link java.util.concurrent.ThreadPoolExecutor} paid a queue insertion, a futex wake-up and a
  * latch per product instead.
  *
+ * <p>A caller about to wait on other processes (a router waiting for its experts) calls {@link
+ * #rest}: the spin would otherwise hold a core for the whole spin while those processes compute
+ * on the same machine.
+ *
  * <p>One task runs at a time. A caller that finds the pool busy (another thread's product) runs
  * its chunks alone on its own thread: the results are the same whoever computes a chunk.
  */
@@ -67,8 +71,17 @@ final class KernelPool implements AutoCloseable {
   private long tasks; // guarded by busy
   private volatile Task current;
   private volatile boolean closed;
+  // Bumped by rest(): a worker polling for a task parks as soon as it sees a new value.
+  private final AtomicInteger rests = new AtomicInteger();
+  private final long spinNanos;
 
   KernelPool(int helpers) {
+    this(helpers, SPIN_NANOS);
+  }
+
+  /** @param spinNanos how long an idle worker polls for the next task before it parks */
+  KernelPool(int helpers, long spinNanos) {
+    this.spinNanos = spinNanos;
     workers = new Worker[helpers];
     for (int i = 0; i < helpers; i++) {
       workers[i] = new Worker("moe-kernel-" + THREAD_IDS.getAndIncrement());
@@ -120,6 +133,21 @@ final class KernelPool implements AutoCloseable {
     }
   }
 
+  /** Workers polling for the next task park now; the next {@link #run} wakes them as usual. */
+  void rest() {
+    rests.incrementAndGet();
+  }
+
+  /** Whether every worker is parked (for tests). */
+  boolean allParked() {
+    for (Worker w : workers) {
+      if (!w.parked) {
+        return false;
+      }
+    }
+    return true;
+  }
+
   /** Stops the workers; later tasks run on the calling thread alone. */
   @Override
   public void close() {
@@ -132,6 +160,9 @@ final class KernelPool implements AutoCloseable {
   private final class Worker extends Thread {
     volatile boolean parked;
     private long last; // the last task seen: a number, so no finished task stays reachable
+    // rests when the last task was taken: a rest() since then, even one made while this worker
+    // was still on its last chunk, ends the spin that follows.
+    private int restsSeen;
 
     Worker(String name) {
       super(name);
@@ -144,6 +175,7 @@ final class KernelPool implements AutoCloseable {
         Task t = current;
         if (t != null && t.seq != last) {
           last = t.seq;
+          restsSeen = rests.get();
           t.drain();
           continue;
         }
@@ -168,7 +200,10 @@ final class KernelPool implements AutoCloseable {
         if (t != null && t.seq != last) {
           return true;
         }
-        if ((++i & 63) == 0 && System.nanoTime() - start > SPIN_NANOS) {
+        if (rests.get() != restsSeen || closed) {
+          return false;
+        }
+        if ((++i & 63) == 0 && System.nanoTime() - start > spinNanos) {
           return false;
         }
       }

@@ -93,4 +93,11 @@ public interface Kernels {
 
   /** Threads this implementation spreads {@link #matVec} and {@link #matMul} over. */
   int threads();
+
+  /**
+   * The caller is about to wait on work elsewhere (experts in other processes) and will hand out
+   * no product for a while: idle helper threads stop polling for the next one now, rather than
+   * hold a core that the processes doing that work may need. Changes no result.
+   */
+  default void rest() {}
 }

@@ -100,6 +100,13 @@ public final class VectorKernels implements Kernels, AutoCloseable {
     return threads;
   }
 
+  @Override
+  public void rest() {
+    if (pool != null) {
+      pool.rest();
+    }
+  }
+
   /** Stops the worker threads; later products run on the calling thread alone. */
   @Override
   public void close() {

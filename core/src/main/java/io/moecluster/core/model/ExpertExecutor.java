@@ -22,6 +22,14 @@ public interface ExpertExecutor extends AutoCloseable {
    */
   default void prefetch(int layer, int[] experts) {}
 
+  /**
+   * Whether {@link #run} waits on other threads or processes (the cluster's experts) rather than
+   * computing on the caller's kernels: the forward pass then lets its kernel helpers rest.
+   */
+  default boolean remote() {
+    return false;
+  }
+
   @Override
   default void close() {}
 }

@@ -92,6 +92,9 @@ public final class ForwardPass {
         prefetch.routed(l, routing); // score the guesses made for this layer
         prefetch.hint(l, xb, experts); // gate lookahead: hints for the next layers, before we wait
       }
+      if (experts.remote()) {
+        kernels.rest();
+      }
       float[] moe = batch.combine(experts.run(l, batch.tasks()));
       layer.addSharedExpert(xb, n, moe);
       for (int i = 0; i < x.length; i++) {
