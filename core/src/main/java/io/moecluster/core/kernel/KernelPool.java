@@ -13,9 +13,9 @@ import java.util.concurrent.locks.LockSupport;
  * {@link java.util.concurrent.ThreadPoolExecutor} paid a queue insertion, a futex wake-up and a
  * latch per product instead.
  *
- * <p>A caller about to wait on other processes (a router waiting for its experts) calls {@link
- * #rest}: the spin would otherwise hold a core for the whole spin while those processes compute
- * on the same machine.
+ * <p>A caller about to wait on other threads or processes (a router waiting for its experts)
+ * calls {@link #rest}: otherwise the workers would poll through the first 200 µs of that wait, on
+ * a core the experts may need.
  *
  * <p>One task runs at a time. A caller that finds the pool busy (another thread's product) runs
  * its chunks alone on its own thread: the results are the same whoever computes a chunk.
