@@ -14,10 +14,13 @@ import java.net.InetSocketAddress;
 import java.net.ServerSocket;
 import java.net.Socket;
 import java.net.SocketException;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.Executor;
 import java.util.concurrent.RejectedExecutionException;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -39,8 +42,9 @@ import org.slf4j.LoggerFactory;
  * <p>Threads: one accepts; one per connection reads calls. A router sends all its calls of a layer
  * to a node at once: the reader hands all but the last to the entities' executor (the experts of
  * a step run side by side, as they do as actors) and computes the last itself, which saves a
- * thread hand-off on the path of every decode step. The computing thread writes the reply, under
- * the connection's lock.
+ * thread hand-off on the path of every decode step. It then computes, one after the other, those
+ * handed off that no executor thread has started yet. The computing thread writes the reply,
+ * under the connection's lock.
  */
 final class ExpertDataServer implements AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(ExpertDataServer.class);
@@ -124,10 +128,20 @@ final class ExpertDataServer implements AutoCloseable {
         out.write(DataFrames.GREETING);
         out.flush();
       }
+      List<Claimable> handedOff = new ArrayList<>();
       for (ExpertCall call; (call = DataFrames.read(in, ExpertCall.parser())) != null; ) {
         // The last call that has arrived runs on this thread (no hand-off); the ones before it,
         // which the router sent together with it, go to the executor to run side by side.
-        dispatch(call, socket, out, in.available() == 0);
+        boolean last = in.available() == 0;
+        dispatch(call, socket, out, last, handedOff);
+        if (last) {
+          // Then this thread runs the calls handed off that no executor thread has started: on a
+          // busy node a woken thread can wait longer for a core than an expert takes to compute.
+          for (Claimable c : handedOff) {
+            c.runIfUnclaimed();
+          }
+          handedOff.clear();
+        }
       }
     } catch (IOException e) {
       if (!closed && !(e instanceof SocketException)) {
@@ -139,7 +153,8 @@ final class ExpertDataServer implements AutoCloseable {
     }
   }
 
-  private void dispatch(ExpertCall call, Socket socket, OutputStream out, boolean inline) {
+  private void dispatch(ExpertCall call, Socket socket, OutputStream out, boolean inline,
+      List<Claimable> handedOff) {
     long id = call.getCallId();
     ExpertComputation computation = directory.get(call.getEntityId());
     if (call.getPrefetch()) {
@@ -158,8 +173,10 @@ final class ExpertDataServer implements AutoCloseable {
       run.run();
       return;
     }
+    Claimable claimable = new Claimable(run);
     try {
-      executor.execute(run);
+      executor.execute(claimable::runIfUnclaimed);
+      handedOff.add(claimable);
     } catch (RejectedExecutionException e) {
       ExpertReply shuttingDown = ExpertComputation.replyTo(call.getCompute(), node)
           .setError("expert node " + node + " is shutting down").build();
@@ -182,6 +199,22 @@ final class ExpertDataServer implements AutoCloseable {
         } catch (IOException ignored) {
           // closing anyway
         }
+      }
+    }
+  }
+
+  /** A computation that runs once, on whichever thread claims it first. */
+  private static final class Claimable {
+    private final Runnable task;
+    private final AtomicBoolean claimed = new AtomicBoolean();
+
+    Claimable(Runnable task) {
+      this.task = task;
+    }
+
+    void runIfUnclaimed() {
+      if (claimed.compareAndSet(false, true)) {
+        task.run();
       }
     }
   }

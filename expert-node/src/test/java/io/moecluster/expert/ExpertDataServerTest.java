@@ -31,8 +31,10 @@ import java.net.Socket;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.util.HashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.Random;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
@@ -59,6 +61,7 @@ class ExpertDataServerTest {
   private ExpertStore store;
   private ModelConfig config;
   private ExpertDataServer server;
+  private EntityDirectory directory;
 
   @BeforeEach
   void start() {
@@ -70,7 +73,7 @@ class ExpertDataServerTest {
     cache = new ExpertWeightCache(store, ExpertWeightCache.allExpertBytes(store), pool, "data-test");
     ExpertEntity.NodeContext node =
         new ExpertEntity.NodeContext(store, cache, new CpuExpertBackend(kernels), pool, "node-a");
-    EntityDirectory directory = new EntityDirectory();
+    directory = new EntityDirectory();
     for (int e = 0; e < config.numExperts(); e++) {
       String id = ExpertEntity.entityId(1, e);
       directory.register(id, new ExpertComputation(node, id, ExpertEntity.parseEntityId(id), store.expert(1, e)));
@@ -95,7 +98,11 @@ class ExpertDataServerTest {
     final OutputStream out;
 
     Client() throws IOException {
-      String[] hostPort = server.endpoint().split(":");
+      this(server.endpoint());
+    }
+
+    Client(String endpoint) throws IOException {
+      String[] hostPort = endpoint.split(":");
       socket = new Socket(hostPort[0], Integer.parseInt(hostPort[1]));
       socket.setSoTimeout(20_000);
       in = new DataInputStream(new BufferedInputStream(socket.getInputStream()));
@@ -163,6 +170,40 @@ class ExpertDataServerTest {
         assertArrayEquals(want, ActivationCodec.decode(r.getReply().getOutput()), "call " + r.getCallId());
       }
       assertTrue(expected.isEmpty());
+    }
+  }
+
+  /**
+   * The calls of a layer that the reader hands to the executor are not left waiting for it: those
+   * no executor thread has started, the reader computes after the last. Here the executor never
+   * runs what it is given, as a node whose entity threads are all busy or descheduled.
+   */
+  @Test
+  void callsHandedOffButNotStartedAreComputedByTheReader() throws IOException {
+    List<Runnable> neverRun = new CopyOnWriteArrayList<>();
+    ExpertDataServer stalled = ExpertDataServer.start("127.0.0.1", 0, "127.0.0.1", directory, neverRun::add,
+        "node-stalled");
+    try (Client client = new Client(stalled.endpoint())) {
+      Map<Long, float[]> expected = new HashMap<>();
+      ExpertCall[] calls = new ExpertCall[3];
+      for (int e = 0; e < calls.length; e++) {
+        float[] x = input(1, 10 + e);
+        calls[e] = call(e + 1, ExpertEntity.entityId(1, e), 1, e, x, 1);
+        expected.put(e + 1L, ExpertFfn.forward(kernels, store.expert(1, e), x, 1));
+      }
+      client.send(calls);
+      for (int i = 0; i < calls.length; i++) {
+        ExpertCallReply r = client.read();
+        float[] want = expected.remove(r.getCallId());
+        assertTrue(want != null, "unexpected or repeated call id " + r.getCallId());
+        assertArrayEquals(want, ActivationCodec.decode(r.getReply().getOutput()), "call " + r.getCallId());
+      }
+      assertEquals(2, neverRun.size(), "the first two calls were handed off");
+      neverRun.forEach(Runnable::run); // the executor's turn comes late: nothing runs twice
+      client.send(call(4, ExpertEntity.entityId(1, 0), 1, 0, input(1, 10), 1));
+      assertEquals(4, client.read().getCallId(), "the next reply is the new call's, not a second answer");
+    } finally {
+      stalled.close();
     }
   }
 
