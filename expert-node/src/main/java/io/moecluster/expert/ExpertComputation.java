@@ -88,7 +88,6 @@ final class ExpertComputation {
   /** Runs the FFN on the leased weights and answers; closes the lease once the backend is done with them. */
   private void compute(ExpertWeightCache.Lease lease, ComputeExperts req, ExpertReply.Builder reply,
       Consumer<ExpertReply> answer) {
-    BatchScheduling.applyToCurrentThread();
     int rows = req.getInput().getRows();
     int hidden = req.getInput().getHidden();
     float[] x;

@@ -104,13 +104,6 @@ public final class ExpertNode implements AutoCloseable {
       if (backendSettings.registerCheckpoint()) {
         backend.registerHostMemory(tensors.mappings());
       }
-      boolean batch = system.settings().config().getBoolean("moe.expert.batch-scheduling");
-      BatchScheduling.enable(batch);
-      if (batch) {
-        log.info("Expert node {}: expert compute threads {}", address, BatchScheduling.available()
-            ? "run under SCHED_BATCH (moe.expert.batch-scheduling)"
-            : "keep the default scheduling policy: SCHED_BATCH is Linux only");
-      }
       EntityDirectory directory = new EntityDirectory();
       String refusal = dataChannelRefusal(system.settings().config());
       if (settings.dataChannel() && refusal != null) {
