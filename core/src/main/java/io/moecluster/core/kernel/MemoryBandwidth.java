@@ -21,6 +21,10 @@ public final class MemoryBandwidth {
   private static final int VL = F.length();
   private static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
 
+  /** Short calls that get a measuring loop compiled by C2 (its invocation threshold is lower). */
+  private static final int WARM_UP_CALLS = 3_000;
+  private static final long WARM_UP_SLICE_BYTES = 16L << 10;
+
   /** Keeps the JIT from dropping the loops whose results nobody reads. */
   private static volatile float sink;
 
@@ -60,6 +64,7 @@ public final class MemoryBandwidth {
     if (slice == 0) {
       throw new IllegalArgumentException("buffer too small: " + buf.byteSize());
     }
+    compileSumSlice(buf, slice);
     double[] gbps = new double[repetitions];
     for (int rep = -1; rep < repetitions; rep++) {
       long nanos = runParallel(threads, t -> {
@@ -70,6 +75,21 @@ public final class MemoryBandwidth {
       }
     }
     return median(gbps);
+  }
+
+  /**
+   * Gets {@link #sumSlice} compiled by C2 before a pass is timed, with short calls over the start
+   * of the buffer. Before C2, the Vector API runs boxed (in the interpreter and in C1's code), many
+   * times slower: the warm-up pass over the whole buffer alone then took seconds.
+   */
+  private static void compileSumSlice(MemorySegment buf, long slice) {
+    long bytes = Math.min(slice, WARM_UP_SLICE_BYTES);
+    if (bytes < 16L * VL) {
+      return;
+    }
+    for (int i = 0; i < WARM_UP_CALLS; i++) {
+      sink += sumSlice(buf, 0, bytes / (16L * VL) * (16L * VL));
+    }
   }
 
   private static float sumSlice(MemorySegment buf, long from, long bytes) {
@@ -95,6 +115,11 @@ public final class MemoryBandwidth {
   public static double fmaPeakGflops(int threads) {
     long iters = 20_000_000L;
     int accs = 12;
+    // C2 first (see compileSumSlice): the 20M-iteration loop, started in the interpreter and
+    // replaced on the stack by C1's boxed code, otherwise ran for seconds before a pass was timed.
+    for (int i = 0; i < WARM_UP_CALLS; i++) {
+      sink += fmaLoop(2_000);
+    }
     double[] gflops = new double[5];
     for (int rep = -2; rep < gflops.length; rep++) {
       long nanos = runParallel(threads, t -> sink += fmaLoop(iters));

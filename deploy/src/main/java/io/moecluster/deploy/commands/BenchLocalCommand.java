@@ -81,6 +81,10 @@ public final class BenchLocalCommand implements Callable<Integer> {
       double[] peaks = new double[runs];
       double[] decodeRatios = new double[runs];
       double[] prefillRatios = new double[runs];
+      // The gaps between a run's tokens, as `moe bench` measures a gateway's streams: the
+      // cluster's inter-token latency is set against these.
+      BenchStats itl = new BenchStats();
+      long[] tokenNanos = new long[maxTokens];
       // One buffer for all the runs: allocating and zeroing 1 GiB again before every run took
       // about a second each and measured nothing.
       MemorySegment bandwidthBuffer = bandwidthArena.allocate(MemoryBandwidth.DEFAULT_BUFFER_BYTES, 4096);
@@ -88,7 +92,11 @@ public final class BenchLocalCommand implements Callable<Integer> {
       for (int i = 0; i < runs; i++) {
         bandwidths[i] = MemoryBandwidth.measureReadGBps(bandwidthBuffer, usedThreads, 3);
         peaks[i] = MemoryBandwidth.fmaPeakGflops(usedThreads);
-        GenerationResult r = generator.generate(request, e -> {});
+        int[] seen = {0};
+        GenerationResult r = generator.generate(request, e -> tokenNanos[seen[0]++] = System.nanoTime());
+        for (int t = 1; t < seen[0]; t++) {
+          itl.recordNanos(tokenNanos[t] - tokenNanos[t - 1]);
+        }
         decode[i] = r.decodeTokensPerSecond();
         prefill[i] = r.prefillTokensPerSecond();
         decodeRatios[i] = decode[i] * bytesPerToken / (bandwidths[i] * 1e9);
@@ -112,6 +120,8 @@ public final class BenchLocalCommand implements Callable<Integer> {
       out.printf(Locale.ROOT, "active weights   %.1f MB per token%n", bytesPerToken / 1e6);
       out.printf(Locale.ROOT, "decode           %.2f tokens/s (median of %d runs of %d tokens), bound %.2f tokens/s: %.2f of the bound (median per-run ratio)%n",
           decodeMedian, runs, maxTokens, boundTokens, median(decodeRatios));
+      out.printf(Locale.ROOT, "decode ITL       p50 %.2f ms, p99 %.2f ms (the gaps between tokens over the runs)%n",
+          itl.percentileMillis(50), itl.percentileMillis(99));
       out.printf(Locale.ROOT, "prefill          %.1f tokens/s (prompt %d tokens) = %.1f GFLOP/s: %.2f of the FMA peak (median per-run ratio)%n",
           prefillMedian, promptTokens, prefillGflops, median(prefillRatios));
       out.flush();

@@ -97,6 +97,37 @@ class LocalCommandsTest {
     assertUserError(run("generate", "--model", broken.toString(), "--prompt", "x"), "model.safetensors");
   }
 
+  @Test
+  void benchLocalReportsSpeedsBoundsAndInterTokenLatency() {
+    MoeRun r = run("bench-local", "--model", model.toString(), "--threads", "1", "--prompt-tokens", "5",
+        "--max-tokens", "6", "--runs", "1");
+    assertEquals(0, r.exitCode(), r.err());
+    String out = r.out();
+    for (String line : new String[] {"read bandwidth", "FMA peak", "active weights", "decode ", "prefill "}) {
+      assertTrue(out.contains(line), "missing '" + line + "': " + out);
+    }
+    java.util.regex.Matcher itl = java.util.regex.Pattern
+        .compile("decode ITL +p50 ([0-9.]+) ms, p99 ([0-9.]+) ms").matcher(out);
+    assertTrue(itl.find(), out);
+    double p50 = Double.parseDouble(itl.group(1));
+    double p99 = Double.parseDouble(itl.group(2));
+    assertTrue(p50 > 0 && p99 >= p50, "p50 " + p50 + ", p99 " + p99);
+    // The p50 is one of the run's 5 gaps, whose mean is the reported decode rate.
+    java.util.regex.Matcher decode = java.util.regex.Pattern.compile("decode +([0-9.]+) tokens/s").matcher(out);
+    assertTrue(decode.find(), out);
+    double msPerToken = 1000 / Double.parseDouble(decode.group(1));
+    assertTrue(p50 < 10 * msPerToken && p50 > msPerToken / 10, "ITL p50 " + p50 + " ms against " + msPerToken + " ms a token");
+  }
+
+  @Test
+  void benchLocalRejectsBadFlags() {
+    assertUserError(run("bench-local", "--model", model.toString(), "--runs", "0"), "--runs");
+    assertUserError(run("bench-local", "--model", model.toString(), "--max-tokens", "1"), "--max-tokens");
+    assertUserError(run("bench-local", "--model", model.toString(), "--prompt-tokens", "100000", "--runs", "1"),
+        "context length");
+    assertUserError(run("bench-local", "--model", dir.resolve("nope").toString()), "nope");
+  }
+
   private static void assertUserError(MoeRun r, String mention) {
     assertEquals(2, r.exitCode(), "exit code; stderr: " + r.err());
     assertTrue(r.err().contains(mention), "stderr should mention " + mention + ": " + r.err());
