@@ -112,11 +112,12 @@ class LocalCommandsTest {
     double p50 = Double.parseDouble(itl.group(1));
     double p99 = Double.parseDouble(itl.group(2));
     assertTrue(p50 > 0 && p99 >= p50, "p50 " + p50 + ", p99 " + p99);
-    // The p50 is one of the run's 5 gaps, whose mean is the reported decode rate.
+    // One run: its 5 gaps have the mean the decode rate reports, and the median of 5 values that
+    // are not negative is at most 5/3 of their mean (slack for the histogram's rounding).
     java.util.regex.Matcher decode = java.util.regex.Pattern.compile("decode +([0-9.]+) tokens/s").matcher(out);
     assertTrue(decode.find(), out);
-    double msPerToken = 1000 / Double.parseDouble(decode.group(1));
-    assertTrue(p50 < 10 * msPerToken && p50 > msPerToken / 10, "ITL p50 " + p50 + " ms against " + msPerToken + " ms a token");
+    double meanGapMs = 1000 / Double.parseDouble(decode.group(1));
+    assertTrue(p50 <= 2 * meanGapMs, "ITL p50 " + p50 + " ms against a mean gap of " + meanGapMs + " ms");
   }
 
   @Test
