@@ -1,24 +1,26 @@
 package io.moecluster.router;
 
 import io.moecluster.proto.cluster.v1.ComputeExperts;
-import io.moecluster.proto.cluster.v1.ExpertCall;
-import io.moecluster.proto.cluster.v1.ExpertCallReply;
 import io.moecluster.proto.cluster.v1.ExpertReply;
 import io.moecluster.proto.codec.DataFrames;
-import java.io.BufferedInputStream;
-import java.io.BufferedOutputStream;
-import java.io.DataInputStream;
 import java.io.IOException;
-import java.io.OutputStream;
 import java.io.UncheckedIOException;
 import java.net.InetSocketAddress;
-import java.net.Socket;
+import java.nio.ByteBuffer;
+import java.nio.channels.ClosedSelectorException;
+import java.nio.channels.SelectionKey;
+import java.nio.channels.Selector;
+import java.nio.channels.SocketChannel;
 import java.time.Duration;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
-import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.locks.LockSupport;
+import java.util.concurrent.locks.ReentrantLock;
+import java.util.function.BooleanSupplier;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -29,10 +31,19 @@ import org.slf4j.LoggerFactory;
  * or an {@link IOException} (the connection could not be opened or was lost), or a {@link
  * TimeoutException} (no answer in time); either way the caller sends the request through Cluster
  * Sharding instead. Thread-safe.
+ *
+ * <p><b>Who reads the replies.</b> The connections share one selector, and one thread at a time
+ * reads them. A thread that waits for its calls ({@link #enter}, {@link #awaitReplies}, {@link
+ * #leave}: the router's engine, for a layer's experts) reads them itself, so a reply wakes only
+ * the thread that needs it; a reader thread of its own would be one more wake-up a reply, and on a
+ * small host every wake-up queues for a core. Calls that nobody waits for that way (a hedge's
+ * loser after its layer, or callers that only hold the futures) are read by a background thread,
+ * which sleeps while no call is pending and hands the selector over to a waiting caller.
  */
 final class ExpertDataChannels implements AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(ExpertDataChannels.class);
   private static final Duration RETRY_CONNECT = Duration.ofSeconds(2);
+  private static final long BACKGROUND_SELECT_MILLIS = 100; // re-checks whether a caller took over
 
   /** Runs a task once a delay has passed; the returned action cancels it. */
   @FunctionalInterface
@@ -43,10 +54,16 @@ final class ExpertDataChannels implements AutoCloseable {
   private final Duration connectTimeout;
   private final Duration retryConnect;
   private final Timers timers;
-  private final Map<String, Connection> connections = new ConcurrentHashMap<>();
+  private final Map<String, DataChannelConnection> connections = new ConcurrentHashMap<>();
   // Endpoints whose connect failed, until when (System.nanoTime) calls to them fail at once: a
   // host that does not answer must not cost every request the connect timeout.
   private final Map<String, Long> downUntil = new ConcurrentHashMap<>();
+  private final Selector selector;
+  private final ReentrantLock reading = new ReentrantLock(); // held by the thread that selects
+  private final AtomicInteger callers = new AtomicInteger(); // threads between enter and leave
+  private volatile boolean callerWaiting; // a caller wants the selector from the background reader
+  private volatile Thread selecting; // the thread in (or about to be in) a select
+  private final Thread background;
   private volatile boolean closed;
 
   /**
@@ -63,6 +80,14 @@ final class ExpertDataChannels implements AutoCloseable {
     this.connectTimeout = connectTimeout;
     this.retryConnect = retryConnect;
     this.timers = timers;
+    try {
+      this.selector = Selector.open();
+    } catch (IOException e) {
+      throw new UncheckedIOException("cannot open a selector for the expert data channels", e);
+    }
+    this.background = new Thread(this::readInBackground, "moe-data-channels");
+    background.setDaemon(true);
+    background.start();
   }
 
   /** The entity is not on the node the call went to (it moved, or has not started there yet). */
@@ -81,7 +106,7 @@ final class ExpertDataChannels implements AutoCloseable {
     if (closed) {
       return CompletableFuture.failedFuture(new IOException("the router's data channels are closed"));
     }
-    Connection c = connections.get(endpoint);
+    DataChannelConnection c = connections.get(endpoint);
     if (c == null || !c.open()) {
       Long until = downUntil.get(endpoint);
       if (until != null && System.nanoTime() - until < 0) {
@@ -96,7 +121,11 @@ final class ExpertDataChannels implements AutoCloseable {
         return CompletableFuture.failedFuture(e.getCause());
       }
     }
-    return c.call(entityId, request, timeout);
+    CompletableFuture<ExpertReply> reply = c.call(entityId, request, timeout);
+    if (callers.get() == 0) {
+      LockSupport.unpark(background); // nobody will wait for it here: the background reads it
+    }
+    return reply;
   }
 
   /**
@@ -107,7 +136,7 @@ final class ExpertDataChannels implements AutoCloseable {
    *     caller sends the hint another way
    */
   boolean hint(String endpoint, String entityId) {
-    Connection c = connections.get(endpoint);
+    DataChannelConnection c = connections.get(endpoint);
     if (closed || c == null || !c.open()) {
       return false; // hints never open a connection: the next call does
     }
@@ -119,47 +148,179 @@ final class ExpertDataChannels implements AutoCloseable {
    * layer reach a node together, and it runs them side by side.
    */
   void flush() {
-    for (Connection c : connections.values()) {
-      c.flush();
+    boolean left = false;
+    for (DataChannelConnection c : connections.values()) {
+      left |= c.flush();
+    }
+    if (left) { // the reading thread writes the rest as the sockets drain
+      wakeReader();
+      if (callers.get() == 0) {
+        LockSupport.unpark(background);
+      }
     }
   }
 
   /** Calls waiting for an answer, over all connections. */
   int inFlight() {
     int n = 0;
-    for (Connection c : connections.values()) {
-      n += c.pending.size();
+    for (DataChannelConnection c : connections.values()) {
+      n += c.inFlight();
     }
     return n;
   }
 
-  private Connection connect(String endpoint) {
+  /**
+   * The calling thread will wait for its calls with {@link #awaitReplies} until it calls {@link
+   * #leave}: meanwhile the background reader leaves the replies to it.
+   */
+  void enter() {
+    callers.incrementAndGet();
+  }
+
+  /** The calling thread waits no more; the background reader reads what is still pending. */
+  void leave() {
+    if (callers.decrementAndGet() == 0 && needsReader()) {
+      LockSupport.unpark(background);
+    }
+  }
+
+  /**
+   * Reads replies on the calling thread (between {@link #enter} and {@link #leave}): waits until a
+   * connection has something to read (and reads it, completing its calls' futures here), {@link
+   * #wakeReader} is called, {@code nanos} pass or {@code ready} is already true.
+   *
+   * @return false when no call is pending on any connection, without waiting: the caller waits
+   *     for its futures another way
+   */
+  boolean awaitReplies(long nanos, BooleanSupplier ready) {
+    if (closed || !needsReader()) {
+      return false;
+    }
+    if (!reading.tryLock()) {
+      callerWaiting = true; // the background reader (or another caller) lets go at its next wake
+      selector.wakeup();
+      try {
+        if (!reading.tryLock(nanos, TimeUnit.NANOSECONDS)) {
+          return true;
+        }
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        return true;
+      } finally {
+        callerWaiting = false;
+      }
+    }
+    try {
+      selecting = Thread.currentThread();
+      // After selecting is set: whoever makes ready true from now on also wakes the selector.
+      if (!ready.getAsBoolean()) {
+        selectOnce(nanos);
+      }
+    } finally {
+      selecting = null;
+      reading.unlock();
+    }
+    return true;
+  }
+
+  /**
+   * Wakes a thread blocked in {@link #awaitReplies} (other than the calling one): something it
+   * waits for besides the replies has happened. Cheap when nobody selects.
+   */
+  void wakeReader() {
+    Thread t = selecting;
+    if (t != null && t != Thread.currentThread()) {
+      selector.wakeup();
+    }
+  }
+
+  private boolean needsReader() {
+    for (DataChannelConnection c : connections.values()) {
+      if (c.needsReader()) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /** One select and what it found; the caller holds {@link #reading}. */
+  private void selectOnce(long nanos) {
+    try {
+      if (nanos <= 0) {
+        selector.selectNow(this::ready);
+      } else {
+        selector.select(this::ready, Math.max(1, TimeUnit.NANOSECONDS.toMillis(nanos + 999_999)));
+      }
+    } catch (IOException | ClosedSelectorException e) {
+      if (!closed) {
+        log.warn("Expert data channels: select failed", e);
+      }
+    }
+  }
+
+  private void ready(SelectionKey key) {
+    DataChannelConnection c = (DataChannelConnection) key.attachment();
+    try {
+      if (key.isValid() && key.isWritable()) {
+        c.writeReady();
+      }
+      if (key.isValid() && key.isReadable()) {
+        c.readReady();
+      }
+    } catch (IOException | RuntimeException e) { // a reply that does not parse is a broken peer too
+      c.fail(new IOException("data channel to " + c.endpoint() + " lost: " + e.getMessage(), e));
+    }
+  }
+
+  private void readInBackground() {
+    while (!closed) {
+      if (callers.get() > 0 || !needsReader() || !reading.tryLock()) {
+        LockSupport.park(this); // unparked by a call or a flush nobody waits for, and by leave
+        continue;
+      }
+      try {
+        while (!closed && !callerWaiting && callers.get() == 0 && needsReader()) {
+          selecting = Thread.currentThread();
+          selectOnce(TimeUnit.MILLISECONDS.toNanos(BACKGROUND_SELECT_MILLIS));
+        }
+      } finally {
+        selecting = null;
+        reading.unlock();
+      }
+    }
+  }
+
+  private DataChannelConnection connect(String endpoint) {
     int colon = endpoint.lastIndexOf(':');
     if (colon <= 0) {
       throw new UncheckedIOException(new IOException("bad data channel endpoint '" + endpoint + "'"));
     }
     String host = endpoint.substring(0, colon).replace("[", "").replace("]", "");
-    Socket socket = new Socket();
+    SocketChannel channel = null;
     try {
       int port = Integer.parseInt(endpoint.substring(colon + 1));
-      socket.setTcpNoDelay(true);
-      socket.connect(new InetSocketAddress(host, port), (int) Math.max(1, connectTimeout.toMillis()));
-      socket.setSoTimeout((int) Math.max(1, connectTimeout.toMillis())); // for the greeting only
-      OutputStream out = new BufferedOutputStream(socket.getOutputStream(), 64 << 10);
-      out.write(DataFrames.GREETING);
-      out.flush();
-      DataInputStream in = new DataInputStream(new BufferedInputStream(socket.getInputStream(), 64 << 10));
-      DataFrames.expectGreeting(in);
-      socket.setSoTimeout(0); // replies may be seconds apart: calls have their own timeouts
-      Connection c = new Connection(endpoint, socket, in, out, timers);
-      c.start();
+      channel = SocketChannel.open();
+      channel.socket().setTcpNoDelay(true);
+      channel.socket().connect(new InetSocketAddress(host, port), (int) Math.max(1, connectTimeout.toMillis()));
+      channel.socket().setSoTimeout((int) Math.max(1, connectTimeout.toMillis())); // for the greeting only
+      ByteBuffer greeting = ByteBuffer.wrap(DataFrames.GREETING);
+      while (greeting.hasRemaining()) {
+        channel.write(greeting);
+      }
+      DataFrames.expectGreeting(channel.socket().getInputStream());
+      channel.configureBlocking(false);
+      DataChannelConnection c = new DataChannelConnection(endpoint, channel, timers);
+      c.registered(channel.register(selector, SelectionKey.OP_READ, c));
+      selector.wakeup(); // a select already in progress does not see a new channel
       log.debug("Data channel to {} open", endpoint);
       return c;
     } catch (IOException | RuntimeException e) {
-      try {
-        socket.close();
-      } catch (IOException ignored) {
-        // failed anyway
+      if (channel != null) {
+        try {
+          channel.close();
+        } catch (IOException ignored) {
+          // failed anyway
+        }
       }
       IOException io = e instanceof IOException ioe ? ioe : new IOException(e.getMessage(), e);
       throw new UncheckedIOException(new IOException("cannot open the data channel to " + endpoint + ": "
@@ -173,128 +334,15 @@ final class ExpertDataChannels implements AutoCloseable {
     closed = true;
     connections.values().forEach(c -> c.fail(new IOException("the router's data channels are closed")));
     connections.clear();
-  }
-
-  /** One connection: calls are written under its lock, replies read by its own thread. */
-  private static final class Connection {
-    private final String endpoint;
-    private final Socket socket;
-    private final DataInputStream in;
-    private final OutputStream out;
-    private final Timers timers;
-    private final AtomicLong ids = new AtomicLong();
-    private final Map<Long, Pending> pending = new ConcurrentHashMap<>();
-    private volatile IOException failure; // set once the connection is gone
-    private boolean unflushed; // guarded by out
-
-    private record Pending(String entityId, CompletableFuture<ExpertReply> reply) {}
-
-    Connection(String endpoint, Socket socket, DataInputStream in, OutputStream out, Timers timers) {
-      this.endpoint = endpoint;
-      this.socket = socket;
-      this.in = in;
-      this.out = out;
-      this.timers = timers;
-    }
-
-    boolean open() {
-      return failure == null;
-    }
-
-    void start() {
-      Thread reader = new Thread(this::readLoop, "moe-data-channel-" + endpoint);
-      reader.setDaemon(true);
-      reader.start();
-    }
-
-    CompletableFuture<ExpertReply> call(String entityId, ComputeExperts request, Duration timeout) {
-      long id = ids.incrementAndGet();
-      CompletableFuture<ExpertReply> reply = new CompletableFuture<>();
-      pending.put(id, new Pending(entityId, reply));
-      Runnable cancelTimeout = timers.after(timeout, () -> reply.completeExceptionally(new TimeoutException(
-          "no answer from " + endpoint + " in " + timeout.toMillis() + " ms")));
-      reply.whenComplete((r, e) -> { // also when the caller gives up on it
-        pending.remove(id);
-        cancelTimeout.run();
-      });
-      ExpertCall call = ExpertCall.newBuilder().setCallId(id).setEntityId(entityId).setCompute(request).build();
-      try {
-        synchronized (out) {
-          DataFrames.write(out, call);
-          unflushed = true;
-        }
-      } catch (IOException e) {
-        fail(new IOException("data channel to " + endpoint + " failed: " + e.getMessage(), e));
-      }
-      IOException f = failure;
-      if (f != null) {
-        reply.completeExceptionally(f); // failed before (or while) it was written
-      }
-      return reply;
-    }
-
-    boolean hint(String entityId) {
-      try {
-        synchronized (out) {
-          DataFrames.write(out, ExpertCall.newBuilder().setEntityId(entityId).setPrefetch(true).build());
-          unflushed = true;
-        }
-        return true;
-      } catch (IOException e) {
-        fail(new IOException("data channel to " + endpoint + " failed: " + e.getMessage(), e));
-        return false;
-      }
-    }
-
-    void flush() {
-      try {
-        synchronized (out) {
-          if (!unflushed) {
-            return;
-          }
-          unflushed = false;
-          out.flush();
-        }
-      } catch (IOException e) {
-        fail(new IOException("data channel to " + endpoint + " failed: " + e.getMessage(), e));
-      }
-    }
-
-    private void readLoop() {
-      try {
-        for (ExpertCallReply r; (r = DataFrames.read(in, ExpertCallReply.parser())) != null; ) {
-          // Removed before completing: whoever the reply wakes sees the call gone (inFlight()).
-          Pending p = pending.remove(r.getCallId());
-          if (p == null) {
-            continue; // the caller gave up on it (timeout, or a hedge won)
-          }
-          if (r.getNotHosted()) {
-            p.reply().completeExceptionally(new NotHostedException(p.entityId(), endpoint));
-          } else {
-            p.reply().complete(r.getReply());
-          }
-        }
-        fail(new IOException("the expert node closed the data channel " + endpoint));
-      } catch (IOException e) {
-        fail(new IOException("data channel to " + endpoint + " lost: " + e.getMessage(), e));
-      }
-    }
-
-    void fail(IOException why) {
-      if (failure == null) {
-        failure = why;
-      }
-      try {
-        socket.close();
-      } catch (IOException ignored) {
-        // failed anyway
-      }
-      for (Long id : pending.keySet()) {
-        Pending p = pending.remove(id);
-        if (p != null) {
-          p.reply().completeExceptionally(failure);
-        }
-      }
+    LockSupport.unpark(background);
+    selector.wakeup();
+    try {
+      background.join(TimeUnit.SECONDS.toMillis(1));
+      selector.close();
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    } catch (IOException e) {
+      log.debug("Closing the data channels' selector", e);
     }
   }
 }

@@ -312,6 +312,9 @@ public final class ShardedExperts implements ExpertExecutor {
     for (LinkedBlockingQueue<Outcome> q : waiting) {
       q.add(removed ? MOVED : WAKE); // chunks that wait for a breaker or a backoff look again
     }
+    if (channels != null) {
+      channels.wakeReader();
+    }
     if (touched > 0 || aborted > 0) {
       log.warn("Expert node {} is {}: {} expert entities {}, {} request(s) in flight sent again", node,
           lost.why(), touched, removed ? "will be started elsewhere" : "skipped", aborted);
@@ -467,10 +470,16 @@ public final class ShardedExperts implements ExpertExecutor {
     LinkedBlockingQueue<Outcome> outcomes = new LinkedBlockingQueue<>();
     Direct directs = directRefs();
     waiting.add(outcomes);
+    if (channels != null) {
+      channels.enter(); // this thread reads its replies from the data channels itself
+    }
     try {
       return run(layer, tasks, stepId, start, deadline, hedgeDelay, outcomes, directs);
     } finally {
       waiting.remove(outcomes);
+      if (channels != null) {
+        channels.leave();
+      }
     }
   }
 
@@ -517,9 +526,16 @@ public final class ShardedExperts implements ExpertExecutor {
         wake = scan(layer, chunks, now, deadline, hedgeDelay, directs, outcomes);
         flushChannels(); // the retries and hedges it sent
       }
-      Outcome o;
+      Outcome o = outcomes.poll();
       try {
-        o = outcomes.poll(Math.max(0, wake - System.nanoTime()), TimeUnit.NANOSECONDS);
+        if (o == null) {
+          long nanos = Math.max(0, wake - System.nanoTime());
+          if (channels != null && channels.awaitReplies(nanos, () -> !outcomes.isEmpty())) {
+            o = outcomes.poll(); // null: woken without an outcome, or the wait is over; look again
+          } else {
+            o = outcomes.poll(nanos, TimeUnit.NANOSECONDS);
+          }
+        }
       } catch (InterruptedException e) {
         Thread.currentThread().interrupt();
         throw new ExpertUnavailableException(layer, chunks.get(0).expert,
@@ -741,6 +757,9 @@ public final class ShardedExperts implements ExpertExecutor {
         crashes.suspect(a.node());
       }
       outcomes.add(new Outcome(a, r, e));
+      if (channels != null) {
+        channels.wakeReader(); // the engine may be reading the data channels, not polling outcomes
+      }
     });
   }
 

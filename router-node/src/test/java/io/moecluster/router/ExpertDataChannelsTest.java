@@ -5,6 +5,8 @@ import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import com.google.protobuf.ByteString;
+import io.moecluster.proto.cluster.v1.Activations;
 import io.moecluster.proto.cluster.v1.ComputeExperts;
 import io.moecluster.proto.cluster.v1.ExpertCall;
 import io.moecluster.proto.cluster.v1.ExpertCallReply;
@@ -14,6 +16,7 @@ import java.io.BufferedInputStream;
 import java.io.DataInputStream;
 import java.io.IOException;
 import java.io.OutputStream;
+import java.io.UncheckedIOException;
 import java.net.ServerSocket;
 import java.net.Socket;
 import java.time.Duration;
@@ -28,7 +31,9 @@ import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicReference;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -38,7 +43,8 @@ import org.junit.jupiter.api.Timeout;
  * frame (the expert node's side is ExpertDataServerTest; both together run in the cluster tests):
  * replies matched to calls in any order, nothing sent before a flush, "not hosted", a call left
  * unanswered past its timeout and a lost or refused connection as failures the router falls back
- * from, and a new connection after a failure.
+ * from, and a new connection after a failure; and who reads the replies: a caller that waits for
+ * its calls reads them itself, the background reader what nobody waits for.
  */
 @Timeout(value = 30, unit = TimeUnit.SECONDS)
 class ExpertDataChannelsTest {
@@ -267,6 +273,161 @@ class ExpertDataChannelsTest {
               .get(10, TimeUnit.SECONDS));
       assertTrue(e.getCause().getMessage().contains("does not speak the expert data channel protocol"),
           e.getCause().getMessage());
+    }
+  }
+
+  /** Waits for {@code f} the way the router's engine does: reading the channels on this thread. */
+  private <T> T awaitAsCaller(CompletableFuture<T> f) throws Exception {
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+    while (!f.isDone() && System.nanoTime() < deadline) {
+      if (!channels.awaitReplies(TimeUnit.MILLISECONDS.toNanos(100), f::isDone)) {
+        Thread.sleep(1); // nothing pending on the channels: someone else completes it
+      }
+    }
+    return f.get(0, TimeUnit.SECONDS);
+  }
+
+  /** The thread that completes {@code f}. */
+  private static AtomicReference<Thread> completer(CompletableFuture<?> f) {
+    AtomicReference<Thread> t = new AtomicReference<>();
+    f.whenComplete((r, e) -> t.set(Thread.currentThread()));
+    return t;
+  }
+
+  @Test
+  void aCallerThatWaitsReadsItsOwnReplies() throws Exception {
+    Peer peer = new Peer();
+    channels.enter();
+    try {
+      CompletableFuture<ExpertReply> a = channels.call(peer.endpoint(), "1/2", compute(30), LONG);
+      CompletableFuture<ExpertReply> b = channels.call(peer.endpoint(), "1/3", compute(31), LONG);
+      AtomicReference<Thread> aBy = completer(a);
+      AtomicReference<Thread> bBy = completer(b);
+      channels.flush();
+      peer.reply(answer(peer.nextCall()));
+      peer.reply(answer(peer.nextCall()));
+      assertEquals(30, awaitAsCaller(a).getStepId());
+      assertEquals(31, awaitAsCaller(b).getStepId());
+      assertEquals(Thread.currentThread(), aBy.get(), "the waiting caller read the reply");
+      assertEquals(Thread.currentThread(), bBy.get());
+      assertEquals(0, channels.inFlight());
+      assertTrue(!channels.awaitReplies(TimeUnit.SECONDS.toNanos(10), () -> false),
+          "nothing pending: it returns at once and says so");
+    } finally {
+      channels.leave();
+    }
+  }
+
+  @Test
+  void repliesLeftWhenTheCallerLeavesAreReadInTheBackground() throws Exception {
+    Peer peer = new Peer();
+    channels.enter();
+    CompletableFuture<ExpertReply> late = channels.call(peer.endpoint(), "1/2", compute(40), LONG);
+    AtomicReference<Thread> by = completer(late);
+    channels.flush();
+    ExpertCall c = peer.nextCall();
+    channels.leave(); // a hedge's loser: its layer went on without it
+    peer.reply(answer(c));
+    assertEquals(40, late.get(10, TimeUnit.SECONDS).getStepId());
+    assertEquals("moe-data-channels", by.get().getName());
+  }
+
+  @Test
+  void aWaitingCallerIsWokenForWhatItWaitsForBesidesTheReplies() throws Exception {
+    Peer peer = new Peer();
+    channels.enter();
+    try {
+      channels.call(peer.endpoint(), "1/2", compute(50), LONG);
+      channels.flush();
+      peer.nextCall(); // never answered
+      AtomicBoolean outcome = new AtomicBoolean();
+      Thread other = new Thread(() -> {
+        try {
+          Thread.sleep(200);
+        } catch (InterruptedException e) {
+          return;
+        }
+        outcome.set(true); // say, an answer through sharding
+        channels.wakeReader();
+      });
+      long start = System.nanoTime();
+      other.start();
+      while (!outcome.get() && System.nanoTime() - start < TimeUnit.SECONDS.toNanos(20)) {
+        assertTrue(channels.awaitReplies(TimeUnit.SECONDS.toNanos(20), outcome::get));
+      }
+      long took = System.nanoTime() - start;
+      assertTrue(outcome.get());
+      assertTrue(took < TimeUnit.SECONDS.toNanos(10), "woken after " + took / 1_000_000 + " ms, not at the timeout");
+      other.join();
+    } finally {
+      channels.leave();
+    }
+  }
+
+  @Test
+  void aCallerTakesTheChannelsOverFromTheBackgroundReader() throws Exception {
+    Peer peer = new Peer();
+    CompletableFuture<ExpertReply> unwaited = channels.call(peer.endpoint(), "1/2", compute(60), LONG);
+    channels.flush();
+    ExpertCall first = peer.nextCall(); // left pending: the background reader selects for it
+    Thread.sleep(50);
+    channels.enter();
+    try {
+      CompletableFuture<ExpertReply> mine = channels.call(peer.endpoint(), "1/3", compute(61), LONG);
+      channels.flush();
+      peer.reply(answer(peer.nextCall()));
+      long start = System.nanoTime();
+      assertEquals(61, awaitAsCaller(mine).getStepId());
+      long took = System.nanoTime() - start;
+      assertTrue(took < TimeUnit.SECONDS.toNanos(5), "took " + took / 1_000_000 + " ms");
+      peer.reply(answer(first));
+      assertEquals(60, awaitAsCaller(unwaited).getStepId());
+    } finally {
+      channels.leave();
+    }
+  }
+
+  @Test
+  void framesLargerThanTheSocketBuffersGoBothWays() throws Exception {
+    Peer peer = new Peer();
+    int bytes = 24 << 20; // more than loopback's socket buffers: the flush cannot write it at once
+    byte[] data = new byte[bytes];
+    for (int i = 0; i < bytes; i++) {
+      data[i] = (byte) (i * 31);
+    }
+    ByteString payload = ByteString.copyFrom(data);
+    ComputeExperts big = compute(70).toBuilder()
+        .setInput(Activations.newBuilder().setRows(1).setHidden(bytes / 4).setData(payload)).build();
+    channels.enter();
+    try {
+      CompletableFuture<ExpertReply> f = channels.call(peer.endpoint(), "1/2", big, LONG);
+      channels.flush();
+      CompletableFuture<ExpertCall> received = CompletableFuture.supplyAsync(() -> {
+        try {
+          return peer.nextCall();
+        } catch (InterruptedException e) {
+          throw new IllegalStateException(e);
+        }
+      });
+      while (!received.isDone()) { // the rest is written by the thread that reads, as the socket drains
+        channels.awaitReplies(TimeUnit.MILLISECONDS.toNanos(50), received::isDone);
+      }
+      ExpertCall c = received.get();
+      assertEquals(payload, c.getCompute().getInput().getData(), "every byte arrived, in order");
+      // From another thread: the peer's write blocks until this one reads.
+      CompletableFuture<Void> replied = CompletableFuture.runAsync(() -> {
+        try {
+          peer.reply(ExpertCallReply.newBuilder().setCallId(c.getCallId()).setReply(ExpertReply.newBuilder()
+              .setStepId(70).setOutput(c.getCompute().getInput())).build());
+        } catch (IOException e) {
+          throw new UncheckedIOException(e);
+        }
+      });
+      ExpertReply r = awaitAsCaller(f);
+      replied.get(10, TimeUnit.SECONDS);
+      assertEquals(payload, r.getOutput().getData(), "a reply larger than the read buffer");
+    } finally {
+      channels.leave();
     }
   }
 }

@@ -59,14 +59,25 @@ public final class DataFrames {
     if (first < 0) {
       return null;
     }
-    int size = (first << 24) | (in.readUnsignedByte() << 16) | (in.readUnsignedByte() << 8) | in.readUnsignedByte();
+    int size = checkLength((first << 24) | (in.readUnsignedByte() << 16) | (in.readUnsignedByte() << 8)
+        | in.readUnsignedByte());
+    byte[] bytes = new byte[size];
+    in.readFully(bytes);
+    return parser.parseFrom(bytes);
+  }
+
+  /**
+   * Checks a frame's length prefix, for readers that parse frames out of their own buffers.
+   *
+   * @return {@code size}
+   * @throws IOException when it is out of range: the peer does not speak this protocol
+   */
+  public static int checkLength(int size) throws IOException {
     if (size < 0 || size > MAX_FRAME_BYTES) {
       throw new IOException("data channel frame of " + Integer.toUnsignedLong(size) + " bytes (at most "
           + MAX_FRAME_BYTES + "): the peer does not speak this protocol");
     }
-    byte[] bytes = new byte[size];
-    in.readFully(bytes);
-    return parser.parseFrom(bytes);
+    return size;
   }
 
   /** Reads the peer's greeting; IOException when it is not {@link #GREETING}. */
