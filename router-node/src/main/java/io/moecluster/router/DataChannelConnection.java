@@ -135,6 +135,13 @@ final class DataChannelConnection {
     outBytes = to;
   }
 
+  /** Bytes queued since the last flush. */
+  int unflushedBytes() {
+    synchronized (out) {
+      return outEnd - outFlushed;
+    }
+  }
+
   /**
    * Releases the queued frames to the socket and writes what it takes now.
    *

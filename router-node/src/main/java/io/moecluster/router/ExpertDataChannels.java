@@ -44,6 +44,8 @@ final class ExpertDataChannels implements AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(ExpertDataChannels.class);
   private static final Duration RETRY_CONNECT = Duration.ofSeconds(2);
   private static final long BACKGROUND_SELECT_MILLIS = 100; // re-checks whether a caller took over
+  // Calls queued beyond this go out before the flush, as a 64 KiB stream buffer would send them.
+  private static final int EARLY_FLUSH_BYTES = 64 << 10;
 
   /** Runs a task once a delay has passed; the returned action cancels it. */
   @FunctionalInterface
@@ -99,7 +101,7 @@ final class ExpertDataChannels implements AutoCloseable {
 
   /**
    * Queues {@code request} for {@code entityId} on the data channel at {@code endpoint}
-   * ("host:port"); {@link #flush} sends it. Unanswered after {@code timeout}, the future fails with
+   * ("host:port"); {@link #flush} sends it (or this call, once 64 KiB wait to go). Unanswered after {@code timeout}, the future fails with
    * a {@link TimeoutException} (a paused or overloaded node: the connection is kept).
    */
   CompletableFuture<ExpertReply> call(String endpoint, String entityId, ComputeExperts request, Duration timeout) {
@@ -122,6 +124,9 @@ final class ExpertDataChannels implements AutoCloseable {
       }
     }
     CompletableFuture<ExpertReply> reply = c.call(entityId, request, timeout);
+    if (c.unflushedBytes() >= EARLY_FLUSH_BYTES) {
+      flushed(c.flush()); // a prefill layer's calls: the node starts on the first while the rest are encoded
+    }
     if (callers.get() == 0) {
       LockSupport.unpark(background); // nobody will wait for it here: the background reads it
     }
@@ -152,6 +157,10 @@ final class ExpertDataChannels implements AutoCloseable {
     for (DataChannelConnection c : connections.values()) {
       left |= c.flush();
     }
+    flushed(left);
+  }
+
+  private void flushed(boolean left) {
     if (left) { // the reading thread writes the rest as the sockets drain
       wakeReader();
       if (callers.get() == 0) {
