@@ -531,6 +531,9 @@ public final class ShardedExperts implements ExpertExecutor {
         if (o == null) {
           long nanos = Math.max(0, wake - System.nanoTime());
           if (channels != null && channels.awaitReplies(nanos, () -> !outcomes.isEmpty())) {
+            if (Thread.interrupted()) { // a select returns at once while the flag is set
+              throw new InterruptedException();
+            }
             o = outcomes.poll(); // null: woken without an outcome, or the wait is over; look again
           } else {
             o = outcomes.poll(nanos, TimeUnit.NANOSECONDS);
