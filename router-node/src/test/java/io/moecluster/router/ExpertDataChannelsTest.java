@@ -405,6 +405,44 @@ class ExpertDataChannelsTest {
   }
 
   @Test
+  void aNodeThatStopsReadingNeverBlocksTheCaller() throws Exception {
+    try (ServerSocket server = new ServerSocket(0)) {
+      List<Socket> held = Collections.synchronizedList(new ArrayList<>());
+      Thread t = new Thread(() -> {
+        try {
+          Socket s = server.accept(); // greets, then reads nothing more: a paused process
+          held.add(s);
+          DataFrames.expectGreeting(s.getInputStream());
+          s.getOutputStream().write(DataFrames.GREETING);
+        } catch (IOException ignored) {
+          // the test failed elsewhere
+        }
+      });
+      t.setDaemon(true);
+      t.start();
+      ComputeExperts big = compute(90).toBuilder()
+          .setInput(Activations.newBuilder().setRows(1).setHidden(6 << 20).setData(ByteString.copyFrom(new byte[24 << 20])))
+          .build();
+      channels.enter();
+      try {
+        long start = System.nanoTime();
+        CompletableFuture<ExpertReply> f = channels.call("127.0.0.1:" + server.getLocalPort(), "1/2", big,
+            Duration.ofMillis(300));
+        channels.flush();
+        long queued = System.nanoTime() - start;
+        assertTrue(queued < TimeUnit.SECONDS.toNanos(5), "the call and flush took " + queued / 1_000_000 + " ms");
+        ExecutionException e = assertThrows(ExecutionException.class, () -> awaitAsCaller(f));
+        assertInstanceOf(TimeoutException.class, e.getCause(), "it times out like any unanswered call");
+      } finally {
+        channels.leave();
+        for (Socket s : held) {
+          s.close();
+        }
+      }
+    }
+  }
+
+  @Test
   void framesLargerThanTheSocketBuffersGoBothWays() throws Exception {
     Peer peer = new Peer();
     int bytes = 24 << 20; // more than loopback's socket buffers: the flush cannot write it at once
