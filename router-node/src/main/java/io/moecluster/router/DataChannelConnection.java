@@ -1,6 +1,5 @@
 package io.moecluster.router;
 
-import com.google.protobuf.CodedOutputStream;
 import com.google.protobuf.MessageLite;
 import io.moecluster.proto.cluster.v1.ComputeExperts;
 import io.moecluster.proto.cluster.v1.ExpertCall;
@@ -104,19 +103,8 @@ final class DataChannelConnection {
     int size = message.getSerializedSize();
     synchronized (out) {
       reserve(4 + size);
-      byte[] b = outBytes;
-      int at = outEnd;
-      b[at] = (byte) (size >>> 24);
-      b[at + 1] = (byte) (size >>> 16);
-      b[at + 2] = (byte) (size >>> 8);
-      b[at + 3] = (byte) size;
-      CodedOutputStream coded = CodedOutputStream.newInstance(b, at + 4, size);
-      try {
-        message.writeTo(coded);
-      } catch (IOException e) {
-        throw new IllegalStateException("a message did not fit its own serialized size", e);
-      }
-      outEnd = at + 4 + size;
+      DataFrames.encode(message, size, outBytes, outEnd);
+      outEnd += 4 + size;
     }
   }
 

@@ -38,14 +38,28 @@ public final class DataFrames {
   public static void write(OutputStream out, MessageLite message) throws IOException {
     int size = message.getSerializedSize();
     byte[] frame = new byte[4 + size];
-    frame[0] = (byte) (size >>> 24);
-    frame[1] = (byte) (size >>> 16);
-    frame[2] = (byte) (size >>> 8);
-    frame[3] = (byte) size;
-    CodedOutputStream coded = CodedOutputStream.newInstance(frame, 4, size);
-    message.writeTo(coded);
-    coded.checkNoSpaceLeft();
+    encode(message, size, frame, 0);
     out.write(frame);
+  }
+
+  /**
+   * Encodes one frame into {@code dest} at {@code offset}: the 4-byte length, then the message,
+   * {@code 4 + size} bytes in all, for writers that keep their own buffer.
+   *
+   * @param size {@code message.getSerializedSize()}
+   */
+  public static void encode(MessageLite message, int size, byte[] dest, int offset) {
+    dest[offset] = (byte) (size >>> 24);
+    dest[offset + 1] = (byte) (size >>> 16);
+    dest[offset + 2] = (byte) (size >>> 8);
+    dest[offset + 3] = (byte) size;
+    CodedOutputStream coded = CodedOutputStream.newInstance(dest, offset + 4, size);
+    try {
+      message.writeTo(coded);
+    } catch (IOException e) { // only when the message does not fit its own serialized size
+      throw new IllegalStateException("a message did not fit its serialized size", e);
+    }
+    coded.checkNoSpaceLeft();
   }
 
   /**
