@@ -84,6 +84,12 @@ public final class KernelWarmUp {
       float[] cos = values(random, headDim / 2);
       float[] sin = values(random, headDim / 2);
       float[] heads = values(random, 4 * headDim);
+      int[] contexts = {1, 37, 130}; // one vector of positions, a tail of single vectors, groups of four
+      int maxContext = contexts[contexts.length - 1];
+      float[] keys = values(random, Kernels.kvPadded(maxContext) * headDim);
+      float[] vals = values(random, maxContext * headDim);
+      float[] scores = new float[4 * Kernels.kvPadded(maxContext)];
+      float[] attended = new float[4 * headDim];
       while (done < rounds && System.nanoTime() < deadline) {
         for (int d = 0; d < ws.length; d++) {
           Matrix w = ws[d];
@@ -99,8 +105,10 @@ public final class KernelWarmUp {
         kernels.softmax(out, 0, ROWS);
         kernels.siluMul(h, out, ROWS);
         kernels.rope(heads, 0, 4, headDim, cos, sin);
-        kernels.axpy(0.5f, x, 0, out, 0, ROWS);
-        sink += kernels.dot(x, 0, x, COLS, COLS);
+        for (int len : contexts) {
+          kernels.attendGroup(heads, 0, 4, headDim, keys, vals, headDim, 0, len, 0.125f, scores, attended, 0);
+        }
+        sink += attended[0];
         done++;
       }
     }

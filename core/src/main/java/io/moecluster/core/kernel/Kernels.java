@@ -53,11 +53,36 @@ public interface Kernels {
     }
   }
 
-  /** Dot product of two float ranges (attention scores). */
-  float dot(float[] a, int aOff, float[] b, int bOff, int length);
+  /** Positions per block of a KV cache's keys: the layout {@link #attendGroup} reads. */
+  int KV_BLOCK = 16;
 
-  /** {@code y[yOff + i] += alpha * x[xOff + i]} (attention's weighted sum of values). */
-  void axpy(float alpha, float[] x, int xOff, float[] y, int yOff, int length);
+  /** {@code len} rounded up to whole {@link #KV_BLOCK}s: a score row's stride in {@link #attendGroup}. */
+  static int kvPadded(int len) {
+    return (len + KV_BLOCK - 1) / KV_BLOCK * KV_BLOCK;
+  }
+
+  /**
+   * Causal attention of one row for the {@code group} query heads that share a KV head: for each
+   * head {@code j < group}, {@code p = softmax(scale * (q_j . k_t))} over positions
+   * {@code t < len}, and {@code out_j = sum_t p_t * v_t}.
+   *
+   * <p>Keys come in blocks of {@link #KV_BLOCK} positions, dimension-major within a block: element
+   * {@code i} of position {@code t}'s key is {@code keys[(t / KV_BLOCK) * kvDim * KV_BLOCK + i *
+   * KV_BLOCK + t % KV_BLOCK]}. One vector load then brings one dimension of consecutive positions,
+   * so the scores of a block are vector lanes and need no reduction across lanes (a dot product per
+   * position spent most of its time reducing). Values are row-major: {@code values[t * kvDim + i]}.
+   *
+   * <p>Each score is {@code scale} times one chain of fused multiply-adds over the dimensions in
+   * order, and each output element one chain over the positions in order, in every implementation
+   * and at every vector width: a row's result depends on nothing but its own inputs.
+   *
+   * @param q the group's query heads, head {@code j} at {@code qOff + j * headDim}
+   * @param kvOff where the KV head starts within a position, {@code kvHead * headDim}
+   * @param scores scratch, at least {@code group * kvPadded(len)} floats
+   * @param out written (not added to) at {@code outOff + j * headDim}
+   */
+  void attendGroup(float[] q, int qOff, int group, int headDim, float[] keys, float[] values, int kvDim,
+      int kvOff, int len, float scale, float[] scores, float[] out, int outOff);
 
   /**
    * RMSNorm: {@code out[i] = x[i] / sqrt(mean(x^2) + eps) * weight[i]} over {@code size}

@@ -32,7 +32,7 @@ public final class ScalarKernels implements Kernels {
     }
   }
 
-  @Override
+  /** Dot product of two float ranges. */
   public float dot(float[] a, int aOff, float[] b, int bOff, int length) {
     Objects.checkFromIndexSize(aOff, length, a.length);
     Objects.checkFromIndexSize(bOff, length, b.length);
@@ -41,15 +41,6 @@ public final class ScalarKernels implements Kernels {
       sum += a[aOff + i] * b[bOff + i];
     }
     return sum;
-  }
-
-  @Override
-  public void axpy(float alpha, float[] x, int xOff, float[] y, int yOff, int length) {
-    Objects.checkFromIndexSize(xOff, length, x.length);
-    Objects.checkFromIndexSize(yOff, length, y.length);
-    for (int i = 0; i < length; i++) {
-      y[yOff + i] += alpha * x[xOff + i];
-    }
   }
 
   @Override
@@ -64,6 +55,38 @@ public final class ScalarKernels implements Kernels {
     float inv = (float) (1.0 / Math.sqrt(ss / size + eps));
     for (int i = 0; i < size; i++) {
       out[outOff + i] = x[xOff + i] * inv * weight[i];
+    }
+  }
+
+  @Override
+  public void attendGroup(float[] q, int qOff, int group, int headDim, float[] keys, float[] values, int kvDim,
+      int kvOff, int len, float scale, float[] scores, float[] out, int outOff) {
+    int padded = Kernels.kvPadded(len);
+    Objects.checkFromIndexSize(qOff, group * headDim, q.length);
+    Objects.checkFromIndexSize(outOff, group * headDim, out.length);
+    Objects.checkFromIndexSize(0, group * padded, scores.length);
+    Objects.checkFromIndexSize(0, padded / KV_BLOCK * kvDim * KV_BLOCK, keys.length);
+    Objects.checkFromIndexSize(0, len * kvDim, values.length);
+    for (int j = 0; j < group; j++) {
+      int qh = qOff + j * headDim;
+      int s0 = j * padded;
+      for (int t = 0; t < len; t++) {
+        int k0 = (t / KV_BLOCK) * kvDim * KV_BLOCK + kvOff * KV_BLOCK + t % KV_BLOCK;
+        float s = 0f;
+        for (int d = 0; d < headDim; d++) {
+          s = Math.fma(q[qh + d], keys[k0 + d * KV_BLOCK], s);
+        }
+        scores[s0 + t] = s * scale;
+      }
+      softmax(scores, s0, len);
+      int oh = outOff + j * headDim;
+      for (int d = 0; d < headDim; d++) {
+        float o = 0f;
+        for (int t = 0; t < len; t++) {
+          o = Math.fma(scores[s0 + t], values[t * kvDim + kvOff + d], o);
+        }
+        out[oh + d] = o;
+      }
     }
   }
 

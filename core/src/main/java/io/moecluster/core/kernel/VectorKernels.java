@@ -57,6 +57,9 @@ public final class VectorKernels implements Kernels, AutoCloseable {
   static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
   static final VectorSpecies<Integer> I = VectorSpecies.of(int.class, F.vectorShape());
   static final int VL = F.length();
+  /** Lanes over the positions of a key block: at most a block, so a load never crosses one. */
+  private static final VectorSpecies<Float> KB = VL <= Kernels.KV_BLOCK ? F : FloatVector.SPECIES_512;
+  private static final int KBL = KB.length();
   private static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
   private static final ValueLayout.OfFloat F32_LE =
       ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
@@ -1972,7 +1975,7 @@ public final class VectorKernels implements Kernels, AutoCloseable {
   // ---------------------------------------------------------------------------------------------
   // Element-wise kernels
 
-  @Override
+  /** Dot product of two float ranges. */
   public float dot(float[] a, int aOff, float[] b, int bOff, int length) {
     Objects.checkFromIndexSize(aOff, length, a.length);
     Objects.checkFromIndexSize(bOff, length, b.length);
@@ -2012,17 +2015,104 @@ public final class VectorKernels implements Kernels, AutoCloseable {
   }
 
   @Override
-  public void axpy(float alpha, float[] x, int xOff, float[] y, int yOff, int length) {
-    Objects.checkFromIndexSize(xOff, length, x.length);
-    Objects.checkFromIndexSize(yOff, length, y.length);
-    FloatVector va = FloatVector.broadcast(F, alpha);
-    int bound = F.loopBound(length);
-    int i = 0;
-    for (; i < bound; i += VL) {
-      FloatVector.fromArray(F, x, xOff + i).fma(va, FloatVector.fromArray(F, y, yOff + i)).intoArray(y, yOff + i);
+  public void attendGroup(float[] q, int qOff, int group, int headDim, float[] keys, float[] values, int kvDim,
+      int kvOff, int len, float scale, float[] scores, float[] out, int outOff) {
+    int padded = Kernels.kvPadded(len);
+    Objects.checkFromIndexSize(qOff, group * headDim, q.length);
+    Objects.checkFromIndexSize(outOff, group * headDim, out.length);
+    Objects.checkFromIndexSize(0, group * padded, scores.length);
+    Objects.checkFromIndexSize(0, padded / KV_BLOCK * kvDim * KV_BLOCK, keys.length);
+    Objects.checkFromIndexSize(0, len * kvDim, values.length);
+    for (int j = 0; j < group; j++) {
+      int s0 = j * padded;
+      blockScores(q, qOff + j * headDim, headDim, keys, kvDim * KV_BLOCK, kvOff * KV_BLOCK, padded, scale, scores, s0);
+      softmax(scores, s0, len);
+      weightedValues(scores, s0, len, values, kvDim, kvOff, headDim, out, outOff + j * headDim);
     }
-    for (; i < length; i++) {
-      y[yOff + i] = Math.fma(x[xOff + i], alpha, y[yOff + i]);
+  }
+
+  /**
+   * {@code scores[s0 + t] = scale * (q . k_t)} for every position of the blocks below {@code
+   * padded}, four vectors of positions at a time (four independent FMA chains).
+   */
+  private static void blockScores(float[] q, int qh, int headDim, float[] keys, int blockStride, int kBase,
+      int padded, float scale, float[] scores, int s0) {
+    int vectors = padded / KBL;
+    int c = 0;
+    for (; c + 4 <= vectors; c += 4) {
+      int k0 = keyVector(c, blockStride, kBase);
+      int k1 = keyVector(c + 1, blockStride, kBase);
+      int k2 = keyVector(c + 2, blockStride, kBase);
+      int k3 = keyVector(c + 3, blockStride, kBase);
+      FloatVector a0 = FloatVector.zero(KB);
+      FloatVector a1 = a0;
+      FloatVector a2 = a0;
+      FloatVector a3 = a0;
+      for (int d = 0; d < headDim; d++) {
+        FloatVector qd = FloatVector.broadcast(KB, q[qh + d]);
+        int dd = d * KV_BLOCK;
+        a0 = qd.fma(FloatVector.fromArray(KB, keys, k0 + dd), a0);
+        a1 = qd.fma(FloatVector.fromArray(KB, keys, k1 + dd), a1);
+        a2 = qd.fma(FloatVector.fromArray(KB, keys, k2 + dd), a2);
+        a3 = qd.fma(FloatVector.fromArray(KB, keys, k3 + dd), a3);
+      }
+      a0.mul(scale).intoArray(scores, s0 + c * KBL);
+      a1.mul(scale).intoArray(scores, s0 + (c + 1) * KBL);
+      a2.mul(scale).intoArray(scores, s0 + (c + 2) * KBL);
+      a3.mul(scale).intoArray(scores, s0 + (c + 3) * KBL);
+    }
+    for (; c < vectors; c++) {
+      int k0 = keyVector(c, blockStride, kBase);
+      FloatVector a0 = FloatVector.zero(KB);
+      for (int d = 0; d < headDim; d++) {
+        a0 = FloatVector.broadcast(KB, q[qh + d]).fma(FloatVector.fromArray(KB, keys, k0 + d * KV_BLOCK), a0);
+      }
+      a0.mul(scale).intoArray(scores, s0 + c * KBL);
+    }
+  }
+
+  /** Where the {@code c}-th vector of positions starts, at dimension 0 of the KV head. */
+  private static int keyVector(int c, int blockStride, int kBase) {
+    int first = c * KBL;
+    return (first / KV_BLOCK) * blockStride + kBase + first % KV_BLOCK;
+  }
+
+  /** {@code out[o + d] = sum_t p_t * v_t[d]} in position order, four vectors of dimensions at a time. */
+  private static void weightedValues(float[] p, int s0, int len, float[] values, int kvDim, int kvOff, int headDim,
+      float[] out, int o) {
+    int vecDims = headDim - headDim % VL;
+    int d = 0;
+    for (; d + 4 * VL <= vecDims; d += 4 * VL) {
+      FloatVector a0 = FloatVector.zero(F);
+      FloatVector a1 = a0;
+      FloatVector a2 = a0;
+      FloatVector a3 = a0;
+      for (int t = 0; t < len; t++) {
+        FloatVector pt = FloatVector.broadcast(F, p[s0 + t]);
+        int v = t * kvDim + kvOff + d;
+        a0 = pt.fma(FloatVector.fromArray(F, values, v), a0);
+        a1 = pt.fma(FloatVector.fromArray(F, values, v + VL), a1);
+        a2 = pt.fma(FloatVector.fromArray(F, values, v + 2 * VL), a2);
+        a3 = pt.fma(FloatVector.fromArray(F, values, v + 3 * VL), a3);
+      }
+      a0.intoArray(out, o + d);
+      a1.intoArray(out, o + d + VL);
+      a2.intoArray(out, o + d + 2 * VL);
+      a3.intoArray(out, o + d + 3 * VL);
+    }
+    for (; d < vecDims; d += VL) {
+      FloatVector a0 = FloatVector.zero(F);
+      for (int t = 0; t < len; t++) {
+        a0 = FloatVector.broadcast(F, p[s0 + t]).fma(FloatVector.fromArray(F, values, t * kvDim + kvOff + d), a0);
+      }
+      a0.intoArray(out, o + d);
+    }
+    for (; d < headDim; d++) {
+      float a = 0f;
+      for (int t = 0; t < len; t++) {
+        a = Math.fma(p[s0 + t], values[t * kvDim + kvOff + d], a);
+      }
+      out[o + d] = a;
     }
   }
 
@@ -2063,12 +2153,21 @@ public final class VectorKernels implements Kernels, AutoCloseable {
     for (; i < length; i++) {
       max = Math.max(max, x[off + i]);
     }
-    // exp is scalar anyway; summing in index order on the way costs nothing and keeps the
-    // float32 sum identical to the oracle's (a long vector-lane sum would differ by ~n ulps).
-    float sum = 0f;
-    for (int j = 0; j < length; j++) {
-      float e = (float) Math.exp(x[off + j] - max);
-      x[off + j] = e;
+    // Exponents below exp's clamp give 0 (Math.exp's result there is under 4e-38), and the sum is
+    // taken over lanes, then the tail: a fixed order, whatever the other rows of a batch.
+    FloatVector shift = FloatVector.broadcast(F, max);
+    FloatVector acc = FloatVector.zero(F);
+    for (i = 0; i < bound; i += VL) {
+      FloatVector d = FloatVector.fromArray(F, x, off + i).sub(shift);
+      FloatVector e = FastExp.exp(d).blend(0f, d.lt(FastExp.X_MIN));
+      e.intoArray(x, off + i);
+      acc = acc.add(e);
+    }
+    float sum = reduce(acc);
+    for (; i < length; i++) {
+      float d = x[off + i] - max;
+      float e = d < FastExp.X_MIN ? 0f : FastExp.exp(d);
+      x[off + i] = e;
       sum += e;
     }
     FloatVector vs = FloatVector.broadcast(F, sum);

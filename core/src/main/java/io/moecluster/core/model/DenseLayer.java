@@ -65,43 +65,29 @@ final class DenseLayer {
       kernels.rope(k, r * kvDim, c.numKvHeads(), headDim, rowCos, rowSin);
       // KV cache write before any attention, so later rows of a prefill see earlier ones.
       StepRow row = rows.get(r);
-      System.arraycopy(k, r * kvDim, row.cache().keys(layer), row.position() * kvDim, kvDim);
-      System.arraycopy(v, r * kvDim, row.cache().values(layer), row.position() * kvDim, kvDim);
+      row.cache().store(layer, row.position(), k, r * kvDim, v, r * kvDim);
     }
 
     float[] att = new float[n * qDim]; // [rows, heads * headDim]
     float scale = (float) (1.0 / Math.sqrt(headDim));
-    int heads = c.numHeads();
-    // Every (row, head) pair on its own: spread over the kernel threads.
-    kernels.forEach(n * heads, task -> {
-      int r = task / heads;
+    int kvHeads = c.numKvHeads();
+    int group = c.queriesPerKvHead();
+    // Every (row, KV head) pair on its own, with the query heads that share the KV head: spread
+    // over the kernel threads.
+    kernels.forEach(n * kvHeads, task -> {
+      int r = task / kvHeads;
+      int g = task % kvHeads;
       StepRow row = rows.get(r);
-      attendHead(row, task % heads, q, r * qDim, att, r * qDim, new float[row.position() + 1], scale, kvDim);
+      int len = row.position() + 1;
+      int heads = r * qDim + g * group * headDim; // the group's query heads, and their outputs
+      kernels.attendGroup(q, heads, group, headDim, row.cache().keys(layer), row.cache().values(layer), kvDim,
+          g * headDim, len, scale, new float[group * Kernels.kvPadded(len)], att, heads);
     });
 
     float[] o = new float[n * hidden]; // [rows, hidden]
     kernels.matMul(a.o(), att, n, o);
     for (int i = 0; i < o.length; i++) {
       x[i] += o[i]; // residual connection back into x
-    }
-  }
-
-  /** Causal attention of one row's head {@code h} over positions {@code 0..position} of its sequence. */
-  private void attendHead(StepRow row, int h, float[] q, int qOff, float[] out, int outOff, float[] scores,
-      float scale, int kvDim) {
-    int headDim = c.headDim();
-    int len = row.position() + 1;
-    float[] keys = row.cache().keys(layer);
-    float[] values = row.cache().values(layer);
-    int kvHead = h / c.queriesPerKvHead();
-    int qh = qOff + h * headDim;
-    for (int t = 0; t < len; t++) {
-      scores[t] = kernels.dot(q, qh, keys, t * kvDim + kvHead * headDim, headDim) * scale;
-    }
-    kernels.softmax(scores, 0, len);
-    int oh = outOff + h * headDim;
-    for (int t = 0; t < len; t++) {
-      kernels.axpy(scores[t], values, t * kvDim + kvHead * headDim, out, oh, headDim);
     }
   }
 
