@@ -23,6 +23,9 @@ import io.moecluster.core.kernel.VectorKernels;
  * ./mvnw -q -pl core -Pjmh test-compile exec:exec -Djmh.args="load-work 9 1"
  * # one expert FFN (small preset) on 1 thread as its rows grow, weights from memory: rounds, ms[, rows...]
  * ./mvnw -q -pl core -Pjmh test-compile exec:exec -Djmh.args="expert-rows 5 400"
+ * # one row's attention (head size 64, 4 query heads per KV head) on 1 thread as its context grows,
+ * # against the per-position kernel it replaced: rounds, ms[, context lengths...]
+ * ./mvnw -q -pl core -Pjmh test-compile exec:exec -Djmh.args="attention 5 300"
  * # what a second memory segment class at the kernels costs (C2 deoptimises them)
  * ./mvnw -q -pl core -Pjmh test-compile exec:exec -Djmh.args="segment-class"
  * # two builds of the kernels side by side in one JVM (see BuildAB): A, B, n, pairs, ms per run
@@ -55,6 +58,10 @@ public final class KernelBench {
     }
     if (args.length > 0 && args[0].equals("expert-rows")) {
       ExpertRows.main(java.util.Arrays.copyOfRange(args, 1, args.length));
+      return;
+    }
+    if (args.length > 0 && args[0].equals("attention")) {
+      AttentionCost.main(java.util.Arrays.copyOfRange(args, 1, args.length));
       return;
     }
     if (args.length > 0 && args[0].equals("segment-class")) {
