@@ -107,7 +107,7 @@ public interface Kernels {
 
   /**
    * Runs {@code task.accept(i)} for every {@code i < tasks}, possibly on several threads at once
-   * (attention over rows and heads). Each task must depend only on its own index and write only
+   * (attention over rows and KV heads). Each task must depend only on its own index and write only
    * its own outputs; it may call the element-wise kernels but not the matrix products.
    */
   default void forEach(int tasks, java.util.function.IntConsumer task) {
