@@ -1,6 +1,7 @@
 package io.moecluster.core.kernel;
 
 import io.moecluster.core.tensor.Matrix;
+import java.util.Objects;
 
 /**
  * The numeric kernels of the forward pass. {@link ScalarKernels} is the plain-loop oracle that
@@ -83,6 +84,23 @@ public interface Kernels {
    */
   void attendGroup(float[] q, int qOff, int group, int headDim, float[] keys, float[] values, int kvDim,
       int kvOff, int len, float scale, float[] scores, float[] out, int outOff);
+
+  /**
+   * The bounds {@link #attendGroup} needs, checked before any kernel indexes the arrays (an
+   * {@link IndexOutOfBoundsException} naming the range, never a write past it); returns
+   * {@code kvPadded(len)}.
+   */
+  static int checkAttendGroup(float[] q, int qOff, int group, int headDim, float[] keys, float[] values, int kvDim,
+      int kvOff, int len, float[] scores, float[] out, int outOff) {
+    int padded = kvPadded(len);
+    Objects.checkFromIndexSize(kvOff, headDim, kvDim);
+    Objects.checkFromIndexSize(qOff, group * headDim, q.length);
+    Objects.checkFromIndexSize(outOff, group * headDim, out.length);
+    Objects.checkFromIndexSize(0, group * padded, scores.length);
+    Objects.checkFromIndexSize(0, padded / KV_BLOCK * kvDim * KV_BLOCK, keys.length);
+    Objects.checkFromIndexSize(0, len * kvDim, values.length);
+    return padded;
+  }
 
   /**
    * RMSNorm: {@code out[i] = x[i] / sqrt(mean(x^2) + eps) * weight[i]} over {@code size}

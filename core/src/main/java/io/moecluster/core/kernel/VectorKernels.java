@@ -2017,12 +2017,8 @@ public final class VectorKernels implements Kernels, AutoCloseable {
   @Override
   public void attendGroup(float[] q, int qOff, int group, int headDim, float[] keys, float[] values, int kvDim,
       int kvOff, int len, float scale, float[] scores, float[] out, int outOff) {
-    int padded = Kernels.kvPadded(len);
-    Objects.checkFromIndexSize(qOff, group * headDim, q.length);
-    Objects.checkFromIndexSize(outOff, group * headDim, out.length);
-    Objects.checkFromIndexSize(0, group * padded, scores.length);
-    Objects.checkFromIndexSize(0, padded / KV_BLOCK * kvDim * KV_BLOCK, keys.length);
-    Objects.checkFromIndexSize(0, len * kvDim, values.length);
+    int padded =
+        Kernels.checkAttendGroup(q, qOff, group, headDim, keys, values, kvDim, kvOff, len, scores, out, outOff);
     for (int j = 0; j < group; j++) {
       int s0 = j * padded;
       blockScores(q, qOff + j * headDim, headDim, keys, kvDim * KV_BLOCK, kvOff * KV_BLOCK, padded, scale, scores, s0);

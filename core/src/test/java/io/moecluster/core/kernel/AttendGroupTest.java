@@ -1,6 +1,7 @@
 package io.moecluster.core.kernel;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.Arrays;
@@ -175,6 +176,29 @@ class AttendGroupTest {
       assertTrue(Arrays.equals(clean, dirty), "len " + len);
       for (float f : dirty) {
         assertTrue(Float.isFinite(f), "len " + len);
+      }
+    }
+  }
+
+  @Test
+  void shortArraysAreRefusedBeforeAnyWrite() {
+    SplittableRandom rnd = new SplittableRandom(24);
+    Context c = Context.random(rnd, 20, 64, 1f); // 2 blocks
+    float[] q = uniform(rnd, 4 * 64, 1f);
+    for (Kernels k : new Kernels[] {SCALAR, vector}) {
+      float[] out = new float[4 * 64];
+      Arrays.fill(out, SENTINEL);
+      // scores of one block per head where the context needs two
+      assertThrows(IndexOutOfBoundsException.class, () -> k.attendGroup(q, 0, 4, 64, c.blockedKeys(), c.values(),
+          c.kvDim(), c.kvOff(), 20, 0.125f, new float[4 * Kernels.KV_BLOCK], out, 0));
+      // a context longer than the cache holds
+      assertThrows(IndexOutOfBoundsException.class, () -> k.attendGroup(q, 0, 4, 64, c.blockedKeys(), c.values(),
+          c.kvDim(), c.kvOff(), 33, 0.125f, new float[4 * 48], out, 0));
+      // a KV head past the position's end
+      assertThrows(IndexOutOfBoundsException.class, () -> k.attendGroup(q, 0, 4, 64, c.blockedKeys(), c.values(),
+          c.kvDim(), c.kvDim(), 20, 0.125f, new float[4 * 32], out, 0));
+      for (float f : out) {
+        assertEquals(SENTINEL, f);
       }
     }
   }
