@@ -62,14 +62,18 @@ public interface Kernels {
     return (len + KV_BLOCK - 1) / KV_BLOCK * KV_BLOCK;
   }
 
+  /** Where element {@code i} of position {@code t}'s key lies in the blocked layout of {@link #attendGroup}. */
+  static int keyIndex(int t, int i, int kvDim) {
+    return (t / KV_BLOCK) * kvDim * KV_BLOCK + i * KV_BLOCK + t % KV_BLOCK;
+  }
+
   /**
    * Causal attention of one row for the {@code group} query heads that share a KV head: for each
    * head {@code j < group}, {@code p = softmax(scale * (q_j . k_t))} over positions
    * {@code t < len}, and {@code out_j = sum_t p_t * v_t}.
    *
    * <p>Keys come in blocks of {@link #KV_BLOCK} positions, dimension-major within a block: element
-   * {@code i} of position {@code t}'s key is {@code keys[(t / KV_BLOCK) * kvDim * KV_BLOCK + i *
-   * KV_BLOCK + t % KV_BLOCK]}. One vector load then brings one dimension of consecutive positions,
+   * {@code i} of position {@code t}'s key is {@code keys[keyIndex(t, i, kvDim)]}. One vector load then brings one dimension of consecutive positions,
    * so the scores of a block are vector lanes and need no reduction across lanes (a dot product per
    * position spent most of its time reducing). Values are row-major: {@code values[t * kvDim + i]}.
    *

@@ -67,7 +67,7 @@ public final class ScalarKernels implements Kernels {
       int qh = qOff + j * headDim;
       int s0 = j * padded;
       for (int t = 0; t < len; t++) {
-        int k0 = (t / KV_BLOCK) * kvDim * KV_BLOCK + kvOff * KV_BLOCK + t % KV_BLOCK;
+        int k0 = Kernels.keyIndex(t, kvOff, kvDim);
         float s = 0f;
         for (int d = 0; d < headDim; d++) {
           s = Math.fma(q[qh + d], keys[k0 + d * KV_BLOCK], s);

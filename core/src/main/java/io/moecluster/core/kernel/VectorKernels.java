@@ -2021,7 +2021,7 @@ public final class VectorKernels implements Kernels, AutoCloseable {
         Kernels.checkAttendGroup(q, qOff, group, headDim, keys, values, kvDim, kvOff, len, scores, out, outOff);
     for (int j = 0; j < group; j++) {
       int s0 = j * padded;
-      blockScores(q, qOff + j * headDim, headDim, keys, kvDim * KV_BLOCK, kvOff * KV_BLOCK, padded, scale, scores, s0);
+      blockScores(q, qOff + j * headDim, headDim, keys, kvDim, kvOff, padded, scale, scores, s0);
       softmax(scores, s0, len);
       weightedValues(scores, s0, len, values, kvDim, kvOff, headDim, out, outOff + j * headDim);
     }
@@ -2031,15 +2031,15 @@ public final class VectorKernels implements Kernels, AutoCloseable {
    * {@code scores[s0 + t] = scale * (q . k_t)} for every position of the blocks below {@code
    * padded}, four vectors of positions at a time (four independent FMA chains).
    */
-  private static void blockScores(float[] q, int qh, int headDim, float[] keys, int blockStride, int kBase,
+  private static void blockScores(float[] q, int qh, int headDim, float[] keys, int kvDim, int kvOff,
       int padded, float scale, float[] scores, int s0) {
     int vectors = padded / KBL;
     int c = 0;
     for (; c + 4 <= vectors; c += 4) {
-      int k0 = keyVector(c, blockStride, kBase);
-      int k1 = keyVector(c + 1, blockStride, kBase);
-      int k2 = keyVector(c + 2, blockStride, kBase);
-      int k3 = keyVector(c + 3, blockStride, kBase);
+      int k0 = Kernels.keyIndex(c * KBL, kvOff, kvDim);
+      int k1 = Kernels.keyIndex((c + 1) * KBL, kvOff, kvDim);
+      int k2 = Kernels.keyIndex((c + 2) * KBL, kvOff, kvDim);
+      int k3 = Kernels.keyIndex((c + 3) * KBL, kvOff, kvDim);
       FloatVector a0 = FloatVector.zero(KB);
       FloatVector a1 = a0;
       FloatVector a2 = a0;
@@ -2058,19 +2058,13 @@ public final class VectorKernels implements Kernels, AutoCloseable {
       a3.mul(scale).intoArray(scores, s0 + (c + 3) * KBL);
     }
     for (; c < vectors; c++) {
-      int k0 = keyVector(c, blockStride, kBase);
+      int k0 = Kernels.keyIndex(c * KBL, kvOff, kvDim);
       FloatVector a0 = FloatVector.zero(KB);
       for (int d = 0; d < headDim; d++) {
         a0 = FloatVector.broadcast(KB, q[qh + d]).fma(FloatVector.fromArray(KB, keys, k0 + d * KV_BLOCK), a0);
       }
       a0.mul(scale).intoArray(scores, s0 + c * KBL);
     }
-  }
-
-  /** Where the {@code c}-th vector of positions starts, at dimension 0 of the KV head. */
-  private static int keyVector(int c, int blockStride, int kBase) {
-    int first = c * KBL;
-    return (first / KV_BLOCK) * blockStride + kBase + first % KV_BLOCK;
   }
 
   /** {@code out[o + d] = sum_t p_t * v_t[d]} in position order, four vectors of dimensions at a time. */

@@ -60,9 +60,8 @@ public final class KvCache {
   /** Stores one position's key and value (both {@code kvDim} floats) in a layer. */
   void store(int layer, int position, float[] k, int kOff, float[] v, int vOff) {
     float[] blocked = keys[layer];
-    int base = (position / Kernels.KV_BLOCK) * kvDim * Kernels.KV_BLOCK + position % Kernels.KV_BLOCK;
     for (int i = 0; i < kvDim; i++) {
-      blocked[base + i * Kernels.KV_BLOCK] = k[kOff + i];
+      blocked[Kernels.keyIndex(position, i, kvDim)] = k[kOff + i];
     }
     System.arraycopy(v, vOff, values[layer], position * kvDim, kvDim);
   }

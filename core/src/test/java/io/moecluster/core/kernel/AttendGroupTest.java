@@ -47,8 +47,7 @@ class AttendGroupTest {
       Arrays.fill(blocked, Float.NaN);
       for (int t = 0; t < len; t++) {
         for (int i = 0; i < kvDim; i++) {
-          blocked[(t / Kernels.KV_BLOCK) * kvDim * Kernels.KV_BLOCK + i * Kernels.KV_BLOCK + t % Kernels.KV_BLOCK] =
-              rowKeys[t * kvDim + i];
+          blocked[Kernels.keyIndex(t, i, kvDim)] = rowKeys[t * kvDim + i];
         }
       }
       return new Context(len, kvDim, kvOff, headDim, rowKeys, blocked, uniform(rnd, len * kvDim, 1f));
@@ -166,8 +165,7 @@ class AttendGroupTest {
       float[] garbage = prefix.blockedKeys();
       for (int t = len; t < Kernels.kvPadded(len); t++) {
         for (int i = 0; i < full.kvDim(); i++) {
-          garbage[(t / Kernels.KV_BLOCK) * full.kvDim() * Kernels.KV_BLOCK + i * Kernels.KV_BLOCK + t % Kernels.KV_BLOCK] =
-              Float.NaN;
+          garbage[Kernels.keyIndex(t, i, full.kvDim())] = Float.NaN;
         }
       }
       float[] clean = new Context(len, full.kvDim(), full.kvOff(), headDim, full.rowKeys(), full.blockedKeys(),

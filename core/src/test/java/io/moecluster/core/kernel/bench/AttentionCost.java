@@ -95,8 +95,7 @@ final class AttentionCost {
       blockedKeys = new float[Kernels.kvPadded(len) * HEAD_DIM];
       for (int t = 0; t < len; t++) {
         for (int d = 0; d < HEAD_DIM; d++) {
-          blockedKeys[(t / Kernels.KV_BLOCK) * HEAD_DIM * Kernels.KV_BLOCK + d * Kernels.KV_BLOCK
-              + t % Kernels.KV_BLOCK] = rowKeys[t * HEAD_DIM + d];
+          blockedKeys[Kernels.keyIndex(t, d, HEAD_DIM)] = rowKeys[t * HEAD_DIM + d];
         }
       }
       scores = new float[GROUP * Kernels.kvPadded(len)];
