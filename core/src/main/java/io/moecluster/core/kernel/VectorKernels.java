@@ -48,9 +48,8 @@ import jdk.incubator.vector.VectorSpecies;
  * the conversion in some compilations and boxed every vector.
  *
  * <p>The element-wise kernels are vectorized where it pays and deterministic for a given length;
- * {@link #softmax} uses the scalar {@link Math#exp} and {@link #siluMul} an exp of its own
- * ({@link SiluMul}): the Vector API's {@code EXP} is not guaranteed to give the same bits in every
- * JIT tier.
+ * {@link #softmax} and {@link #siluMul} use an exp of their own ({@link FastExp}): the Vector
+ * API's {@code EXP} is not guaranteed to give the same bits in every JIT tier.
  */
 public final class VectorKernels implements Kernels, AutoCloseable {
 

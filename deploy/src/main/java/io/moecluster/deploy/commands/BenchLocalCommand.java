@@ -68,7 +68,7 @@ public final class BenchLocalCommand implements Callable<Integer> {
       ModelConfig c = generator.config();
       long bytesPerToken = activeBytesPerToken(generator.model().dense(), c, generator.model().expertStore()
           .expert(0, 0).byteSize());
-      double paramsPerToken = activeParamsPerToken(generator.model().dense(), c);
+      double prefillFlops = prefillFlops(generator.model().dense(), c, promptTokens);
 
       int[] prompt = randomPrompt(c.vocabSize(), promptTokens);
       GenerationRequest request = new GenerationRequest(prompt, SamplingParams.GREEDY, maxTokens, List.of(), true);
@@ -100,14 +100,14 @@ public final class BenchLocalCommand implements Callable<Integer> {
         decode[i] = r.decodeTokensPerSecond();
         prefill[i] = r.prefillTokensPerSecond();
         decodeRatios[i] = decode[i] * bytesPerToken / (bandwidths[i] * 1e9);
-        prefillRatios[i] = prefill[i] * 2 * paramsPerToken / 1e9 / peaks[i];
+        prefillRatios[i] = prefill[i] * prefillFlops / promptTokens / 1e9 / peaks[i];
       }
       double bandwidth = median(bandwidths);
       double fmaPeak = median(peaks);
       double decodeMedian = median(decode);
       double prefillMedian = median(prefill);
       double boundTokens = bandwidth * 1e9 / bytesPerToken;
-      double prefillGflops = prefillMedian * 2 * paramsPerToken / 1e9;
+      double prefillGflops = prefillMedian * prefillFlops / promptTokens / 1e9;
       out.printf(Locale.ROOT, "model            %s (%s, %d layers, %d experts top-%d, hidden %d, ffn %d, %s)%n",
           model, c.family().modelType(), c.numLayers(), c.numExperts(), c.topK(), c.hiddenSize(),
           c.expertIntermediateSize(), c.torchDtype());
@@ -143,9 +143,18 @@ public final class BenchLocalCommand implements Callable<Integer> {
     return total;
   }
 
-  /** Multiply-adds per token in the matrix products (attention scores excluded). */
-  static double activeParamsPerToken(DenseWeights w, ModelConfig c) {
-    double total = elements(w.lmHead());
+  /**
+   * FLOPs of a prompt's prefill in the matrix products (attention scores excluded): two per
+   * multiply-add, every layer's products for every prompt token, and the LM head once, since
+   * prefill computes the logits of the last prompt position only.
+   */
+  static double prefillFlops(DenseWeights w, ModelConfig c, int promptTokens) {
+    return 2 * (layerParamsPerToken(w, c) * promptTokens + elements(w.lmHead()));
+  }
+
+  /** Multiply-adds per token in the layers' matrix products: attention, router, experts. */
+  static double layerParamsPerToken(DenseWeights w, ModelConfig c) {
+    double total = 0;
     for (LayerWeights l : w.layers()) {
       AttentionWeights a = l.attention();
       total += elements(a.q()) + elements(a.k()) + elements(a.v()) + elements(a.o()) + elements(l.router());

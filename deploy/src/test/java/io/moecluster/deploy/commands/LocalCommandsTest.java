@@ -6,6 +6,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import io.moecluster.core.config.ModelConfig;
+import io.moecluster.core.generate.LocalGenerator;
 import io.moecluster.deploy.MoeRun;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -118,6 +120,21 @@ class LocalCommandsTest {
     assertTrue(decode.find(), out);
     double meanGapMs = 1000 / Double.parseDouble(decode.group(1));
     assertTrue(p50 <= 2 * meanGapMs, "ITL p50 " + p50 + " ms against a mean gap of " + meanGapMs + " ms");
+  }
+
+  @Test
+  void prefillCountsEveryLayerPerPromptTokenAndTheLmHeadOnce() {
+    try (LocalGenerator g = LocalGenerator.open(model, 1)) {
+      ModelConfig c = g.config();
+      int h = c.hiddenSize();
+      double attention = (double) h * c.headDim() * (2 * c.numHeads() + 2 * c.numKvHeads());
+      double perLayer = attention + (double) c.numExperts() * h + 3.0 * c.topK() * c.expertIntermediateSize() * h;
+      double lmHead = (double) c.vocabSize() * h;
+      for (int prompt : new int[] {1, 7}) {
+        assertEquals(2 * (c.numLayers() * perLayer * prompt + lmHead),
+            BenchLocalCommand.prefillFlops(g.model().dense(), c, prompt), 1e-6, "prompt of " + prompt);
+      }
+    }
   }
 
   @Test
