@@ -118,12 +118,12 @@ public final class BenchLocalCommand implements Callable<Integer> {
       out.printf(Locale.ROOT, "read bandwidth   %.1f GB/s (median over the runs; each a median of 3 passes over 1 GiB)%n", bandwidth);
       out.printf(Locale.ROOT, "FMA peak         %.1f GFLOP/s (median over the runs)%n", fmaPeak);
       out.printf(Locale.ROOT, "active weights   %.1f MB per token%n", bytesPerToken / 1e6);
-      out.printf(Locale.ROOT, "decode           %.2f tokens/s (median of %d runs of %d tokens), bound %.2f tokens/s: %.2f of the bound (median per-run ratio)%n",
-          decodeMedian, runs, maxTokens, boundTokens, median(decodeRatios));
+      out.printf(Locale.ROOT, "decode           %.2f tokens/s (median of %d runs of %d tokens), bound %.2f tokens/s: %.2f of the bound (%s)%n",
+          decodeMedian, runs, maxTokens, boundTokens, median(decodeRatios), ratioSpread(decodeRatios));
       out.printf(Locale.ROOT, "decode ITL       p50 %.2f ms, p99 %.2f ms (the gaps between tokens over the runs)%n",
           itl.percentileMillis(50), itl.percentileMillis(99));
-      out.printf(Locale.ROOT, "prefill          %.1f tokens/s (prompt %d tokens) = %.1f GFLOP/s: %.2f of the FMA peak (median per-run ratio)%n",
-          prefillMedian, promptTokens, prefillGflops, median(prefillRatios));
+      out.printf(Locale.ROOT, "prefill          %.1f tokens/s (prompt %d tokens) = %.1f GFLOP/s: %.2f of the FMA peak (%s)%n",
+          prefillMedian, promptTokens, prefillGflops, median(prefillRatios), ratioSpread(prefillRatios));
       out.flush();
     }
     return 0;
@@ -177,6 +177,19 @@ public final class BenchLocalCommand implements Callable<Integer> {
       ids[i] = 3 + random.nextInt(vocab - 3);
     }
     return ids;
+  }
+
+  /**
+   * How a ratio is summed up: the median of the runs' ratios and, over several runs, their range,
+   * which on a shared machine moves with the bandwidth and cores the host grants from run to run.
+   */
+  static String ratioSpread(double[] ratios) {
+    if (ratios.length < 2) {
+      return "one run";
+    }
+    double[] sorted = ratios.clone();
+    Arrays.sort(sorted);
+    return String.format(Locale.ROOT, "median per-run ratio; runs %.2f-%.2f", sorted[0], sorted[sorted.length - 1]);
   }
 
   private static double median(double[] values) {

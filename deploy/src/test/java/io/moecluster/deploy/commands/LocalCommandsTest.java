@@ -138,6 +138,13 @@ class LocalCommandsTest {
   }
 
   @Test
+  void ratiosAreSummedUpByTheirMedianAndRange() {
+    assertEquals("one run", BenchLocalCommand.ratioSpread(new double[] {0.8}));
+    assertEquals("median per-run ratio; runs 0.41-1.17",
+        BenchLocalCommand.ratioSpread(new double[] {0.9, 1.17, 0.41, 0.75}));
+  }
+
+  @Test
   void benchLocalRejectsBadFlags() {
     assertUserError(run("bench-local", "--model", model.toString(), "--runs", "0"), "--runs");
     assertUserError(run("bench-local", "--model", model.toString(), "--max-tokens", "1"), "--max-tokens");
