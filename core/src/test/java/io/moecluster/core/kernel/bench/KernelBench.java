@@ -21,6 +21,9 @@ import io.moecluster.core.kernel.VectorKernels;
  * ./mvnw -q -pl core -Pjmh test-compile exec:exec -Djmh.args="mapped-read 1 9 1"
  * # what the work per loaded cache line costs a stream from memory (1 thread): rounds, GiB
  * ./mvnw -q -pl core -Pjmh test-compile exec:exec -Djmh.args="load-work 9 1"
+ * # decode's kernel alone: BF16 matVec passes far past the caches against the bound's read loop,
+ * # alternating, on each thread count: rounds, threads...
+ * ./mvnw -q -pl core -Pjmh test-compile exec:exec -Djmh.args="decode-passes 9 1 2"
  * # one expert FFN (small preset) on 1 thread as its rows grow, weights from memory: rounds, ms[, rows...]
  * ./mvnw -q -pl core -Pjmh test-compile exec:exec -Djmh.args="expert-rows 5 400"
  * # one row's attention (head size 64, 4 query heads per KV head) on 1 thread as its context grows,
@@ -54,6 +57,10 @@ public final class KernelBench {
     }
     if (args.length > 0 && args[0].equals("load-work")) {
       LoadWorkCost.main(java.util.Arrays.copyOfRange(args, 1, args.length));
+      return;
+    }
+    if (args.length > 0 && args[0].equals("decode-passes")) {
+      DecodePasses.main(java.util.Arrays.copyOfRange(args, 1, args.length));
       return;
     }
     if (args.length > 0 && args[0].equals("expert-rows")) {
