@@ -2,6 +2,7 @@ package io.moecluster.core.kernel;
 
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicIntegerArray;
 import java.util.concurrent.locks.LockSupport;
 
 /**
@@ -19,6 +20,12 @@ import java.util.concurrent.locks.LockSupport;
  *
  * <p>One task runs at a time. A caller that finds the pool busy (another thread's product) runs
  * its chunks alone on its own thread: the results are the same whoever computes a chunk.
+ *
+ * <p>A {@link StealableBody}'s helpers compute their chunks into scratch of their own and publish
+ * each in one step. A caller that has run out of chunks and has waited a while (twice its own mean
+ * chunk, at least {@value #TAKE_OVER_MIN_NANOS} ns) for a helper's chunk computes that chunk itself,
+ * and the helper's result is dropped: a helper descheduled in the middle of a chunk no longer holds
+ * the caller for milliseconds, and never writes into outputs after {@link #run} has returned.
  */
 final class KernelPool implements AutoCloseable {
 
@@ -32,36 +39,167 @@ final class KernelPool implements AutoCloseable {
     void run(int chunk);
   }
 
+  /**
+   * A task whose chunks a helper computes into memory of its own and then publishes in one step,
+   * so that the caller can take over a chunk whose helper has stalled. On a shared machine a
+   * helper taken off its core in the middle of a chunk held decode's passes for 2-5 ms at a time
+   * (docs/PERFORMANCE.md); the caller now computes such a chunk itself, and the helper's late
+   * result is dropped instead of landing in outputs the caller has moved on to change.
+   * {@link #run} computes a chunk straight into the outputs; both ways must give the same values.
+   */
+  interface StealableBody extends Body {
+    /** Computes {@code chunk} into {@code scratch}, touching none of the task's outputs. */
+    void runInto(int chunk, Scratch scratch);
+
+    /** Copies what {@link #runInto} left in {@code scratch} into the task's outputs. */
+    void publish(int chunk, Scratch scratch);
+  }
+
+  /** A helper's own output memory: two arrays, grown on demand and reused from task to task. */
+  static final class Scratch {
+    private float[] first = new float[0];
+    private float[] second = new float[0];
+
+    /** The first array, at least {@code size} long (the same array until a larger size is asked). */
+    float[] first(int size) {
+      if (first.length < size) {
+        first = new float[size];
+      }
+      return first;
+    }
+
+    /** The second array, at least {@code size} long. */
+    float[] second(int size) {
+      if (second.length < size) {
+        second = new float[size];
+      }
+      return second;
+    }
+  }
+
+  // The states of a stealable task's chunks. A chunk the caller claims goes from FREE to DONE.
+  private static final int FREE = 0;
+  private static final int HELPER = 1; // a helper computes it into its scratch
+  private static final int PUBLISHING = 2; // the helper is copying its result into the outputs
+  private static final int TAKEN_OVER = 3; // the caller computes it; the helper's result is dropped
+  private static final int DONE = 4;
+
+  /** The caller takes over a helper's chunk after waiting at least this long for it... */
+  static final long TAKE_OVER_MIN_NANOS = 100_000L;
+  /** ...and at least this many times its own mean time per chunk in the same task. */
+  private static final int TAKE_OVER_CHUNKS = 2;
+  /** The wait before taking over when the caller computed no chunk of the task itself. */
+  private static final long TAKE_OVER_DEFAULT_NANOS = 1_000_000L;
+
   private static final AtomicInteger THREAD_IDS = new AtomicInteger();
 
   private static final class Task {
     final long seq;
     final Body body;
+    final StealableBody stealable; // null: chunks run where they are claimed, and are waited for
+    final AtomicIntegerArray state; // per chunk, for a stealable body
     final int chunks;
     final AtomicInteger next = new AtomicInteger();
     final AtomicInteger done = new AtomicInteger();
     volatile Throwable error;
+    private long callerNanos; // the caller's own chunks: their time and number
+    private int callerChunks;
 
     Task(long seq, Body body, int chunks) {
       this.seq = seq;
       this.body = body;
+      this.stealable = body instanceof StealableBody sb ? sb : null;
+      this.state = stealable == null ? null : new AtomicIntegerArray(chunks);
       this.chunks = chunks;
     }
 
-    /** Claims and runs chunks until none are left; every claimed chunk counts as done. */
-    void drain() {
+    /** The caller: claims and runs chunks, straight into the outputs, until none are left. */
+    void drainAsCaller() {
       int c;
       while ((c = next.getAndIncrement()) < chunks) {
-        if (error == null) {
-          try {
-            body.run(c);
-          } catch (Throwable t) {
-            if (error == null) {
-              error = t;
-            }
-          }
+        long start = System.nanoTime();
+        runHere(c);
+        callerNanos += System.nanoTime() - start;
+        callerChunks++;
+      }
+    }
+
+    /** A helper: claims and runs chunks until none are left, into its scratch where it may be taken over. */
+    void drainAsHelper(Scratch scratch) {
+      int c;
+      while ((c = next.getAndIncrement()) < chunks) {
+        if (stealable == null) {
+          runHere(c);
+        } else {
+          runAsHelper(c, scratch);
         }
-        done.incrementAndGet();
+      }
+    }
+
+    /** Runs a chunk straight into the outputs; it counts as done even if it fails. */
+    private void runHere(int c) {
+      if (error == null) {
+        try {
+          body.run(c);
+        } catch (Throwable t) {
+          fail(t);
+        }
+      }
+      if (state != null) {
+        state.set(c, DONE);
+      }
+      done.incrementAndGet();
+    }
+
+    private void runAsHelper(int c, Scratch scratch) {
+      if (!state.compareAndSet(c, FREE, HELPER)) {
+        return; // the caller took it over between the claim and here
+      }
+      Throwable failure = null;
+      if (error == null) {
+        try {
+          stealable.runInto(c, scratch);
+        } catch (Throwable t) {
+          failure = t;
+        }
+      }
+      if (!state.compareAndSet(c, HELPER, PUBLISHING)) {
+        return; // taken over while this thread computed it: the caller's result stands
+      }
+      if (failure != null) {
+        fail(failure);
+      } else if (error == null) {
+        try {
+          stealable.publish(c, scratch);
+        } catch (Throwable t) {
+          fail(t);
+        }
+      }
+      state.set(c, DONE);
+      done.incrementAndGet();
+    }
+
+    /** How long the caller waits for the helpers' last chunks before it takes them over. */
+    long takeOverAfterNanos() {
+      if (callerChunks == 0) {
+        return TAKE_OVER_DEFAULT_NANOS;
+      }
+      return Math.max(TAKE_OVER_MIN_NANOS, TAKE_OVER_CHUNKS * callerNanos / callerChunks);
+    }
+
+    /** The caller computes every chunk a helper has claimed and not yet begun to publish. */
+    void takeOverUnfinished() {
+      for (int c = 0; c < chunks; c++) {
+        int s = state.get(c);
+        if ((s == FREE || s == HELPER) && state.compareAndSet(c, s, TAKEN_OVER)) {
+          runHere(c);
+        }
+      }
+    }
+
+    private void fail(Throwable t) {
+      if (error == null) {
+        error = t;
       }
     }
   }
@@ -105,17 +243,25 @@ final class KernelPool implements AutoCloseable {
           LockSupport.unpark(w);
         }
       }
-      task.drain();
+      task.drainAsCaller();
       // The helpers are finishing their last chunks: spin briefly, then let a descheduled helper
-      // (a busy machine) have the core.
+      // (a busy machine) have the core. A stealable task's chunks that stay unfinished for long
+      // (their helper stalled) the caller computes itself.
       long start = 0;
       int spins = 0;
+      long takeOverAfter = task.stealable == null ? Long.MAX_VALUE : task.takeOverAfterNanos();
       while (task.done.get() < chunks) {
         if ((++spins & 63) != 0) {
           Thread.onSpinWait();
-        } else if (start == 0) {
-          start = System.nanoTime();
-        } else if (System.nanoTime() - start > CALLER_SPIN_NANOS) {
+          continue;
+        }
+        long now = System.nanoTime();
+        if (start == 0) {
+          start = now;
+        } else if (now - start > takeOverAfter) {
+          task.takeOverUnfinished();
+          takeOverAfter = Long.MAX_VALUE; // what is left is being published
+        } else if (now - start > CALLER_SPIN_NANOS) {
           Thread.yield();
         }
       }
@@ -159,6 +305,7 @@ final class KernelPool implements AutoCloseable {
 
   private final class Worker extends Thread {
     volatile boolean parked;
+    private final Scratch scratch = new Scratch();
     private long last; // the last task seen: a number, so no finished task stays reachable
     // rests when the last task was taken: a rest() since then, even one made while this worker
     // was still on its last chunk, ends the spin that follows.
@@ -176,7 +323,7 @@ final class KernelPool implements AutoCloseable {
         if (t != null && t.seq != last) {
           last = t.seq;
           restsSeen = rests.get();
-          t.drain();
+          t.drainAsHelper(scratch);
           continue;
         }
         if (spinForTask()) {

@@ -77,6 +77,13 @@ public final class VectorKernels implements Kernels, AutoCloseable {
   private static final long MIN_CHUNK_ELEMENTS = 1L << 14;
   /** Chunks per thread: dynamic scheduling over that many chunks evens out a noisy machine. */
   private static final int CHUNKS_PER_THREAD = 4;
+  /**
+   * Passes of at most this many input rows let the caller take over a stalled helper's chunk
+   * ({@link KernelPool.StealableBody}): decode steps and small batches, whose chunks are short
+   * and whose helpers' scratch rows are few. A prefill's helpers would write n times a chunk's
+   * rows of scratch, which competes with the weight block for L2 (prefill 0.94x in a trial).
+   */
+  static final int TAKE_OVER_MAX_ROWS = 16;
 
   /** Butterfly shuffles for {@link #reduce}: lane i takes lane i ^ step, step = VL/2 .. 1. */
   private static final VectorShuffle<Float>[] BIG_STEPS = bigSteps();
@@ -171,32 +178,7 @@ public final class VectorKernels implements Kernels, AutoCloseable {
 
   @Override
   public void matMul(Matrix w, float[] x, int n, float[] out) {
-    int rows = w.rows();
-    int cols = w.cols();
-    if (n < 0) {
-      throw new IllegalArgumentException("n < 0: " + n);
-    }
-    Objects.checkFromIndexSize(0, Math.multiplyExact(n, cols), x.length);
-    Objects.checkFromIndexSize(0, Math.multiplyExact(n, rows), out.length);
-    if (n == 0 || rows == 0) {
-      return;
-    }
-    MemorySegment seg = w.data();
-    boolean bf16 = w.dtype() == DType.BF16;
-    long rowBytes = (long) cols * w.dtype().byteSize();
-    int blockRows = roundUp8((int) Math.max(1, Math.min(rows, BLOCK_BYTES / Math.max(1, rowBytes))));
-    float[] in = bf16 ? splitPairs(x, 0, cols, n) : x;
-    double work = (double) rows * cols * n;
-    if (pool == null || work < PARALLEL_MIN_ELEMENTS || rows < 2) {
-      matMulRows(seg, bf16, rows, cols, in, n, out, 0, rows, blockRows);
-      return;
-    }
-    int chunkRows = chunkRows(rows, cols, blockRows);
-    int chunks = ceilDiv(rows, chunkRows);
-    parallelFor(chunks, chunk -> {
-      int r0 = chunk * chunkRows;
-      matMulRows(seg, bf16, rows, cols, in, n, out, r0, Math.min(rows, r0 + chunkRows), blockRows);
-    });
+    runAll(new Matrix[] {w}, null, new float[][] {x}, new int[] {n}, new float[][] {out});
   }
 
   @Override
@@ -265,18 +247,78 @@ public final class VectorKernels implements Kernels, AutoCloseable {
       this.chunks = n == 0 || rows == 0 ? 0 : ceilDiv(rows, chunkRows);
     }
 
+    /** Rows of one chunk straight into {@code out}. */
     void run(int chunk) {
       int r0 = chunk * chunkRows;
-      int r1 = Math.min(rows, r0 + chunkRows);
-      matMulRows(seg, bf16, rows, cols, in, n, out, r0, r1, blockRows);
+      compute(r0, Math.min(rows, r0 + chunkRows), out, 0, rows, up);
+    }
+
+    /** Rows of one chunk into the scratch, row i of the input at {@code i * (r1 - r0)}. */
+    void runInto(int chunk, KernelPool.Scratch scratch) {
+      int r0 = chunk * chunkRows;
+      int len = Math.min(rows, r0 + chunkRows) - r0;
+      float[] gate = scratch.first(n * len);
+      float[] upRows = upSeg == null ? null : scratch.second(n * len);
+      compute(r0, r0 + len, gate, -r0, len, upRows);
+    }
+
+    void publish(int chunk, KernelPool.Scratch scratch) {
+      int r0 = chunk * chunkRows;
+      int len = Math.min(rows, r0 + chunkRows) - r0;
+      float[] rowsOut = scratch.first(n * len);
+      for (int i = 0; i < n; i++) {
+        System.arraycopy(rowsOut, i * len, out, i * rows + r0, len);
+      }
+    }
+
+    /** Rows [r0, r1): element (i, r) of the result goes to {@code dst[off + i * stride + r]}. */
+    private void compute(int r0, int r1, float[] dst, int off, int stride, float[] upDst) {
+      matMulRows(seg, bf16, cols, in, n, dst, off, stride, r0, r1, blockRows);
       if (upSeg == null) {
         return;
       }
-      matMulRows(upSeg, upBf16, rows, cols, upIn, n, up, r0, r1, blockRows);
+      matMulRows(upSeg, upBf16, cols, upIn, n, upDst, off, stride, r0, r1, blockRows);
       for (int i = 0; i < n; i++) {
-        int base = i * rows;
-        SiluMul.apply(out, up, base + r0, base + r1); // as siluMul
+        int base = off + i * stride;
+        SiluMul.apply(dst, upDst, base + r0, base + r1); // as siluMul
       }
+    }
+  }
+
+  /** The chunks of all the jobs of one {@link #runAll} pass, numbered job after job. */
+  private static final class Jobs implements KernelPool.StealableBody {
+    private final Job[] jobs;
+    private final int[] firstChunk;
+
+    Jobs(Job[] jobs, int[] firstChunk) {
+      this.jobs = jobs;
+      this.firstChunk = firstChunk;
+    }
+
+    private int job(int chunk) {
+      int j = 0;
+      while (chunk >= firstChunk[j + 1]) {
+        j++;
+      }
+      return j;
+    }
+
+    @Override
+    public void run(int chunk) {
+      int j = job(chunk);
+      jobs[j].run(chunk - firstChunk[j]);
+    }
+
+    @Override
+    public void runInto(int chunk, KernelPool.Scratch scratch) {
+      int j = job(chunk);
+      jobs[j].runInto(chunk - firstChunk[j], scratch);
+    }
+
+    @Override
+    public void publish(int chunk, KernelPool.Scratch scratch) {
+      int j = job(chunk);
+      jobs[j].publish(chunk - firstChunk[j], scratch);
     }
   }
 
@@ -291,6 +333,7 @@ public final class VectorKernels implements Kernels, AutoCloseable {
     }
     Job[] jobs = new Job[jobsN];
     int[] firstChunk = new int[jobsN + 1];
+    int maxN = 0;
     double work = 0;
     for (int j = 0; j < jobsN; j++) {
       Matrix w = ws[j];
@@ -326,6 +369,7 @@ public final class VectorKernels implements Kernels, AutoCloseable {
       }
       jobs[j] = new Job(w, ups == null ? null : ups[j], in, upIn, n, outs[j], blockRows, chunkRows);
       firstChunk[j + 1] = firstChunk[j] + jobs[j].chunks;
+      maxN = Math.max(maxN, n);
       work += (double) rows * cols * n * (ups == null ? 1 : 2);
     }
     int chunks = firstChunk[jobsN];
@@ -337,22 +381,22 @@ public final class VectorKernels implements Kernels, AutoCloseable {
       }
       return;
     }
-    parallelFor(chunks, chunk -> {
-      int j = 0;
-      while (chunk >= firstChunk[j + 1]) {
-        j++;
-      }
-      jobs[j].run(chunk - firstChunk[j]);
-    });
+    Jobs body = new Jobs(jobs, firstChunk);
+    if (maxN <= TAKE_OVER_MAX_ROWS) {
+      parallelFor(chunks, body);
+    } else {
+      parallelFor(chunks, body::run); // a plain body: the caller waits for every chunk
+    }
   }
 
   /**
-   * Weight rows [r0, r1) for every input row: L2-sized blocks of weight rows; within a block, tiles
+   * Weight rows [r0, r1) for every input row, the result for (input row i, weight row r) in
+   * {@code out[outOff + i * outStride + r]}: L2-sized blocks of weight rows; within a block, tiles
    * of input rows ({@value #TILE} for F32, {@value #TILE_BF16} for BF16) against 4 weight rows at a
    * time (16 accumulators in registers).
    */
-  private static void matMulRows(MemorySegment seg, boolean bf16, int rows, int cols, float[] x,
-      int n, float[] out, int r0, int r1, int blockRows) {
+  private static void matMulRows(MemorySegment seg, boolean bf16, int cols, float[] x,
+      int n, float[] out, int outOff, int outStride, int r0, int r1, int blockRows) {
     long rowBytes = (long) cols * (bf16 ? 2 : 4);
     for (int b0 = r0; b0 < r1; b0 += blockRows) {
       int b1 = Math.min(r1, b0 + blockRows);
@@ -360,41 +404,41 @@ public final class VectorKernels implements Kernels, AutoCloseable {
       if (bf16) {
         for (; i + 4 <= n; i += 4) {
           int xo = i * cols;
-          int oo = i * rows;
+          int oo = outOff + i * outStride;
           int r = b0;
           for (; r + 4 <= b1; r += 4) {
-            bf16Rows4x4(seg, r * rowBytes, rowBytes, x, xo, cols, out, oo + r, rows);
+            bf16Rows4x4(seg, r * rowBytes, rowBytes, x, xo, cols, out, oo + r, outStride);
           }
           for (; r < b1; r++) {
-            bf16Rows1x4(seg, r * rowBytes, rowBytes, x, xo, cols, out, oo + r, rows);
+            bf16Rows1x4(seg, r * rowBytes, rowBytes, x, xo, cols, out, oo + r, outStride);
           }
         }
         for (; i + 2 <= n; i += 2) {
           int xo = i * cols;
-          int oo = i * rows;
+          int oo = outOff + i * outStride;
           int r = b0;
           for (; r + 4 <= b1; r += 4) {
-            bf16Rows4x2(seg, r * rowBytes, rowBytes, x, xo, cols, out, oo + r, rows);
+            bf16Rows4x2(seg, r * rowBytes, rowBytes, x, xo, cols, out, oo + r, outStride);
           }
           for (; r < b1; r++) {
-            bf16Rows1x2(seg, r * rowBytes, rowBytes, x, xo, cols, out, oo + r, rows);
+            bf16Rows1x2(seg, r * rowBytes, rowBytes, x, xo, cols, out, oo + r, outStride);
           }
         }
       } else {
         for (; i + TILE <= n; i += TILE) {
           int xo = i * cols;
-          int oo = i * rows;
+          int oo = outOff + i * outStride;
           int r = b0;
           for (; r + 4 <= b1; r += 4) {
-            f32Rows4x4(seg, r * rowBytes, rowBytes, x, xo, cols, out, oo + r, rows);
+            f32Rows4x4(seg, r * rowBytes, rowBytes, x, xo, cols, out, oo + r, outStride);
           }
           for (; r < b1; r++) {
-            f32Rows1x4(seg, r * rowBytes, rowBytes, x, xo, cols, out, oo + r, rows);
+            f32Rows1x4(seg, r * rowBytes, rowBytes, x, xo, cols, out, oo + r, outStride);
           }
         }
       }
       for (; i < n; i++) {
-        matVecRows(seg, bf16, cols, x, i * cols, out, i * rows, b0, b1);
+        matVecRows(seg, bf16, cols, x, i * cols, out, outOff + i * outStride, b0, b1);
       }
     }
   }

@@ -8,6 +8,7 @@ import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicIntegerArray;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
 
 class KernelPoolTest {
 
@@ -55,6 +56,103 @@ class KernelPoolTest {
         Thread.sleep(5);
       }
       assertTrue(pool.allParked(), "the rest() made during the task parks the worker after it");
+    }
+  }
+
+  /**
+   * A helper that stalls in the middle of a stealable chunk does not hold the task: the caller
+   * computes that chunk itself and returns, and the helper's result, when it comes, is dropped
+   * rather than written over outputs the caller has since changed.
+   */
+  @Test
+  @Timeout(60)
+  void aStalledHelpersChunkIsTakenOverAndItsLateResultDropped() throws InterruptedException {
+    int chunks = 8;
+    try (KernelPool pool = new KernelPool(1)) {
+      Thread caller = Thread.currentThread();
+      float[] out = new float[chunks];
+      CountDownLatch helperStalled = new CountDownLatch(1);
+      CountDownLatch release = new CountDownLatch(1);
+      CountDownLatch helperFinished = new CountDownLatch(1);
+      AtomicIntegerArray published = new AtomicIntegerArray(chunks);
+      int[] stalledChunk = {-1};
+      pool.run(chunks, new KernelPool.StealableBody() {
+        @Override
+        public void run(int c) {
+          if (Thread.currentThread() == caller) {
+            awaitQuietly(helperStalled); // leaves the helper a chunk to stall in
+          }
+          out[c] = 10 + c;
+        }
+
+        @Override
+        public void runInto(int c, KernelPool.Scratch scratch) {
+          scratch.first(1)[0] = 10 + c;
+          if (helperStalled.getCount() > 0) {
+            stalledChunk[0] = c;
+            helperStalled.countDown();
+            awaitQuietly(release);
+            helperFinished.countDown();
+          }
+        }
+
+        @Override
+        public void publish(int c, KernelPool.Scratch scratch) {
+          out[c] = scratch.first(1)[0];
+          published.incrementAndGet(c);
+        }
+      });
+      // run() returned while the helper was still stalled (it is released only now)
+      assertTrue(stalledChunk[0] >= 0, "the helper took a chunk");
+      for (int c = 0; c < chunks; c++) {
+        assertEquals(10 + c, out[c], "chunk " + c);
+      }
+      java.util.Arrays.fill(out, -1f); // the caller moves on and reuses its outputs
+      release.countDown();
+      assertTrue(helperFinished.await(10, TimeUnit.SECONDS));
+      runAndCheck(pool, 16); // the helper is back in the pool, so its stale chunk is behind it
+      assertEquals(0, published.get(stalledChunk[0]), "the stalled chunk's result is not published");
+      for (int c = 0; c < chunks; c++) {
+        assertEquals(-1f, out[c], "chunk " + c + " was not written after run() returned");
+      }
+    }
+  }
+
+  /** Without stalls every chunk of a stealable task is computed once, and helpers publish theirs. */
+  @Test
+  void stealableChunksRunOnceAndHelpersPublishTheirs() {
+    try (KernelPool pool = new KernelPool(1)) {
+      for (int round = 0; round < 50; round++) {
+        int chunks = 64;
+        AtomicIntegerArray computed = new AtomicIntegerArray(chunks);
+        float[] out = new float[chunks];
+        pool.run(chunks, new KernelPool.StealableBody() {
+          @Override
+          public void run(int c) {
+            busyWork();
+            computed.incrementAndGet(c);
+            out[c] = c;
+          }
+
+          @Override
+          public void runInto(int c, KernelPool.Scratch scratch) {
+            busyWork();
+            computed.incrementAndGet(c);
+            scratch.first(1)[0] = c;
+          }
+
+          @Override
+          public void publish(int c, KernelPool.Scratch scratch) {
+            out[c] = scratch.first(1)[0];
+          }
+        });
+        for (int c = 0; c < chunks; c++) {
+          assertEquals(c, out[c], "chunk " + c);
+          // twice only where the caller took over a chunk its helper was slow to finish
+          int times = computed.get(c);
+          assertTrue(times == 1 || times == 2, "chunk " + c + " computed " + times + " times");
+        }
+      }
     }
   }
 
