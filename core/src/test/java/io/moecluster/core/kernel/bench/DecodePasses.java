@@ -69,23 +69,10 @@ final class DecodePasses {
           }
           System.out.printf(Locale.ROOT,
               "threads %d: read loop %.1f GB/s, matVec passes %.1f GB/s, passes / loop %.2f (medians of %d rounds; ratios %.2f-%.2f)%n",
-              threads, median(loop), median(passes), median(ratios), rounds, min(ratios), max(ratios));
+              threads, MappedReadBandwidth.median(loop), MappedReadBandwidth.median(passes), MappedReadBandwidth.median(ratios),
+              rounds, MappedReadBandwidth.min(ratios), MappedReadBandwidth.max(ratios));
         }
       }
     }
-  }
-
-  private static double median(double[] v) {
-    double[] s = v.clone();
-    Arrays.sort(s);
-    return s.length % 2 == 1 ? s[s.length / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-  }
-
-  private static double min(double[] v) {
-    return Arrays.stream(v).min().orElse(Double.NaN);
-  }
-
-  private static double max(double[] v) {
-    return Arrays.stream(v).max().orElse(Double.NaN);
   }
 }

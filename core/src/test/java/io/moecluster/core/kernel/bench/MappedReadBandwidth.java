@@ -70,18 +70,18 @@ final class MappedReadBandwidth {
     }
   }
 
-  /** The median of the values (the mean of the middle two for an even count); also for LoadWorkCost. */
+  /** The median of the values (the mean of the middle two for an even count); also for LoadWorkCost and DecodePasses. */
   static double median(double[] v) {
     double[] s = v.clone();
     Arrays.sort(s);
     return s.length % 2 == 1 ? s[s.length / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
   }
 
-  private static double min(double[] v) {
+  static double min(double[] v) {
     return Arrays.stream(v).min().orElse(Double.NaN);
   }
 
-  private static double max(double[] v) {
+  static double max(double[] v) {
     return Arrays.stream(v).max().orElse(Double.NaN);
   }
 }
