@@ -18,6 +18,12 @@ import java.util.concurrent.locks.LockSupport;
  * calls {@link #rest}: otherwise the workers would poll through the first 200 µs of that wait, on
  * a core the experts may need.
  *
+ * <p>The caller claims a task's chunks from the first one forward, the helpers from the last one
+ * back, until they meet. Each thread so streams one run of neighbouring weight rows, and the chunks
+ * are still shared out by speed. Handing out chunks 0, 1, 2, ... to whoever came next interleaved
+ * the threads' rows; decode-shaped passes ran 1.06x faster at the median of four paired A/B runs
+ * with the claiming from both ends (docs/PERFORMANCE.md, "Chunks claimed from both ends").
+ *
  * <p>One task runs at a time. A caller that finds the pool busy (another thread's product) runs
  * its chunks alone on its own thread: the results are the same whoever computes a chunk.
  *
@@ -77,12 +83,15 @@ final class KernelPool implements AutoCloseable {
     }
   }
 
-  // The states of a stealable task's chunks. A chunk the caller claims goes from FREE to DONE.
+  // The states of a chunk. The caller claims chunks from the front (FREE to CALLER), the helpers
+  // from the back (FREE to HELPER): each thread streams one run of neighbouring rows, and the two
+  // meet wherever their speeds make them meet.
   private static final int FREE = 0;
-  private static final int HELPER = 1; // a helper computes it into its scratch
+  private static final int HELPER = 1; // a helper computes it (into its scratch, for a stealable body)
   private static final int PUBLISHING = 2; // the helper is copying its result into the outputs
   private static final int TAKEN_OVER = 3; // the caller computes it; the helper's result is dropped
   private static final int DONE = 4;
+  private static final int CALLER = 5; // the caller computes it
 
   /** The caller takes over a helper's chunk after waiting at least this long for it... */
   static final long TAKE_OVER_MIN_NANOS = 100_000L;
@@ -97,9 +106,10 @@ final class KernelPool implements AutoCloseable {
     final long seq;
     final Body body;
     final StealableBody stealable; // null: chunks run where they are claimed, and are waited for
-    final AtomicIntegerArray state; // per chunk, for a stealable body
+    final AtomicIntegerArray state; // per chunk: who claimed it, and how far it has got
     final int chunks;
-    final AtomicInteger next = new AtomicInteger();
+    private int front; // the caller's next chunk; only the caller uses it
+    final AtomicInteger back; // the next chunk a helper claims: the helpers go from the last chunk down
     final AtomicInteger done = new AtomicInteger();
     volatile Throwable error;
     private long callerNanos; // the caller's own chunks: their time and number
@@ -109,25 +119,32 @@ final class KernelPool implements AutoCloseable {
       this.seq = seq;
       this.body = body;
       this.stealable = body instanceof StealableBody sb ? sb : null;
-      this.state = stealable == null ? null : new AtomicIntegerArray(chunks);
+      this.state = new AtomicIntegerArray(chunks);
       this.chunks = chunks;
+      this.back = new AtomicInteger(chunks - 1);
     }
 
-    /** The caller: claims and runs chunks, straight into the outputs, until none are left. */
+    /**
+     * The caller: claims chunks from the front and runs them straight into the outputs, until it
+     * meets a chunk a helper has claimed. The helpers hand out chunks from the back in falling
+     * order, so every chunk past that one is a helper's, or will be once its helper gets to it.
+     */
     void drainAsCaller() {
-      int c;
-      while ((c = next.getAndIncrement()) < chunks) {
+      while (front < chunks && state.compareAndSet(front, FREE, CALLER)) {
         long start = System.nanoTime();
-        runHere(c);
+        runHere(front++);
         callerNanos += System.nanoTime() - start;
         callerChunks++;
       }
     }
 
-    /** A helper: claims and runs chunks until none are left, into its scratch where it may be taken over. */
+    /**
+     * A helper: claims chunks from the back until it meets one the caller has claimed (or taken
+     * over); a stealable body's chunks go into its scratch, where the caller may take them over.
+     */
     void drainAsHelper(Scratch scratch) {
       int c;
-      while ((c = next.getAndIncrement()) < chunks) {
+      while ((c = back.getAndDecrement()) >= 0 && state.compareAndSet(c, FREE, HELPER)) {
         if (stealable == null) {
           runHere(c);
         } else {
@@ -145,16 +162,11 @@ final class KernelPool implements AutoCloseable {
           fail(t);
         }
       }
-      if (state != null) {
-        state.set(c, DONE);
-      }
+      state.set(c, DONE);
       done.incrementAndGet();
     }
 
     private void runAsHelper(int c, Scratch scratch) {
-      if (!state.compareAndSet(c, FREE, HELPER)) {
-        return; // the caller took it over between the claim and here
-      }
       Throwable failure = null;
       if (error == null) {
         try {

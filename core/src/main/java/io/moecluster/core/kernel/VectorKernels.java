@@ -458,7 +458,7 @@ public final class VectorKernels implements Kernels, AutoCloseable {
     return (int) ((a + b - 1) / b);
   }
 
-  /** Runs chunks 0..chunks-1 on the pool and the calling thread, handed out one at a time. */
+  /** Runs chunks 0..chunks-1 on the pool and the calling thread (see {@link KernelPool} for who takes which). */
   private void parallelFor(int chunks, KernelPool.Body body) {
     pool.run(chunks, body);
   }

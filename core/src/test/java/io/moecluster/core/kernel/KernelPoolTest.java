@@ -156,6 +156,49 @@ class KernelPoolTest {
     }
   }
 
+  /**
+   * The caller works forward from the first chunk and the helpers back from the last, so each
+   * thread streams neighbouring rows: the caller's chunks are a run from chunk 0, the helpers' the
+   * rest (either may be empty), and every chunk runs once. (A stealable body claims alike; there a
+   * chunk taken over from a stalled helper may run on both, which the tests above cover.)
+   */
+  @Test
+  void theCallerTakesChunksFromTheFrontAndHelpersFromTheBack() {
+    int shared = 0; // rounds in which both the caller and a helper ran chunks
+    try (KernelPool pool = new KernelPool(2)) {
+      for (int round = 0; round < 40; round++) {
+        int chunks = 64;
+        Thread caller = Thread.currentThread();
+        CountDownLatch helperRan = new CountDownLatch(1);
+        AtomicIntegerArray byCaller = new AtomicIntegerArray(chunks);
+        AtomicIntegerArray byHelper = new AtomicIntegerArray(chunks);
+        pool.run(chunks, c -> {
+          busyWork();
+          if (Thread.currentThread() == caller) {
+            byCaller.incrementAndGet(c);
+            awaitQuietly(helperRan); // the helpers take part before the caller goes on
+          } else {
+            byHelper.incrementAndGet(c);
+            helperRan.countDown();
+          }
+        });
+        int callers = 0;
+        while (callers < chunks && byCaller.get(callers) == 1) {
+          callers++;
+        }
+        if (callers > 0 && callers < chunks) {
+          shared++;
+        }
+        for (int c = 0; c < chunks; c++) {
+          assertEquals(c < callers ? 1 : 0, byCaller.get(c), "caller's runs of chunk " + c + ", round " + round);
+          assertEquals(c < callers ? 0 : 1, byHelper.get(c), "helpers' runs of chunk " + c + ", round " + round);
+        }
+      }
+    }
+    // A caller descheduled before its first claim leaves every chunk to the helpers; not always.
+    assertTrue(shared > 0, "the caller and the helpers shared a task");
+  }
+
   /** Runs a task in which the worker takes part (the caller's chunks wait for it), and checks it. */
   private static void runAndCheck(KernelPool pool, int chunks) {
     Thread caller = Thread.currentThread();
