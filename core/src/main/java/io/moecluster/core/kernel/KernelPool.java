@@ -18,11 +18,12 @@ import java.util.concurrent.locks.LockSupport;
  * calls {@link #rest}: otherwise the workers would poll through the first 200 µs of that wait, on
  * a core the experts may need.
  *
- * <p>The caller claims a task's chunks from the first one forward, the helpers from the last one
- * back, until they meet. Each thread so streams one run of neighbouring weight rows, and the chunks
- * are still shared out by speed. Handing out chunks 0, 1, 2, ... to whoever came next interleaved
- * the threads' rows; decode-shaped passes ran 1.06x faster at the median of four paired A/B runs
- * with the claiming from both ends (docs/PERFORMANCE.md, "Chunks claimed from both ends").
+ * <p>A task's chunks are cut into one run of neighbouring chunks per thread. Each thread claims
+ * its own run from its start forward, then what is left of the others' runs from their ends back,
+ * so each streams neighbouring weight rows and the chunks are still shared out by speed. Handing
+ * out chunks 0, 1, 2, ... to whoever came next interleaved the threads' rows: decode-shaped passes
+ * ran 1.06x faster with the helpers claiming from the far end instead, and about 1.02x faster
+ * again with the runs (docs/PERFORMANCE.md, "Chunks claimed in runs").
  *
  * <p>One task runs at a time. A caller that finds the pool busy (another thread's product) runs
  * its chunks alone on its own thread: the results are the same whoever computes a chunk.
@@ -83,9 +84,7 @@ final class KernelPool implements AutoCloseable {
     }
   }
 
-  // The states of a chunk. The caller claims chunks from the front (FREE to CALLER), the helpers
-  // from the back (FREE to HELPER): each thread streams one run of neighbouring rows, and the two
-  // meet wherever their speeds make them meet.
+  // The states of a chunk. A claim is a compare-and-set from FREE, to CALLER or to HELPER.
   private static final int FREE = 0;
   private static final int HELPER = 1; // a helper computes it (into its scratch, for a stealable body)
   private static final int PUBLISHING = 2; // the helper is copying its result into the outputs
@@ -108,49 +107,70 @@ final class KernelPool implements AutoCloseable {
     final StealableBody stealable; // null: chunks run where they are claimed, and are waited for
     final AtomicIntegerArray state; // per chunk: who claimed it, and how far it has got
     final int chunks;
-    private int front; // the caller's next chunk; only the caller uses it
-    final AtomicInteger back; // the next chunk a helper claims: the helpers go from the last chunk down
+    private final int regions; // one run of neighbouring chunks per thread: the caller's is 0
     final AtomicInteger done = new AtomicInteger();
     volatile Throwable error;
     private long callerNanos; // the caller's own chunks: their time and number
     private int callerChunks;
 
-    Task(long seq, Body body, int chunks) {
+    Task(long seq, Body body, int chunks, int threads) {
       this.seq = seq;
       this.body = body;
       this.stealable = body instanceof StealableBody sb ? sb : null;
       this.state = new AtomicIntegerArray(chunks);
       this.chunks = chunks;
-      this.back = new AtomicInteger(chunks - 1);
+      this.regions = Math.min(chunks, threads);
+    }
+
+    private int regionStart(int region) {
+      return (int) ((long) chunks * region / regions);
     }
 
     /**
-     * The caller: claims chunks from the front and runs them straight into the outputs, until it
-     * meets a chunk a helper has claimed. The helpers hand out chunks from the back in falling
-     * order, so every chunk past that one is a helper's, or will be once its helper gets to it.
+     * The caller: its own run of chunks, then whatever the helpers have left, each chunk straight
+     * into the outputs. Every chunk has been claimed (by someone) when it returns.
      */
     void drainAsCaller() {
-      while (front < chunks && state.compareAndSet(front, FREE, CALLER)) {
-        long start = System.nanoTime();
-        runHere(front++);
-        callerNanos += System.nanoTime() - start;
-        callerChunks++;
-      }
+      drain(0, CALLER, null);
     }
 
     /**
-     * A helper: claims chunks from the back until it meets one the caller has claimed (or taken
-     * over); a stealable body's chunks go into its scratch, where the caller may take them over.
+     * Helper {@code index} (from 1): its own run of chunks, then what is left of the others'; a
+     * stealable body's chunks go into its scratch, where the caller may take them over.
      */
-    void drainAsHelper(Scratch scratch) {
-      int c;
-      while ((c = back.getAndDecrement()) >= 0 && state.compareAndSet(c, FREE, HELPER)) {
-        if (stealable == null) {
-          runHere(c);
-        } else {
-          runAsHelper(c, scratch);
+    void drainAsHelper(int index, Scratch scratch) {
+      drain(index, HELPER, scratch);
+    }
+
+    /**
+     * Claims the run of {@code region} from its start forward until a chunk is already taken, then
+     * every chunk still free, from the end of each run back (a late owner meets it from the start).
+     */
+    private void drain(int region, int claim, Scratch scratch) {
+      if (region < regions) {
+        for (int c = regionStart(region), end = regionStart(region + 1);
+            c < end && state.compareAndSet(c, FREE, claim); c++) {
+          runClaimed(c, claim, scratch);
         }
       }
+      for (int r = regions - 1; r >= 0; r--) {
+        for (int c = regionStart(r + 1) - 1; c >= regionStart(r); c--) {
+          if (state.get(c) == FREE && state.compareAndSet(c, FREE, claim)) {
+            runClaimed(c, claim, scratch);
+          }
+        }
+      }
+    }
+
+    private void runClaimed(int c, int claim, Scratch scratch) {
+      if (claim == HELPER) {
+        runAsHelper(c, scratch);
+        return;
+      }
+      long start = System.nanoTime();
+      runHere(c);
+      callerNanos += System.nanoTime() - start;
+      callerChunks++;
     }
 
     /** Runs a chunk straight into the outputs; it counts as done even if it fails. */
@@ -167,6 +187,10 @@ final class KernelPool implements AutoCloseable {
     }
 
     private void runAsHelper(int c, Scratch scratch) {
+      if (stealable == null) {
+        runHere(c);
+        return;
+      }
       Throwable failure = null;
       if (error == null) {
         try {
@@ -234,7 +258,7 @@ final class KernelPool implements AutoCloseable {
     this.spinNanos = spinNanos;
     workers = new Worker[helpers];
     for (int i = 0; i < helpers; i++) {
-      workers[i] = new Worker("moe-kernel-" + THREAD_IDS.getAndIncrement());
+      workers[i] = new Worker("moe-kernel-" + THREAD_IDS.getAndIncrement(), i + 1);
       workers[i].start();
     }
   }
@@ -247,7 +271,7 @@ final class KernelPool implements AutoCloseable {
       }
       return;
     }
-    Task task = new Task(++tasks, body, chunks);
+    Task task = new Task(++tasks, body, chunks, workers.length + 1);
     try {
       current = task;
       for (Worker w : workers) {
@@ -317,14 +341,16 @@ final class KernelPool implements AutoCloseable {
 
   private final class Worker extends Thread {
     volatile boolean parked;
+    private final int index; // 1, 2, ...: the caller is 0
     private final Scratch scratch = new Scratch();
     private long last; // the last task seen: a number, so no finished task stays reachable
     // rests when the last task was taken: a rest() since then, even one made while this worker
     // was still on its last chunk, ends the spin that follows.
     private int restsSeen;
 
-    Worker(String name) {
+    Worker(String name, int index) {
       super(name);
+      this.index = index;
       setDaemon(true);
     }
 
@@ -335,7 +361,7 @@ final class KernelPool implements AutoCloseable {
         if (t != null && t.seq != last) {
           last = t.seq;
           restsSeen = rests.get();
-          t.drainAsHelper(scratch);
+          t.drainAsHelper(index, scratch);
           continue;
         }
         if (spinForTask()) {

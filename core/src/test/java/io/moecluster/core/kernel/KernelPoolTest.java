@@ -157,17 +157,19 @@ class KernelPoolTest {
   }
 
   /**
-   * The caller works forward from the first chunk and the helpers back from the last, so each
-   * thread streams neighbouring rows: the caller's chunks are a run from chunk 0, the helpers' the
-   * rest (either may be empty), and every chunk runs once. (A stealable body claims alike; there a
-   * chunk taken over from a stalled helper may run on both, which the tests above cover.)
+   * Each thread walks forward through a run of neighbouring chunks of its own (the caller from
+   * chunk 0, the one helper from the middle), then takes what is left of the other's run from its
+   * end back. So the helper's chunks are one unbroken run that starts at or before the middle
+   * and goes past it (or none at all, when it came too late), and the caller ran all the others,
+   * each once. (A stealable body claims alike; there a chunk taken over from a stalled helper may
+   * run on both, which the tests above cover.)
    */
   @Test
-  void theCallerTakesChunksFromTheFrontAndHelpersFromTheBack() {
-    int shared = 0; // rounds in which both the caller and a helper ran chunks
-    try (KernelPool pool = new KernelPool(2)) {
+  void eachThreadRunsNeighbouringChunks() {
+    int chunks = 64;
+    int shared = 0; // rounds in which both the caller and the helper ran chunks
+    try (KernelPool pool = new KernelPool(1)) {
       for (int round = 0; round < 40; round++) {
-        int chunks = 64;
         Thread caller = Thread.currentThread();
         CountDownLatch helperRan = new CountDownLatch(1);
         AtomicIntegerArray byCaller = new AtomicIntegerArray(chunks);
@@ -176,27 +178,53 @@ class KernelPoolTest {
           busyWork();
           if (Thread.currentThread() == caller) {
             byCaller.incrementAndGet(c);
-            awaitQuietly(helperRan); // the helpers take part before the caller goes on
+            awaitQuietly(helperRan); // the helper takes part before the caller goes on
           } else {
             byHelper.incrementAndGet(c);
             helperRan.countDown();
           }
         });
-        int callers = 0;
-        while (callers < chunks && byCaller.get(callers) == 1) {
-          callers++;
+        int first = 0;
+        while (first < chunks && byHelper.get(first) == 0) {
+          first++;
         }
-        if (callers > 0 && callers < chunks) {
+        int end = first;
+        while (end < chunks && byHelper.get(end) == 1) {
+          end++;
+        }
+        if (first < chunks) {
           shared++;
+          assertTrue(first <= chunks / 2 && chunks / 2 < end,
+              "the helper's run " + first + ".." + (end - 1) + " holds the middle chunk, round " + round);
         }
         for (int c = 0; c < chunks; c++) {
-          assertEquals(c < callers ? 1 : 0, byCaller.get(c), "caller's runs of chunk " + c + ", round " + round);
-          assertEquals(c < callers ? 0 : 1, byHelper.get(c), "helpers' runs of chunk " + c + ", round " + round);
+          boolean helpers = c >= first && c < end;
+          assertEquals(helpers ? 0 : 1, byCaller.get(c), "caller's runs of chunk " + c + ", round " + round);
+          assertEquals(helpers ? 1 : 0, byHelper.get(c), "helper's runs of chunk " + c + ", round " + round);
         }
       }
     }
-    // A caller descheduled before its first claim leaves every chunk to the helpers; not always.
-    assertTrue(shared > 0, "the caller and the helpers shared a task");
+    // A caller descheduled before its first claim leaves the helper its run; not always.
+    assertTrue(shared > 0, "the caller and the helper shared a task");
+  }
+
+  /** With several helpers, too, every chunk runs exactly once, whoever comes late. */
+  @Test
+  void severalHelpersRunEveryChunkOnce() {
+    try (KernelPool pool = new KernelPool(3)) {
+      for (int chunks : new int[] {2, 3, 5, 8, 64}) {
+        for (int round = 0; round < 20; round++) {
+          AtomicIntegerArray ran = new AtomicIntegerArray(chunks);
+          pool.run(chunks, c -> {
+            busyWork();
+            ran.incrementAndGet(c);
+          });
+          for (int c = 0; c < chunks; c++) {
+            assertEquals(1, ran.get(c), "chunk " + c + " of " + chunks);
+          }
+        }
+      }
+    }
   }
 
   /** Runs a task in which the worker takes part (the caller's chunks wait for it), and checks it. */
