@@ -29,9 +29,11 @@ public final class KernelWarmUp {
       ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
   private static final ValueLayout.OfShort I16_LE =
       ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
-  // 101 rows: the 8-row, 4-row and 1-row matrix-vector kernels and the 1-row tiles; 262 columns:
-  // whole vector blocks and a tail, for 16-lane (and narrower) vectors.
-  private static final int ROWS = 101;
+  // 101 rows: the 8-row kernel with a tail (the last tile moved back); 6 rows: the 4-row
+  // kernels; 3 rows: the 1-row kernels and tiles. 262 columns: whole vector blocks and a tail, for
+  // 16-lane (and narrower) vectors.
+  private static final int[] ROWS = {101, 6, 3};
+  private static final int MAX_ROWS = 101;
   private static final int COLS = 262;
   private static final int[] BATCHES = {1, 2, 3, 4, 5, 7, 8};
 
@@ -69,16 +71,16 @@ public final class KernelWarmUp {
       if (weightDtypes.contains(DType.BF16)) {
         dtypes.add(DType.BF16);
       }
-      Matrix[] ws = new Matrix[dtypes.size()];
-      Matrix[] ups = new Matrix[dtypes.size()];
+      Matrix[] ws = new Matrix[dtypes.size() * ROWS.length];
+      Matrix[] ups = new Matrix[ws.length];
       for (int d = 0; d < ws.length; d++) {
-        ws[d] = matrix(arena, dtypes.get(d), random);
-        ups[d] = matrix(arena, dtypes.get(d), random);
+        ws[d] = matrix(arena, dtypes.get(d / ROWS.length), ROWS[d % ROWS.length], random);
+        ups[d] = matrix(arena, dtypes.get(d / ROWS.length), ROWS[d % ROWS.length], random);
       }
       int maxN = BATCHES[BATCHES.length - 1];
       float[] x = values(random, maxN * COLS);
-      float[] out = new float[maxN * ROWS];
-      float[] h = new float[maxN * ROWS];
+      float[] out = new float[maxN * MAX_ROWS];
+      float[] h = new float[maxN * MAX_ROWS];
       float[] norm = values(random, COLS);
       int headDim = 64;
       float[] cos = values(random, headDim / 2);
@@ -102,8 +104,8 @@ public final class KernelWarmUp {
               new int[] {1, 5}, new float[][] {out, h});
         }
         kernels.rmsNorm(out, 0, x, 0, norm, COLS, 1e-5f);
-        kernels.softmax(out, 0, ROWS);
-        kernels.siluMul(h, out, ROWS);
+        kernels.softmax(out, 0, MAX_ROWS);
+        kernels.siluMul(h, out, MAX_ROWS);
         kernels.rope(heads, 0, 4, headDim, cos, sin);
         for (int len : contexts) {
           kernels.attendGroup(heads, 0, 4, headDim, keys, vals, headDim, 0, len, 0.125f, scores, attended, 0);
@@ -118,9 +120,9 @@ public final class KernelWarmUp {
   @SuppressWarnings("unused")
   private static volatile float sink; // a visible use of the results
 
-  private static Matrix matrix(Arena arena, DType dtype, SplittableRandom random) {
-    MemorySegment seg = arena.allocate((long) ROWS * COLS * dtype.byteSize(), 64);
-    for (int i = 0; i < ROWS * COLS; i++) {
+  private static Matrix matrix(Arena arena, DType dtype, int rows, SplittableRandom random) {
+    MemorySegment seg = arena.allocate((long) rows * COLS * dtype.byteSize(), 64);
+    for (int i = 0; i < rows * COLS; i++) {
       float v = (float) (random.nextDouble() - 0.5);
       if (dtype == DType.F32) {
         seg.setAtIndex(F32_LE, i, v);
@@ -128,7 +130,7 @@ public final class KernelWarmUp {
         seg.setAtIndex(I16_LE, i, BFloat16.fromFloat(v));
       }
     }
-    return new Matrix("warm-up", dtype, ROWS, COLS, seg);
+    return new Matrix("warm-up", dtype, rows, COLS, seg);
   }
 
   private static float[] values(SplittableRandom random, int n) {

@@ -35,7 +35,9 @@ import jdk.incubator.vector.VectorSpecies;
  * several independent (weight row, input row) pairs at once instead of by splitting one sum:
  * {@link #matVec} takes 4 weight rows per pass (8 for BF16), {@link #matMul} 4 weight rows x
  * {@value #TILE} input rows: 16 accumulators in registers, each weight vector loaded once per
- * tile (BF16: the last 2 or 3 input rows in a 4 x 2 tile rather than one by one). Every pair still runs the sequence above, so {@link #matMul} is bit-identical to
+ * tile (BF16: the last 2 or 3 input rows in a 4 x 2 tile rather than one by one). A range's
+ * weight rows past its last whole tile are one more whole tile moved back over rows already done.
+ * Every pair still runs the sequence above, so {@link #matMul} is bit-identical to
  * {@link #matVec} whatever {@code n}, the chunking or the thread count. Weight rows are walked in
  * blocks of about {@value #BLOCK_BYTES} bytes, so a block streams from memory once and is re-read
  * from L2 for the following tiles.
@@ -153,27 +155,40 @@ public final class VectorKernels implements Kernels, AutoCloseable {
   private static void matVecRows(MemorySegment seg, boolean bf16, int cols, float[] x, int xOff,
       float[] out, int outOff, int r0, int r1) {
     long rowBytes = (long) cols * (bf16 ? 2 : 4);
-    int r = r0;
-    if (bf16) {
-      // BF16 runs two FMAs per loaded vector on one chain: 8 rows keep enough loads in flight.
-      for (; r + 8 <= r1; r += 8) {
-        bf16Rows8x1(seg, r * rowBytes, rowBytes, x, xOff, cols, out, outOff + r, 0);
+    // BF16 runs two FMAs per loaded vector on one chain: 8 rows keep enough loads in flight.
+    int tile = bf16 && r1 - r0 >= 8 ? 8 : 4;
+    if (r1 - r0 < tile) {
+      for (int r = r0; r < r1; r++) {
+        if (bf16) {
+          bf16Rows1x1(seg, r * rowBytes, rowBytes, x, xOff, cols, out, outOff + r, 0);
+        } else {
+          f32Rows1x1(seg, r * rowBytes, rowBytes, x, xOff, cols, out, outOff + r, 0);
+        }
       }
+      return;
     }
-    for (; r + 4 <= r1; r += 4) {
-      if (bf16) {
-        bf16Rows4x1(seg, r * rowBytes, rowBytes, x, xOff, cols, out, outOff + r, 0);
+    for (int r = r0; r < r1; r += tile) {
+      int at = tileStart(r, r1, tile);
+      if (tile == 8) {
+        bf16Rows8x1(seg, at * rowBytes, rowBytes, x, xOff, cols, out, outOff + at, 0);
+      } else if (bf16) {
+        bf16Rows4x1(seg, at * rowBytes, rowBytes, x, xOff, cols, out, outOff + at, 0);
       } else {
-        f32Rows4x1(seg, r * rowBytes, rowBytes, x, xOff, cols, out, outOff + r, 0);
+        f32Rows4x1(seg, at * rowBytes, rowBytes, x, xOff, cols, out, outOff + at, 0);
       }
     }
-    for (; r < r1; r++) {
-      if (bf16) {
-        bf16Rows1x1(seg, r * rowBytes, rowBytes, x, xOff, cols, out, outOff + r, 0);
-      } else {
-        f32Rows1x1(seg, r * rowBytes, rowBytes, x, xOff, cols, out, outOff + r, 0);
-      }
-    }
+  }
+
+  /**
+   * Where the tile of {@code tile} rows that would start at {@code r} starts, so that it ends by
+   * {@code end}: a range's last rows are a whole tile moved back, which computes up to
+   * {@code tile - 1} rows a second time with the same bits (every tile runs the same sequence per
+   * row). Rows left over after the whole tiles used to take the 1-row kernels, which ran so rarely
+   * that a process rarely got them compiled by C2: the 7 last rows of a 2023-row LM head cost a
+   * decode token about 100 µs in their interpreted and C1 forms, as much as the other 2016 rows.
+   */
+  private static int tileStart(int r, int end, int tile) {
+    return Math.min(r, end - tile);
   }
 
   @Override
@@ -398,42 +413,52 @@ public final class VectorKernels implements Kernels, AutoCloseable {
   private static void matMulRows(MemorySegment seg, boolean bf16, int cols, float[] x,
       int n, float[] out, int outOff, int outStride, int r0, int r1, int blockRows) {
     long rowBytes = (long) cols * (bf16 ? 2 : 4);
-    for (int b0 = r0; b0 < r1; b0 += blockRows) {
-      int b1 = Math.min(r1, b0 + blockRows);
+    for (int b0 = r0, b1; b0 < r1; b0 = b1) {
+      // A last block of fewer than 8 rows joins the one before, so its rows stay in whole tiles.
+      b1 = r1 - b0 < blockRows + 8 ? r1 : b0 + blockRows;
       int i = 0;
       if (bf16) {
         for (; i + 4 <= n; i += 4) {
           int xo = i * cols;
           int oo = outOff + i * outStride;
-          int r = b0;
-          for (; r + 4 <= b1; r += 4) {
-            bf16Rows4x4(seg, r * rowBytes, rowBytes, x, xo, cols, out, oo + r, outStride);
+          if (b1 - b0 < 4) {
+            for (int r = b0; r < b1; r++) {
+              bf16Rows1x4(seg, r * rowBytes, rowBytes, x, xo, cols, out, oo + r, outStride);
+            }
+            continue;
           }
-          for (; r < b1; r++) {
-            bf16Rows1x4(seg, r * rowBytes, rowBytes, x, xo, cols, out, oo + r, outStride);
+          for (int r = b0; r < b1; r += 4) {
+            int at = tileStart(r, b1, 4);
+            bf16Rows4x4(seg, at * rowBytes, rowBytes, x, xo, cols, out, oo + at, outStride);
           }
         }
         for (; i + 2 <= n; i += 2) {
           int xo = i * cols;
           int oo = outOff + i * outStride;
-          int r = b0;
-          for (; r + 4 <= b1; r += 4) {
-            bf16Rows4x2(seg, r * rowBytes, rowBytes, x, xo, cols, out, oo + r, outStride);
+          if (b1 - b0 < 4) {
+            for (int r = b0; r < b1; r++) {
+              bf16Rows1x2(seg, r * rowBytes, rowBytes, x, xo, cols, out, oo + r, outStride);
+            }
+            continue;
           }
-          for (; r < b1; r++) {
-            bf16Rows1x2(seg, r * rowBytes, rowBytes, x, xo, cols, out, oo + r, outStride);
+          for (int r = b0; r < b1; r += 4) {
+            int at = tileStart(r, b1, 4);
+            bf16Rows4x2(seg, at * rowBytes, rowBytes, x, xo, cols, out, oo + at, outStride);
           }
         }
       } else {
         for (; i + TILE <= n; i += TILE) {
           int xo = i * cols;
           int oo = outOff + i * outStride;
-          int r = b0;
-          for (; r + 4 <= b1; r += 4) {
-            f32Rows4x4(seg, r * rowBytes, rowBytes, x, xo, cols, out, oo + r, outStride);
+          if (b1 - b0 < 4) {
+            for (int r = b0; r < b1; r++) {
+              f32Rows1x4(seg, r * rowBytes, rowBytes, x, xo, cols, out, oo + r, outStride);
+            }
+            continue;
           }
-          for (; r < b1; r++) {
-            f32Rows1x4(seg, r * rowBytes, rowBytes, x, xo, cols, out, oo + r, outStride);
+          for (int r = b0; r < b1; r += 4) {
+            int at = tileStart(r, b1, 4);
+            f32Rows4x4(seg, at * rowBytes, rowBytes, x, xo, cols, out, oo + at, outStride);
           }
         }
       }

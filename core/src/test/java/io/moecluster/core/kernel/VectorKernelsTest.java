@@ -178,6 +178,59 @@ class VectorKernelsTest {
   }
 
   /**
+   * A matrix's rows past its last whole tile are computed by a whole tile moved back over rows
+   * already done: every row must still carry the bits it gets alone (a 1-row view, the 1-row
+   * kernels), and nothing outside the output rows may be written. Row counts 1-19 and a 1026-row
+   * matrix, whose last L2 block would hold 2 rows, for matVec and for 1-5 input rows.
+   */
+  @ParameterizedTest
+  @EnumSource(value = DType.class, names = {"F32", "BF16"})
+  void tailRowsGetTheBitsOfEachRowAlone(DType dtype) {
+    SplittableRandom rnd = new SplittableRandom(6);
+    int cols = 1000;
+    int[] rowCounts = new int[20];
+    for (int i = 0; i < 19; i++) {
+      rowCounts[i] = i + 1;
+    }
+    rowCounts[19] = 1026;
+    for (int rows : rowCounts) {
+      Matrix w = matrix(rnd, dtype, rows, cols);
+      long rowBytes = (long) cols * dtype.byteSize();
+      float[] x = random(rnd, 5 * cols);
+      float[] alone = new float[5 * rows]; // [input row, weight row], each pair on its own
+      for (int r = 0; r < rows; r++) {
+        Matrix row = new Matrix("row", dtype, 1, cols, w.data().asSlice(r * rowBytes, rowBytes));
+        float[] one1 = new float[1];
+        for (int i = 0; i < 5; i++) {
+          one.matVec(row, x, i * cols, one1, 0);
+          alone[i * rows + r] = one1[0];
+        }
+      }
+      for (VectorKernels k : new VectorKernels[] {one, two, three}) {
+        String what = dtype + " " + rows + " rows on " + k.threads() + " thread(s)";
+        float[] vec = new float[rows + 2];
+        Arrays.fill(vec, SENTINEL);
+        k.matVec(w, x, 0, vec, 1);
+        for (int r = 0; r < rows; r++) {
+          assertEquals(Float.floatToRawIntBits(alone[r]), Float.floatToRawIntBits(vec[1 + r]), what + " matVec row " + r);
+        }
+        assertUntouched(vec, 0, 1, what);
+        assertUntouched(vec, rows + 1, rows + 2, what);
+        for (int n = 1; n <= 5; n++) {
+          float[] out = new float[n * rows + 1];
+          Arrays.fill(out, SENTINEL);
+          k.matMul(w, x, n, out);
+          for (int i = 0; i < n * rows; i++) {
+            assertEquals(Float.floatToRawIntBits(alone[i]), Float.floatToRawIntBits(out[i]),
+                what + " matMul n=" + n + " [" + i / rows + ", " + i % rows + "]");
+          }
+          assertUntouched(out, n * rows, out.length, what + " matMul n=" + n);
+        }
+      }
+    }
+  }
+
+  /**
    * {@link Kernels#matMulAll} and {@link Kernels#swiGluAll} (one parallel pass over several
    * products) give exactly the bits of the separate calls, whatever the thread count, and match
    * the oracle's composition of matMul and siluMul.
