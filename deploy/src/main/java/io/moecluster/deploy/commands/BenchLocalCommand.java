@@ -62,6 +62,11 @@ public final class BenchLocalCommand implements Callable<Integer> {
     int usedThreads = threads == 0 ? Runtime.getRuntime().availableProcessors() : threads;
     try (LocalGenerator generator = LocalGenerator.open(model, usedThreads, weights.placement());
         Arena bandwidthArena = Arena.ofShared()) { // shared: the measuring threads read it
+      int context = generator.config().contextLength();
+      if (promptTokens >= context) { // before the weights are copied or paged in (seconds)
+        throw new IllegalArgumentException(
+            "--prompt-tokens " + promptTokens + " must be shorter than the model's context length (" + context + ")");
+      }
       try (var bar = ProgressBars.bytes("loading weights", generator.checkpointBytes())) {
         generator.warmUp(bar::stepTo);
       }
