@@ -413,58 +413,53 @@ public final class VectorKernels implements Kernels, AutoCloseable {
   private static void matMulRows(MemorySegment seg, boolean bf16, int cols, float[] x,
       int n, float[] out, int outOff, int outStride, int r0, int r1, int blockRows) {
     long rowBytes = (long) cols * (bf16 ? 2 : 4);
+    // BF16 takes the input rows 4 at a time, then 2 at a time; F32 TILE at a time.
+    int leastTile = bf16 ? 2 : TILE;
     for (int b0 = r0, b1; b0 < r1; b0 = b1) {
       // A last block of fewer than 8 rows joins the one before, so its rows stay in whole tiles.
       b1 = r1 - b0 < blockRows + 8 ? r1 : b0 + blockRows;
       int i = 0;
-      if (bf16) {
-        for (; i + 4 <= n; i += 4) {
-          int xo = i * cols;
-          int oo = outOff + i * outStride;
-          if (b1 - b0 < 4) {
-            for (int r = b0; r < b1; r++) {
-              bf16Rows1x4(seg, r * rowBytes, rowBytes, x, xo, cols, out, oo + r, outStride);
-            }
-            continue;
+      while (n - i >= leastTile) {
+        int inputs = !bf16 ? TILE : n - i < TILE_BF16 ? 2 : TILE_BF16;
+        int xo = i * cols;
+        int oo = outOff + i * outStride;
+        if (b1 - b0 < 4) {
+          for (int r = b0; r < b1; r++) {
+            tile(bf16, inputs, 1, seg, r * rowBytes, rowBytes, x, xo, cols, out, oo + r, outStride);
           }
+        } else {
           for (int r = b0; r < b1; r += 4) {
             int at = tileStart(r, b1, 4);
-            bf16Rows4x4(seg, at * rowBytes, rowBytes, x, xo, cols, out, oo + at, outStride);
+            tile(bf16, inputs, 4, seg, at * rowBytes, rowBytes, x, xo, cols, out, oo + at, outStride);
           }
         }
-        for (; i + 2 <= n; i += 2) {
-          int xo = i * cols;
-          int oo = outOff + i * outStride;
-          if (b1 - b0 < 4) {
-            for (int r = b0; r < b1; r++) {
-              bf16Rows1x2(seg, r * rowBytes, rowBytes, x, xo, cols, out, oo + r, outStride);
-            }
-            continue;
-          }
-          for (int r = b0; r < b1; r += 4) {
-            int at = tileStart(r, b1, 4);
-            bf16Rows4x2(seg, at * rowBytes, rowBytes, x, xo, cols, out, oo + at, outStride);
-          }
-        }
-      } else {
-        for (; i + TILE <= n; i += TILE) {
-          int xo = i * cols;
-          int oo = outOff + i * outStride;
-          if (b1 - b0 < 4) {
-            for (int r = b0; r < b1; r++) {
-              f32Rows1x4(seg, r * rowBytes, rowBytes, x, xo, cols, out, oo + r, outStride);
-            }
-            continue;
-          }
-          for (int r = b0; r < b1; r += 4) {
-            int at = tileStart(r, b1, 4);
-            f32Rows4x4(seg, at * rowBytes, rowBytes, x, xo, cols, out, oo + at, outStride);
-          }
-        }
+        i += inputs;
       }
       for (; i < n; i++) {
         matVecRows(seg, bf16, cols, x, i * cols, out, outOff + i * outStride, b0, b1);
       }
+    }
+  }
+
+  /** The register tile of {@code weights} (4 or 1) weight rows x {@code inputs} (4 or 2, BF16 only) input rows. */
+  private static void tile(boolean bf16, int inputs, int weights, MemorySegment seg, long row, long rowBytes,
+      float[] x, int xo, int cols, float[] out, int oo, int outStride) {
+    if (!bf16) {
+      if (weights == 4) {
+        f32Rows4x4(seg, row, rowBytes, x, xo, cols, out, oo, outStride);
+      } else {
+        f32Rows1x4(seg, row, rowBytes, x, xo, cols, out, oo, outStride);
+      }
+    } else if (inputs == 4) {
+      if (weights == 4) {
+        bf16Rows4x4(seg, row, rowBytes, x, xo, cols, out, oo, outStride);
+      } else {
+        bf16Rows1x4(seg, row, rowBytes, x, xo, cols, out, oo, outStride);
+      }
+    } else if (weights == 4) {
+      bf16Rows4x2(seg, row, rowBytes, x, xo, cols, out, oo, outStride);
+    } else {
+      bf16Rows1x2(seg, row, rowBytes, x, xo, cols, out, oo, outStride);
     }
   }
 
