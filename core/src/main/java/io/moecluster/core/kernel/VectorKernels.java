@@ -183,9 +183,9 @@ public final class VectorKernels implements Kernels, AutoCloseable {
    * Where the tile of {@code tile} rows that would start at {@code r} starts, so that it ends by
    * {@code end}: a range's last rows are a whole tile moved back, which computes up to
    * {@code tile - 1} rows a second time with the same bits (every tile runs the same sequence per
-   * row). Rows left over after the whole tiles used to take the 1-row kernels, which ran so rarely
-   * that a process rarely got them compiled by C2: the 7 last rows of a 2023-row LM head cost a
-   * decode token about 100 µs in their interpreted and C1 forms, as much as the other 2016 rows.
+   * row). Rows left over after the whole tiles used to take the 1-row kernels, called too seldom
+   * for C2 to compile them within a run: the 7 last rows of a 2023-row LM head cost a decode token
+   * about 100 µs in their interpreted and C1 forms, as much as the other 2016 rows.
    */
   private static int tileStart(int r, int end, int tile) {
     return Math.min(r, end - tile);
@@ -441,7 +441,10 @@ public final class VectorKernels implements Kernels, AutoCloseable {
     }
   }
 
-  /** The register tile of {@code weights} (4 or 1) weight rows x {@code inputs} (4 or 2, BF16 only) input rows. */
+  /**
+   * The register tile of {@code weights} (4 or 1) weight rows x {@code inputs} (4, or 2 for BF16)
+   * input rows.
+   */
   private static void tile(boolean bf16, int inputs, int weights, MemorySegment seg, long row, long rowBytes,
       float[] x, int xo, int cols, float[] out, int oo, int outStride) {
     if (!bf16) {
