@@ -154,7 +154,7 @@ final class KernelPool implements AutoCloseable {
         }
       }
       for (int r = regions - 1; r >= 0; r--) {
-        for (int c = regionStart(r + 1) - 1; c >= regionStart(r); c--) {
+        for (int c = regionStart(r + 1) - 1, start = regionStart(r); c >= start; c--) {
           if (state.get(c) == FREE && state.compareAndSet(c, FREE, claim)) {
             runClaimed(c, claim, scratch);
           }
