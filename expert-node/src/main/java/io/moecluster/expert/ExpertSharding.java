@@ -12,7 +12,6 @@ import org.apache.pekko.actor.typed.DispatcherSelector;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.apache.pekko.cluster.sharding.ShardCoordinator;
 import org.apache.pekko.cluster.sharding.typed.ClusterShardingSettings;
-import org.apache.pekko.cluster.sharding.typed.HashCodeMessageExtractor;
 import org.apache.pekko.cluster.sharding.typed.ShardingEnvelope;
 import org.apache.pekko.cluster.sharding.typed.javadsl.ClusterSharding;
 import org.apache.pekko.cluster.sharding.typed.javadsl.Entity;
@@ -21,7 +20,8 @@ import org.apache.pekko.cluster.typed.Cluster;
 
 /**
  * The one definition of the "expert" entity type that every node shares: role {@value #ROLE},
- * the shard count and least-shard allocation of {@code moe.expert.sharding}, the replicas of
+ * the shard count and least-shard allocation of {@code moe.expert.sharding} over shards that are
+ * columns of the model ({@link ExpertShards}), the replicas of
  * {@code moe.expert.replicas} (with 2, {@link ReplicaShards} keeps an expert's two entities on
  * different nodes), and no idle
  * passivation (an entity keeps its weights resident). Expert nodes init the real region through
@@ -100,7 +100,7 @@ public final class ExpertSharding {
         .withRole(ROLE)
         .withSettings(ClusterShardingSettings.create(system).withNoPassivationStrategy().withRole(ROLE));
     if (replicas(system) == 1) {
-      return entity.withMessageExtractor(new HashCodeMessageExtractor<ExpertCommand>(shards))
+      return entity.withMessageExtractor(new ExpertShards.Extractor(shards))
           .withAllocationStrategy(allocation);
     }
     // Two replicas: sibling shards "b#0" / "b#1", never on the same node while another can host.

@@ -25,7 +25,7 @@ import scala.jdk.javaapi.CollectionConverters;
  * {@code "<l>/<e>#0"} and {@code "<l>/<e>#1"}, and they must live on different expert nodes so
  * that losing one node leaves every expert a live replica.
  *
- * <p>The two replicas of an expert hash to the same shard base {@code b} and land in the sibling
+ * <p>The two replicas of an expert have the same shard base {@code b} and land in the sibling
  * shards {@code "b#0"} and {@code "b#1"}. The allocation strategy never puts a shard on a region
  * that hosts its sibling while another region can take it (least shards first among the allowed
  * regions). With a single expert node both siblings share it (there is nowhere else); when one of
@@ -35,12 +35,14 @@ import scala.jdk.javaapi.CollectionConverters;
 public final class ReplicaShards {
   private ReplicaShards() {}
 
-  /** The shard of an entity id: {@code "<hash mod shards>#<replica>"}; siblings share the base. */
+  /**
+   * The shard of an entity id: {@code "<base>#<replica>"} with the base of {@link ExpertShards}
+   * (the expert's column); siblings share the base.
+   */
   static String shardId(String entityId, int numberOfShards) {
-    int hash = entityId.indexOf('#');
-    String base = hash < 0 ? entityId : entityId.substring(0, hash);
-    String replica = hash < 0 ? "0" : entityId.substring(hash + 1);
-    return Math.abs(base.hashCode() % numberOfShards) + "#" + replica;
+    int mark = entityId.indexOf('#');
+    String replica = mark < 0 ? "0" : entityId.substring(mark + 1);
+    return ExpertShards.base(entityId, numberOfShards) + "#" + replica;
   }
 
   /** The shard id of the other replica ({@code "b#0"} and {@code "b#1"}); null for other ids. */

@@ -52,6 +52,7 @@ import java.util.Iterator;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.TreeMap;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.CountDownLatch;
@@ -321,8 +322,15 @@ class LocalClusterIT {
       assertTrue(experts.add(p.getLayer() + "/" + p.getExpert() + "#" + p.getReplica()), "duplicate " + p);
     }
     assertEquals(config.numLayers() * config.numExperts(), experts.size());
+    // Shards are columns of the model (expert e of every layer): each node holds half of every
+    // layer's experts, so no layer waits on one node more than on the other.
     for (var e : byNode.entrySet()) {
-      assertTrue(e.getValue().size() >= 4, e.getKey() + " holds only " + e.getValue().size() + " experts");
+      Map<Integer, Integer> perLayer = new TreeMap<>();
+      e.getValue().forEach(p -> perLayer.merge(p.getLayer(), 1, Integer::sum));
+      for (int layer = 0; layer < config.numLayers(); layer++) {
+        assertEquals(config.numExperts() / 2, perLayer.getOrDefault(layer, 0),
+            e.getKey() + " per layer: " + perLayer);
+      }
     }
   }
 
