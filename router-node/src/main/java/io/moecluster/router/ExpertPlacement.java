@@ -169,7 +169,26 @@ public final class ExpertPlacement extends AbstractBehavior<ExpertPlacement.Comm
     toLocate.clear();
     toLocate.addAll(allIds());
     getContext().getLog().info("Expert members Up: {}; locating the experts again", upExperts);
+    String idle = idleNodes(upExperts.size(), experts, ExpertSharding.numberOfShards(getContext().getSystem()), replicas);
+    if (idle != null) {
+      getContext().getLog().warn(idle);
+    }
     publish();
+  }
+
+  /**
+   * Why some expert nodes can hold no experts, or null when every one can: a shard is a column of
+   * the model (expert e of every layer), so there are only min(experts, shards) x replicas shards
+   * to spread.
+   */
+  static String idleNodes(int expertNodes, int experts, int numberOfShards, int replicas) {
+    int shards = Math.min(experts, numberOfShards) * replicas;
+    if (expertNodes <= shards) {
+      return null;
+    }
+    return expertNodes + " expert nodes are Up but the experts fill only " + shards + " shards (min(" + experts
+        + " experts a layer, moe.expert.sharding.number-of-shards " + numberOfShards + ") x " + replicas
+        + " replica(s), one column of the model each): " + (expertNodes - shards) + " node(s) will hold no experts";
   }
 
   /** Every entity id: each (layer, expert) once per replica. */
