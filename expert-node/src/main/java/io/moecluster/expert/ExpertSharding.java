@@ -100,11 +100,11 @@ public final class ExpertSharding {
         .withRole(ROLE)
         .withSettings(ClusterShardingSettings.create(system).withNoPassivationStrategy().withRole(ROLE));
     if (replicas(system) == 1) {
-      return entity.withMessageExtractor(new ExpertShards.Extractor(shards))
+      return entity.withMessageExtractor(new ExpertShards.Extractor(shards, false))
           .withAllocationStrategy(allocation);
     }
     // Two replicas: sibling shards "b#0" / "b#1", never on the same node while another can host.
-    return entity.withMessageExtractor(new ReplicaShards.Extractor(shards))
+    return entity.withMessageExtractor(new ExpertShards.Extractor(shards, true))
         .withAllocationStrategy(new ReplicaShards.Allocation(allocation));
   }
 }

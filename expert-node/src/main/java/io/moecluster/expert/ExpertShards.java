@@ -38,12 +38,17 @@ final class ExpertShards {
     }
   }
 
-  /** Envelopes to the shard of {@link #base}, for experts with one entity each. */
+  /**
+   * Envelopes to the shard of {@link #base}; with replicas, to the replica's sibling shard of
+   * that base ({@link ReplicaShards#shardId}).
+   */
   static final class Extractor extends ShardingMessageExtractor<ShardingEnvelope<ExpertCommand>, ExpertCommand> {
     private final int numberOfShards;
+    private final boolean replicated;
 
-    Extractor(int numberOfShards) {
+    Extractor(int numberOfShards, boolean replicated) {
       this.numberOfShards = numberOfShards;
+      this.replicated = replicated;
     }
 
     @Override
@@ -53,7 +58,8 @@ final class ExpertShards {
 
     @Override
     public String shardId(String entityId) {
-      return Integer.toString(base(entityId, numberOfShards));
+      return replicated ? ReplicaShards.shardId(entityId, numberOfShards)
+          : Integer.toString(base(entityId, numberOfShards));
     }
 
     @Override

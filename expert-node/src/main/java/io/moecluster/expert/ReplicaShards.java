@@ -1,6 +1,5 @@
 package io.moecluster.expert;
 
-import io.moecluster.proto.cluster.v1.ExpertCommand;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.HashSet;
@@ -14,8 +13,6 @@ import org.apache.pekko.cluster.Cluster;
 import org.apache.pekko.cluster.Member;
 import org.apache.pekko.cluster.MemberStatus;
 import org.apache.pekko.cluster.sharding.ShardCoordinator;
-import org.apache.pekko.cluster.sharding.typed.ShardingEnvelope;
-import org.apache.pekko.cluster.sharding.typed.ShardingMessageExtractor;
 import scala.collection.immutable.IndexedSeq;
 import scala.concurrent.Future;
 import scala.jdk.javaapi.CollectionConverters;
@@ -54,30 +51,6 @@ public final class ReplicaShards {
       return shardId.substring(0, shardId.length() - 1) + "0";
     }
     return null;
-  }
-
-  /** Envelopes to shards by {@link #shardId}: {@code numberOfShards} bases, two shards each. */
-  static final class Extractor extends ShardingMessageExtractor<ShardingEnvelope<ExpertCommand>, ExpertCommand> {
-    private final int numberOfShards;
-
-    Extractor(int numberOfShards) {
-      this.numberOfShards = numberOfShards;
-    }
-
-    @Override
-    public String entityId(ShardingEnvelope<ExpertCommand> envelope) {
-      return envelope.entityId();
-    }
-
-    @Override
-    public String shardId(String entityId) {
-      return ReplicaShards.shardId(entityId, numberOfShards);
-    }
-
-    @Override
-    public ExpertCommand unwrapMessage(ShardingEnvelope<ExpertCommand> envelope) {
-      return envelope.message();
-    }
   }
 
   /**

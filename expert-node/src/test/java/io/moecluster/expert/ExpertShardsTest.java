@@ -23,7 +23,7 @@ class ExpertShardsTest {
       Map<String, Set<Integer>> expertsOfShard = new HashMap<>();
       for (int layer = 0; layer < 48; layer++) {
         for (int expert = 0; expert < experts; expert++) {
-          String shard = new ExpertShards.Extractor(shards).shardId(ExpertEntity.entityId(layer, expert));
+          String shard = new ExpertShards.Extractor(shards, false).shardId(ExpertEntity.entityId(layer, expert));
           Set<Integer> seen = expertsOfShard.computeIfAbsent(shard, s -> new HashSet<>());
           if (layer == 0) {
             seen.add(expert);
@@ -53,7 +53,7 @@ class ExpertShardsTest {
         int[] shardsOfNode = new int[nodes];
         Map<String, Integer> nodeOfEntity = new HashMap<>();
         for (String id : order) {
-          String shard = new ExpertShards.Extractor(64).shardId(id);
+          String shard = new ExpertShards.Extractor(64, false).shardId(id);
           int node = nodeOfShard.computeIfAbsent(shard, s -> {
             int least = 0;
             for (int n = 1; n < shardsOfNode.length; n++) {
@@ -86,9 +86,10 @@ class ExpertShardsTest {
 
   @Test
   void theReplicasOfAnExpertShareItsColumn() {
-    assertEquals("3#0", ReplicaShards.shardId(ExpertEntity.entityId(5, 3, 0, 2), 64));
-    assertEquals("3#1", ReplicaShards.shardId(ExpertEntity.entityId(0, 3, 1, 2), 64));
-    assertEquals("6#1", ReplicaShards.shardId(ExpertEntity.entityId(2, 70, 1, 2), 64));
+    ExpertShards.Extractor replicated = new ExpertShards.Extractor(64, true);
+    assertEquals("3#0", replicated.shardId(ExpertEntity.entityId(5, 3, 0, 2)));
+    assertEquals("3#1", replicated.shardId(ExpertEntity.entityId(0, 3, 1, 2)));
+    assertEquals("6#1", replicated.shardId(ExpertEntity.entityId(2, 70, 1, 2)));
   }
 
   @Test
