@@ -14,9 +14,9 @@ import org.apache.pekko.cluster.sharding.typed.ShardingMessageExtractor;
  * which balances only the count of shards per node, balances every layer too: with {@code E}
  * experts a layer and {@code R} expert nodes each node holds {@code floor(E/R)} or {@code
  * ceil(E/R)} experts of each layer, whatever order the shards were allocated in. Hashing the ids
- * did not: {@code "<layer>/<expert>".hashCode()} grows by one per expert and by 961 per layer, so
- * the 32 experts of the small preset fell into 11 of 64 shards and a node could hold 5 of a
- * layer's 8 experts while the other held 3.
+ * did not: for one-digit indices {@code "<layer>/<expert>".hashCode()} grows by one per expert and
+ * by 961 per layer, so the 32 experts of the small preset fell into 11 of 64 shards and a node
+ * could hold 5 of a layer's 8 experts while the other held 3.
  *
  * <p>The cost: at most {@code min(E, number-of-shards)} shards, so a model with {@code E} experts a
  * layer spreads over at most that many expert nodes, and a shard that moves carries an expert of
