@@ -85,6 +85,14 @@ public final class ExpertSharding {
     return system.settings().config().getInt("moe.expert.sharding.number-of-shards");
   }
 
+  /**
+   * The shards a model's entities fill, and so the most expert nodes that can hold any: one per
+   * column of the model ({@link ExpertShards}) up to {@code numberOfShards}, once per replica.
+   */
+  public static int shardsFilled(int experts, int numberOfShards, int replicas) {
+    return Math.min(experts, numberOfShards) * replicas;
+  }
+
   private static Entity<ExpertCommand, ShardingEnvelope<ExpertCommand>> entity(
       ActorSystem<?> system,
       org.apache.pekko.japi.function.Function<EntityContext<ExpertCommand>, Behavior<ExpertCommand>> create) {

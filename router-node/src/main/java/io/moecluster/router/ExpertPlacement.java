@@ -178,11 +178,10 @@ public final class ExpertPlacement extends AbstractBehavior<ExpertPlacement.Comm
 
   /**
    * Why some expert nodes can hold no experts, or null when every one can: a shard is a column of
-   * the model (expert e of every layer), so there are only min(experts, shards) x replicas shards
-   * to spread.
+   * the model, so there are only {@link ExpertSharding#shardsFilled} shards to spread.
    */
   static String idleNodes(int expertNodes, int experts, int numberOfShards, int replicas) {
-    int shards = Math.min(experts, numberOfShards) * replicas;
+    int shards = ExpertSharding.shardsFilled(experts, numberOfShards, replicas);
     if (expertNodes <= shards) {
       return null;
     }
