@@ -15,6 +15,7 @@ import io.moecluster.deploy.commands.ServeCommand;
 import io.moecluster.deploy.commands.StatsCommand;
 
 import io.moecluster.deploy.cli.ErrorHandler;
+import io.moecluster.deploy.cli.ExitCodes;
 import io.moecluster.deploy.cli.Logging;
 import io.moecluster.deploy.cli.MoeVersion;
 import io.moecluster.deploy.cli.UsageErrorHandler;
@@ -97,6 +98,18 @@ public final class Moe implements Runnable {
   }
 
   public static void main(String[] args) {
-    System.exit(commandLine().execute(args));
+    int exitCode;
+    try {
+      exitCode = commandLine().execute(args);
+    } catch (OutOfMemoryError e) {
+      // picocli hands only Exceptions to the error handler; an Error would end in a bare stack trace.
+      System.err.println("moe: out of memory (" + e.getMessage() + "); give the JVM more with MOE_JAVA_OPTS=-Xmx...,"
+          + " or ask for less");
+      exitCode = ExitCodes.FAILURE;
+    } catch (Error e) {
+      System.err.println("moe: internal error: " + e);
+      exitCode = ExitCodes.FAILURE;
+    }
+    System.exit(exitCode);
   }
 }

@@ -14,10 +14,16 @@ import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.SplittableRandom;
+import java.util.regex.Pattern;
+import java.util.stream.Stream;
 
 /**
  * Writes a random model in the exact Hugging Face layout (config.json, safetensors with HF names
@@ -26,22 +32,103 @@ import java.util.SplittableRandom;
  * name): the same spec always gives the same bytes.
  */
 public final class CheckpointWriter {
+  private static final String CONFIG = "config.json";
+  private static final String STAGE_PREFIX = ".moe-partial-";
+  private static final Pattern WEIGHT_FILE =
+      Pattern.compile("model\\.safetensors(\\.index\\.json)?|model-\\d+-of-\\d+\\.safetensors");
+
   private CheckpointWriter() {}
 
-  /** Writes the checkpoint into {@code out} (created if needed) and returns its config. */
+  /**
+   * Writes the checkpoint into {@code out} (created if needed) and returns its config.
+   *
+   * <p>Everything is written into a staging directory inside {@code out} first and moved into
+   * place only once complete, {@code config.json} last: a spec refused half-way (too many shards,
+   * a bad tokenizer) leaves a checkpoint already in {@code out} as it was, and a write cut short
+   * (a full disk, a killed process) leaves no {@code config.json}, so a directory that has one
+   * holds a whole checkpoint. The staging directories of writers that died are removed by the
+   * next write into the same directory.
+   */
   public static ModelConfig write(CheckpointSpec spec, Path out) {
+    Path stage = null;
     try {
       Files.createDirectories(out);
-      int vocab = writeTokenizer(spec, out);
-      Tokenizer tokenizer = Tokenizer.load(out);
+      removeAbandonedStages(out);
+      stage = Files.createTempDirectory(out, STAGE_PREFIX + ProcessHandle.current().pid() + "-");
+      int vocab = writeTokenizer(spec, stage);
+      Tokenizer tokenizer = Tokenizer.load(stage);
       ModelConfig config = config(spec, vocab, tokenizer);
-      Files.writeString(out.resolve("config.json"), config.toJson());
       SafeTensorsWriter.write(
-          out, tensors(config, spec.dtype()), spec.shards(), (t, values) -> fill(spec.seed(), t, values),
+          stage, tensors(config, spec.dtype()), spec.shards(), (t, values) -> fill(spec.seed(), t, values),
           Map.of("format", "pt"));
+      Files.writeString(stage.resolve(CONFIG), config.toJson());
+      publish(stage, out);
       return config;
     } catch (IOException e) {
       throw new UncheckedIOException("cannot write the checkpoint to " + out + ": " + e.getMessage(), e);
+    } finally {
+      if (stage != null) {
+        deleteQuietly(stage);
+      }
+    }
+  }
+
+  /** Moves a complete staged checkpoint into {@code out}: config out first, in last. */
+  private static void publish(Path stage, Path out) throws IOException {
+    Files.deleteIfExists(out.resolve(CONFIG));
+    List<Path> staged;
+    try (Stream<Path> s = Files.list(stage)) {
+      staged = s.filter(p -> !p.getFileName().toString().equals(CONFIG)).toList();
+    }
+    Set<String> names = new HashSet<>();
+    staged.forEach(p -> names.add(p.getFileName().toString()));
+    // Another checkpoint's weights left beside this one's (an index, or shards of another count)
+    // would be read instead of, or along with, the new file.
+    try (Stream<Path> s = Files.list(out)) {
+      for (Path p : s.toList()) {
+        String name = p.getFileName().toString();
+        if (WEIGHT_FILE.matcher(name).matches() && !names.contains(name) && Files.isRegularFile(p)) {
+          Files.delete(p);
+        }
+      }
+    }
+    for (Path p : staged) {
+      Files.move(p, out.resolve(p.getFileName()), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+    }
+    Files.move(stage.resolve(CONFIG), out.resolve(CONFIG), StandardCopyOption.REPLACE_EXISTING,
+        StandardCopyOption.ATOMIC_MOVE);
+  }
+
+  /** Removes the staging directories in {@code out} whose writing process is gone. */
+  private static void removeAbandonedStages(Path out) throws IOException {
+    try (Stream<Path> s = Files.list(out)) {
+      for (Path p : s.toList()) {
+        String name = p.getFileName().toString();
+        if (name.startsWith(STAGE_PREFIX) && Files.isDirectory(p) && !writerAlive(name)) {
+          deleteQuietly(p);
+        }
+      }
+    }
+  }
+
+  private static boolean writerAlive(String stageName) {
+    String rest = stageName.substring(STAGE_PREFIX.length());
+    int dash = rest.indexOf('-');
+    try {
+      long pid = Long.parseLong(dash < 0 ? rest : rest.substring(0, dash));
+      return ProcessHandle.of(pid).map(ProcessHandle::isAlive).orElse(false);
+    } catch (NumberFormatException e) {
+      return false;
+    }
+  }
+
+  private static void deleteQuietly(Path dir) {
+    try (Stream<Path> s = Files.walk(dir)) {
+      for (Path p : s.sorted(Comparator.reverseOrder()).toList()) {
+        Files.deleteIfExists(p);
+      }
+    } catch (IOException | UncheckedIOException e) {
+      // Best effort: what is left is a hidden directory the next write into out removes.
     }
   }
 
@@ -52,8 +139,8 @@ public final class CheckpointWriter {
         throw new IllegalArgumentException("--tokenizer " + from + ": no tokenizer.json there");
       }
       for (String name : List.of("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")) {
-        if (Files.isRegularFile(from.resolve(name)) && !from.resolve(name).equals(out.resolve(name))) {
-          Files.copy(from.resolve(name), out.resolve(name), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+        if (Files.isRegularFile(from.resolve(name))) {
+          Files.copy(from.resolve(name), out.resolve(name), StandardCopyOption.REPLACE_EXISTING);
         }
       }
       return Tokenizer.load(out).vocabSize();

@@ -13,6 +13,7 @@ import io.moecluster.core.tokenizer.Tokenizer;
 import java.net.URISyntaxException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -86,5 +87,56 @@ class CheckpointWriterTest {
                 new CheckpointSpec(Preset.TINY, ModelFamily.MIXTRAL, DType.F32, 1, 1, dir.resolve("none")),
                 dir.resolve("out")));
     assertTrue(e.getMessage().contains("tokenizer.json"), e.getMessage());
+  }
+
+  @Test
+  void aRefusedSpecLeavesTheCheckpointThereAsItWas(@TempDir Path dir) throws Exception {
+    CheckpointWriter.write(CheckpointSpec.of(Preset.TINY, DType.BF16, 3), dir);
+    byte[] config = Files.readAllBytes(dir.resolve("config.json"));
+    byte[] weights = Files.readAllBytes(dir.resolve("model.safetensors"));
+    byte[] tokenizer = Files.readAllBytes(dir.resolve("tokenizer.json"));
+    // More shards than tensors is refused only after the tokenizer and config are made.
+    assertThrows(IllegalArgumentException.class,
+        () -> CheckpointWriter.write(new CheckpointSpec(Preset.SMALL, ModelFamily.MIXTRAL, DType.F32, 1, 1000, null), dir));
+    assertArrayEquals(config, Files.readAllBytes(dir.resolve("config.json")));
+    assertArrayEquals(weights, Files.readAllBytes(dir.resolve("model.safetensors")));
+    assertArrayEquals(tokenizer, Files.readAllBytes(dir.resolve("tokenizer.json")));
+    assertEquals(List.of("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"), names(dir));
+  }
+
+  @Test
+  void aRewriteReplacesTheOtherLayoutsWeights(@TempDir Path dir) {
+    CheckpointWriter.write(new CheckpointSpec(Preset.TINY, ModelFamily.MIXTRAL, DType.F32, 1, 3, null), dir);
+    assertTrue(Files.isRegularFile(dir.resolve("model.safetensors.index.json")));
+    ModelConfig single = CheckpointWriter.write(CheckpointSpec.of(Preset.TINY, DType.BF16, 2), dir);
+    assertEquals(List.of("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"), names(dir));
+    assertEquals(single, ModelConfig.load(dir));
+    CheckpointWriter.write(new CheckpointSpec(Preset.TINY, ModelFamily.MIXTRAL, DType.F32, 1, 2, null), dir);
+    assertEquals(List.of("config.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
+        "model.safetensors.index.json", "tokenizer.json", "tokenizer_config.json"), names(dir));
+    try (SafeTensors st = SafeTensors.open(dir)) {
+      assertEquals(DType.F32, st.info("lm_head.weight").dtype());
+    }
+  }
+
+  @Test
+  void theStagingOfAWriterThatDiedIsRemovedAndALiveOnesIsKept(@TempDir Path dir) throws Exception {
+    Process gone = new ProcessBuilder("true").start();
+    gone.waitFor();
+    Path abandoned = Files.createDirectories(dir.resolve(".moe-partial-" + gone.pid() + "-1/sub"));
+    Files.writeString(abandoned.resolve("model.safetensors"), "half");
+    Path live = Files.createDirectories(dir.resolve(".moe-partial-" + ProcessHandle.current().pid() + "-7"));
+    CheckpointWriter.write(CheckpointSpec.of(Preset.TINY, DType.BF16, 1), dir);
+    assertTrue(Files.notExists(abandoned.getParent()));
+    assertTrue(Files.isDirectory(live));
+    ModelConfig.load(dir);
+  }
+
+  private static List<String> names(Path dir) {
+    try (var s = Files.list(dir)) {
+      return s.map(p -> p.getFileName().toString()).sorted().toList();
+    } catch (java.io.IOException e) {
+      throw new java.io.UncheckedIOException(e);
+    }
   }
 }

@@ -182,7 +182,7 @@ public final class ChaosCluster implements AutoCloseable {
     ManagedChannel channel = Gateways.channel(gateway);
     try {
       Gateways.awaitServing(channel, options.startTimeout(),
-          () -> deadNode(Set.of()).map(m -> "a node died before the cluster was serving: " + m));
+          () -> deadNode(Set.of()).map(m -> new IllegalStateException("a node died before the cluster was serving: " + m)));
     } finally {
       Gateways.close(channel);
     }

@@ -5,6 +5,8 @@ import java.io.PrintWriter;
 import java.io.UncheckedIOException;
 import java.lang.reflect.InvocationTargetException;
 import java.nio.file.AccessDeniedException;
+import java.nio.file.FileAlreadyExistsException;
+import java.nio.file.FileSystemException;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.NotDirectoryException;
 import java.util.concurrent.CompletionException;
@@ -23,6 +25,9 @@ public final class ErrorHandler implements CommandLine.IExecutionExceptionHandle
   private static final String[] USER_ERROR_SUFFIXES = {
     "ConfigException", "TokenizerException", "SafeTensorsException"
   };
+
+  /** The reason the JDK gives for ENOTDIR, as when a path goes through a regular file. */
+  private static final String NOT_A_DIRECTORY = "Not a directory";
 
   @Override
   public int handleExecutionException(Exception e, CommandLine cmd, ParseResult parseResult) {
@@ -53,7 +58,9 @@ public final class ErrorHandler implements CommandLine.IExecutionExceptionHandle
         || error instanceof NoSuchFileException
         || error instanceof FileNotFoundException
         || error instanceof AccessDeniedException
-        || error instanceof NotDirectoryException) {
+        || error instanceof NotDirectoryException
+        || error instanceof FileAlreadyExistsException
+        || (error instanceof FileSystemException f && NOT_A_DIRECTORY.equals(f.getReason()))) {
       return true;
     }
     for (Class<?> type = error.getClass(); type != null; type = type.getSuperclass()) {
@@ -89,6 +96,12 @@ public final class ErrorHandler implements CommandLine.IExecutionExceptionHandle
     }
     if (error instanceof NotDirectoryException) {
       return "not a directory: " + message;
+    }
+    if (error instanceof FileAlreadyExistsException) {
+      return "a file is in the way, where a directory or a new file should go: " + message;
+    }
+    if (error instanceof FileSystemException f && NOT_A_DIRECTORY.equals(f.getReason())) {
+      return "not a directory: " + f.getFile();
     }
     if (message == null || message.isBlank()) {
       return error.getClass().getName();

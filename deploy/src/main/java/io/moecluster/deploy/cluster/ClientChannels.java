@@ -11,7 +11,9 @@ import io.grpc.stub.MetadataUtils;
 import io.moecluster.gateway.security.PemFiles;
 import java.io.IOException;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.Optional;
+import java.util.concurrent.TimeUnit;
 
 /**
  * Builds the gRPC channel of a client command ({@code moe client}, {@code moe bench}) to a gateway:
@@ -55,9 +57,26 @@ public final class ClientChannels {
     }
   }
 
+  /**
+   * How long a call's connection may stay silent before the client pings the gateway, and how long
+   * it waits for the answer. A gateway that stops answering without closing the connection (a
+   * paused or frozen process, a host lost from the network) then fails the call UNAVAILABLE, which
+   * the client's failover acts on, instead of leaving it waiting forever. gRPC allows no less than
+   * 10 s between pings; the gateway permits pings every 10 s.
+   */
+  public static final Duration KEEPALIVE_TIME = Duration.ofSeconds(20);
+
+  public static final Duration KEEPALIVE_TIMEOUT = Duration.ofSeconds(10);
+
   /** A channel to {@code target}; close it with {@link Gateways#close(ManagedChannel)}. */
   public static ManagedChannel open(HostPort target, Security security) {
-    ManagedChannelBuilder<?> builder = Grpc.newChannelBuilder(target.toString(), credentials(security));
+    return open(target, security, KEEPALIVE_TIME, KEEPALIVE_TIMEOUT);
+  }
+
+  static ManagedChannel open(HostPort target, Security security, Duration keepAliveTime, Duration keepAliveTimeout) {
+    ManagedChannelBuilder<?> builder = Grpc.newChannelBuilder(target.toString(), credentials(security))
+        .keepAliveTime(keepAliveTime.toNanos(), TimeUnit.NANOSECONDS)
+        .keepAliveTimeout(keepAliveTimeout.toNanos(), TimeUnit.NANOSECONDS);
     security.serverName().ifPresent(builder::overrideAuthority);
     security.apiKey().ifPresent(key -> {
       Metadata headers = new Metadata();

@@ -154,7 +154,16 @@ public final class ClusterNode implements AutoCloseable {
     Config config = config(spec);
     // Checked before anything starts: a bad certificate or key file stops the node at once.
     GatewaySecurity security = spec.has(Role.GATEWAY) ? GatewaySecurity.fromConfig(config) : null;
-    ActorSystem<Void> system = ActorSystem.create(Behaviors.empty(), SYSTEM_NAME, config);
+    ActorSystem<Void> system;
+    try {
+      system = ActorSystem.create(Behaviors.empty(), SYSTEM_NAME, config);
+    } catch (RuntimeException e) {
+      if (addressInUse(e)) {
+        throw new UserError("--port " + spec.port() + ": cannot bind the cluster port on " + spec.host() + ":"
+            + spec.port() + " (address already in use); pick another port, or 0 for any free one", e);
+      }
+      throw e;
+    }
     ClusterNode node = new ClusterNode(spec, system);
     try {
       node.startRoles(config, security);
@@ -163,6 +172,19 @@ public final class ClusterNode implements AutoCloseable {
       throw e;
     }
     return node;
+  }
+
+  /** Whether {@code e} comes from a port another process holds. */
+  static boolean addressInUse(Throwable e) {
+    for (Throwable t = e; t != null; t = t.getCause()) {
+      // Netty's native transport reports EADDRINUSE as its own IOException, not BindException,
+      // and Artery wraps the bind failure in its own exception.
+      if (t instanceof java.net.BindException
+          || (t.getMessage() != null && t.getMessage().contains("Address already in use"))) {
+        return true;
+      }
+    }
+    return false;
   }
 
   private void startRoles(Config config, GatewaySecurity security) {
@@ -184,18 +206,21 @@ public final class ClusterNode implements AutoCloseable {
     if (spec.has(Role.GATEWAY)) {
       ServerBuilder<?> builder =
           NettyServerBuilder.forAddress(
-              new InetSocketAddress(spec.grpcHost(), spec.grpcPort()), security.serverCredentials());
+                  new InetSocketAddress(spec.grpcHost(), spec.grpcPort()), security.serverCredentials())
+              // Clients ping a silent call's connection (moe's every 20 s); gRPC's default refuses
+              // pings more often than every 5 minutes and would drop those connections.
+              .permitKeepAliveTime(10, TimeUnit.SECONDS)
+              // And the gateway pings its clients: a vanished client's stream is cancelled and its
+              // slot freed within a few minutes, not after the operating system's two hours.
+              .keepAliveTime(2, TimeUnit.MINUTES)
+              .keepAliveTimeout(20, TimeUnit.SECONDS);
       GatewayServer server;
       try {
         server = GatewayServer.start(system, GatewaySettings.fromConfig(config), security, builder, spec.modelDir());
       } catch (RuntimeException e) {
-        for (Throwable t = e; t != null; t = t.getCause()) {
-          // Netty's native transport reports EADDRINUSE as its own IOException, not BindException.
-          if (t instanceof java.net.BindException
-              || (t.getMessage() != null && t.getMessage().contains("Address already in use"))) {
-            throw new UserError("--grpc-port " + spec.grpcPort() + ": cannot listen on " + spec.grpcHost() + ":"
-                + spec.grpcPort() + " (" + t.getMessage() + "); pick another port, or 0 for any free one", e);
-          }
+        if (addressInUse(e)) {
+          throw new UserError("--grpc-port " + spec.grpcPort() + ": cannot listen on " + spec.grpcHost() + ":"
+              + spec.grpcPort() + " (address already in use); pick another port, or 0 for any free one", e);
         }
         throw e;
       }

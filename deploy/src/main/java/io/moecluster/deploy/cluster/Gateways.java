@@ -45,17 +45,18 @@ public final class Gateways {
 
   /**
    * Polls the health service until it says SERVING. {@code failure} is asked between polls and
-   * returns a message when waiting is pointless (a node died); that message is thrown. Timing out
+   * returns an error when waiting is pointless (a node died); that error is thrown. Timing out
    * throws too, saying what the gateway said last.
    */
-  public static void awaitServing(ManagedChannel channel, Duration timeout, Supplier<Optional<String>> failure)
+  public static void awaitServing(ManagedChannel channel, Duration timeout,
+      Supplier<Optional<? extends RuntimeException>> failure)
       throws InterruptedException {
     long deadline = System.nanoTime() + timeout.toNanos();
     ServingStatus last = ServingStatus.UNKNOWN;
     while (true) {
-      Optional<String> failed = failure.get();
+      Optional<? extends RuntimeException> failed = failure.get();
       if (failed.isPresent()) {
-        throw new IllegalStateException(failed.get());
+        throw failed.get();
       }
       last = health(channel, Duration.ofSeconds(2));
       if (last == ServingStatus.SERVING) {

@@ -1,6 +1,8 @@
 package io.moecluster.deploy.cluster;
 
 import io.grpc.ManagedChannel;
+import io.moecluster.deploy.cli.ExitCodes;
+import io.moecluster.deploy.cli.UserError;
 import io.moecluster.proto.v1.GetModelInfoRequest;
 import io.moecluster.proto.v1.InferenceGrpc;
 import io.moecluster.proto.v1.ModelInfo;
@@ -27,6 +29,8 @@ import java.util.concurrent.TimeUnit;
  */
 public final class LocalCluster implements AutoCloseable {
   private static final String HOST = "127.0.0.1";
+  /** Expert JVMs one local cluster may start. */
+  public static final int MAX_EXPERT_NODES = 64;
 
   /**
    * @param basePort the seed's cluster port; expert i gets basePort + i. 0 picks free ports.
@@ -53,12 +57,14 @@ public final class LocalCluster implements AutoCloseable {
 
     public Options {
       conf = Map.copyOf(conf);
+      // One machine runs them all, each a JVM of its own: past this it is a typo, not a cluster.
+      if (expertNodes < 1 || expertNodes > MAX_EXPERT_NODES) {
+        throw new IllegalArgumentException(
+            "--expert-nodes must be in [1, " + MAX_EXPERT_NODES + "], got " + expertNodes);
+      }
       if (metricsBasePort < -1 || metricsBasePort + expertNodes > 65535) {
         throw new IllegalArgumentException("--metrics-base-port must be in [-1, " + (65535 - expertNodes)
             + "] (-1: none), got " + metricsBasePort);
-      }
-      if (expertNodes < 1) {
-        throw new IllegalArgumentException("--expert-nodes must be >= 1, got " + expertNodes);
       }
       if (basePort < 0 || basePort + expertNodes > 65535) {
         throw new IllegalArgumentException("--base-port must be in [0, " + (65535 - expertNodes) + "], got " + basePort);
@@ -169,21 +175,23 @@ public final class LocalCluster implements AutoCloseable {
 
   /** A message naming the first child that exited, with its last lines of output. */
   public Optional<String> deadChild() {
-    for (ChildProcess c : children) {
-      if (!c.isAlive()) {
-        StringBuilder msg = new StringBuilder()
-            .append(c.name()).append(" exited with code ").append(c.exitValue());
-        List<String> tail = c.tail();
-        if (!tail.isEmpty()) {
-          msg.append("; its last lines:");
-          for (String line : tail.subList(Math.max(0, tail.size() - 10), tail.size())) {
-            msg.append(System.lineSeparator()).append("  ").append(line);
-          }
-        }
-        return Optional.of(msg.toString());
+    return firstDeadChild().map(LocalCluster::describeExit);
+  }
+
+  private Optional<ChildProcess> firstDeadChild() {
+    return children.stream().filter(c -> !c.isAlive()).findFirst();
+  }
+
+  private static String describeExit(ChildProcess c) {
+    StringBuilder msg = new StringBuilder().append(c.name()).append(" exited with code ").append(c.exitValue());
+    List<String> tail = c.tail();
+    if (!tail.isEmpty()) {
+      msg.append("; its last lines:");
+      for (String line : tail.subList(Math.max(0, tail.size() - 10), tail.size())) {
+        msg.append(System.lineSeparator()).append("  ").append(line);
       }
     }
-    return Optional.empty();
+    return msg.toString();
   }
 
   /** Waits until the gateway's health says SERVING; fails early if a child dies. */
@@ -191,7 +199,11 @@ public final class LocalCluster implements AutoCloseable {
     ManagedChannel channel = Gateways.channel(gateway);
     try {
       Gateways.awaitServing(channel, options.startTimeout(),
-          () -> deadChild().map(m -> "a node of the local cluster died before it was serving: " + m));
+          () -> firstDeadChild().map(c -> {
+            String message = "a node of the local cluster died before it was serving: " + describeExit(c);
+            // A child refuses bad input (a busy port, a model it cannot read) with exit code 2, as we do.
+            return c.exitValue() == ExitCodes.USAGE ? new UserError(message) : new IllegalStateException(message);
+          }));
     } finally {
       Gateways.close(channel);
     }

@@ -94,6 +94,10 @@ public final class BenchCommand implements Callable<Integer> {
       var stub = InferenceGrpc.newStub(channel);
       ModelInfo info = InferenceGrpc.newBlockingStub(channel).withDeadlineAfter(30, TimeUnit.SECONDS)
           .getModelInfo(GetModelInfoRequest.getDefaultInstance());
+      if (promptTokens >= info.getContextLength()) { // every request would be refused
+        throw new IllegalArgumentException("--prompt-tokens " + promptTokens
+            + " must be shorter than the model's context length (" + info.getContextLength() + ")");
+      }
       out.printf(Locale.ROOT, "moe bench: %s at %s; prompt %d tokens, %d generated, %d requests per level%n",
           info.getName(), address, promptTokens, maxTokens, requests);
       out.flush();

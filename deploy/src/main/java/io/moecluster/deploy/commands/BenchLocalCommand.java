@@ -39,8 +39,7 @@ public final class BenchLocalCommand implements Callable<Integer> {
   @Option(names = "--model", paramLabel = "DIR", required = true, description = "model directory")
   Path model;
 
-  @Option(names = "--threads", description = "compute threads, 0 = all cores (default: ${DEFAULT-VALUE})", defaultValue = "0")
-  int threads;
+  @Mixin ThreadsOption threads;
 
   @Mixin WeightsOption weights;
 
@@ -55,17 +54,17 @@ public final class BenchLocalCommand implements Callable<Integer> {
 
   @Override
   public Integer call() {
-    if (promptTokens < 1 || maxTokens < 2 || runs < 1 || threads < 0) {
-      throw new IllegalArgumentException("--prompt-tokens >= 1, --max-tokens >= 2, --runs >= 1 and --threads >= 0 are required");
+    if (promptTokens < 1 || maxTokens < 2 || runs < 1) {
+      throw new IllegalArgumentException("--prompt-tokens >= 1, --max-tokens >= 2 and --runs >= 1 are required");
     }
     PrintWriter out = spec.commandLine().getOut();
-    int usedThreads = threads == 0 ? Runtime.getRuntime().availableProcessors() : threads;
+    int usedThreads = threads.threads() == 0 ? Runtime.getRuntime().availableProcessors() : threads.threads();
     try (LocalGenerator generator = LocalGenerator.open(model, usedThreads, weights.placement());
         Arena bandwidthArena = Arena.ofShared()) { // shared: the measuring threads read it
       int context = generator.config().contextLength();
-      if (promptTokens >= context) { // before the weights are copied or paged in (seconds)
-        throw new IllegalArgumentException(
-            "--prompt-tokens " + promptTokens + " must be shorter than the model's context length (" + context + ")");
+      if ((long) promptTokens + maxTokens > context) { // before the weights are copied or paged in (seconds)
+        throw new IllegalArgumentException("--prompt-tokens " + promptTokens + " and --max-tokens " + maxTokens
+            + " must fit the model's context length (" + context + ")");
       }
       try (var bar = ProgressBars.bytes("loading weights", generator.checkpointBytes())) {
         generator.warmUp(bar::stepTo);

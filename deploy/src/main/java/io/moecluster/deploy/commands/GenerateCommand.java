@@ -25,8 +25,7 @@ public final class GenerateCommand implements Callable<Integer> {
       description = "a Hugging Face checkpoint directory (config.json, *.safetensors, tokenizer.json)")
   Path model;
 
-  @Option(names = "--threads", description = "compute threads, 0 = all cores (default: ${DEFAULT-VALUE})", defaultValue = "0")
-  int threads;
+  @Mixin ThreadsOption threads;
 
   @Mixin GenerationOptions options;
 
@@ -34,12 +33,10 @@ public final class GenerateCommand implements Callable<Integer> {
 
   @Override
   public Integer call() {
-    if (threads < 0) {
-      throw new IllegalArgumentException("--threads must be >= 0, got " + threads);
-    }
+    int threadCount = threads.threads();
     PrintWriter out = spec.commandLine().getOut();
     PrintWriter err = spec.commandLine().getErr();
-    try (LocalGenerator generator = LocalGenerator.open(model, threads, weights.placement())) {
+    try (LocalGenerator generator = LocalGenerator.open(model, threadCount, weights.placement())) {
       GenerationRequest request = options.request(generator.tokenizer());
       try (var bar = ProgressBars.bytes("loading weights", generator.checkpointBytes())) {
         generator.warmUp(bar::stepTo);

@@ -70,7 +70,10 @@ class CommandValidationTest {
     assertUsage(run("node", "--roles", "gateway", "--seed-nodes", "127.0.0.1:25520", "--model", model().toString(),
         "--grpc-port", "70000"), "--grpc-port must be in [0, 65535]");
     assertUsage(run("local-cluster", "--model", model().toString(), "--expert-nodes", "0"),
-        "--expert-nodes must be >= 1");
+        "--expert-nodes must be in [1, 64]");
+    // Large enough that the ports computed from it would wrap around.
+    assertUsage(run("local-cluster", "--model", model().toString(), "--expert-nodes", "2147483647"),
+        "--expert-nodes must be in [1, 64]");
   }
 
   @Test

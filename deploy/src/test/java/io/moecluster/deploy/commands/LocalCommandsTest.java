@@ -86,6 +86,26 @@ class LocalCommandsTest {
         "--weights must be one of auto, copy, map; got 'mmap'");
     assertUserError(run("init-model", "--preset", "huge", "--out", dir.resolve("x").toString()), "huge");
     assertUserError(run("init-model", "--dtype", "f16", "--out", dir.resolve("x").toString()), "f16");
+    assertUserError(run("generate", "--model", model.toString(), "--prompt", "x", "--threads", "2147483647"),
+        "--threads must be in [0, 1024]");
+    assertUserError(run("bench-local", "--model", model.toString(), "--threads", "-1"), "--threads");
+    assertUserError(run("bench-local", "--model", model.toString(), "--prompt-tokens", "5", "--max-tokens",
+        "2000000000"), "must fit the model's context length");
+    assertUserError(run("init-model", "--preset", "tiny", "--out", model.resolve("config.json").toString()),
+        "a file is in the way");
+    assertUserError(run("init-model", "--preset", "tiny", "--out", model.resolve("config.json/sub").toString()),
+        "config.json");
+  }
+
+  @Test
+  void aRefusedInitModelLeavesTheModelThere() throws Exception {
+    Path copy = dir.resolve("kept");
+    assertEquals(0, run("init-model", "--preset", "tiny", "--seed", "5", "--out", copy.toString()).exitCode());
+    byte[] config = Files.readAllBytes(copy.resolve("config.json"));
+    assertUserError(run("init-model", "--preset", "small", "--shards", "100000", "--out", copy.toString()),
+        "shards");
+    org.junit.jupiter.api.Assertions.assertArrayEquals(config, Files.readAllBytes(copy.resolve("config.json")));
+    assertEquals(0, run("generate", "--model", copy.toString(), "--prompt", "x", "--max-tokens", "2").exitCode());
   }
 
   @Test
