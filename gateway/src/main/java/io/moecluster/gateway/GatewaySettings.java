@@ -17,6 +17,8 @@ public record GatewaySettings(
     int defaultMaxTokens,
     int maxMaxTokens,
     int maxPromptChars,
+    int maxStopSequences,
+    int maxStopSequenceChars,
     int maxLogprobs,
     int maxInboundMessageBytes,
     Duration drainTimeout,
@@ -33,6 +35,9 @@ public record GatewaySettings(
     requireRange("max-max-tokens", maxMaxTokens, 1, Integer.MAX_VALUE);
     requireRange("default-max-tokens", defaultMaxTokens, 1, maxMaxTokens);
     requireRange("max-prompt-chars", maxPromptChars, 1, Integer.MAX_VALUE);
+    // Stop sequences travel in every Submit (one Artery frame) and are checked after every token.
+    requireRange("max-stop-sequences", maxStopSequences, 0, 64);
+    requireRange("max-stop-sequence-chars", maxStopSequenceChars, 1, 1024);
     // The router's own limit (GenerationRequest.MAX_LOGPROBS).
     requireRange(
         "max-logprobs", maxLogprobs, 0, io.moecluster.core.generate.GenerationRequest.MAX_LOGPROBS);
@@ -60,6 +65,8 @@ public record GatewaySettings(
         c.getInt("default-max-tokens"),
         c.getInt("max-max-tokens"),
         c.getInt("max-prompt-chars"),
+        c.getInt("max-stop-sequences"),
+        c.getInt("max-stop-sequence-chars"),
         c.getInt("max-logprobs"),
         (int) Math.min(Integer.MAX_VALUE, c.getBytes("max-inbound-message-bytes")),
         c.getDuration("drain-timeout"),
@@ -79,6 +86,8 @@ public record GatewaySettings(
         defaultMaxTokens,
         maxMaxTokens,
         maxPromptChars,
+        maxStopSequences,
+        maxStopSequenceChars,
         maxLogprobs,
         maxInboundMessageBytes,
         drainTimeout,

@@ -142,7 +142,9 @@ public final class InferenceService extends InferenceGrpc.InferenceImplBase {
   public void tokenize(TokenizeRequest request, StreamObserver<TokenizeResponse> response) {
     try {
       validator.checkModel(request.getModel());
-      int[] ids = tokenizer.encode(request.getText(), request.getAddSpecialTokens());
+      // The prompt's limit: a reply for longer text could pass the client's message limit.
+      validator.checkTextLength("text", request.getText());
+      int[] ids = validator.encode("text", request.getText(), request.getAddSpecialTokens());
       TokenizeResponse.Builder b = TokenizeResponse.newBuilder();
       for (int id : ids) {
         b.addIds(id).addTokens(tokenizer.token(id));
@@ -239,7 +241,10 @@ public final class InferenceService extends InferenceGrpc.InferenceImplBase {
     EosTokens.of(config, tokenizer).stream().sorted().forEach(b::addEosTokenIds);
     List<Located> placement =
         status.map(RouterStatus::getPlacementList).orElse(List.of()).stream()
-            .sorted(Comparator.comparingInt(Located::getLayer).thenComparingInt(Located::getExpert))
+            .sorted(
+                Comparator.comparingInt(Located::getLayer)
+                    .thenComparingInt(Located::getExpert)
+                    .thenComparingInt(Located::getReplica))
             .toList();
     for (Located l : placement) {
       b.addPlacement(
@@ -247,7 +252,7 @@ public final class InferenceService extends InferenceGrpc.InferenceImplBase {
               .setLayer(l.getLayer())
               .setExpert(l.getExpert())
               .setNode(l.getNode())
-              .setReplica(0)
+              .setReplica(l.getReplica())
               .setLoaded(l.getLoaded()));
     }
     return b.build();

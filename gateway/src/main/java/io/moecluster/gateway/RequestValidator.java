@@ -7,6 +7,7 @@ import io.moecluster.core.sampling.SamplingParams;
 import io.moecluster.core.tokenizer.ChatMessage;
 import io.moecluster.core.tokenizer.ChatTemplate;
 import io.moecluster.core.tokenizer.Tokenizer;
+import io.moecluster.core.tokenizer.TokenizerException;
 import io.moecluster.proto.cluster.v1.SamplingSpec;
 import io.moecluster.proto.v1.GenerateRequest;
 import java.security.SecureRandom;
@@ -105,11 +106,7 @@ public final class RequestValidator {
               + " is over the limit of "
               + settings.maxLogprobs());
     }
-    for (int i = 0; i < r.getStopCount(); i++) {
-      if (r.getStop(i).isEmpty()) {
-        throw invalid("stop: stop sequence " + i + " is empty");
-      }
-    }
+    checkStop(r.getStopList());
     int[] resumeIds = resumeIds(r, maxTokens);
     return new ValidRequest(
         prompt,
@@ -120,6 +117,35 @@ public final class RequestValidator {
         r.getLogprobs(),
         r.getRequestId(),
         resumeIds);
+  }
+
+  /**
+   * Stop sequences: non-empty and within the configured count and length, since each one rides in
+   * the router's Submit (one Artery frame) and is matched after every generated token.
+   */
+  private void checkStop(List<String> stop) {
+    if (stop.size() > settings.maxStopSequences()) {
+      throw invalid(
+          "stop: "
+              + stop.size()
+              + " stop sequences, the limit is "
+              + settings.maxStopSequences());
+    }
+    for (int i = 0; i < stop.size(); i++) {
+      String s = stop.get(i);
+      if (s.isEmpty()) {
+        throw invalid("stop: stop sequence " + i + " is empty");
+      }
+      if (s.length() > settings.maxStopSequenceChars()) {
+        throw invalid(
+            "stop: stop sequence "
+                + i
+                + " has "
+                + s.length()
+                + " characters, the limit is "
+                + settings.maxStopSequenceChars());
+      }
+    }
   }
 
   /**
@@ -169,15 +195,9 @@ public final class RequestValidator {
         if (text.isEmpty()) {
           throw invalid("prompt: the text is empty");
         }
-        if (text.length() > settings.maxPromptChars()) {
-          throw invalid(
-              "prompt: "
-                  + text.length()
-                  + " characters, the limit is "
-                  + settings.maxPromptChars());
-        }
+        checkTextLength("prompt", text);
         if (!r.getChat()) {
-          return tokenizer.encode(text, true);
+          return encode("prompt", text, true);
         }
         ChatTemplate template =
             tokenizer
@@ -195,7 +215,7 @@ public final class RequestValidator {
           throw invalid("chat: the model's chat template refused the prompt: " + e.getMessage());
         }
         // The template writes the special tokens itself (as apply_chat_template does).
-        return tokenizer.encode(rendered, false);
+        return encode("prompt", rendered, false);
       }
       case TOKEN_IDS -> {
         if (r.getChat()) {
@@ -208,6 +228,30 @@ public final class RequestValidator {
         return vocabularyIds("prompt.token_ids", ids);
       }
       default -> throw invalid("prompt: set either text or token_ids");
+    }
+  }
+
+  /** Text to tokenize must fit max-prompt-chars, checked before the tokenizer sees it. */
+  void checkTextLength(String field, String text) {
+    if (text.length() > settings.maxPromptChars()) {
+      throw invalid(
+          field + ": " + text.length() + " characters, the limit is " + settings.maxPromptChars());
+    }
+  }
+
+  /**
+   * Tokenizes client text. The tokenizer refuses a character its vocabulary cannot express (no
+   * byte fallback, no unk token): that is the client's text, so INVALID_ARGUMENT naming the field.
+   */
+  int[] encode(String field, String text, boolean addSpecialTokens) {
+    try {
+      return tokenizer.encode(text, addSpecialTokens);
+    } catch (TokenizerException e) {
+      throw invalid(
+          field
+              + ": the model's tokenizer cannot encode this text ("
+              + e.getMessage()
+              + "); remove or replace the characters it cannot encode");
     }
   }
 

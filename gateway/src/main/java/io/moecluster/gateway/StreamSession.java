@@ -465,10 +465,11 @@ final class StreamSession extends AbstractBehavior<Object> {
       return;
     }
     while ((!pending.isEmpty() || finished != null) && call.isReady()) {
-      GenerateResponse.Builder b = GenerateResponse.newBuilder();
-      if (!pending.isEmpty()) {
-        b.setIndex(pending.peek().getIndex());
-      }
+      // The index of the first token here; in a last message without tokens, that of the token
+      // that would have come next: every token delivered before it (resumed ones included).
+      GenerateResponse.Builder b =
+          GenerateResponse.newBuilder()
+              .setIndex(pending.isEmpty() ? delivered.size() : pending.peek().getIndex());
       StringBuilder delta = new StringBuilder();
       while (!pending.isEmpty()) {
         TokenChunk c = pending.poll();

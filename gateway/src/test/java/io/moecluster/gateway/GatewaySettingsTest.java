@@ -27,6 +27,8 @@ class GatewaySettingsTest {
     assertEquals(256, s.defaultMaxTokens());
     assertEquals(4096, s.maxMaxTokens());
     assertEquals(20, s.maxLogprobs());
+    assertEquals(16, s.maxStopSequences());
+    assertEquals(256, s.maxStopSequenceChars());
     assertEquals(4 * 1024 * 1024, s.maxInboundMessageBytes());
     assertEquals(Duration.ofSeconds(30), s.drainTimeout());
     assertEquals(Duration.ofSeconds(1), s.healthPollInterval());
@@ -44,6 +46,11 @@ class GatewaySettingsTest {
         assertThrows(
             IllegalArgumentException.class, () -> GatewayFixture.settings("max-running = 0"));
     assertTrue(e.getMessage().contains("moe.gateway.max-running"), e.getMessage());
+    e =
+        assertThrows(
+            IllegalArgumentException.class,
+            () -> GatewayFixture.settings("max-stop-sequence-chars = 0"));
+    assertTrue(e.getMessage().contains("moe.gateway.max-stop-sequence-chars"), e.getMessage());
   }
 
   @Test

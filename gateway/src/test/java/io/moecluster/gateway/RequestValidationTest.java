@@ -13,8 +13,12 @@ import io.moecluster.proto.v1.GetModelInfoRequest;
 import io.moecluster.proto.v1.SamplingParams;
 import io.moecluster.proto.v1.TokenIds;
 import io.moecluster.proto.v1.TokenizeRequest;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.Collections;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.TimeUnit;
 import java.util.function.UnaryOperator;
 import java.util.stream.Stream;
@@ -23,6 +27,8 @@ import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.function.Executable;
+import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
@@ -134,7 +140,15 @@ class RequestValidationTest {
                 b.setTokenIds(TokenIds.newBuilder().addAllIds(Collections.nCopies(context - 2, 5)))
                     .setMaxTokens(8)
                     .addAllResumeTokenIds(List.of(5, 6, 7))),
-        bad("empty stop sequence", "stop", b -> b.addStop("")));
+        bad("empty stop sequence", "stop", b -> b.addStop("")),
+        bad(
+            "more stop sequences than max-stop-sequences",
+            "stop",
+            b -> b.addAllStop(Collections.nCopies(17, "x"))),
+        bad(
+            "stop sequence over max-stop-sequence-chars",
+            "stop",
+            b -> b.addStop("end").addStop("x".repeat(257))));
   }
 
   @ParameterizedTest(name = "{0}")
@@ -158,6 +172,102 @@ class RequestValidationTest {
       assertTrue(description.startsWith(field + ":"), name + ": " + description);
       assertTrue(!description.contains("\tat "), "no stack trace: " + description);
     }
+  }
+
+  @Test
+  void stopLimitsAreNamedAndRequestsAtTheLimitsPass() {
+    StatusRuntimeException e =
+        assertThrows(
+            StatusRuntimeException.class,
+            () -> gateway.blocking().complete(ok().addAllStop(Collections.nCopies(17, "x")).build()));
+    assertTrue(
+        e.getStatus().getDescription().contains("17 stop sequences, the limit is 16"),
+        e.getStatus().getDescription());
+    e =
+        assertThrows(
+            StatusRuntimeException.class,
+            () -> gateway.blocking().complete(ok().addStop("x".repeat(257)).build()));
+    assertTrue(
+        e.getStatus().getDescription().contains("257 characters, the limit is 256"),
+        e.getStatus().getDescription());
+    // At both limits the request passes validation and only finds no router.
+    GenerateRequest atLimits =
+        ok().addAllStop(Collections.nCopies(16, "y".repeat(256))).build();
+    e = assertThrows(StatusRuntimeException.class, () -> gateway.blocking().complete(atLimits));
+    assertEquals(Status.Code.UNAVAILABLE, e.getStatus().getCode(), e.getStatus().toString());
+  }
+
+  @Test
+  void tokenizeAppliesMaxPromptChars() {
+    StatusRuntimeException e =
+        assertThrows(
+            StatusRuntimeException.class,
+            () ->
+                gateway
+                    .blocking()
+                    .tokenize(TokenizeRequest.newBuilder().setText("x".repeat(1001)).build()));
+    assertEquals(Status.Code.INVALID_ARGUMENT, e.getStatus().getCode());
+    assertTrue(
+        e.getStatus().getDescription().startsWith("text: 1001 characters, the limit is 1000"),
+        e.getStatus().getDescription());
+    assertTrue(
+        gateway
+                .blocking()
+                .tokenize(TokenizeRequest.newBuilder().setText("x".repeat(1000)).build())
+                .getIdsCount()
+            > 0);
+  }
+
+  /**
+   * A tokenizer without byte fallback or unk token refuses a character outside its vocabulary:
+   * that is the client's text, so INVALID_ARGUMENT naming the field, not INTERNAL.
+   */
+  @Test
+  void textTheTokenizerCannotEncodeIsInvalidArgumentNamingTheField(@TempDir Path dir)
+      throws IOException {
+    Path model = dir.resolve("ascii-only");
+    Files.createDirectories(model);
+    Files.copy(TestModel.tiny().resolve("config.json"), model.resolve("config.json"));
+    Files.writeString(model.resolve("tokenizer.json"), asciiOnlyTokenizer());
+    try (GatewayFixture ascii =
+        GatewayFixture.start(system, GatewayFixture.settings(""), model)) {
+      String text = "caf\u00e9";
+      List<Map.Entry<String, Executable>> calls =
+          List.of(
+              Map.entry(
+                  "text",
+                  () -> ascii.blocking().tokenize(TokenizeRequest.newBuilder().setText(text).build())),
+              Map.entry(
+                  "prompt",
+                  () ->
+                      ascii
+                          .blocking()
+                          .generate(ok().setText(text).build())
+                          .forEachRemaining(r -> {})),
+              Map.entry("prompt", () -> ascii.blocking().complete(ok().setText(text).build())));
+      for (var call : calls) {
+        StatusRuntimeException e = assertThrows(StatusRuntimeException.class, call.getValue());
+        assertEquals(Status.Code.INVALID_ARGUMENT, e.getStatus().getCode(), e.getStatus().toString());
+        String description = e.getStatus().getDescription();
+        assertTrue(description.startsWith(call.getKey() + ":"), description);
+        assertTrue(description.contains("U+E9"), "names the character: " + description);
+        assertTrue(!description.contains("\tat "), "no stack trace: " + description);
+      }
+      // Text inside the vocabulary still tokenizes.
+      assertEquals(
+          4, ascii.blocking().tokenize(TokenizeRequest.newBuilder().setText("cafe").build()).getIdsCount());
+    }
+  }
+
+  /** A BPE tokenizer.json whose vocabulary is printable ASCII only, with no fallback for the rest. */
+  private static String asciiOnlyTokenizer() {
+    StringBuilder vocab = new StringBuilder();
+    for (char c = 'a'; c <= 'z'; c++) {
+      vocab.append(vocab.isEmpty() ? "" : ",").append('"').append(c).append("\":").append(c - 'a');
+    }
+    return """
+        {"model": {"type": "BPE", "vocab": {%s}, "merges": []}}
+        """.formatted(vocab);
   }
 
   @Test

@@ -11,6 +11,7 @@ import io.grpc.stub.ServerCallStreamObserver;
 import io.moecluster.core.tokenizer.Tokenizer;
 import io.moecluster.proto.cluster.v1.Finished;
 import io.moecluster.proto.cluster.v1.RouterCommand;
+import io.moecluster.proto.cluster.v1.RouterStatus;
 import io.moecluster.proto.cluster.v1.SamplingSpec;
 import io.moecluster.proto.cluster.v1.SequenceEvent;
 import io.moecluster.proto.cluster.v1.TokenChunk;
@@ -24,6 +25,8 @@ import java.util.concurrent.TimeUnit;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
 import org.apache.pekko.actor.typed.ActorRef;
+import org.apache.pekko.actor.typed.ActorRefResolver;
+import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.apache.pekko.actor.typed.receptionist.Receptionist;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -49,15 +52,35 @@ class StreamSessionFlowControlTest {
     directory = new RouterDirectory(kit.system(), new HealthStatusManager(), settings);
     kit.spawn(directory.behavior());
     router = kit.createTestProbe(RouterCommand.class);
-    kit.system().receptionist().tell(Receptionist.register(RouterActor.SERVICE_KEY, router.ref()));
-    GatewayFixture.await(
-        "router listed", Duration.ofSeconds(5), () -> directory.routers().size() == 1);
+    kit.system()
+        .receptionist()
+        .tell(Receptionist.register(RouterActor.SERVICE_KEY, readyRouter(kit, router)));
+    GatewayFixture.await("router ready", Duration.ofSeconds(5), () -> directory.readyCount() == 1);
     tokenizer = Tokenizer.load(TestModel.tiny());
   }
 
   @AfterAll
   static void stop() {
     kit.shutdownTestKit();
+  }
+
+  /**
+   * A router in front of {@code probe}: answers the directory's GetStatus polls with its experts
+   * ready (the directory chooses only such routers) and forwards every other command to the probe.
+   */
+  static ActorRef<RouterCommand> readyRouter(ActorTestKit kit, TestProbe<RouterCommand> probe) {
+    return kit.spawn(
+        Behaviors.receiveMessage(
+            (RouterCommand c) -> {
+              if (c.getCommandCase() == RouterCommand.CommandCase.GET_STATUS) {
+                ActorRefResolver.get(kit.system())
+                    .<RouterStatus>resolveActorRef(c.getGetStatus().getReplyTo())
+                    .tell(RouterStatus.newBuilder().setExpertsReady(true).setNode("test").build());
+              } else {
+                probe.ref().tell(c);
+              }
+              return Behaviors.same();
+            }));
   }
 
   /** A server call whose isReady() the test controls; records what the session writes. */
@@ -152,7 +175,7 @@ class StreamSessionFlowControlTest {
     return new Session(ref, call, admission, id);
   }
 
-  /** The next command of this kind; the directory's GetStatus polls are skipped. */
+  /** The next command of this kind. */
   private static RouterCommand expect(RouterCommand.CommandCase kind) {
     while (true) {
       RouterCommand c = router.receiveMessage(Duration.ofSeconds(5));
@@ -200,6 +223,7 @@ class StreamSessionFlowControlTest {
     assertEquals(FinishReason.FINISH_REASON_STOP, last.getFinishReason());
     assertEquals(4, last.getUsage().getCompletionTokens());
     assertEquals(0, last.getTokensCount());
+    assertEquals(4, last.getIndex(), "index = the count of tokens delivered before it");
     assertEquals(0, s.admission.running(), "permit released on finish");
     assertNull(s.call.error);
   }
@@ -252,7 +276,8 @@ class StreamSessionFlowControlTest {
     assertEquals(Status.Code.UNAVAILABLE, status.getCode());
     assertEquals("expert lost", status.getDescription());
     assertEquals(0, s.admission.running());
-    assertEquals(HealthCheckResponse.ServingStatus.NOT_SERVING, directory.serving());
+    // A failed stream says nothing about the router's health: it still reports ready.
+    assertEquals(HealthCheckResponse.ServingStatus.SERVING, directory.serving());
   }
 
   /** Lets in-flight actor messages be processed before asserting that nothing happened. */

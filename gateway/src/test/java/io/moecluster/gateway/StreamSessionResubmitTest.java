@@ -52,10 +52,14 @@ class StreamSessionResubmitTest {
     kit.spawn(directory.behavior());
     for (int i = 0; i < 2; i++) {
       TestProbe<RouterCommand> probe = kit.createTestProbe(RouterCommand.class);
-      kit.system().receptionist().tell(Receptionist.register(RouterActor.SERVICE_KEY, probe.ref()));
+      kit.system()
+          .receptionist()
+          .tell(
+              Receptionist.register(
+                  RouterActor.SERVICE_KEY, StreamSessionFlowControlTest.readyRouter(kit, probe)));
       routers.add(probe);
     }
-    GatewayFixture.await("routers listed", Duration.ofSeconds(5), () -> directory.routers().size() == 2);
+    GatewayFixture.await("routers ready", Duration.ofSeconds(5), () -> directory.readyCount() == 2);
     tokenizer = Tokenizer.load(TestModel.tiny());
   }
 
@@ -66,7 +70,7 @@ class StreamSessionResubmitTest {
 
   private record Submitted(TestProbe<RouterCommand> router, Submit submit) {}
 
-  /** The next Submit that reaches either router; the directory's GetStatus polls are skipped. */
+  /** The next Submit that reaches either router (Cancels on the way are recorded). */
   private static Submitted nextSubmit() {
     long deadline = System.nanoTime() + Duration.ofSeconds(5).toNanos();
     while (System.nanoTime() < deadline) {

@@ -137,12 +137,20 @@ final class TestRouter {
                                         .setRunning(live.size())
                                         .setNode("test");
                                 if (ready) {
+                                  // Out of order, and expert (0, 1) has a second replica.
                                   st.addAllPlacement(
                                       List.of(
                                           Located.newBuilder()
                                               .setLayer(1)
                                               .setExpert(0)
                                               .setNode("n")
+                                              .setLoaded(true)
+                                              .build(),
+                                          Located.newBuilder()
+                                              .setLayer(0)
+                                              .setExpert(1)
+                                              .setNode("n2")
+                                              .setReplica(1)
                                               .setLoaded(true)
                                               .build(),
                                           Located.newBuilder()

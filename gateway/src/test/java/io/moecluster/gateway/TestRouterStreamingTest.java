@@ -68,6 +68,8 @@ class TestRouterStreamingTest {
     router.failCode = null;
     router.tokens = 3;
     router.interval = Duration.ofMillis(5);
+    router.ready = true;
+    GatewayFixture.await("SERVING", Duration.ofSeconds(10), gateway.server::isServing);
   }
 
   private static GenerateRequest request(int maxTokens) {
@@ -112,6 +114,20 @@ class TestRouterStreamingTest {
   }
 
   @Test
+  void resumedAfterTheLastTokenTheOnlyMessageHasTheResumedCountAsIndex() {
+    // The router has 3 tokens (10, 11, 12): all of them resumed, only the finish is left.
+    GenerateRequest resumed =
+        request(16).toBuilder().addAllResumeTokenIds(List.of(10, 11, 12)).build();
+    List<GenerateResponse> responses = new ArrayList<>();
+    gateway.blocking().generate(resumed).forEachRemaining(responses::add);
+    assertEquals(1, responses.size(), responses.toString());
+    GenerateResponse only = responses.getFirst();
+    assertEquals(0, only.getTokensCount());
+    assertEquals(FinishReason.FINISH_REASON_STOP, only.getFinishReason());
+    assertEquals(3, only.getIndex(), "index = the count of tokens delivered before it");
+  }
+
+  @Test
   void routerFailureBecomesItsStatus() {
     router.failCode = "INTERNAL";
     StatusRuntimeException e =
@@ -153,9 +169,12 @@ class TestRouterStreamingTest {
     assertEquals("mixtral", info.getModelType());
     assertEquals(4096, info.getContextLength());
     assertEquals("f32", info.getDtype());
-    assertEquals(2, info.getPlacementCount());
-    assertEquals(0, info.getPlacement(0).getLayer()); // sorted by layer, then expert
-    assertEquals(1, info.getPlacement(1).getLayer());
+    // Sorted by layer, expert, then replica; each with the replica the router reported.
+    assertEquals(
+        List.of("0/1/0@n", "0/1/1@n2", "1/0/0@n"),
+        info.getPlacementList().stream()
+            .map(p -> p.getLayer() + "/" + p.getExpert() + "/" + p.getReplica() + "@" + p.getNode())
+            .toList());
   }
 
   @Test
