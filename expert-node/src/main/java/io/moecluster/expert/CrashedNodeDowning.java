@@ -157,6 +157,14 @@ public final class CrashedNodeDowning implements Extension {
     refusalListeners.add(listener);
   }
 
+  /**
+   * Stops telling {@code listener} of refusals: the extension lives as long as the system, and a
+   * router's executor closed before it must not stay reachable from here (nor be told).
+   */
+  public void removeRefusalListener(Consumer<String> listener) {
+    refusalListeners.remove(listener);
+  }
+
   private void run(UniqueAddress target) {
     CrashCheck.Decision d;
     try {

@@ -14,6 +14,8 @@ import java.net.InetSocketAddress;
 import java.net.ServerSocket;
 import java.net.Socket;
 import java.net.SocketException;
+import java.net.SocketTimeoutException;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Set;
@@ -22,6 +24,7 @@ import java.util.concurrent.Executor;
 import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
+import jdk.net.ExtendedSocketOptions;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -44,27 +47,41 @@ import org.slf4j.LoggerFactory;
  * a step run side by side, as they do as actors) and computes the last itself, which saves a
  * thread hand-off on the path of every decode step. It then computes, one after the other, those
  * handed off that no executor thread has started yet. The computing thread writes the reply,
- * under the connection's lock.
+ * under the connection's lock. A peer that does not greet in time is disconnected, and TCP
+ * keepalive frees the reader of a router host that vanished without closing its connection.
  */
 final class ExpertDataServer implements AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(ExpertDataServer.class);
   private static final AtomicInteger IDS = new AtomicInteger();
+  // A router greets as soon as it connects, and gives up on a node that has not greeted back within
+  // 2 s: a peer silent for longer is not a router (a port scan, a stuck client) and would hold a
+  // reader thread and a socket for ever.
+  static final Duration GREETING_TIMEOUT = Duration.ofSeconds(10);
+  // Keepalive probes after this long idle, then every KEEPALIVE_INTERVAL, KEEPALIVE_PROBES of
+  // them: a router host that vanished without a FIN or RST (power loss, a partition) frees its
+  // reader thread and socket after about 2 minutes instead of the OS default's 2 hours and more.
+  // A connection is legitimately idle for as long as its router sends nothing, so no read timeout.
+  private static final int KEEPALIVE_IDLE_SECONDS = 60;
+  private static final int KEEPALIVE_INTERVAL_SECONDS = 10;
+  private static final int KEEPALIVE_PROBES = 6;
 
   private final ServerSocket server;
   private final EntityDirectory directory;
   private final Executor executor;
   private final String node;
   private final String endpoint;
+  private final int greetingTimeoutMillis;
   private final Set<Socket> connections = ConcurrentHashMap.newKeySet();
   private volatile boolean closed;
 
   private ExpertDataServer(ServerSocket server, EntityDirectory directory, Executor executor, String node,
-      String endpoint) {
+      String endpoint, Duration greetingTimeout) {
     this.server = server;
     this.directory = directory;
     this.executor = executor;
     this.node = node;
     this.endpoint = endpoint;
+    this.greetingTimeoutMillis = (int) Math.max(1, greetingTimeout.toMillis());
   }
 
   /**
@@ -76,6 +93,12 @@ final class ExpertDataServer implements AutoCloseable {
    */
   static ExpertDataServer start(String bindHost, int port, String advertisedHost, EntityDirectory directory,
       Executor executor, String node) {
+    return start(bindHost, port, advertisedHost, directory, executor, node, GREETING_TIMEOUT);
+  }
+
+  /** @param greetingTimeout how long a connected peer may take to greet before it is disconnected */
+  static ExpertDataServer start(String bindHost, int port, String advertisedHost, EntityDirectory directory,
+      Executor executor, String node, Duration greetingTimeout) {
     ServerSocket server;
     try {
       server = new ServerSocket();
@@ -86,7 +109,7 @@ final class ExpertDataServer implements AutoCloseable {
           + " (moe.expert.data-channel.port): " + e.getMessage(), e);
     }
     String endpoint = advertisedHost + ":" + server.getLocalPort();
-    ExpertDataServer s = new ExpertDataServer(server, directory, executor, node, endpoint);
+    ExpertDataServer s = new ExpertDataServer(server, directory, executor, node, endpoint, greetingTimeout);
     Thread accept = new Thread(s::acceptLoop, "moe-data-channel-accept-" + IDS.incrementAndGet());
     accept.setDaemon(true);
     accept.start();
@@ -121,9 +144,18 @@ final class ExpertDataServer implements AutoCloseable {
   private void serve(Socket socket) {
     try (socket) {
       socket.setTcpNoDelay(true);
+      keepAlive(socket);
       DataInputStream in = new DataInputStream(new BufferedInputStream(socket.getInputStream(), 64 << 10));
       OutputStream out = new BufferedOutputStream(socket.getOutputStream(), 64 << 10);
-      DataFrames.expectGreeting(in);
+      socket.setSoTimeout(greetingTimeoutMillis);
+      try {
+        DataFrames.expectGreeting(in);
+      } catch (SocketTimeoutException e) {
+        log.info("Expert data channel {}: {} sent no greeting in {} ms; disconnected", endpoint,
+            socket.getRemoteSocketAddress(), greetingTimeoutMillis);
+        return;
+      }
+      socket.setSoTimeout(0); // between a router's requests the channel is idle for as long as it likes
       synchronized (out) {
         out.write(DataFrames.GREETING);
         out.flush();
@@ -150,6 +182,18 @@ final class ExpertDataServer implements AutoCloseable {
       }
     } finally {
       connections.remove(socket);
+    }
+  }
+
+  /** Keepalive on, with shorter timings where the platform lets them be set. */
+  private static void keepAlive(Socket socket) throws IOException {
+    socket.setKeepAlive(true);
+    try {
+      socket.setOption(ExtendedSocketOptions.TCP_KEEPIDLE, KEEPALIVE_IDLE_SECONDS);
+      socket.setOption(ExtendedSocketOptions.TCP_KEEPINTERVAL, KEEPALIVE_INTERVAL_SECONDS);
+      socket.setOption(ExtendedSocketOptions.TCP_KEEPCOUNT, KEEPALIVE_PROBES);
+    } catch (UnsupportedOperationException e) {
+      // the OS defaults apply (hours): a vanished router is still found, later
     }
   }
 

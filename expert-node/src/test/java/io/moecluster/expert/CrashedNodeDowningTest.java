@@ -80,19 +80,25 @@ class CrashedNodeDowningTest {
   }
 
   /** What one crash of the last node, suspected from node 0, led to. */
-  private record Crash(String address, long tookMs, List<String> refused, double downsBefore) {}
+  private record Crash(String address, long tookMs, List<String> refused, List<String> toldAfterRemoval,
+      double downsBefore) {}
 
   /** Crashes the last node, has node 0 suspect it (as a router does) and waits for its removal. */
   private Crash crashAndSuspect(Duration removal) throws Exception {
     CrashedNodeDowning downing = CrashedNodeDowning.ID.apply(kits.get(0).system());
     List<String> refused = new java.util.concurrent.CopyOnWriteArrayList<>();
     downing.onRefusal(refused::add);
+    List<String> toldAfterRemoval = new java.util.concurrent.CopyOnWriteArrayList<>();
+    java.util.function.Consumer<String> removedListener = toldAfterRemoval::add; // a closed router's
+    downing.onRefusal(removedListener);
+    downing.removeRefusalListener(removedListener);
     double before = downs();
     String address = crashLast();
     long crashedAt = System.nanoTime();
     downing.suspect(address); // as the router does when a request to it times out
     TestClusters.await(removal, address + " removed", () -> removed(address));
-    return new Crash(address, TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - crashedAt), refused, before);
+    return new Crash(address, TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - crashedAt), refused,
+        toldAfterRemoval, before);
   }
 
   @Test
@@ -101,6 +107,7 @@ class CrashedNodeDowningTest {
     Crash crash = crashAndSuspect(Duration.ofSeconds(20));
     assertTrue(crash.refused().contains(crash.address()),
         "the first refusal was told (routers route around it): " + crash.refused());
+    assertTrue(crash.toldAfterRemoval().isEmpty(), "a removed listener is told nothing: " + crash.toldAfterRemoval());
     System.err.printf("crashed member removed %d ms after the crash%n", crash.tookMs());
     // The failure detector alone marks it unreachable after ~2.5 s and the resolver downs it 1.5 s
     // later; probing takes ~0.2 s. The bound leaves room for a loaded machine.

@@ -30,6 +30,7 @@ import java.io.OutputStream;
 import java.net.Socket;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -49,7 +50,7 @@ import org.junit.jupiter.api.io.TempDir;
  * of the entities registered on the node, bit-identical to the FFN in one process; several calls
  * in one write (some handed off, the last computed by the reader) all answered, matched by call
  * id; a call for an entity not on the node answered "not hosted"; a bad request answered with the
- * entity's error; and a peer that does not speak the protocol disconnected.
+ * entity's error; and a peer that does not speak the protocol, or does not greet in time, disconnected.
  */
 @Timeout(value = 60, unit = TimeUnit.SECONDS)
 class ExpertDataServerTest {
@@ -266,6 +267,34 @@ class ExpertDataServerTest {
       client.out.write(new byte[] {0x7f, 0, 0, 0});
       client.out.flush();
       assertNull(client.read(), "closed");
+    }
+  }
+
+  /**
+   * A peer that connects and never greets (a port scan, a stuck client) is disconnected after the
+   * greeting timeout, and its reader thread ends; a router that greeted may then stay idle past it.
+   */
+  @Test
+  void aPeerThatNeverGreetsIsDisconnectedAndItsThreadFreed() throws Exception {
+    Duration greeting = Duration.ofMillis(300);
+    ExpertDataServer strict = ExpertDataServer.start("127.0.0.1", 0, "127.0.0.1", directory, pool, "node-strict",
+        greeting);
+    String[] hostPort = strict.endpoint().split(":");
+    try (Socket silent = new Socket(hostPort[0], Integer.parseInt(hostPort[1]));
+        Client router = new Client(strict.endpoint())) {
+      silent.setSoTimeout(10_000);
+      String port = ":" + silent.getLocalPort(); // its reader is "moe-data-channel-/127.0.0.1:<port>"
+      assertEquals(-1, silent.getInputStream().read(), "closed without an answer");
+      TestClusters.await(Duration.ofSeconds(10), "the silent peer's reader ended", () -> Thread.getAllStackTraces()
+          .keySet().stream().noneMatch(t -> t.getName().startsWith("moe-data-channel-") && t.getName().endsWith(port)));
+
+      Thread.sleep(2 * greeting.toMillis()); // idle between requests: no read timeout after the greeting
+      float[] x = input(1, 7);
+      router.send(call(1, ExpertEntity.entityId(1, 0), 1, 0, x, 1));
+      assertArrayEquals(ExpertFfn.forward(kernels, store.expert(1, 0), x, 1),
+          ActivationCodec.decode(router.read().getReply().getOutput()));
+    } finally {
+      strict.close();
     }
   }
 

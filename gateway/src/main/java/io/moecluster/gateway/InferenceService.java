@@ -7,7 +7,6 @@ import io.grpc.stub.StreamObserver;
 import io.moecluster.core.config.ModelConfig;
 import io.moecluster.core.generate.EosTokens;
 import io.moecluster.core.tokenizer.Tokenizer;
-import io.moecluster.proto.cluster.v1.Located;
 import io.moecluster.proto.cluster.v1.RouterStatus;
 import io.moecluster.proto.v1.CompleteResponse;
 import io.moecluster.proto.v1.DetokenizeRequest;
@@ -20,6 +19,7 @@ import io.moecluster.proto.v1.InferenceGrpc;
 import io.moecluster.proto.v1.ModelInfo;
 import io.moecluster.proto.v1.TokenizeRequest;
 import io.moecluster.proto.v1.TokenizeResponse;
+import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.HexFormat;
 import java.util.List;
@@ -239,22 +239,24 @@ public final class InferenceService extends InferenceGrpc.InferenceImplBase {
       tokenizer.bosTokenId().ifPresent(b::setBosTokenId);
     }
     EosTokens.of(config, tokenizer).stream().sorted().forEach(b::addEosTokenIds);
-    List<Located> placement =
-        status.map(RouterStatus::getPlacementList).orElse(List.of()).stream()
-            .sorted(
-                Comparator.comparingInt(Located::getLayer)
-                    .thenComparingInt(Located::getExpert)
-                    .thenComparingInt(Located::getReplica))
-            .toList();
-    for (Located l : placement) {
-      b.addPlacement(
+    RouterStatus st = status.orElse(RouterStatus.getDefaultInstance());
+    List<ExpertPlacement> placement = new ArrayList<>();
+    for (int i = 0; i < st.getPlacedLayerCount(); i++) {
+      int node = st.getPlacedNode(i);
+      placement.add(
           ExpertPlacement.newBuilder()
-              .setLayer(l.getLayer())
-              .setExpert(l.getExpert())
-              .setNode(l.getNode())
-              .setReplica(l.getReplica())
-              .setLoaded(l.getLoaded()));
+              .setLayer(st.getPlacedLayer(i))
+              .setExpert(st.getPlacedExpert(i))
+              .setReplica(st.getPlacedReplica(i))
+              .setNode(node < st.getPlacementNodesCount() ? st.getPlacementNodes(node) : "")
+              .setLoaded(st.getPlacedLoaded(i))
+              .build());
     }
+    placement.sort(
+        Comparator.comparingInt(ExpertPlacement::getLayer)
+            .thenComparingInt(ExpertPlacement::getExpert)
+            .thenComparingInt(ExpertPlacement::getReplica));
+    b.addAllPlacement(placement);
     return b.build();
   }
 

@@ -128,7 +128,10 @@ final class RouterDirectory {
     return routers;
   }
 
-  /** A fresh status from a ready router (else any), falling back to the last polled one. */
+  /**
+   * A fresh status with the expert placement from a ready router (else any), falling back to the
+   * last polled one, which has no placement.
+   */
   CompletionStage<Optional<RouterStatus>> status() {
     List<ActorRef<RouterCommand>> current = routers;
     Optional<ActorRef<RouterCommand>> target =
@@ -141,7 +144,7 @@ final class RouterDirectory {
     }
     ActorRef<RouterCommand> router = target.get();
     return AskPattern.<RouterCommand, RouterStatus>ask(
-            router, replyTo -> getStatus(system, replyTo), askTimeout, system.scheduler())
+            router, replyTo -> getStatus(system, replyTo, true), askTimeout, system.scheduler())
         .handle(
             (status, error) ->
                 error == null ? Optional.of(status) : Optional.ofNullable(statuses.get(router)));
@@ -157,11 +160,13 @@ final class RouterDirectory {
     health.enterTerminalState();
   }
 
-  static RouterCommand getStatus(ActorSystem<?> system, ActorRef<RouterStatus> replyTo) {
+  static RouterCommand getStatus(
+      ActorSystem<?> system, ActorRef<RouterStatus> replyTo, boolean withPlacement) {
     return RouterCommand.newBuilder()
         .setGetStatus(
             GetStatus.newBuilder()
-                .setReplyTo(ActorRefResolver.get(system).toSerializationFormat(replyTo)))
+                .setReplyTo(ActorRefResolver.get(system).toSerializationFormat(replyTo))
+                .setWithPlacement(withPlacement))
         .build();
   }
 
@@ -279,7 +284,7 @@ final class RouterDirectory {
                                 RouterStatus.class,
                                 router,
                                 askTimeout,
-                                replyTo -> getStatus(context.getSystem(), replyTo),
+                                replyTo -> getStatus(context.getSystem(), replyTo, false),
                                 (status, error) -> new Polled(router, status, error));
                           }
                           if (routers.isEmpty()) {

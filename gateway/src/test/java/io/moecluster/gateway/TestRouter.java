@@ -2,7 +2,6 @@ package io.moecluster.gateway;
 
 import io.moecluster.proto.cluster.v1.Failed;
 import io.moecluster.proto.cluster.v1.Finished;
-import io.moecluster.proto.cluster.v1.Located;
 import io.moecluster.proto.cluster.v1.RouterCommand;
 import io.moecluster.proto.cluster.v1.RouterStatus;
 import io.moecluster.proto.cluster.v1.SequenceEvent;
@@ -50,6 +49,9 @@ final class TestRouter {
   }
 
   final java.util.concurrent.atomic.AtomicInteger statusAsked =
+      new java.util.concurrent.atomic.AtomicInteger();
+  /** Status polls answered ready and without the placement (the health polls ask for none). */
+  final java.util.concurrent.atomic.AtomicInteger placementLessPolls =
       new java.util.concurrent.atomic.AtomicInteger();
 
   /** Stops the test router (its Receptionist entry goes with it). */
@@ -136,29 +138,14 @@ final class TestRouter {
                                         .setExpertsReady(ready)
                                         .setRunning(live.size())
                                         .setNode("test");
-                                if (ready) {
+                                if (ready && cmd.getGetStatus().getWithPlacement()) {
                                   // Out of order, and expert (0, 1) has a second replica.
-                                  st.addAllPlacement(
-                                      List.of(
-                                          Located.newBuilder()
-                                              .setLayer(1)
-                                              .setExpert(0)
-                                              .setNode("n")
-                                              .setLoaded(true)
-                                              .build(),
-                                          Located.newBuilder()
-                                              .setLayer(0)
-                                              .setExpert(1)
-                                              .setNode("n2")
-                                              .setReplica(1)
-                                              .setLoaded(true)
-                                              .build(),
-                                          Located.newBuilder()
-                                              .setLayer(0)
-                                              .setExpert(1)
-                                              .setNode("n")
-                                              .setLoaded(true)
-                                              .build()));
+                                  st.addAllPlacementNodes(List.of("n", "n2"));
+                                  placed(st, 1, 0, 0, 0);
+                                  placed(st, 0, 1, 1, 1);
+                                  placed(st, 0, 1, 0, 0);
+                                } else if (ready) {
+                                  placementLessPolls.incrementAndGet();
                                 } else {
                                   st.setDetail("loading");
                                 }
@@ -192,6 +179,14 @@ final class TestRouter {
                           })
                       .build());
         });
+  }
+
+  private static void placed(RouterStatus.Builder st, int layer, int expert, int replica, int node) {
+    st.addPlacedLayer(layer)
+        .addPlacedExpert(expert)
+        .addPlacedReplica(replica)
+        .addPlacedNode(node)
+        .addPlacedLoaded(true);
   }
 
   private static TokenChunk chunk(Submit submit, int i) {

@@ -169,6 +169,8 @@ class TestRouterStreamingTest {
     assertEquals("mixtral", info.getModelType());
     assertEquals(4096, info.getContextLength());
     assertEquals("f32", info.getDtype());
+    // The health polls, every interval, ask for no placement; GetModelInfo asks for it.
+    assertTrue(router.placementLessPolls.get() > 0, "polls answered: " + router.statusAsked.get());
     // Sorted by layer, expert, then replica; each with the replica the router reported.
     assertEquals(
         List.of("0/1/0@n", "0/1/1@n2", "1/0/0@n"),

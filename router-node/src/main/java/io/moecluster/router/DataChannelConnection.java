@@ -144,8 +144,13 @@ final class DataChannelConnection {
         outFlushed = outEnd;
         return writeReleased();
       }
-    } catch (IOException e) {
-      fail(new IOException("data channel to " + endpoint + " failed: " + e.getMessage(), e));
+    } catch (IOException | IllegalStateException e) {
+      // IllegalStateException: a fail() on another thread (the reader's, or a close) cancelled the
+      // key between writeReleased's isValid() and its interestOps() (CancelledKeyException). The
+      // connection is gone either way: its calls fail over as on an IO failure, instead of the
+      // exception failing the caller's whole step (every sequence of the batch).
+      String why = e.getMessage() != null ? e.getMessage() : e.getClass().getSimpleName();
+      fail(new IOException("data channel to " + endpoint + " failed: " + why, e));
       return false;
     }
   }

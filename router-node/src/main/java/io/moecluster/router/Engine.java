@@ -88,6 +88,9 @@ public final class Engine implements AutoCloseable {
   private final List<Entry> running = new ArrayList<>();
   private final Map<String, Entry> active = new HashMap<>();
 
+  // Test seam: runs in submit between its closed check and its enqueue, where the loop can end.
+  Runnable beforeEnqueue = () -> {};
+
   /**
    * @param experts runs the routed experts ({@link ShardedExperts} in the cluster)
    * @param maxRunning most sequences per step
@@ -125,7 +128,14 @@ public final class Engine implements AutoCloseable {
       listener.onFailed("UNAVAILABLE", "the router is shutting down");
       return;
     }
-    inbox.add(new Submit(requestId, request, listener));
+    Submit submit = new Submit(requestId, request, listener);
+    beforeEnqueue.run();
+    inbox.add(submit);
+    // The loop may have ended, and drained the inbox for the last time, between the check above
+    // and the add: nobody would answer it. Whoever takes it out answers it, this thread or the drain.
+    if (closed && inbox.remove(submit)) {
+      listener.onFailed("UNAVAILABLE", "the router is shutting down");
+    }
   }
 
   /** Cancels a sequence (waiting or running); unknown or finished ids are ignored. Thread-safe. */

@@ -6,13 +6,17 @@ import io.moecluster.core.generate.TokenEvent;
 import io.moecluster.core.sampling.SamplingParams;
 import io.moecluster.proto.cluster.v1.Failed;
 import io.moecluster.proto.cluster.v1.Finished;
+import io.moecluster.proto.cluster.v1.Located;
 import io.moecluster.proto.cluster.v1.RouterCommand;
 import io.moecluster.proto.cluster.v1.RouterStatus;
 import io.moecluster.proto.cluster.v1.SamplingSpec;
 import io.moecluster.proto.cluster.v1.SequenceEvent;
 import io.moecluster.proto.cluster.v1.Submit;
 import io.moecluster.proto.cluster.v1.TokenChunk;
+import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Locale;
+import java.util.Map;
 import java.util.function.Supplier;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorRefResolver;
@@ -67,7 +71,7 @@ public final class RouterActor extends AbstractBehavior<RouterCommand> {
       case GET_STATUS -> {
         ActorRef<RouterStatus> replyTo = resolve(cmd.getGetStatus().getReplyTo(), "GetStatus");
         if (replyTo != null) {
-          replyTo.tell(status());
+          replyTo.tell(status(cmd.getGetStatus().getWithPlacement()));
         }
       }
       case COMMAND_NOT_SET -> getContext().getLog().warn("Empty RouterCommand ignored");
@@ -75,17 +79,41 @@ public final class RouterActor extends AbstractBehavior<RouterCommand> {
     return this;
   }
 
-  /** The router's status now. */
-  private RouterStatus status() {
+  /** The router's status now; the expert placement only when asked for. */
+  private RouterStatus status(boolean withPlacement) {
     ExpertPlacement.Snapshot p = placement.get();
-    return RouterStatus.newBuilder()
+    RouterStatus.Builder b = RouterStatus.newBuilder()
         .setExpertsReady(p.ready())
-        .addAllPlacement(p.placement())
         .setRunning(engine.running())
         .setWaiting(engine.waiting())
         .setNode(node)
-        .setDetail(p.detail())
-        .build();
+        .setDetail(p.detail());
+    if (withPlacement) {
+      addPlacement(b, p.placement());
+    }
+    return b.build();
+  }
+
+  /**
+   * The placement in its compact form: each node's address once, and per entity five packed
+   * numbers. As Located messages, with the entity's actor path and its node's address repeated for
+   * every entity, the status of a 6144-entity model was larger than one Artery frame.
+   */
+  static void addPlacement(RouterStatus.Builder b, List<Located> placement) {
+    Map<String, Integer> nodes = new LinkedHashMap<>();
+    for (Located l : placement) {
+      Integer node = nodes.get(l.getNode());
+      if (node == null) {
+        node = nodes.size();
+        nodes.put(l.getNode(), node);
+      }
+      b.addPlacedLayer(l.getLayer())
+          .addPlacedExpert(l.getExpert())
+          .addPlacedReplica(l.getReplica())
+          .addPlacedNode(node)
+          .addPlacedLoaded(l.getLoaded());
+    }
+    b.addAllPlacementNodes(nodes.keySet());
   }
 
   private void onSubmit(Submit submit) {

@@ -45,6 +45,7 @@ import org.apache.pekko.cluster.sharding.typed.javadsl.ClusterSharding;
 import org.apache.pekko.cluster.sharding.typed.javadsl.EntityRef;
 import org.apache.pekko.cluster.typed.Cluster;
 import org.apache.pekko.cluster.typed.Subscribe;
+import org.apache.pekko.cluster.typed.Unsubscribe;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -68,10 +69,11 @@ import org.slf4j.LoggerFactory;
  * loaded weights (the whole view need not be ready): over their node's expert data channel
  * ({@link ExpertDataChannels}) where the node serves one and is not this node (in {@code moe serve}
  * a local message needs no socket nor serialization), else through Artery. An entity that
- * stops (watched), fails an attempt or is not on the node its channel reaches is reached through
- * sharding from then on; one whose channel fails (connection lost or refused) for the breaker
- * cool-down. Counts the rows routed to each expert and
- * times each layer's wait ({@link RouterMetrics}); a slow layer is described in the log.
+ * stops (watched), is not on the node its channel reaches or whose node was removed is reached
+ * through sharding from then on; one that fails an attempt otherwise, whose channel fails or
+ * whose node is unreachable, for the breaker cool-down (and until its breaker is closed again),
+ * or until its node is reachable again. Counts the rows routed to each expert and times each
+ * layer's wait ({@link RouterMetrics}); a slow layer is described in the log.
  */
 public final class ShardedExperts implements ExpertExecutor {
   private static final Logger log = LoggerFactory.getLogger(ShardedExperts.class);
@@ -98,16 +100,23 @@ public final class ShardedExperts implements ExpertExecutor {
 
   // Direct sends: the entity refs of the latest ready placement, by entity id.
   private final Supplier<ExpertPlacement.Snapshot> placement; // null: always through sharding
-  private final Set<ActorRef<?>> dead = ConcurrentHashMap.newKeySet(); // stopped (or failed) entities
-  // Entities whose data channel failed (connection lost or refused), when (System.nanoTime): they
-  // go through sharding for the breaker cool-down, then over the channel again. Unlike a failed
-  // entity, a failed connection may be a blip of a live node.
-  private final Map<ActorRef<?>, Long> channelFailedAt = new ConcurrentHashMap<>();
+  // Entities that are gone for good: stopped (watched, or "not hosted" by their node) or on a
+  // removed node. Sharding finds their new incarnations, which the placement names by new refs.
+  private final Set<ActorRef<?>> dead = ConcurrentHashMap.newKeySet();
+  // Entities that failed an attempt otherwise (a timeout, a lost or refused data channel) or whose
+  // node became unreachable, when (System.nanoTime): they go through sharding for the breaker
+  // cool-down and until their breaker is closed, or until their node is reachable again, then
+  // straight again. Each may be a blip of a live entity (a node's GC pause of seconds), and through
+  // sharding every request pays 1-2 ms a hop more: a mark for good cost that for the router's life.
+  private final Map<ActorRef<?>, Long> pausedAt = new ConcurrentHashMap<>();
   private final ActorRef<WatcherCommand> watcher;
   private volatile Direct direct = new Direct(null, Map.of(), Map.of());
   private final ExpertDataChannels channels; // null: every request through Artery
   private final SweptTimeouts timeouts = new SweptTimeouts(); // of the data channel's calls
   private final Cancellable timeoutSweep; // null without data channels
+  private final Cancellable suspectSweep; // null without crash downing
+  private final Consumer<String> refusals; // told by the crash downing; null with one replica
+  private final AtomicBoolean closed = new AtomicBoolean();
   private final String self; // this node's address: its own entities are sent to in process, not over a socket
 
   /**
@@ -138,6 +147,12 @@ public final class ShardedExperts implements ExpertExecutor {
    * connection (a crashed process, {@code why} says which), or it was removed (downed first).
    */
   private record Lost(String node, boolean removed, String why) implements WatcherCommand {}
+
+  /** A member ({@code pekko://moe@host:port}) is reachable again. */
+  private record Reachable(String node) implements WatcherCommand {}
+
+  /** The executor is closed: the watcher unsubscribes and stops. */
+  private record StopWatching() implements WatcherCommand {}
 
   /** Every request goes through Cluster Sharding; default failover settings. */
   public ShardedExperts(ActorSystem<?> system, Duration timeout, int maxMessageBytes) {
@@ -188,18 +203,20 @@ public final class ShardedExperts implements ExpertExecutor {
         failover.hedgeMaxDelay().toNanos(), LATENCY_WINDOW);
     this.crashes = CrashedNodeDowning.ID.apply(system);
     this.self = Cluster.get(system).selfMember().address().toString();
-    if (crashes.settings().enabled()) {
-      Duration every = failover.suspectAfter().dividedBy(2);
-      system.scheduler().scheduleAtFixedRate(every, every, this::suspectSilentNodes, system.executionContext());
-    }
-    this.watcher = system.systemActorOf(watcher(dead, this::onNodeLost),
+    Duration every = failover.suspectAfter().dividedBy(2);
+    this.suspectSweep = !crashes.settings().enabled() ? null
+        : system.scheduler().scheduleAtFixedRate(every, every, this::suspectSilentNodes, system.executionContext());
+    this.watcher = system.systemActorOf(watcher(dead, this::onNodeLost, this::onNodeReachable),
         "moe-expert-direct-watch-" + WATCHERS.incrementAndGet(), Props.empty());
     // With replicas, a refused cluster port (a crashed process) is routed around at once, not after
     // the confirmations and the down (a live process accepts, so a wrong guess cannot happen; the
     // down stays careful). With one replica there is nowhere to go until the experts move: the
     // requests keep waiting for the down and the removal as before.
-    if (replicas > 1) {
-      crashes.onRefusal(node -> watcher.tell(new Lost(node, false, "refusing connections (its process crashed)")));
+    ActorRef<WatcherCommand> w = watcher;
+    this.refusals = replicas < 2 ? null
+        : node -> w.tell(new Lost(node, false, "refusing connections (its process crashed)"));
+    if (refusals != null) {
+      crashes.onRefusal(refusals);
     }
     RouterMetrics.expertRetries();
     RouterMetrics.expertFailovers();
@@ -237,14 +254,19 @@ public final class ShardedExperts implements ExpertExecutor {
     });
   }
 
-  private static Behavior<WatcherCommand> watcher(Set<ActorRef<?>> dead, Consumer<Lost> onLost) {
+  private static Behavior<WatcherCommand> watcher(Set<ActorRef<?>> dead, Consumer<Lost> onLost,
+      Consumer<String> onReachable) {
     return Behaviors.setup(ctx -> {
-      Cluster.get(ctx.getSystem()).subscriptions().tell(Subscribe.create(
-          ctx.messageAdapter(ClusterEvent.UnreachableMember.class,
-              u -> new Lost(u.member().address().toString(), false, "unreachable")), ClusterEvent.UnreachableMember.class));
-      Cluster.get(ctx.getSystem()).subscriptions().tell(Subscribe.create(
-          ctx.messageAdapter(ClusterEvent.MemberRemoved.class,
-              r -> new Lost(r.member().address().toString(), true, "removed")), ClusterEvent.MemberRemoved.class));
+      var subscriptions = Cluster.get(ctx.getSystem()).subscriptions();
+      ActorRef<ClusterEvent.UnreachableMember> unreachable = ctx.messageAdapter(ClusterEvent.UnreachableMember.class,
+          u -> new Lost(u.member().address().toString(), false, "unreachable"));
+      ActorRef<ClusterEvent.ReachableMember> reachable = ctx.messageAdapter(ClusterEvent.ReachableMember.class,
+          r -> new Reachable(r.member().address().toString()));
+      ActorRef<ClusterEvent.MemberRemoved> removed = ctx.messageAdapter(ClusterEvent.MemberRemoved.class,
+          r -> new Lost(r.member().address().toString(), true, "removed"));
+      subscriptions.tell(Subscribe.create(unreachable, ClusterEvent.UnreachableMember.class));
+      subscriptions.tell(Subscribe.create(reachable, ClusterEvent.ReachableMember.class));
+      subscriptions.tell(Subscribe.create(removed, ClusterEvent.MemberRemoved.class));
       return Behaviors.receive(WatcherCommand.class)
           .onMessage(DirectWatch.class, w -> {
             ctx.watch(w.ref());
@@ -253,6 +275,16 @@ public final class ShardedExperts implements ExpertExecutor {
           .onMessage(Lost.class, u -> {
             onLost.accept(u);
             return Behaviors.same();
+          })
+          .onMessage(Reachable.class, r -> {
+            onReachable.accept(r.node());
+            return Behaviors.same();
+          })
+          .onMessage(StopWatching.class, s -> {
+            subscriptions.tell(new Unsubscribe<>(unreachable));
+            subscriptions.tell(new Unsubscribe<>(reachable));
+            subscriptions.tell(new Unsubscribe<>(removed));
+            return Behaviors.stopped();
           })
           .onSignal(Terminated.class, t -> {
             dead.add(t.getRef());
@@ -266,7 +298,8 @@ public final class ShardedExperts implements ExpertExecutor {
    * A node was lost. Unreachable (the failure detector gave up on it, or its port refused a
    * connection): open the breakers of
    * every entity placed there, so requests go to the other replica (or wait for the entity to
-   * move) without each paying a timeout first. Removed (downed): its entities are being started
+   * move) without each paying a timeout first, and send them through sharding until the node is
+   * reachable again or the cool-down has passed. Removed (downed): its entities are being started
    * elsewhere; with one replica their breakers close again at once, with two they stay open until
    * a probe finds the new home answering. Either way, attempts in flight
    * to it will never be answered: end them now, so they are retried at once.
@@ -298,8 +331,10 @@ public final class ShardedExperts implements ExpertExecutor {
       // them at once sent every layer's requests to entities still being started elsewhere, and
       // each paid a hedge delay (1.9 s stall in a 4-JVM run instead of 0.36 s).
       ActorRef<ExpertCommand> ref = refs.get(e.getKey());
-      if (ref != null) {
+      if (ref != null && removed) {
         dead.add(ref); // its next request goes through sharding, which follows the entity when it moves
+      } else if (ref != null) {
+        pausedAt.put(ref, System.nanoTime()); // unreachable may be a pause: not for good
       }
       touched++;
     }
@@ -318,6 +353,25 @@ public final class ShardedExperts implements ExpertExecutor {
     if (touched > 0 || aborted > 0) {
       log.warn("Expert node {} is {}: {} expert entities {}, {} request(s) in flight sent again", node,
           lost.why(), touched, removed ? "will be started elsewhere" : "skipped", aborted);
+    }
+  }
+
+  /**
+   * A node is reachable again (a GC pause or a network blip is over): its entities that were sent
+   * through sharding because of it, or of the attempts that failed meanwhile, are sent to straight
+   * again at once. Package-private for tests; the watcher calls it on {@code ReachableMember}.
+   */
+  void onNodeReachable(String node) {
+    Map<String, ActorRef<ExpertCommand>> refs = directRefs().refs();
+    int cleared = 0;
+    for (var e : lastNode.entrySet()) {
+      ActorRef<ExpertCommand> ref = e.getValue().equals(node) ? refs.get(e.getKey()) : null;
+      if (ref != null && pausedAt.remove(ref) != null) {
+        cleared++;
+      }
+    }
+    if (cleared > 0) {
+      log.info("Expert node {} is reachable again: {} expert entities addressed directly again", node, cleared);
     }
   }
 
@@ -435,7 +489,7 @@ public final class ShardedExperts implements ExpertExecutor {
   }
 
   /** One send of a chunk to one entity; judged (success or failure) once, for its breaker. */
-  private record Attempt(Chunk chunk, int replica, ActorRef<ExpertCommand> direct, boolean viaChannel, String node,
+  private record Attempt(Chunk chunk, int replica, ActorRef<ExpertCommand> direct, String node,
       long sentAt, Kind kind, CircuitBreaker breaker, AtomicBoolean judged, CompletableFuture<ExpertReply> reply) {
     boolean hedge() {
       return kind == Kind.HEDGE;
@@ -706,7 +760,7 @@ public final class ShardedExperts implements ExpertExecutor {
     String id = ExpertEntity.entityId(layer, c.expert, replica, replicas);
     ActorRef<ExpertCommand> target = directs.refs().get(id);
     long now = System.nanoTime();
-    if (target != null && !reachableDirectly(target, now)) {
+    if (target != null && !reachableDirectly(target, layer, c.expert, replica, now)) {
       target = null;
     }
     Duration attemptTimeout = Duration.ofNanos(Math.max(TimeUnit.MILLISECONDS.toNanos(1),
@@ -725,7 +779,7 @@ public final class ShardedExperts implements ExpertExecutor {
       reply = sharding.entityRefFor(ExpertEntity.TYPE_KEY, id)
           .<ExpertReply>ask(r -> compute(c.request, r), attemptTimeout).toCompletableFuture();
     }
-    Attempt a = new Attempt(c, replica, target, endpoint != null, lastNode.get(id), now, kind,
+    Attempt a = new Attempt(c, replica, target, lastNode.get(id), now, kind,
         breaker(layer, c.expert, replica), new AtomicBoolean(), reply);
     inFlight.add(a);
     c.inFlight++;
@@ -748,10 +802,14 @@ public final class ShardedExperts implements ExpertExecutor {
       }
       Throwable cause = unwrap(e);
       if (e != null && a.direct() != null) {
-        if (a.viaChannel() && cause instanceof java.io.IOException) {
-          channelFailedAt.put(a.direct(), System.nanoTime()); // through sharding for a while
+        if (cause instanceof ExpertDataChannels.NotHostedException) {
+          // A node lists an entity for the entity's whole life: this one has stopped there, as
+          // the watch will say. Its new incarnation, wherever it is, has a new ref.
+          dead.add(a.direct());
         } else {
-          dead.add(a.direct()); // from now on through sharding, which follows the entity when it moves
+          // Through sharding (which follows the entity if it moved) for a while: a timeout or a
+          // lost connection may be a blip of a live entity.
+          pausedAt.put(a.direct(), System.nanoTime());
         }
       }
       if (e != null && a.node() != null && !(cause instanceof NodeLostException)
@@ -766,21 +824,29 @@ public final class ShardedExperts implements ExpertExecutor {
     });
   }
 
-  /** Whether a located entity may be sent to straight: it has not stopped and its channel is not paused. */
-  private boolean reachableDirectly(ActorRef<?> target, long now) {
-    return !dead.contains(target) && !channelPaused(target, now);
+  /** Whether a located entity may be sent to straight: it has not stopped and is not paused. */
+  private boolean reachableDirectly(ActorRef<?> target, int layer, int expert, int replica, long now) {
+    return !dead.contains(target) && !paused(target, layer, expert, replica, now);
   }
 
-  /** Whether the entity's data channel failed within the breaker cool-down. */
-  private boolean channelPaused(ActorRef<?> target, long now) {
-    Long failedAt = channelFailedAt.get(target);
-    if (failedAt == null) {
+  /**
+   * Whether the entity failed an attempt, or its node was unreachable, within the breaker
+   * cool-down, or since then its breaker has not closed again. An open breaker lets its probe
+   * through just as the cool-down ends: that probe goes through sharding, which reaches the entity
+   * wherever it is, and once it has closed the breaker the entity is sent to straight again.
+   * (Sent straight, a probe meets what failed there again: where only the direct path fails, the
+   * entity would be reached one chunk per cool-down.)
+   */
+  private boolean paused(ActorRef<?> target, int layer, int expert, int replica, long now) {
+    Long since = pausedAt.get(target);
+    if (since == null) {
       return false;
     }
-    if (now - failedAt < failover.breakerCoolDown().toNanos()) {
+    if (now - since < failover.breakerCoolDown().toNanos()
+        || breaker(layer, expert, replica).state() != CircuitBreaker.State.CLOSED) {
       return true;
     }
-    channelFailedAt.remove(target, failedAt);
+    pausedAt.remove(target, since);
     return false;
   }
 
@@ -932,7 +998,8 @@ public final class ShardedExperts implements ExpertExecutor {
         if (directs != null) {
           String endpoint = directs.endpoints().get(id);
           ActorRef<ExpertCommand> target = directs.refs().get(id);
-          if (endpoint != null && target != null && reachableDirectly(target, now) && channels.hint(endpoint, id)) {
+          if (endpoint != null && target != null && reachableDirectly(target, layer, e, r, now)
+              && channels.hint(endpoint, id)) {
             continue;
           }
         }
@@ -950,9 +1017,23 @@ public final class ShardedExperts implements ExpertExecutor {
     }
   }
 
-  /** Closes the data channels; requests still in flight on them fail. */
+  /**
+   * Closes the data channels (requests still in flight on them fail) and takes back what this
+   * executor added to the actor system (its schedules, its watcher, its refusal listener): a
+   * system may outlive many executors.
+   */
   @Override
   public void close() {
+    if (!closed.compareAndSet(false, true)) {
+      return;
+    }
+    if (suspectSweep != null) {
+      suspectSweep.cancel();
+    }
+    if (refusals != null) {
+      crashes.removeRefusalListener(refusals);
+    }
+    watcher.tell(new StopWatching());
     if (channels != null) {
       timeoutSweep.cancel();
       channels.close();

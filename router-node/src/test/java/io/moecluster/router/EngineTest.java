@@ -135,4 +135,17 @@ class EngineTest {
     engine.submit("late", request(new int[] {1}, 1), late);
     assertTrue(late.end.get(1, TimeUnit.SECONDS).startsWith("FAILED UNAVAILABLE"));
   }
+
+  /**
+   * A submit that passed the closed check while the loop was still running, but enqueued after the
+   * loop's last drain of its inbox, is answered all the same (it used to wait for ever).
+   */
+  @Test
+  void aSubmitThatRacesTheEndOfTheLoopIsAnswered() throws Exception {
+    Engine engine = new Engine(local.model(), local.tokenizer(), slowExperts(), 1, 1);
+    engine.beforeEnqueue = engine::close; // the loop stops and drains its inbox between check and add
+    RecordingListener late = new RecordingListener();
+    engine.submit("late", request(new int[] {1}, 1), late);
+    assertTrue(late.end.get(5, TimeUnit.SECONDS).startsWith("FAILED UNAVAILABLE"), late.end.getNow("no answer"));
+  }
 }

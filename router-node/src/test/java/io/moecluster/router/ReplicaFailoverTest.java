@@ -8,6 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import io.moecluster.core.model.ExpertTask;
 import io.moecluster.expert.TestClusters;
 import io.moecluster.proto.cluster.v1.Located;
+import java.lang.ref.WeakReference;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.HashMap;
@@ -96,8 +97,33 @@ class ReplicaFailoverTest {
     assertEquals(CircuitBreaker.State.CLOSED, experts.breaker(0, 1, 0).state());
   }
 
+  /**
+   * A closed executor takes back what it added to the router's actor system (the crash check's
+   * schedule, the watcher of its entities and of the members, its listener for refused cluster
+   * ports): nothing there keeps it, however many are made and closed on one system.
+   */
   @Test
   @Order(3)
+  void aClosedExecutorIsNotKeptByTheActorSystem() {
+    WeakReference<ShardedExperts> closed = runAndClose();
+    TestClusters.await(Duration.ofSeconds(20), "the closed executor to be collected", () -> {
+      System.gc();
+      return closed.get() == null;
+    });
+  }
+
+  /** Runs a layer on a new executor with data channels, closes it and keeps only a weak reference. */
+  private static WeakReference<ShardedExperts> runAndClose() {
+    ShardedExperts experts = new ShardedExperts(cluster.routerKit.system(), Duration.ofSeconds(20), 1 << 20,
+        cluster.router::placement, FailoverSettings.defaults(), true);
+    int hidden = cluster.local.config().hiddenSize();
+    experts.run(0, List.of(new ExpertTask(0, 1, new float[hidden])));
+    experts.close();
+    return new WeakReference<>(experts);
+  }
+
+  @Test
+  @Order(4)
   void aCrashedNodeStallsTheStreamsBrieflyAndChangesNoToken() throws Exception {
     double[] before = redirects();
     long stall = cluster.streamThroughKill(1, 4, 400);

@@ -108,27 +108,35 @@ class RouterClusterTest {
     }
   }
 
-  private static RouterStatus status() {
+  private static RouterStatus status(boolean withPlacement) {
     TestProbe<RouterStatus> probe = routerKit.createTestProbe(RouterStatus.class);
     routerNode.router().tell(RouterCommand.newBuilder()
         .setGetStatus(GetStatus.newBuilder()
-            .setReplyTo(ActorRefResolver.get(routerKit.system()).toSerializationFormat(probe.getRef())))
+            .setReplyTo(ActorRefResolver.get(routerKit.system()).toSerializationFormat(probe.getRef()))
+            .setWithPlacement(withPlacement))
         .build());
     return probe.receiveMessage(Duration.ofSeconds(5));
   }
 
   @Test
   void statusReportsEveryExpertSpreadOverBothExpertNodes() {
-    RouterStatus status = status();
+    RouterStatus status = status(true);
     assertTrue(status.getExpertsReady(), status.getDetail());
     assertEquals("", status.getDetail());
     var config = local.config();
-    assertEquals(config.numLayers() * config.numExperts(), status.getPlacementCount());
+    assertEquals(config.numLayers() * config.numExperts(), status.getPlacedLayerCount());
     Set<String> nodes = new TreeSet<>();
-    for (Located l : status.getPlacementList()) {
-      assertTrue(l.getLoaded());
-      nodes.add(l.getNode());
+    Set<String> entities = new TreeSet<>();
+    for (int i = 0; i < status.getPlacedLayerCount(); i++) {
+      assertTrue(status.getPlacedLoaded(i));
+      nodes.add(status.getPlacementNodes(status.getPlacedNode(i)));
+      entities.add(status.getPlacedLayer(i) + "/" + status.getPlacedExpert(i) + "#" + status.getPlacedReplica(i));
     }
+    assertEquals(config.numLayers() * config.numExperts(), entities.size(), "each entity once");
+    assertEquals(status.getPlacementNodesCount(), nodes.size(), "each node listed once");
+    RouterStatus poll = status(false);
+    assertTrue(poll.getExpertsReady());
+    assertEquals(0, poll.getPlacedLayerCount(), "a health poll carries no placement");
     Set<String> expected = new TreeSet<>();
     for (ActorTestKit kit : kits.subList(1, 3)) {
       expected.add(TestClusters.address(kit.system()));
@@ -288,6 +296,98 @@ class RouterClusterTest {
       double data = Metrics.sum("moe_expert_calls_total", "path", "data-channel");
       assertBitIdenticalToLocal(sharded, randomTasks(12, 5));
       assertTrue(Metrics.sum("moe_expert_calls_total", "path", "data-channel") > data, "the channel is used again");
+    }
+  }
+
+  /** A data channel endpoint that greets and then never answers: every call to it times out. */
+  private static final class SilentDataChannel implements AutoCloseable {
+    final java.net.ServerSocket server = new java.net.ServerSocket(0, 50, java.net.InetAddress.getLoopbackAddress());
+
+    SilentDataChannel() throws java.io.IOException {
+      Thread accept = new Thread(() -> {
+        while (!server.isClosed()) {
+          try (java.net.Socket s = server.accept()) {
+            io.moecluster.proto.codec.DataFrames.expectGreeting(s.getInputStream());
+            s.getOutputStream().write(io.moecluster.proto.codec.DataFrames.GREETING);
+            s.getInputStream().transferTo(java.io.OutputStream.nullOutputStream()); // until the router closes
+          } catch (java.io.IOException e) {
+            // closed: by the router, or by the test
+          }
+        }
+      }, "silent-data-channel");
+      accept.setDaemon(true);
+      accept.start();
+    }
+
+    /** The real placement with every entity's data endpoint here. */
+    ExpertPlacement.Snapshot placement(ExpertPlacement.Snapshot real) {
+      List<Located> silent = new ArrayList<>();
+      for (Located l : real.placement()) {
+        silent.add(l.toBuilder().setDataEndpoint("127.0.0.1:" + server.getLocalPort()).build());
+      }
+      return new ExpertPlacement.Snapshot(true, silent, "");
+    }
+
+    @Override
+    public void close() throws java.io.IOException {
+      server.close();
+    }
+  }
+
+  /** The default failover settings with a short attempt timeout and the given breaker cool-down. */
+  private static FailoverSettings shortAttempts(Duration coolDown) {
+    FailoverSettings d = FailoverSettings.defaults();
+    return new FailoverSettings(Duration.ofMillis(300), d.maxRetries(), d.backoffMin(), d.backoffMax(), d.jitter(),
+        d.breakerFailures(), coolDown, d.hedgeEnabled(), d.hedgePercentile(), d.hedgeMinDelay(), d.hedgeMaxDelay(),
+        d.suspectAfter());
+  }
+
+  /**
+   * Entities whose direct calls timed out (a node paused for a moment) go through sharding for the
+   * breaker cool-down only, then straight again; they used to go through sharding for the
+   * router's whole life. One row per expert: one call per entity and layer, so no breaker opens.
+   */
+  @Test
+  void anEntityThatTimedOutIsSentStraightAgainAfterTheCoolDown() throws Exception {
+    ExpertPlacement.Snapshot real = routerNode.placement();
+    FailoverSettings failover = shortAttempts(FailoverSettings.defaults().breakerCoolDown());
+    try (SilentDataChannel silent = new SilentDataChannel()) {
+      var view = new java.util.concurrent.atomic.AtomicReference<>(silent.placement(real));
+      try (ShardedExperts sharded = new ShardedExperts(routerKit.system(), Duration.ofSeconds(10), 1024, view::get,
+          failover, true)) {
+        double sharding = Metrics.sum("moe_expert_calls_total", "path", "sharding");
+        assertBitIdenticalToLocal(sharded, randomTasks(13, 0));
+        assertTrue(Metrics.sum("moe_expert_calls_total", "path", "sharding") > sharding, "timed out, then sharding");
+        view.set(real);
+        Thread.sleep(failover.breakerCoolDown().toMillis() + 300);
+        double data = Metrics.sum("moe_expert_calls_total", "path", "data-channel");
+        assertBitIdenticalToLocal(sharded, randomTasks(14, 0));
+        assertTrue(Metrics.sum("moe_expert_calls_total", "path", "data-channel") > data, "straight again");
+      }
+    }
+  }
+
+  /**
+   * Entities of a node that is reachable again (its pause is over) are sent straight again at once,
+   * without waiting out the cool-down (a minute here).
+   */
+  @Test
+  void theEntitiesOfANodeReachableAgainAreSentStraightAtOnce() throws Exception {
+    ExpertPlacement.Snapshot real = routerNode.placement();
+    try (SilentDataChannel silent = new SilentDataChannel()) {
+      var view = new java.util.concurrent.atomic.AtomicReference<>(silent.placement(real));
+      try (ShardedExperts sharded = new ShardedExperts(routerKit.system(), Duration.ofSeconds(10), 1024, view::get,
+          shortAttempts(Duration.ofMinutes(1)), true)) {
+        assertBitIdenticalToLocal(sharded, randomTasks(15, 0)); // every entity timed out once
+        view.set(real);
+        double sharding = Metrics.sum("moe_expert_calls_total", "path", "sharding");
+        double data = Metrics.sum("moe_expert_calls_total", "path", "data-channel");
+        sharded.onNodeReachable(TestClusters.address(kits.get(1).system()));
+        assertBitIdenticalToLocal(sharded, randomTasks(16, 0));
+        assertTrue(Metrics.sum("moe_expert_calls_total", "path", "data-channel") > data, "the reachable node's, straight");
+        assertTrue(Metrics.sum("moe_expert_calls_total", "path", "sharding") > sharding,
+            "the other node's, still through sharding");
+      }
     }
   }
 

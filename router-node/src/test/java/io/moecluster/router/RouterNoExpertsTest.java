@@ -104,11 +104,12 @@ class RouterNoExpertsTest {
     TestProbe<RouterStatus> probe = kit.createTestProbe(RouterStatus.class);
     routerNode.router().tell(RouterCommand.newBuilder()
         .setGetStatus(GetStatus.newBuilder()
-            .setReplyTo(ActorRefResolver.get(kit.system()).toSerializationFormat(probe.getRef())))
+            .setReplyTo(ActorRefResolver.get(kit.system()).toSerializationFormat(probe.getRef()))
+            .setWithPlacement(true))
         .build());
     RouterStatus status = probe.receiveMessage(Duration.ofSeconds(5));
     assertFalse(status.getExpertsReady());
     assertFalse(status.getDetail().isEmpty());
-    assertEquals(0, status.getPlacementCount());
+    assertEquals(0, status.getPlacedLayerCount());
   }
 }
