@@ -71,7 +71,7 @@ final class ExpertComputation {
     acquired.whenComplete((lease, err) -> {
       if (err != null) {
         Throwable cause = unwrap(err);
-        answer.accept(reply.setError(cause instanceof IllegalStateException
+        answer.accept(reply.setNodeFault(true).setError(cause instanceof IllegalStateException
             ? "expert node " + node.nodeAddress() + " is shutting down"
             : "expert " + entityId + " has no weights: " + cause.getMessage()).build());
         return;
@@ -80,7 +80,8 @@ final class ExpertComputation {
         node.compute().execute(() -> compute(lease, req, reply, answer));
       } catch (RejectedExecutionException e) {
         lease.close();
-        answer.accept(reply.setError("expert node " + node.nodeAddress() + " is shutting down").build());
+        answer.accept(reply.setNodeFault(true).setError("expert node " + node.nodeAddress() + " is shutting down")
+            .build());
       }
     });
   }
@@ -109,7 +110,7 @@ final class ExpertComputation {
       ExpertReply done;
       try (lease) {
         if (err != null) {
-          done = reply.setError("expert " + entityId + " failed: " + unwrap(err)).build();
+          done = reply.setNodeFault(true).setError("expert " + entityId + " failed: " + unwrap(err)).build();
         } else {
           double seconds = (System.nanoTime() - start) / 1e9;
           computeSeconds.observe(seconds);
@@ -117,7 +118,7 @@ final class ExpertComputation {
           done = reply.setOutput(ActivationCodec.encode(out, rows, hidden)).setComputeSeconds(seconds).build();
         }
       } catch (RuntimeException e) {
-        done = reply.clearOutput().setError("expert " + entityId + " failed: " + e).build();
+        done = reply.clearOutput().setNodeFault(true).setError("expert " + entityId + " failed: " + e).build();
       }
       answer.accept(done);
     });

@@ -223,7 +223,7 @@ final class ExpertDataServer implements AutoCloseable {
       handedOff.add(claimable);
     } catch (RejectedExecutionException e) {
       ExpertReply shuttingDown = ExpertComputation.replyTo(call.getCompute(), node)
-          .setError("expert node " + node + " is shutting down").build();
+          .setNodeFault(true).setError("expert node " + node + " is shutting down").build();
       send(socket, out, ExpertCallReply.newBuilder().setCallId(id).setReply(shuttingDown).build());
     }
   }

@@ -172,7 +172,9 @@ public final class ExpertEntity extends AbstractBehavior<ExpertCommand> {
       return;
     }
     if (computation == null) {
-      replyTo.tell(ExpertComputation.replyTo(req, node.nodeAddress()).setError(weightsError).build());
+      // This node could not open the weights; another replica's node may have.
+      replyTo.tell(ExpertComputation.replyTo(req, node.nodeAddress()).setNodeFault(true).setError(weightsError)
+          .build());
       return;
     }
     computation.run(req, replyTo::tell);

@@ -2,6 +2,7 @@ package io.moecluster.expert;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -143,12 +144,25 @@ class ExpertEntityBackendTest {
   }
 
   @Test
+  void aRequestOfTheWrongShapeIsAnErrorReplyThatNoReplicaCanServe() {
+    float[] x = new float[3];
+    TestProbe<ExpertReply> probe = kit.createTestProbe(ExpertReply.class);
+    entity.tell(ExpertCommand.newBuilder().setCompute(ComputeExperts.newBuilder().setStepId(7).setLayer(1).setExpert(2)
+        .setInput(ActivationCodec.encode(x, 1, 3))
+        .setReplyTo(ActorRefResolver.get(kit.system()).toSerializationFormat(probe.getRef()))).build());
+    ExpertReply reply = probe.receiveMessage(Duration.ofSeconds(10));
+    assertTrue(reply.getError().contains("hidden size"), reply.getError());
+    assertFalse(reply.getNodeFault());
+  }
+
+  @Test
   void aFailedComputationIsAnErrorReply() {
     fail = true;
     ExpertReply reply = compute(input(1), 1);
     assertTrue(reply.getError().contains("expert 1/2 failed"), reply.getError());
     assertTrue(reply.getError().contains("CUDA_ERROR_LAUNCH_FAILED"), reply.getError());
     assertNotEquals("", reply.getError());
+    assertTrue(reply.getNodeFault(), "a failed backend is the node's fault: another replica may serve it");
     fail = false;
     assertEquals("", compute(input(1), 1).getError(), "the entity goes on serving");
   }

@@ -795,7 +795,7 @@ public final class ShardedExperts implements ExpertExecutor {
     reply.whenComplete((r, e) -> {
       inFlight.remove(a);
       // Judge here, not on the engine thread: a late answer still tells the breaker the truth.
-      boolean ok = e == null && (r.getError().isEmpty() || !retryable(r.getError()));
+      boolean ok = e == null && (r.getError().isEmpty() || !retryable(r));
       a.judge(ok);
       if (ok && e == null) {
         hedgeLatency(a);
@@ -892,9 +892,13 @@ public final class ShardedExperts implements ExpertExecutor {
     hedge.record(System.nanoTime() - a.sentAt());
   }
 
-  /** An expert that answered with an error is not retried, unless its node was shutting down. */
-  private static boolean retryable(String error) {
-    return error.contains("shutting down");
+  /**
+   * An expert that answered with an error is retried, on the other replica if there is one, when
+   * the fault was its node's (a failed backend, a node shutting down); the breaker counts it as a
+   * failure. A request no node can serve fails the step at once.
+   */
+  static boolean retryable(ExpertReply reply) {
+    return !reply.getError().isEmpty() && reply.getNodeFault();
   }
 
   /** @return true when this outcome completed its chunk */
@@ -909,7 +913,7 @@ public final class ShardedExperts implements ExpertExecutor {
       return false; // the other replica answered first; this one is ignored
     }
     ExpertReply reply = o.reply();
-    if (o.error() != null || retryable(reply.getError())) {
+    if (o.error() != null || retryable(reply)) {
       Throwable cause = unwrap(o.error());
       c.lastError = cause instanceof NodeLostException || cause instanceof ExpertDataChannels.NotHostedException
           || cause instanceof java.io.IOException ? cause.getMessage()
