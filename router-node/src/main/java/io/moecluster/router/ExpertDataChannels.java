@@ -15,6 +15,7 @@ import java.time.Duration;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -43,6 +44,10 @@ import org.slf4j.LoggerFactory;
 final class ExpertDataChannels implements AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(ExpertDataChannels.class);
   private static final Duration RETRY_CONNECT = Duration.ofSeconds(2);
+  // How long a call waits for its connection to open. On a live node a connect and its greeting
+  // take well under a millisecond; this leaves a loaded machine's scheduler room, and a call that
+  // waits longer goes through Artery while the connect goes on.
+  private static final long CONNECT_WAIT_NANOS = TimeUnit.MILLISECONDS.toNanos(100);
   private static final long BACKGROUND_SELECT_MILLIS = 100; // re-checks whether a caller took over
   // Calls queued beyond this go out before the flush, as a 64 KiB stream buffer would send them.
   private static final int EARLY_FLUSH_BYTES = 64 << 10;
@@ -60,6 +65,8 @@ final class ExpertDataChannels implements AutoCloseable {
   // Endpoints whose connect failed, until when (System.nanoTime) calls to them fail at once: a
   // host that does not answer must not cost every request the connect timeout.
   private final Map<String, Long> downUntil = new ConcurrentHashMap<>();
+  // Connects in progress, by endpoint (see opening).
+  private final Map<String, CompletableFuture<DataChannelConnection>> connecting = new ConcurrentHashMap<>();
   private final Selector selector;
   private final ReentrantLock reading = new ReentrantLock(); // held by the thread that selects
   private final AtomicInteger callers = new AtomicInteger(); // threads between enter and leave
@@ -116,11 +123,16 @@ final class ExpertDataChannels implements AutoCloseable {
             + " could not be opened a moment ago; not trying again before " + retryConnect.toMillis() + " ms"));
       }
       try {
-        c = connections.compute(endpoint, (k, old) -> old != null && old.open() ? old : connect(k));
-        downUntil.remove(endpoint);
-      } catch (UncheckedIOException e) {
-        downUntil.put(endpoint, System.nanoTime() + retryConnect.toNanos());
+        c = opening(endpoint).get(CONNECT_WAIT_NANOS, TimeUnit.NANOSECONDS);
+      } catch (TimeoutException e) {
+        return CompletableFuture.failedFuture(new IOException("the data channel to " + endpoint
+            + " is still opening after " + TimeUnit.NANOSECONDS.toMillis(CONNECT_WAIT_NANOS) + " ms"));
+      } catch (ExecutionException e) {
         return CompletableFuture.failedFuture(e.getCause());
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        return CompletableFuture.failedFuture(new IOException("interrupted while opening the data channel to "
+            + endpoint));
       }
     }
     CompletableFuture<ExpertReply> reply = c.call(entityId, request, timeout);
@@ -297,6 +309,43 @@ final class ExpertDataChannels implements AutoCloseable {
         reading.unlock();
       }
     }
+  }
+
+  /**
+   * The connect to {@code endpoint} in progress, started if none is: on a thread of its own, so a
+   * host that does not answer (the address of a deleted pod) costs a caller {@link
+   * #CONNECT_WAIT_NANOS}, not the connect timeout. A connect that succeeds later serves the calls
+   * that follow; one that fails stops calls to the endpoint for {@code retryConnect}.
+   */
+  private CompletableFuture<DataChannelConnection> opening(String endpoint) {
+    CompletableFuture<DataChannelConnection> mine = new CompletableFuture<>();
+    CompletableFuture<DataChannelConnection> current = connecting.putIfAbsent(endpoint, mine);
+    if (current != null) {
+      return current;
+    }
+    Thread.ofVirtual().name("moe-data-channel-connect").start(() -> {
+      try {
+        DataChannelConnection c = connect(endpoint);
+        connections.put(endpoint, c);
+        if (closed) { // close() ran during the connect: it may not have seen this connection
+          connections.remove(endpoint, c);
+          c.fail(new IOException("the router's data channels are closed"));
+          mine.completeExceptionally(new IOException("the router's data channels are closed"));
+          return;
+        }
+        downUntil.remove(endpoint);
+        mine.complete(c);
+      } catch (UncheckedIOException e) {
+        downUntil.put(endpoint, System.nanoTime() + retryConnect.toNanos());
+        mine.completeExceptionally(e.getCause());
+      } catch (RuntimeException | Error e) {
+        downUntil.put(endpoint, System.nanoTime() + retryConnect.toNanos());
+        mine.completeExceptionally(new IOException("cannot open the data channel to " + endpoint + ": " + e, e));
+      } finally {
+        connecting.remove(endpoint, mine);
+      }
+    });
+    return mine;
   }
 
   private DataChannelConnection connect(String endpoint) {

@@ -256,6 +256,25 @@ class ExpertDataChannelsTest {
   }
 
   @Test
+  void aHostThatDoesNotAnswerCostsACallAMomentNotTheConnectTimeout() throws Exception {
+    // Its kernel completes the TCP handshake, and nothing more ever comes: as a frozen process, or
+    // the router waiting out a connect to an address nobody holds any more.
+    try (ServerSocket mute = new ServerSocket(0)) {
+      String endpoint = "127.0.0.1:" + mute.getLocalPort();
+      long start = System.nanoTime();
+      ExecutionException e = assertThrows(ExecutionException.class,
+          () -> channels.call(endpoint, "1/2", compute(1), LONG).get(10, TimeUnit.SECONDS));
+      long millis = TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - start);
+      assertTrue(e.getCause().getMessage().contains("is still opening"), e.getCause().getMessage());
+      assertTrue(millis < 5_000, "the call waited " + millis + " ms; the connect timeout is 10 s");
+      // A second call joins the connect in progress instead of starting another.
+      ExecutionException again = assertThrows(ExecutionException.class,
+          () -> channels.call(endpoint, "1/2", compute(2), LONG).get(10, TimeUnit.SECONDS));
+      assertTrue(again.getCause().getMessage().contains("is still opening"), again.getCause().getMessage());
+    }
+  }
+
+  @Test
   void aPeerThatDoesNotGreetIsRefused() throws Exception {
     try (ServerSocket silent = new ServerSocket(0)) {
       Thread t = new Thread(() -> {
