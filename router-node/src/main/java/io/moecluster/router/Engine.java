@@ -153,6 +153,14 @@ public final class Engine implements AutoCloseable {
     return waitingCount;
   }
 
+  /**
+   * Whether the loop takes sequences: false once closed, or once the loop died of an error no
+   * step could survive (then every submit fails UNAVAILABLE, and the router says it is not ready).
+   */
+  public boolean alive() {
+    return !closed;
+  }
+
   /** Stops the loop; sequences still active fail with UNAVAILABLE. */
   @Override
   public void close() {
@@ -293,6 +301,13 @@ public final class Engine implements AutoCloseable {
     } catch (RuntimeException ex) {
       log.error("Step of {} sequence(s) failed", running.size(), ex);
       failRunning("INTERNAL", "the router failed to step the sequence: " + ex);
+    } catch (OutOfMemoryError ex) {
+      // The batch's activations and KV caches go with its sequences: the loop can go on, and the
+      // clients are told to come back (the gateway resubmits elsewhere) instead of the router
+      // dying with every sequence it holds.
+      log.error("Step of {} sequence(s) ran out of memory", running.size(), ex);
+      failRunning("RESOURCE_EXHAUSTED", "the router ran out of memory stepping " + running.size()
+          + " sequence(s); retry later, or lower moe.router.max-running-sequences");
     }
   }
 

@@ -82,12 +82,14 @@ public final class RouterActor extends AbstractBehavior<RouterCommand> {
   /** The router's status now; the expert placement only when asked for. */
   private RouterStatus status(boolean withPlacement) {
     ExpertPlacement.Snapshot p = placement.get();
+    // A router whose engine stopped takes no sequence: gateways must not count it as serving.
+    boolean alive = engine.alive();
     RouterStatus.Builder b = RouterStatus.newBuilder()
-        .setExpertsReady(p.ready())
+        .setExpertsReady(p.ready() && alive)
         .setRunning(engine.running())
         .setWaiting(engine.waiting())
         .setNode(node)
-        .setDetail(p.detail());
+        .setDetail(alive ? p.detail() : "the router's engine has stopped (see this node's log); restart the node");
     if (withPlacement) {
       addPlacement(b, p.placement());
     }

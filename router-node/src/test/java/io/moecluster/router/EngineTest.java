@@ -61,6 +61,51 @@ class EngineTest {
     return new GenerationRequest(prompt, SamplingParams.GREEDY, maxTokens, List.of(), true);
   }
 
+  /** In-process experts that throw {@code error} at their next call, once. */
+  private static ExpertExecutor expertsThatThrowOnce(java.util.concurrent.atomic.AtomicReference<Error> error) {
+    ExpertExecutor inner = local.model().experts();
+    return new ExpertExecutor() {
+      @Override
+      public List<float[]> run(int layer, List<ExpertTask> tasks) {
+        Error e = error.getAndSet(null);
+        if (e != null) {
+          throw e;
+        }
+        return inner.run(layer, tasks);
+      }
+    };
+  }
+
+  @Test
+  void aStepOutOfMemoryFailsItsSequencesAndTheEngineGoesOn() throws Exception {
+    var error = new java.util.concurrent.atomic.AtomicReference<Error>();
+    try (Engine engine = new Engine(local.model(), local.tokenizer(), expertsThatThrowOnce(error), 4, 4)) {
+      error.set(new OutOfMemoryError("Java heap space"));
+      RecordingListener a = new RecordingListener();
+      engine.submit("a", request(new int[] {1, 5, 9}, 8), a);
+      String end = a.end.get(10, TimeUnit.SECONDS);
+      assertTrue(end.startsWith("FAILED RESOURCE_EXHAUSTED: the router ran out of memory"), end);
+      assertTrue(engine.alive());
+      RecordingListener b = new RecordingListener();
+      engine.submit("b", request(new int[] {2, 7}, 4), b);
+      assertEquals("LENGTH", b.end.get(10, TimeUnit.SECONDS));
+    }
+  }
+
+  @Test
+  void anEngineWhoseLoopDiedSaysSoAndRefusesSubmits() throws Exception {
+    var error = new java.util.concurrent.atomic.AtomicReference<Error>(new InternalError("broken"));
+    try (Engine engine = new Engine(local.model(), local.tokenizer(), expertsThatThrowOnce(error), 4, 4)) {
+      RecordingListener a = new RecordingListener();
+      engine.submit("a", request(new int[] {1, 5, 9}, 8), a);
+      assertTrue(a.end.get(10, TimeUnit.SECONDS).startsWith("FAILED UNAVAILABLE"));
+      TestClusters.await(java.time.Duration.ofSeconds(5), "loop ended", () -> !engine.alive());
+      RecordingListener b = new RecordingListener();
+      engine.submit("b", request(new int[] {2, 7}, 4), b);
+      assertTrue(b.end.get(10, TimeUnit.SECONDS).startsWith("FAILED UNAVAILABLE"));
+    }
+  }
+
   @Test
   void cancelFreesTheSlotForAWaitingRequest() throws Exception {
     try (Engine engine = new Engine(local.model(), local.tokenizer(), slowExperts(), 1, 4)) {

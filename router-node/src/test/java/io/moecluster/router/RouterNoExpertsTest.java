@@ -112,4 +112,22 @@ class RouterNoExpertsTest {
     assertFalse(status.getDetail().isEmpty());
     assertEquals(0, status.getPlacedLayerCount());
   }
+
+  @Test
+  void aRouterWhoseEngineStoppedIsNotReadyEvenWithEveryExpertPlaced() {
+    try (var local = io.moecluster.core.generate.LocalGenerator.open(dir, 1)) {
+      Engine engine = new Engine(local.model(), local.tokenizer(), local.model().experts(), 1, 1);
+      engine.close();
+      var router = kit.spawn(RouterActor.create(engine, () -> new ExpertPlacement.Snapshot(true, List.of(), "")));
+      TestProbe<RouterStatus> probe = kit.createTestProbe(RouterStatus.class);
+      router.tell(RouterCommand.newBuilder()
+          .setGetStatus(GetStatus.newBuilder()
+              .setReplyTo(ActorRefResolver.get(kit.system()).toSerializationFormat(probe.getRef())))
+          .build());
+      RouterStatus status = probe.receiveMessage(Duration.ofSeconds(5));
+      assertFalse(status.getExpertsReady());
+      assertTrue(status.getDetail().contains("engine has stopped"), status.getDetail());
+      kit.stop(router);
+    }
+  }
 }
