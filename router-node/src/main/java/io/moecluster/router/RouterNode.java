@@ -27,6 +27,13 @@ import org.slf4j.LoggerFactory;
 public final class RouterNode implements AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(RouterNode.class);
 
+  /**
+   * The name of the router actor under {@code /system}. A node's config routes messages to it over
+   * Artery's large-message lane ({@code pekko.remote.artery.large-message-destinations}), which
+   * matches the path: keep the two in step.
+   */
+  public static final String ROUTER_NAME = "moe-router";
+
   private final ActorSystem<?> system;
   private final MoeModel model;
   private final VectorKernels kernels;
@@ -84,7 +91,7 @@ public final class RouterNode implements AutoCloseable {
               experts.replicas(), settings.minExpertNodes(), settings.placementRetryInterval(), placement),
           "moe-expert-placement", Props.empty());
       ActorRef<RouterCommand> router = system.systemActorOf(
-          RouterActor.create(engine, placement::get), "moe-router", Props.empty());
+          RouterActor.create(engine, placement::get), ROUTER_NAME, Props.empty());
       log.info("Router node: model {} ({} layers x {} experts), up to {} running sequences, prefetch {}",
           settings.modelDir(), model.config().numLayers(), model.config().numExperts(),
           settings.maxRunningSequences(),

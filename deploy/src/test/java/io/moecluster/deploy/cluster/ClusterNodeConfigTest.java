@@ -58,6 +58,9 @@ class ClusterNodeConfigTest {
         c.getString("pekko.cluster.downing-provider-class"));
     // reference.conf of the modules is still underneath.
     assertTrue(c.hasPath("pekko.actor.serialization-bindings"));
+    // Submits of long prompts pass the ordinary lane's frame: the router takes them on the large one.
+    assertEquals(java.util.List.of("/system/" + io.moecluster.router.RouterNode.ROUTER_NAME),
+        c.getStringList("pekko.remote.artery.large-message-destinations"));
   }
 
   @Test
