@@ -58,6 +58,13 @@ import org.slf4j.LoggerFactory;
  * messages to it are local only.
  */
 final class StreamSession extends AbstractBehavior<Object> {
+  /**
+   * Most tokens in one message of a stream. A client that stops reading gets what queued up in
+   * messages of at most this many tokens: with 20 logprobs a token takes about 360 bytes, so one
+   * message of a long completion could pass the client's 4 MiB limit.
+   */
+  static final int MAX_TOKENS_PER_MESSAGE = 256;
+
   private static final Logger log = LoggerFactory.getLogger(StreamSession.class);
 
   /** How the call's answer is written: a stream of chunks, or one response at the end. */
@@ -471,13 +478,13 @@ final class StreamSession extends AbstractBehavior<Object> {
           GenerateResponse.newBuilder()
               .setIndex(pending.isEmpty() ? delivered.size() : pending.peek().getIndex());
       StringBuilder delta = new StringBuilder();
-      while (!pending.isEmpty()) {
+      while (!pending.isEmpty() && b.getTokensCount() < MAX_TOKENS_PER_MESSAGE) {
         TokenChunk c = pending.poll();
         b.addTokens(token(c));
         delta.append(c.getText());
       }
       b.setText(delta.toString());
-      if (finished != null) {
+      if (finished != null && pending.isEmpty()) {
         b.setFinishReason(finishReason(finished.getReason())).setUsage(usage(finished));
         write(b.build());
         complete();

@@ -19,6 +19,7 @@ import io.moecluster.proto.v1.FinishReason;
 import io.moecluster.proto.v1.GenerateResponse;
 import io.moecluster.router.RouterActor;
 import java.time.Duration;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.TimeUnit;
@@ -141,6 +142,10 @@ class StreamSessionFlowControlTest {
   }
 
   private static Session startSession(String id) throws Exception {
+    return startSession(id, 8);
+  }
+
+  private static Session startSession(String id, int maxTokens) throws Exception {
     FakeCall call = new FakeCall();
     Admission admission = new Admission(1, 0);
     StreamSession.Slot slot = new StreamSession.Slot();
@@ -148,7 +153,7 @@ class StreamSessionFlowControlTest {
         new RequestValidator.ValidRequest(
             new int[] {1, 2, 3},
             SamplingSpec.newBuilder().setTopP(1f).build(),
-            8,
+            maxTokens,
             List.of(),
             false,
             0,
@@ -226,6 +231,36 @@ class StreamSessionFlowControlTest {
     assertEquals(4, last.getIndex(), "index = the count of tokens delivered before it");
     assertEquals(0, s.admission.running(), "permit released on finish");
     assertNull(s.call.error);
+  }
+
+  @Test
+  void aLongBacklogGoesOutInMessagesOfBoundedSize() throws Exception {
+    int n = 2 * StreamSession.MAX_TOKENS_PER_MESSAGE + 10;
+    Session s = startSession("fc-big", n);
+    s.call.ready = false;
+    for (int i = 0; i < n; i++) {
+      s.tell(token(i));
+    }
+    s.tell(finished("length", n));
+    TestTime.settle();
+    assertTrue(s.call.written.isEmpty());
+    s.call.ready = true;
+    s.ref.tell(StreamSession.Signal.READY);
+    GatewayFixture.await("completed", Duration.ofSeconds(5), () -> s.call.completed);
+    List<Integer> sizes = new ArrayList<>();
+    List<Integer> indexes = new ArrayList<>();
+    for (Object o : s.call.written) {
+      GenerateResponse r = (GenerateResponse) o;
+      sizes.add(r.getTokensCount());
+      indexes.add(r.getIndex());
+    }
+    int max = StreamSession.MAX_TOKENS_PER_MESSAGE;
+    assertEquals(List.of(max, max, 10), sizes);
+    assertEquals(List.of(0, max, 2 * max), indexes);
+    GenerateResponse last = (GenerateResponse) s.call.written.getLast();
+    assertEquals(FinishReason.FINISH_REASON_LENGTH, last.getFinishReason());
+    assertEquals(FinishReason.FINISH_REASON_UNSPECIFIED,
+        ((GenerateResponse) s.call.written.getFirst()).getFinishReason());
   }
 
   @Test
