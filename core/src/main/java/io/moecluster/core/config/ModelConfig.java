@@ -96,7 +96,7 @@ public record ModelConfig(
     return new WeightNames(family);
   }
 
-  /** Reads {@code dir/config.json}. */
+  /** Reads {@code dir/config.json}, and the end-of-sequence ids of its generation_config.json. */
   public static ModelConfig load(Path dir) {
     Path file = dir.resolve("config.json");
     String text;
@@ -107,11 +107,13 @@ public record ModelConfig(
     } catch (IOException e) {
       throw new ModelConfigException(file + ": cannot read: " + e.getMessage(), e);
     }
+    ModelConfig config;
     try {
-      return parse(text);
+      config = parse(text);
     } catch (ModelConfigException e) {
       throw new ModelConfigException(file + ": " + e.getMessage(), e);
     }
+    return config.withGenerationConfigEos(dir);
   }
 
   /** Parses the text of a config.json. */
@@ -138,9 +140,8 @@ public record ModelConfig(
                     new ModelConfigException(
                         "unsupported model_type '" + modelType + "'; supported model types: "
                             + ModelFamily.supportedList()));
-    if (!k.isNull("rope_scaling")) {
-      throw new ModelConfigException("rope_scaling is not supported yet");
-    }
+    requireDefaultRope(root, "rope_scaling");
+    requireDefaultRope(root, "rope_parameters");
     if (family == ModelFamily.QWEN2_MOE || family == ModelFamily.QWEN3_MOE) {
       if (k.integer("decoder_sparse_step", 1) != 1) {
         throw new ModelConfigException("decoder_sparse_step other than 1 is not supported");
@@ -185,12 +186,79 @@ public record ModelConfig(
         family == ModelFamily.QWEN2_MOE || k.bool("attention_bias", false),
         // Defaults are those of each family's HF config class, for configs that leave keys out.
         (float) k.number("rms_norm_eps", mixtral || family == ModelFamily.OLMOE ? 1e-5 : 1e-6),
-        k.number("rope_theta", mixtral ? 1e6 : 10000.0),
+        ropeTheta(root, k, mixtral ? 1e6 : 10000.0),
         context,
         k.bool("tie_word_embeddings", false),
         k.integer("bos_token_id", -1),
         k.intList("eos_token_id"),
-        k.string("torch_dtype", "float32"));
+        // transformers 5 writes "dtype" where 4.x wrote "torch_dtype".
+        k.string("torch_dtype", k.string("dtype", "float32")));
+  }
+
+  /**
+   * rope_theta: at the top level (transformers 4.x), or in rope_parameters (transformers 5, which
+   * drops the top-level key: read as the default, Qwen's 1e6 would become 10000 and its text
+   * degrade with no error).
+   */
+  private static double ropeTheta(JsonNode root, Keys k, double fallback) {
+    JsonNode parameters = root.get("rope_parameters");
+    if (parameters != null && parameters.isObject() && parameters.has("rope_theta")) {
+      return new Keys(parameters).number("rope_theta", fallback);
+    }
+    return k.number("rope_theta", fallback);
+  }
+
+  /**
+   * Only the default rotary embedding is implemented: a rope_scaling or rope_parameters of another
+   * type (yarn, dynamic, linear, llama3, ...) is refused rather than computed wrong. Either may
+   * name the default type explicitly.
+   */
+  private static void requireDefaultRope(JsonNode root, String key) {
+    JsonNode n = root.get(key);
+    if (n == null || n.isNull()) {
+      return;
+    }
+    if (!n.isObject()) {
+      throw new ModelConfigException("'" + key + "' must be an object, got " + n);
+    }
+    JsonNode type = n.has("rope_type") ? n.get("rope_type") : n.get("type");
+    String name = type == null || type.isNull() ? "default" : type.asText();
+    if (!name.equals("default")) {
+      throw new ModelConfigException(
+          key + " of type '" + name + "' is not supported yet (only the default rotary embedding)");
+    }
+  }
+
+  /**
+   * Adds the end-of-sequence ids of {@code dir/generation_config.json}, where Hugging Face's
+   * generate() takes them from: Qwen3's instruct models list both {@code <|im_end|>} and
+   * {@code <|endoftext|>} there and only the first in config.json.
+   */
+  private ModelConfig withGenerationConfigEos(Path dir) {
+    Path file = dir.resolve("generation_config.json");
+    if (!Files.isRegularFile(file)) {
+      return this;
+    }
+    List<Integer> extra;
+    try {
+      JsonNode root = JSON.readTree(Files.readString(file));
+      if (root == null || !root.isObject()) {
+        throw new ModelConfigException(file + ": expected a JSON object");
+      }
+      extra = new Keys(root).intList("eos_token_id");
+    } catch (IOException e) {
+      throw new ModelConfigException(file + ": cannot read: " + e.getMessage(), e);
+    } catch (ModelConfigException e) {
+      throw e.getMessage().startsWith(file.toString()) ? e : new ModelConfigException(file + ": " + e.getMessage(), e);
+    }
+    java.util.LinkedHashSet<Integer> eos = new java.util.LinkedHashSet<>(eosTokenIds);
+    eos.addAll(extra);
+    if (eos.size() == eosTokenIds.size()) {
+      return this;
+    }
+    return new ModelConfig(family, vocabSize, hiddenSize, numLayers, numHeads, numKvHeads, headDim, numExperts,
+        topK, expertIntermediateSize, sharedExpertIntermediateSize, normTopkProb, qkNorm, attentionBias, rmsNormEps,
+        ropeTheta, contextLength, tieWordEmbeddings, bosTokenId, List.copyOf(eos), torchDtype);
   }
 
   /** Writes the config.json a Hugging Face loader expects for this architecture. */

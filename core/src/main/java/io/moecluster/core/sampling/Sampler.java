@@ -55,6 +55,13 @@ public final class Sampler {
       return argmax(work);
     }
     float temperature = params.temperature();
+    // An infinite logit (a model's overflow, a repetition penalty near 0) wins outright, and a
+    // temperature so small that the largest logit overflows is greedy in the limit. The softmax
+    // would otherwise compute inf - inf: every probability NaN, and no nucleus ever complete.
+    float max = max(work);
+    if (max == Float.POSITIVE_INFINITY || max / temperature == Float.POSITIVE_INFINITY) {
+      return argmax(work);
+    }
     for (int i = 0; i < work.length; i++) {
       work[i] /= temperature;
     }
@@ -135,6 +142,14 @@ public final class Sampler {
   }
 
   /** Index of the largest value; the lowest index wins a tie. */
+  private static float max(float[] values) {
+    float max = Float.NEGATIVE_INFINITY;
+    for (float v : values) {
+      max = Math.max(max, v);
+    }
+    return max;
+  }
+
   static int argmax(float[] values) {
     int best = 0;
     for (int i = 1; i < values.length; i++) {

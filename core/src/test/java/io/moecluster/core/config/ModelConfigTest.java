@@ -133,6 +133,35 @@ class ModelConfigTest {
             () -> ModelConfig.parse(MIXTRAL_8X7B.replace("\"sliding_window\": null",
                 "\"sliding_window\": null, \"rope_scaling\": {\"type\": \"yarn\", \"factor\": 4}")));
     assertTrue(e.getMessage().contains("rope_scaling"), e.getMessage());
+    var v5 = assertThrows(ModelConfigException.class, () -> ModelConfig.parse(QWEN2_MOE.replace(
+        "\"rope_theta\": 1000000.0,", "\"rope_parameters\": {\"rope_type\": \"yarn\", \"rope_theta\": 1e6},")));
+    assertTrue(v5.getMessage().contains("rope_parameters of type 'yarn'"), v5.getMessage());
+  }
+
+  @Test
+  void transformers5ConfigsReadTheirRopeThetaAndDtype() {
+    String v5 = QWEN2_MOE
+        .replace("\"rope_theta\": 1000000.0,", "\"rope_parameters\": {\"rope_type\": \"default\", \"rope_theta\": 1000000.0},")
+        .replace("\"torch_dtype\": \"bfloat16\"", "\"dtype\": \"bfloat16\"");
+    ModelConfig c = ModelConfig.parse(v5);
+    assertEquals(1e6, c.ropeTheta());
+    assertEquals("bfloat16", c.torchDtype());
+    assertEquals(ModelConfig.parse(QWEN2_MOE), c);
+    // A rope_scaling that names the default type is no scaling at all.
+    assertEquals(ModelConfig.parse(MIXTRAL_8X7B), ModelConfig.parse(MIXTRAL_8X7B.replace(
+        "\"sliding_window\": null", "\"sliding_window\": null, \"rope_scaling\": {\"rope_type\": \"default\"}")));
+  }
+
+  @Test
+  void generationConfigAddsItsEndOfSequenceIds(@TempDir Path dir) throws Exception {
+    Files.writeString(dir.resolve("config.json"), QWEN2_MOE);
+    assertEquals(List.of(151643), ModelConfig.load(dir).eosTokenIds());
+    Files.writeString(dir.resolve("generation_config.json"),
+        "{\"bos_token_id\": 151643, \"eos_token_id\": [151645, 151643], \"do_sample\": true}");
+    assertEquals(List.of(151643, 151645), ModelConfig.load(dir).eosTokenIds());
+    Files.writeString(dir.resolve("generation_config.json"), "{\"eos_token_id\": \"x\"}");
+    var bad = assertThrows(ModelConfigException.class, () -> ModelConfig.load(dir));
+    assertTrue(bad.getMessage().contains("generation_config.json"), bad.getMessage());
   }
 
   @Test

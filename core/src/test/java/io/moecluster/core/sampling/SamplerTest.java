@@ -280,4 +280,26 @@ class SamplerTest {
     }
     return nucleus;
   }
+
+  @Test
+  @org.junit.jupiter.api.Timeout(10) // the bug was an endless loop
+  void overflowingLogitsSampleLikeGreedyInsteadOfSpinningOnNaN() {
+    float[] logits = {1f, 5f, 3f, -2f, 4.5f};
+    // The temperature's limit: 5 / 1e-40 overflows to +inf.
+    for (float topP : new float[] {1f, 0.9f}) {
+      for (float minP : new float[] {0f, 0.1f}) {
+        Sampler tiny = new Sampler(new SamplingParams(1e-40f, 0, topP, minP, 1f, 7L));
+        for (int position = 0; position < 20; position++) {
+          assertEquals(1, tiny.sample(logits, position, new int[0], 0), "top-p " + topP + ", min-p " + minP);
+        }
+      }
+    }
+    // A penalty near 0 multiplies a seen positive logit up to +inf: that token wins.
+    Sampler boosted = new Sampler(new SamplingParams(1f, 0, 0.9f, 0f, 1e-38f, 7L));
+    assertEquals(4, boosted.sample(logits, 0, new int[] {4}, 1));
+    // A model's own +inf wins too, the lowest id among several.
+    Sampler plain = new Sampler(new SamplingParams(0.8f, 0, 0.95f, 0.05f, 1f, 7L));
+    float[] inf = {1f, Float.POSITIVE_INFINITY, 3f, Float.POSITIVE_INFINITY};
+    assertEquals(1, plain.sample(inf, 3, new int[0], 0));
+  }
 }
