@@ -37,6 +37,21 @@ public final class Tokenizer {
   private final Set<Integer> eosTokenIds;
   private final ChatTemplate chatTemplate;
 
+  /**
+   * Ids index arrays as large as the largest id: a negative one, or one far past the number of
+   * tokens (a hostile or corrupt file), would fail there with an array error or exhaust memory.
+   * Real vocabularies leave a few unused ids (padding to a multiple of 64 or 128), not millions.
+   */
+  private static int checkId(int id, String token, int tokens, String source) {
+    long limit = (long) tokens + (1 << 16);
+    if (id < 0 || id > limit) {
+      String shown = token.length() > 40 ? token.substring(0, 40) + "..." : token;
+      throw new TokenizerException(source + ": token '" + shown + "' has id " + id + ", outside [0, " + limit
+          + "] for " + tokens + " tokens");
+    }
+    return id;
+  }
+
   private Tokenizer(String source, JsonNode root, TokenizerConfig config) {
     this.source = source;
     this.model = BpeModel.fromJson(JsonFields.required(root, "model", source, "the file"), source);
@@ -48,11 +63,11 @@ public final class Tokenizer {
     this.addedTokens = new AddedTokenSplitter(added);
     this.tokenToId = new HashMap<>(model.vocab());
     int maxId = -1;
-    for (int id : model.vocab().values()) {
-      maxId = Math.max(maxId, id);
+    for (var e : model.vocab().entrySet()) {
+      maxId = Math.max(maxId, checkId(e.getValue(), e.getKey(), model.vocab().size() + added.size(), source));
     }
     for (AddedToken token : added) {
-      maxId = Math.max(maxId, token.id());
+      maxId = Math.max(maxId, checkId(token.id(), token.content(), model.vocab().size() + added.size(), source));
     }
     this.idToToken = new String[maxId + 1];
     this.special = new boolean[maxId + 1];

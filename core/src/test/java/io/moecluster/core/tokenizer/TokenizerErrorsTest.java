@@ -45,6 +45,19 @@ class TokenizerErrorsTest {
   }
 
   @Test
+  void idsFarOutsideTheVocabularyAreRefusedByToken() {
+    for (String id : new String[] {"2147483647", "-1", "200000000"}) {
+      String json = "{\"added_tokens\": [{\"id\": " + id + ", \"content\": \"<x>\", \"special\": true}],"
+          + " \"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1}, \"merges\": []}}";
+      TokenizerException e = assertThrows(TokenizerException.class, () -> Tokenizer.fromJson(json, null));
+      assertTrue(e.getMessage().contains("'<x>' has id " + id), e.getMessage());
+    }
+    String vocab = "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": -3}, \"merges\": []}}";
+    TokenizerException e = assertThrows(TokenizerException.class, () -> Tokenizer.fromJson(vocab, null));
+    assertTrue(e.getMessage().contains("'b' has id -3"), e.getMessage());
+  }
+
+  @Test
   void missingModelIsReported() {
     TokenizerException e =
         assertThrows(TokenizerException.class, () -> Tokenizer.fromJson("{}", null));
