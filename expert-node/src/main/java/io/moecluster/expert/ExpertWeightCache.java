@@ -159,7 +159,7 @@ public final class ExpertWeightCache implements AutoCloseable {
     long total = 0;
     for (int l = 0; l < store.config().numLayers(); l++) {
       for (int e = 0; e < store.config().numExperts(); e++) {
-        total += store.expert(l, e).byteSize();
+        total += store.expertBytes(l, e); // from the header: an F16 model is not converted to be sized
       }
     }
     return total;
