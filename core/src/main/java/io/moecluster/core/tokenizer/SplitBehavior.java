@@ -32,12 +32,16 @@ final class SplitBehavior {
     switch (behavior) {
       case "Removed" -> pieces.stream().filter(p -> !p.matched()).forEach(p -> out.add(p.text()));
       case "MergedWithPrevious" -> {
+        // As Hugging Face's tokenizers: a match joins the piece before it only when that piece
+        // is not a match itself ("a--b" split on "-" gives "a-", "-", "b").
+        boolean previousMatched = false;
         for (Piece piece : pieces) {
-          if (piece.matched() && !out.isEmpty()) {
+          if (piece.matched() && !previousMatched && !out.isEmpty()) {
             out.set(out.size() - 1, out.getLast() + piece.text());
           } else {
             out.add(piece.text());
           }
+          previousMatched = piece.matched();
         }
       }
       case "MergedWithNext" -> {

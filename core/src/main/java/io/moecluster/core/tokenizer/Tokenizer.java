@@ -117,17 +117,28 @@ public final class Tokenizer {
         throw new TokenizerException("Cannot read " + configFile + ": " + e.getMessage(), e);
       }
     }
-    return parse(tokenizerJson, tokenizerFile.toString(), configJson, configFile.toString());
+    // Newer transformers save the template in a file of its own rather than in tokenizer_config.json.
+    Path templateFile = modelDir.resolve("chat_template.jinja");
+    String template = null;
+    if (Files.isRegularFile(templateFile)) {
+      try {
+        template = Files.readString(templateFile, StandardCharsets.UTF_8);
+      } catch (IOException e) {
+        throw new TokenizerException("Cannot read " + templateFile + ": " + e.getMessage(), e);
+      }
+    }
+    return parse(tokenizerJson, tokenizerFile.toString(), configJson, configFile.toString(), template);
   }
 
   /** Builds a tokenizer from the texts of tokenizer.json and (optionally) tokenizer_config.json. */
   public static Tokenizer fromJson(String tokenizerJson, String tokenizerConfigJsonOrNull) {
     return parse(
-        tokenizerJson, "tokenizer.json", tokenizerConfigJsonOrNull, "tokenizer_config.json");
+        tokenizerJson, "tokenizer.json", tokenizerConfigJsonOrNull, "tokenizer_config.json", null);
   }
 
+  /** @param templateOrNull the text of chat_template.jinja, used where tokenizer_config.json has none */
   private static Tokenizer parse(
-      String tokenizerJson, String source, String configJson, String configSource) {
+      String tokenizerJson, String source, String configJson, String configSource, String templateOrNull) {
     if (tokenizerJson == null) {
       throw new TokenizerException(source + ": no content was given; pass the file's text");
     }
@@ -147,6 +158,9 @@ public final class Tokenizer {
           source + " must contain a JSON object; re-download tokenizer.json");
     }
     TokenizerConfig config = TokenizerConfig.parse(configJson, MAPPER, configSource);
+    if (config.chatTemplate() == null && templateOrNull != null) {
+      config = config.withChatTemplate(templateOrNull);
+    }
     return new Tokenizer(source, root, config);
   }
 

@@ -22,6 +22,10 @@ record TokenizerConfig(
   static final TokenizerConfig EMPTY =
       new TokenizerConfig(null, null, null, null, null, null, null);
 
+  TokenizerConfig withChatTemplate(String template) {
+    return new TokenizerConfig(bosToken, eosToken, unkToken, padToken, addBosToken, addEosToken, template);
+  }
+
   static TokenizerConfig parse(String json, ObjectMapper mapper, String source) {
     if (json == null) {
       return EMPTY;

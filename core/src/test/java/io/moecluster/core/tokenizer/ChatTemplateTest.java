@@ -88,4 +88,20 @@ class ChatTemplateTest {
     Tokenizer tokenizer = Tokenizer.fromJson(TestTokenizers.trained().tokenizerJson(), config);
     assertEquals("<s>D", tokenizer.chatTemplate().orElseThrow().render(List.of(), false));
   }
+
+  @Test
+  void readsChatTemplateJinjaWhereTheConfigHasNone(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir)
+      throws Exception {
+    java.nio.file.Files.writeString(dir.resolve("tokenizer.json"), TestTokenizers.trained().tokenizerJson());
+    java.nio.file.Files.writeString(dir.resolve("tokenizer_config.json"), "{\"bos_token\": \"<s>\"}");
+    assertTrue(Tokenizer.load(dir).chatTemplate().isEmpty());
+    java.nio.file.Files.writeString(dir.resolve("chat_template.jinja"),
+        "{{ bos_token }}{% for m in messages %}[{{ m.role }}] {{ m.content }}{% endfor %}");
+    assertEquals("<s>[user] Hi",
+        Tokenizer.load(dir).chatTemplate().orElseThrow().render(List.of(new ChatMessage("user", "Hi")), false));
+    // The config's own template wins.
+    java.nio.file.Files.writeString(dir.resolve("tokenizer_config.json"),
+        "{\"bos_token\": \"<s>\", \"chat_template\": \"C\"}");
+    assertEquals("C", Tokenizer.load(dir).chatTemplate().orElseThrow().render(List.of(), false));
+  }
 }
