@@ -139,7 +139,11 @@ public final class CrashedNodeDowning implements Extension {
         } catch (RuntimeException | LinkageError e) {
           log.warn("Checking member {} for a crash failed", target.address(), e);
         } finally {
-          checkedAt.put(target, System.nanoTime());
+          long now = System.nanoTime();
+          // Marks older than the recheck interval stop nothing: drop them, so that a long-lived
+          // cluster whose nodes restart does not keep one entry per incarnation for ever.
+          checkedAt.values().removeIf(at -> now - at >= RECHECK_AFTER_NANOS);
+          checkedAt.put(target, now);
           running.remove(target);
         }
       });
