@@ -199,13 +199,9 @@ class RequestValidationTest {
 
   @Test
   void tokenizeAppliesMaxPromptChars() {
+    TokenizeRequest tooLong = TokenizeRequest.newBuilder().setText("x".repeat(1001)).build();
     StatusRuntimeException e =
-        assertThrows(
-            StatusRuntimeException.class,
-            () ->
-                gateway
-                    .blocking()
-                    .tokenize(TokenizeRequest.newBuilder().setText("x".repeat(1001)).build()));
+        assertThrows(StatusRuntimeException.class, () -> gateway.blocking().tokenize(tooLong));
     assertEquals(Status.Code.INVALID_ARGUMENT, e.getStatus().getCode());
     assertTrue(
         e.getStatus().getDescription().startsWith("text: 1001 characters, the limit is 1000"),

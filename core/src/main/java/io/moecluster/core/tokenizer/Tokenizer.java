@@ -109,25 +109,22 @@ public final class Tokenizer {
       throw new TokenizerException("Cannot read " + tokenizerFile + ": " + e.getMessage(), e);
     }
     Path configFile = modelDir.resolve("tokenizer_config.json");
-    String configJson = null;
-    if (Files.exists(configFile)) {
-      try {
-        configJson = Files.readString(configFile, StandardCharsets.UTF_8);
-      } catch (IOException e) {
-        throw new TokenizerException("Cannot read " + configFile + ": " + e.getMessage(), e);
-      }
-    }
+    String configJson = readIfPresent(configFile);
     // Newer transformers save the template in a file of its own rather than in tokenizer_config.json.
-    Path templateFile = modelDir.resolve("chat_template.jinja");
-    String template = null;
-    if (Files.isRegularFile(templateFile)) {
-      try {
-        template = Files.readString(templateFile, StandardCharsets.UTF_8);
-      } catch (IOException e) {
-        throw new TokenizerException("Cannot read " + templateFile + ": " + e.getMessage(), e);
-      }
-    }
+    String template = readIfPresent(modelDir.resolve("chat_template.jinja"));
     return parse(tokenizerJson, tokenizerFile.toString(), configJson, configFile.toString(), template);
+  }
+
+  /** The text of an optional file of the model directory, or null when there is none. */
+  private static String readIfPresent(Path file) {
+    if (!Files.exists(file)) {
+      return null;
+    }
+    try {
+      return Files.readString(file, StandardCharsets.UTF_8);
+    } catch (IOException e) {
+      throw new TokenizerException("Cannot read " + file + ": " + e.getMessage(), e);
+    }
   }
 
   /** Builds a tokenizer from the texts of tokenizer.json and (optionally) tokenizer_config.json. */
