@@ -63,11 +63,12 @@ public final class Tokenizer {
     this.addedTokens = new AddedTokenSplitter(added);
     this.tokenToId = new HashMap<>(model.vocab());
     int maxId = -1;
+    int tokens = model.vocab().size() + added.size();
     for (var e : model.vocab().entrySet()) {
-      maxId = Math.max(maxId, checkId(e.getValue(), e.getKey(), model.vocab().size() + added.size(), source));
+      maxId = Math.max(maxId, checkId(e.getValue(), e.getKey(), tokens, source));
     }
     for (AddedToken token : added) {
-      maxId = Math.max(maxId, checkId(token.id(), token.content(), model.vocab().size() + added.size(), source));
+      maxId = Math.max(maxId, checkId(token.id(), token.content(), tokens, source));
     }
     this.idToToken = new String[maxId + 1];
     this.special = new boolean[maxId + 1];
