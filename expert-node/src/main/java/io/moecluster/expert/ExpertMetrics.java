@@ -116,7 +116,7 @@ public final class ExpertMetrics {
    * {@code moe_expert_device_lookups_total{node,device,outcome}}: expert computations by what they
    * found on the device: {@code hit} (resident), {@code in-flight} (waited for an upload already
    * under way, usually a prefetch), {@code miss} (started an upload and waited for it), {@code cpu}
-   * (could not be made resident and ran on the CPU).
+   * (ran on the CPU: it could not be made resident, its upload failed, or the GPU kernels do not take its weights).
    */
   public static Counter deviceLookups() {
     return DeviceHolder.LOOKUPS;
@@ -146,7 +146,8 @@ public final class ExpertMetrics {
         .register();
     static final Counter LOOKUPS = Counter.builder().withoutExemplars().name("moe_expert_device_lookups_total")
         .help("Expert computations by what they found on the device: hit, in-flight (an upload under way),"
-            + " miss (started an upload), cpu (ran on the CPU)")
+            + " miss (started an upload), cpu (ran on the CPU: no room, a failed upload, or weights without"
+            + " GPU kernels)")
         .labelNames("node", "device", "outcome").register();
     static final Counter WAIT_SECONDS = Counter.builder().withoutExemplars()
         .name("moe_expert_device_wait_seconds_total")

@@ -51,6 +51,7 @@ public final class CudaExpertBackend implements ExpertBackend {
   @Override
   public CompletableFuture<float[]> forward(int layer, int expert, ExpertWeights weights, float[] x, int rows) {
     if (!LaunchPlan.supports(weights)) {
+      tier.countCpuComputation();
       return cpu.forward(layer, expert, weights, x, rows);
     }
     return tier.acquire(layer, expert, weights).thenCompose(lease -> {

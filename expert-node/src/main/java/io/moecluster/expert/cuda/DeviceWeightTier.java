@@ -226,20 +226,29 @@ public final class DeviceWeightTier<P> implements AutoCloseable {
         demandQueue.add(entry);
       }
     }
-    (started ? misses : inFlight).inc();
     if (refused != null) {
       failed(entry, refused);
     }
     Entry<P> e = entry;
+    // Counted when the upload ends: a computation whose upload failed runs on the CPU, and counts
+    // as that, not as a miss.
+    CounterDataPoint waited = started ? misses : inFlight;
     long waitStart = System.nanoTime();
     return e.ready.handle((ok, err) -> {
       waitSeconds.inc((System.nanoTime() - waitStart) / 1e9);
       if (err != null) {
+        onCpu.inc();
         release(e);
         return null;
       }
+      waited.inc();
       return new DeviceLease(e);
     });
+  }
+
+  /** Counts a computation the backend ran on the CPU without asking the tier (weights it has no kernels for). */
+  public void countCpuComputation() {
+    onCpu.inc();
   }
 
   /** A hint: uploads (layer, expert) if it is neither resident nor uploading; never waits. */

@@ -336,6 +336,16 @@ class DeviceWeightTierTest {
         "the in-flight and the missed lookups waited for their uploads");
   }
 
+  @Test
+  void aComputationWhoseUploadFailedCountsAsOnTheCpu() throws Exception {
+    String node = "failed-upload-node";
+    var tier = new DeviceWeightTier<>(10 * BYTES, device, device, copy, node, "cuda:fake");
+    device.failUpload = true;
+    assertNull(get(tier.acquire(0, 0, W)), "the upload failed: runs on the CPU");
+    assertEquals(1, lookups(node, "cpu"));
+    assertEquals(0, lookups(node, "miss"));
+  }
+
   private static double lookups(String node, String outcome) {
     return ExpertMetrics.deviceLookups().labelValues(node, "cuda:fake", outcome).get();
   }
