@@ -161,6 +161,7 @@ public final class GatewayServer implements AutoCloseable {
         settings.maxRunning(),
         settings.maxQueued(),
         security.describe());
+    security.warning().ifPresent(w -> log.warn("gateway: {}", w));
     String node = nodeName(system);
     GatewayMetrics.track(node, admission);
     return new GatewayServer(

@@ -23,6 +23,7 @@ import io.grpc.stub.MetadataUtils;
 import io.grpc.stub.StreamObserver;
 import io.moecluster.gateway.security.DevCertificates;
 import io.moecluster.gateway.security.GatewaySecurity;
+import io.moecluster.gateway.security.PemFiles;
 import io.moecluster.gateway.security.RefusedCalls;
 import io.moecluster.proto.v1.CompleteResponse;
 import io.moecluster.proto.v1.GenerateRequest;
@@ -30,7 +31,9 @@ import io.moecluster.proto.v1.InferenceGrpc;
 import io.moecluster.proto.v1.SamplingParams;
 import java.io.IOException;
 import java.nio.file.Path;
+import java.security.cert.X509Certificate;
 import java.time.Duration;
+import java.time.Instant;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
@@ -282,6 +285,21 @@ class GatewaySecurityTest {
   }
 
   @Test
+  void aServerCertificateOutsideItsValidityIsAStartUpError() throws IOException {
+    Path file = certs.resolve("server.pem");
+    X509Certificate cert = PemFiles.certificates(file, "moe.gateway.tls.cert-chain").getFirst();
+    PemFiles.checkValidity(cert, file, Instant.now()); // valid for a day
+    IllegalArgumentException expired = assertThrows(IllegalArgumentException.class,
+        () -> PemFiles.checkValidity(cert, file, Instant.now().plus(Duration.ofDays(2))));
+    assertTrue(expired.getMessage().startsWith("moe.gateway.tls.cert-chain: the certificate in " + file),
+        expired.getMessage());
+    assertTrue(expired.getMessage().contains("expired on"), expired.getMessage());
+    IllegalArgumentException early = assertThrows(IllegalArgumentException.class,
+        () -> PemFiles.checkValidity(cert, file, Instant.now().minus(Duration.ofDays(2))));
+    assertTrue(early.getMessage().contains("is not valid before"), early.getMessage());
+  }
+
+  @Test
   void unusableTlsAndKeySettingsAreStartUpErrorsNamingTheKey() throws IOException {
     java.nio.file.Files.writeString(certs.resolve("rsa.pem"), "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n");
     java.nio.file.Files.writeString(certs.resolve("empty-keys"), "# no keys\n\n");
@@ -319,6 +337,16 @@ class GatewaySecurityTest {
     GatewaySecurity s = GatewaySecurity.fromConfig(config, Map.of("MY_KEYS", "key-c, key-d key-a"));
     assertEquals(List.of("key-a", "key-b", "key-c", "key-d"), s.apiKeys());
     assertEquals(Optional.empty(), s.tls());
+    // A set but empty variable is a missing secret, not "no keys".
+    var fromEnv =
+        ConfigFactory.parseString("moe.gateway { api-keys-env = MY_KEYS }").withFallback(ConfigFactory.load());
+    IllegalArgumentException empty = assertThrows(IllegalArgumentException.class,
+        () -> GatewaySecurity.fromConfig(fromEnv, Map.of("MY_KEYS", " ")));
+    assertTrue(empty.getMessage().contains("$MY_KEYS is set but holds no key"), empty.getMessage());
+    assertTrue(GatewaySecurity.fromConfig(fromEnv, Map.of()).apiKeys().isEmpty(), "unset: no keys");
+    // Keys without TLS are allowed, with a warning; with TLS, none.
+    assertTrue(s.warning().orElseThrow().contains("plaintext"));
+    assertEquals(Optional.empty(), GatewaySecurity.fromConfig(ConfigFactory.load(), Map.of()).warning());
     // The defaults: plaintext, no key, 64 calls per client.
     GatewaySecurity defaults = GatewaySecurity.fromConfig(ConfigFactory.load(), Map.of());
     assertEquals(new GatewaySecurity(Optional.empty(), List.of(), 64), defaults);

@@ -84,7 +84,14 @@ public record GatewaySecurity(Optional<TlsFiles> tls, List<String> apiKeys, int 
     }
     String variable = c.getString("api-keys-env").strip();
     if (!variable.isEmpty() && environment.get(variable) != null) {
-      keys.addAll(splitKeys(environment.get(variable)));
+      List<String> fromVariable = splitKeys(environment.get(variable));
+      if (fromVariable.isEmpty()) {
+        // An empty variable is a missing secret (MOE_API_KEYS=${SECRET} with SECRET unset): serving
+        // without keys would fail open.
+        throw new IllegalArgumentException("moe.gateway.api-keys-env: $" + variable + " is set but holds no key;"
+            + " unset it to serve without API keys");
+      }
+      keys.addAll(fromVariable);
     }
     return new GatewaySecurity(tls, new ArrayList<>(keys), c.getInt("max-streams-per-client"));
   }
@@ -134,7 +141,7 @@ public record GatewaySecurity(Optional<TlsFiles> tls, List<String> apiKeys, int 
   }
 
   /** A variable holds keys separated by commas or white space. */
-  static List<String> splitKeys(String value) {
+  public static List<String> splitKeys(String value) {
     List<String> keys = new ArrayList<>();
     for (String s : value.split("[,\\s]+")) {
       if (!s.isEmpty()) {
@@ -165,6 +172,18 @@ public record GatewaySecurity(Optional<TlsFiles> tls, List<String> apiKeys, int 
     } catch (IOException e) {
       throw new IllegalArgumentException("moe.gateway.tls: cannot read the files (" + PemFiles.reason(e) + ")");
     }
+  }
+
+  /**
+   * Why the settings deserve a warning at start-up, if they do: API keys over plaintext travel
+   * readable to anyone on the path.
+   */
+  public Optional<String> warning() {
+    if (authenticates() && tls.isEmpty()) {
+      return Optional.of("API keys are required but the gRPC server is plaintext: keys cross the network"
+          + " readable; set moe.gateway.tls (--tls-cert/--tls-key) outside a trusted network");
+    }
+    return Optional.empty();
   }
 
   /** One line for the start-up log; never the keys themselves. */

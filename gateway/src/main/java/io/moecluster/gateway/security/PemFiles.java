@@ -7,17 +7,21 @@ import java.nio.file.AccessDeniedException;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
+import java.time.Instant;
 import java.security.GeneralSecurityException;
 import java.security.KeyFactory;
 import java.security.PrivateKey;
 import java.security.PublicKey;
 import java.security.Signature;
 import java.security.cert.CertificateException;
+import java.security.cert.CertificateExpiredException;
+import java.security.cert.CertificateNotYetValidException;
 import java.security.cert.CertificateFactory;
 import java.security.cert.X509Certificate;
 import java.security.spec.PKCS8EncodedKeySpec;
 import java.util.ArrayList;
 import java.util.Base64;
+import java.util.Date;
 import java.util.List;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
@@ -47,7 +51,25 @@ public final class PemFiles {
               + chain.getFirst().getSubjectX500Principal().getName()
               + ")");
     }
+    checkValidity(chain.getFirst(), tls.certChain(), Instant.now());
     tls.clientCa().ifPresent(ca -> certificates(ca, "moe.gateway.tls.client-ca"));
+  }
+
+  /**
+   * A server certificate outside its validity period fails every handshake: refuse it at start-up
+   * instead of serving errors.
+   */
+  public static void checkValidity(X509Certificate cert, Path file, Instant now) {
+    Date at = Date.from(now);
+    try {
+      cert.checkValidity(at);
+    } catch (CertificateExpiredException e) {
+      throw new IllegalArgumentException("moe.gateway.tls.cert-chain: the certificate in " + file + " ("
+          + cert.getSubjectX500Principal().getName() + ") expired on " + cert.getNotAfter().toInstant());
+    } catch (CertificateNotYetValidException e) {
+      throw new IllegalArgumentException("moe.gateway.tls.cert-chain: the certificate in " + file + " ("
+          + cert.getSubjectX500Principal().getName() + ") is not valid before " + cert.getNotBefore().toInstant());
+    }
   }
 
   /** The certificates of a PEM file, in file order; at least one. */
