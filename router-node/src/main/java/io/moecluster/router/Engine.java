@@ -223,7 +223,7 @@ public final class Engine implements AutoCloseable {
         Entry e = new Entry(s.requestId(), s.request(), s.listener());
         if (active.containsKey(s.requestId())) {
           fail(e, "ALREADY_EXISTS", "request id " + s.requestId() + " is already running on this router");
-        } else if (active.size() >= maxRunning + maxWaiting) {
+        } else if (active.size() >= (long) maxRunning + maxWaiting) { // long: max-waiting may be Integer.MAX_VALUE
           fail(e, "RESOURCE_EXHAUSTED", "the router is full (" + maxRunning + " running, " + maxWaiting
               + " waiting; moe.router.max-running-sequences / max-waiting): retry later or on another router");
         } else {

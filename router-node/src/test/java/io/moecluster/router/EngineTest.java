@@ -107,6 +107,16 @@ class EngineTest {
   }
 
   @Test
+  void anUnboundedQueueSettingAcceptsRequests() throws Exception {
+    // max-waiting = Integer.MAX_VALUE ("no limit") once overflowed the capacity check to negative.
+    try (Engine engine = new Engine(local.model(), local.tokenizer(), local.model().experts(), 4, Integer.MAX_VALUE)) {
+      RecordingListener a = new RecordingListener();
+      engine.submit("a", request(new int[] {1, 5, 9}, 3), a);
+      assertEquals("LENGTH", a.end.get(10, TimeUnit.SECONDS));
+    }
+  }
+
+  @Test
   void cancelFreesTheSlotForAWaitingRequest() throws Exception {
     try (Engine engine = new Engine(local.model(), local.tokenizer(), slowExperts(), 1, 4)) {
       RecordingListener a = new RecordingListener();
