@@ -99,7 +99,7 @@ public final class ClusterNode implements AutoCloseable {
     if (spec.has(Role.GATEWAY)) {
       // The gateway builds its server on the builder ClusterNode gives it; its own port key says
       // the same, for anything that reads the settings.
-      flags.put("moe.gateway.grpc-port", spec.grpcPort());
+      flags.put(NodeSpec.GRPC_PORT_KEY, spec.grpcPort());
     }
     if (spec.metricsPort() != null) {
       flags.put(MetricsEndpoint.PORT_KEY, spec.metricsPort());
@@ -111,7 +111,52 @@ public final class ClusterNode implements AutoCloseable {
             .withFallback(ConfigFactory.defaultApplication())
             .withFallback(ConfigFactory.parseResources(ClusterNode.class.getClassLoader(), "moe-node.conf"))
             .withFallback(ConfigFactory.defaultReference());
-    return overrides(spec.overrides()).withFallback(flagConfig).withFallback(base).resolve();
+    Config overrides = overrides(spec.overrides()); // checks the keys' syntax first
+    checkKnown(spec.overrides().keySet(), base);
+    return withDrainRoom(overrides.withFallback(flagConfig).withFallback(base).resolve());
+  }
+
+  /** Subtrees of moe's settings whose keys are Pekko's, not ours: any key below them is accepted. */
+  private static final List<String> FREE_FORM = List.of("moe.expert.entity-dispatcher");
+
+  /**
+   * A {@code --conf moe.*} key that no module defines is a typo ({@code api-key-file} for
+   * {@code api-keys-file}): taking it silently would start a gateway without the protection asked
+   * for. Pekko's own keys are not checked: many of its settings have no default to check against.
+   */
+  static void checkKnown(java.util.Set<String> keys, Config base) {
+    for (String raw : keys) {
+      String key = raw.trim();
+      if (!key.startsWith("moe.") || FREE_FORM.stream().anyMatch(f -> key.equals(f) || key.startsWith(f + "."))) {
+        continue;
+      }
+      if (!base.hasPathOrNull(key)) {
+        throw new IllegalArgumentException("--conf " + key + ": no such setting (the moe.* settings, each"
+            + " commented, are in the modules' reference.conf; see the README's Configuration)");
+      }
+    }
+  }
+
+  /** CoordinatedShutdown's phase of the gateway's drain. */
+  static final String UNBIND_TIMEOUT_KEY = "pekko.coordinated-shutdown.phases.service-unbind.timeout";
+  /** What the drain phase needs beyond the drain itself: the gRPC server's own shutdown. */
+  private static final Duration DRAIN_MARGIN = Duration.ofSeconds(10);
+
+  /**
+   * The gateway drains in the service-unbind phase, and Pekko moves on when a phase times out: a
+   * drain longer than the phase would be cut short with its streams. So the phase is made to
+   * last at least the drain and a margin.
+   */
+  static Config withDrainRoom(Config config) {
+    if (!config.hasPath(DRAIN_TIMEOUT_KEY) || !config.hasPath(UNBIND_TIMEOUT_KEY)) {
+      return config;
+    }
+    Duration needed = config.getDuration(DRAIN_TIMEOUT_KEY).plus(DRAIN_MARGIN);
+    if (config.getDuration(UNBIND_TIMEOUT_KEY).compareTo(needed) >= 0) {
+      return config;
+    }
+    return config.withValue(UNBIND_TIMEOUT_KEY,
+        ConfigValueFactory.fromAnyRef(needed.toMillis() + "ms", "moe.gateway.drain-timeout plus " + DRAIN_MARGIN));
   }
 
   /**
@@ -154,6 +199,7 @@ public final class ClusterNode implements AutoCloseable {
     Config config = config(spec);
     // Checked before anything starts: a bad certificate or key file stops the node at once.
     GatewaySecurity security = spec.has(Role.GATEWAY) ? GatewaySecurity.fromConfig(config) : null;
+    ArteryTlsStores.check(config);
     ActorSystem<Void> system;
     try {
       system = ActorSystem.create(Behaviors.empty(), SYSTEM_NAME, config);

@@ -3,12 +3,17 @@ package io.moecluster.deploy.cluster;
 import io.grpc.Grpc;
 import io.grpc.InsecureChannelCredentials;
 import io.grpc.ManagedChannel;
+import io.grpc.ManagedChannelBuilder;
+import io.grpc.Metadata;
 import io.grpc.StatusRuntimeException;
 import io.grpc.health.v1.HealthCheckRequest;
 import io.grpc.health.v1.HealthCheckResponse.ServingStatus;
 import io.grpc.health.v1.HealthGrpc;
+import io.grpc.stub.MetadataUtils;
 import io.moecluster.deploy.cli.UserError;
+import io.moecluster.gateway.security.GatewaySecurity;
 import java.time.Duration;
+import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Supplier;
@@ -17,9 +22,30 @@ import java.util.function.Supplier;
 public final class Gateways {
   private Gateways() {}
 
-  /** A plaintext channel to {@code target}. Close it with {@link #close(ManagedChannel)}. */
+  /** The variable a gateway reads its API keys from by default ({@code moe.gateway.api-keys-env}). */
+  static final String GATEWAY_KEYS_ENV = "MOE_API_KEYS";
+
+  /**
+   * A plaintext channel to a gateway this process started on loopback ({@code local-cluster},
+   * {@code demo}, {@code chaos}). Its nodes inherited this process's environment, so when {@code
+   * $MOE_API_KEYS} is set the gateway requires a key: the calls carry the first. Close it with
+   * {@link #close(ManagedChannel)}.
+   */
   public static ManagedChannel channel(HostPort target) {
-    return Grpc.newChannelBuilder(target.toString(), InsecureChannelCredentials.create()).build();
+    return channel(target, System.getenv());
+  }
+
+  static ManagedChannel channel(HostPort target, Map<String, String> environment) {
+    ManagedChannelBuilder<?> builder = Grpc.newChannelBuilder(target.toString(), InsecureChannelCredentials.create());
+    String keys = environment.get(GATEWAY_KEYS_ENV);
+    if (keys != null) {
+      GatewaySecurity.splitKeys(keys).stream().findFirst().ifPresent(key -> {
+        Metadata headers = new Metadata();
+        headers.put(Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER), "Bearer " + key);
+        builder.intercept(MetadataUtils.newAttachHeadersInterceptor(headers));
+      });
+    }
+    return builder.build();
   }
 
   public static void close(ManagedChannel channel) {

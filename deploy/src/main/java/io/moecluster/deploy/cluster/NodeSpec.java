@@ -52,10 +52,17 @@ public record NodeSpec(
     if (grpcPort < 0 || grpcPort > 65535) {
       throw new IllegalArgumentException("--grpc-port must be in [0, 65535], got " + grpcPort);
     }
+    if (overrides.keySet().stream().anyMatch(k -> k.trim().equals(GRPC_PORT_KEY))) {
+      // The node binds the port of --grpc-port; a --conf for it would be silently ignored.
+      throw new IllegalArgumentException("--conf " + GRPC_PORT_KEY + ": a node's gRPC port is set with --grpc-port");
+    }
     if (metricsPort != null && (metricsPort < -1 || metricsPort > 65535)) {
       throw new IllegalArgumentException("--metrics-port must be in [-1, 65535] (-1: none), got " + metricsPort);
     }
   }
+
+  /** The gateway's port key, which the {@code moe} commands set from {@code --grpc-port} only. */
+  static final String GRPC_PORT_KEY = "moe.gateway.grpc-port";
 
   public boolean has(Role role) {
     return roles.contains(role);

@@ -5,6 +5,7 @@ import io.moecluster.deploy.cluster.ClientChannels;
 import io.moecluster.deploy.cluster.HostPort;
 import java.nio.file.Path;
 import java.util.Optional;
+import java.util.concurrent.atomic.AtomicBoolean;
 import picocli.CommandLine.Option;
 
 /** The TLS and API-key flags of the commands that call a gateway ({@code moe client}, {@code moe bench}). */
@@ -41,6 +42,20 @@ final class ClientSecurityOptions {
   }
 
   ManagedChannel channel(HostPort target) {
-    return ClientChannels.open(target, security());
+    ClientChannels.Security security = security();
+    if (security.apiKey().isPresent() && !security.usesTls() && !loopback(target.host())
+        && WARNED.compareAndSet(false, true)) {
+      System.err.println("moe: warning: the API key goes to " + target + " without TLS, readable on the network;"
+          + " give --tls (and --ca) if the gateway serves TLS");
+    }
+    return ClientChannels.open(target, security);
+  }
+
+  private static final AtomicBoolean WARNED = new AtomicBoolean();
+
+  /** Loopback by its name alone (no lookup): a key sent there does not cross a network. */
+  static boolean loopback(String host) {
+    String h = host.startsWith("[") && host.endsWith("]") ? host.substring(1, host.length() - 1) : host;
+    return h.equalsIgnoreCase("localhost") || h.startsWith("127.") || h.equals("::1");
   }
 }

@@ -2,9 +2,12 @@ package io.moecluster.deploy.cluster;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.typesafe.config.Config;
 import com.typesafe.config.ConfigFactory;
+import com.typesafe.config.ConfigValueFactory;
 import io.moecluster.gateway.security.DevCertificates;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -100,6 +103,30 @@ class ArteryTlsTest {
       }
       Thread.sleep(50);
     }
+  }
+
+  @Test
+  void storesThatCannotBeOpenedStopTheNodeBeforeItStarts() throws Exception {
+    DevCertificates.writeAll(trusted, List.of("127.0.0.1"), PASSWORD.toCharArray(), Duration.ofDays(1));
+    ArteryTlsStores.check(tlsConfig(trusted, "server.p12")); // usable: no error
+    String engine = ArteryTlsStores.ENGINE_KEY;
+    IllegalArgumentException missing = assertThrows(IllegalArgumentException.class,
+        () -> ArteryTlsStores.check(tlsConfig(trusted, "nodes.p12")));
+    assertEquals(engine + ".key-store: " + trusted.resolve("nodes.p12").toString().replace("\\", "/")
+        + " does not exist", missing.getMessage());
+    IllegalArgumentException storePassword = assertThrows(
+        IllegalArgumentException.class, () -> ArteryTlsStores.check(tlsConfig(trusted, "server.p12")
+            .withValue(engine + ".trust-store-password", ConfigValueFactory.fromAnyRef("nope"))));
+    assertTrue(
+        storePassword.getMessage().startsWith(engine + ".trust-store: cannot open"), storePassword.getMessage());
+    IllegalArgumentException keyPassword = assertThrows(
+        IllegalArgumentException.class, () -> ArteryTlsStores.check(tlsConfig(trusted, "server.p12")
+            .withValue(engine + ".key-password", ConfigValueFactory.fromAnyRef("nope"))));
+    assertTrue(
+        keyPassword.getMessage().startsWith(engine + ".key-password: cannot recover the key"), keyPassword.getMessage());
+    // Plain tcp: nothing to open.
+    ArteryTlsStores.check(tlsConfig(trusted, "nodes.p12")
+        .withValue(ArteryTlsStores.TRANSPORT_KEY, ConfigValueFactory.fromAnyRef("tcp")));
   }
 
   @Test

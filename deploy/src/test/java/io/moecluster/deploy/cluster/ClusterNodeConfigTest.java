@@ -70,13 +70,13 @@ class ClusterNodeConfigTest {
     conf.put("moe.gateway.max-running", "2");
     conf.put("moe.gateway.drain-timeout", "3s");
     conf.put("pekko.cluster.roles", "[router]");
-    conf.put("moe.some-path", "/data/models:v2");
+    conf.put("moe.router.model-dir", "/data/models:v2"); // not HOCON: taken as a string
     Config c = ClusterNode.config(spec(conf));
     assertEquals(26000, c.getInt("pekko.remote.artery.canonical.port"));
     assertEquals(2, c.getInt("moe.gateway.max-running"));
     assertEquals(Duration.ofSeconds(3), c.getDuration("moe.gateway.drain-timeout"));
     assertEquals(List.of("router"), c.getStringList("pekko.cluster.roles"));
-    assertEquals("/data/models:v2", c.getString("moe.some-path"));
+    assertEquals("/data/models:v2", c.getString("moe.router.model-dir"));
   }
 
   @Test
@@ -100,6 +100,34 @@ class ClusterNodeConfigTest {
     IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
         () -> ClusterNode.config(spec(Map.of("moe..x", "1"))));
     assertTrue(e.getMessage().contains("--conf"), e.getMessage());
+  }
+
+  @Test
+  void aMisspelledMoeKeyIsRefusedPekkosAndTheDispatchersAreNot() {
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+        () -> ClusterNode.config(spec(Map.of("moe.gateway.api-key-file", "/etc/moe/keys"))));
+    assertTrue(e.getMessage().startsWith("--conf moe.gateway.api-key-file: no such setting"), e.getMessage());
+    Config c = ClusterNode.config(spec(Map.of(
+        "moe.expert.entity-dispatcher.thread-pool-executor.keep-alive-time", "2m",
+        "pekko.cluster.some-new-setting", "on")));
+    assertEquals(Duration.ofMinutes(2),
+        c.getDuration("moe.expert.entity-dispatcher.thread-pool-executor.keep-alive-time"));
+  }
+
+  @Test
+  void theDrainPhaseOfShutdownLastsAtLeastTheDrain() {
+    Config defaults = ClusterNode.config(spec(Map.of()));
+    Duration unbind = defaults.getDuration(ClusterNode.UNBIND_TIMEOUT_KEY);
+    assertTrue(unbind.compareTo(defaults.getDuration("moe.gateway.drain-timeout").plusSeconds(10)) >= 0, unbind.toString());
+    Config longDrain = ClusterNode.config(spec(Map.of("moe.gateway.drain-timeout", "2m")));
+    assertEquals(Duration.ofSeconds(130), longDrain.getDuration(ClusterNode.UNBIND_TIMEOUT_KEY));
+  }
+
+  @Test
+  void theGrpcPortIsAFlagNotAConfOverride() {
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+        () -> spec(Map.of("moe.gateway.grpc-port", "50052")));
+    assertTrue(e.getMessage().contains("--grpc-port"), e.getMessage());
   }
 
   @Test

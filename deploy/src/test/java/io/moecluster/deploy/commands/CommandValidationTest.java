@@ -97,4 +97,14 @@ class CommandValidationTest {
     assertEquals(1, r.exitCode(), r.err());
     assertTrue(r.err().startsWith("moe: UNAVAILABLE: "), r.err());
   }
+
+  @Test
+  void aKeyIsWarnedAboutOnlyWhereItLeavesTheHost() {
+    for (String host : new String[] {"localhost", "127.0.0.1", "127.3.4.5", "::1", "[::1]"}) {
+      assertTrue(ClientSecurityOptions.loopback(host), host);
+    }
+    for (String host : new String[] {"10.0.0.1", "gateway.internal", "128.0.0.1", "::2"}) {
+      assertTrue(!ClientSecurityOptions.loopback(host), host);
+    }
+  }
 }
