@@ -145,7 +145,8 @@ public final class GatewayMetrics {
     static final Counter RESUBMISSIONS = Counter.builder().withoutExemplars().name("moe_request_resubmissions_total")
         .help("Streams resubmitted to another router, resumed after the tokens already sent, by why the"
             + " previous router was lost (router_unreachable: its node is unreachable; router_lost: it"
-            + " stopped or left; router_unavailable: it answered UNAVAILABLE)")
+            + " stopped or left; router_unavailable: it answered UNAVAILABLE; router_exhausted: it answered"
+            + " RESOURCE_EXHAUSTED, full or out of memory)")
         .labelNames("reason").register();
     static final GaugeWithCallback RUNNING = GaugeWithCallback.builder().name("moe_requests_running")
         .help("Generate/Complete streams holding an admission slot").labelNames("node")

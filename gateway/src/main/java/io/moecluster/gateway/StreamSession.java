@@ -398,9 +398,13 @@ final class StreamSession extends AbstractBehavior<Object> {
       case FAILED -> {
         submitted = false;
         Failed f = event.getFailed();
-        // UNAVAILABLE: the router is shutting down or cannot reach an expert; another may serve.
-        if (!(Status.Code.UNAVAILABLE.name().equals(f.getCode())
-            && resubmit("router_unavailable"))) {
+        // UNAVAILABLE: the router is shutting down or cannot reach an expert; RESOURCE_EXHAUSTED:
+        // it is full, or had no memory for the sequence. Another router may serve either.
+        String reason =
+            Status.Code.UNAVAILABLE.name().equals(f.getCode()) ? "router_unavailable"
+                : Status.Code.RESOURCE_EXHAUSTED.name().equals(f.getCode()) ? "router_exhausted"
+                : null;
+        if (reason == null || !resubmit(reason)) {
           fail(statusOf(f), false);
         }
       }

@@ -230,4 +230,27 @@ class StreamSessionResubmitTest {
     assertEquals(List.of(20, 21), ids);
     assertEquals(before + 1, GatewayMetrics.resubmissions("router_unreachable"));
   }
+
+  @Test
+  void aFullRoutersStreamMovesToAnotherRouter() throws Exception {
+    double before = GatewayMetrics.resubmissions("router_exhausted");
+    var call = new StreamSessionFlowControlTest.FakeCall();
+    call.ready = true;
+    ActorRef<Object> s = session(call, "rs-4", 2);
+    Submitted first = nextSubmit();
+    s.tell(token("rs-4", 0));
+    s.tell(SequenceEvent.newBuilder()
+        .setRequestId("rs-4")
+        .setFailed(Failed.newBuilder().setCode("RESOURCE_EXHAUSTED").setMessage("the router has no memory"))
+        .build());
+    Submitted second = nextSubmit();
+    assertTrue(second.router() != first.router(), "the other router");
+    assertEquals("rs-4/1", second.submit().getRequestId());
+    assertEquals(List.of(20), second.submit().getResumeIdsList());
+    s.tell(token("rs-4/1", 1));
+    s.tell(finished("rs-4/1", 2));
+    GatewayFixture.await("completed", Duration.ofSeconds(5), () -> call.completed);
+    assertNull(call.error);
+    assertEquals(before + 1, GatewayMetrics.resubmissions("router_exhausted"));
+  }
 }

@@ -90,6 +90,8 @@ public final class Engine implements AutoCloseable {
 
   // Test seam: runs in submit between its closed check and its enqueue, where the loop can end.
   Runnable beforeEnqueue = () -> {};
+  /** Runs before a waiting sequence is admitted (tests make it throw). */
+  Runnable beforeAdmit = () -> {};
 
   /**
    * @param experts runs the routed experts ({@link ShardedExperts} in the cluster)
@@ -254,11 +256,21 @@ public final class Engine implements AutoCloseable {
     while (running.size() < maxRunning && !waiting.isEmpty()) {
       Entry e = waiting.poll();
       try {
+        beforeAdmit.run();
         e.sequence = newSequence(e);
         running.add(e);
       } catch (IllegalArgumentException bad) {
         active.remove(e.id);
         fail(e, "INVALID_ARGUMENT", bad.getMessage());
+      } catch (OutOfMemoryError oom) {
+        // The sequence's KV cache (allocated whole here) did not fit: this request fails, and the
+        // engine and the running sequences go on; the others wait until a step has freed memory.
+        e.sequence = null;
+        active.remove(e.id);
+        log.error("No memory for the KV cache of a {}-token prompt: {}", e.request.promptIds().length, oom.toString());
+        fail(e, "RESOURCE_EXHAUSTED", "the router has no memory for this sequence's KV cache; retry later or on"
+            + " another router (or lower moe.router.max-running-sequences)");
+        break;
       }
     }
   }

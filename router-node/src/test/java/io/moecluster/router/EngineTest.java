@@ -93,6 +93,27 @@ class EngineTest {
   }
 
   @Test
+  void aKvCacheThatDoesNotFitFailsItsRequestAndTheEngineGoesOn() throws Exception {
+    try (Engine engine = new Engine(local.model(), local.tokenizer(), local.model().experts(), 4, 4)) {
+      var once = new java.util.concurrent.atomic.AtomicBoolean(true);
+      engine.beforeAdmit = () -> {
+        if (once.getAndSet(false)) {
+          throw new OutOfMemoryError("Java heap space");
+        }
+      };
+      RecordingListener a = new RecordingListener();
+      engine.submit("a", request(new int[] {1, 5, 9}, 8), a);
+      String end = a.end.get(10, TimeUnit.SECONDS);
+      assertTrue(end.startsWith("FAILED RESOURCE_EXHAUSTED: the router has no memory"), end);
+      assertTrue(engine.alive());
+      RecordingListener b = new RecordingListener();
+      engine.submit("b", request(new int[] {2, 7}, 4), b);
+      assertEquals("LENGTH", b.end.get(10, TimeUnit.SECONDS));
+      TestClusters.await(java.time.Duration.ofSeconds(5), "idle", () -> engine.running() == 0 && engine.waiting() == 0);
+    }
+  }
+
+  @Test
   void anEngineWhoseLoopDiedSaysSoAndRefusesSubmits() throws Exception {
     var error = new java.util.concurrent.atomic.AtomicReference<Error>(new InternalError("broken"));
     try (Engine engine = new Engine(local.model(), local.tokenizer(), expertsThatThrowOnce(error), 4, 4)) {
