@@ -166,10 +166,23 @@ final class ExpertDataChannels implements AutoCloseable {
    */
   void flush() {
     boolean left = false;
-    for (DataChannelConnection c : connections.values()) {
+    for (var e : connections.entrySet()) {
+      DataChannelConnection c = e.getValue();
+      if (!c.open()) {
+        // Failed: its calls have failed over, and the next call to its endpoint opens a new one.
+        // Dropped here, so a router whose expert nodes come back on new addresses (pods) keeps
+        // neither their buffers nor a longer loop per layer.
+        connections.remove(e.getKey(), c);
+        continue;
+      }
       left |= c.flush();
     }
     flushed(left);
+  }
+
+  /** The connections held, open or failed and not yet dropped (for tests). */
+  int connectionCount() {
+    return connections.size();
   }
 
   private void flushed(boolean left) {

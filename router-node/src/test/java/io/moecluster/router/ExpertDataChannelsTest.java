@@ -239,6 +239,23 @@ class ExpertDataChannelsTest {
   }
 
   @Test
+  void aFailedConnectionIsDroppedSoNodesOnNewAddressesDoNotPileUp() throws Exception {
+    Peer gone = new Peer();
+    CompletableFuture<ExpertReply> lost = channels.call(gone.endpoint(), "1/2", compute(1), LONG);
+    channels.flush();
+    gone.nextCall();
+    gone.close(); // the pod is deleted; its replacement listens elsewhere
+    assertThrows(ExecutionException.class, () -> lost.get(10, TimeUnit.SECONDS));
+    Peer replacement = new Peer();
+    CompletableFuture<ExpertReply> served = channels.call(replacement.endpoint(), "1/2", compute(2), LONG);
+    channels.flush();
+    ExpertCall c = replacement.nextCall();
+    replacement.reply(answer(c));
+    assertEquals(2, served.get(10, TimeUnit.SECONDS).getStepId());
+    assertEquals(1, channels.connectionCount(), "only the replacement's connection is held");
+  }
+
+  @Test
   void aRefusedConnectionFailsAtOnceAndIsNotRetriedForAWhile() throws Exception {
     int port;
     try (ServerSocket s = new ServerSocket(0)) {
