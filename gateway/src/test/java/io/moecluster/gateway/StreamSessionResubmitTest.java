@@ -204,15 +204,12 @@ class StreamSessionResubmitTest {
   @Test
   void anUnreachableRoutersStreamMovesAtOnceAndTheOldOneIsCancelled() throws Exception {
     double before = GatewayMetrics.resubmissions("router_unreachable");
-    var call = new StreamSessionFlowControlTest.FakeCall();
-    call.ready = true;
-    ActorRef<Object> s = session(call, "rs-3", 2);
-    Submitted first = nextSubmit();
-    s.tell(token("rs-3", 0));
+    Started started = afterOneToken("rs-3");
+    var call = started.call();
+    var s = started.session();
+    Submitted first = started.first();
     s.tell(new StreamSession.RouterUnreachable(first.router().ref().path().address()));
-    Submitted second = nextSubmit();
-    assertEquals("rs-3/1", second.submit().getRequestId());
-    assertEquals(List.of(20), second.submit().getResumeIdsList());
+    resumedAfterOneToken("rs-3", first);
     long deadline = System.nanoTime() + Duration.ofSeconds(5).toNanos();
     while (!cancels.contains("rs-3") && System.nanoTime() < deadline) {
       RouterCommand c = first.router().receiveMessage(Duration.ofSeconds(5));
@@ -234,23 +231,36 @@ class StreamSessionResubmitTest {
   @Test
   void aFullRoutersStreamMovesToAnotherRouter() throws Exception {
     double before = GatewayMetrics.resubmissions("router_exhausted");
-    var call = new StreamSessionFlowControlTest.FakeCall();
-    call.ready = true;
-    ActorRef<Object> s = session(call, "rs-4", 2);
-    Submitted first = nextSubmit();
-    s.tell(token("rs-4", 0));
-    s.tell(SequenceEvent.newBuilder()
+    Started started = afterOneToken("rs-4");
+    started.session().tell(SequenceEvent.newBuilder()
         .setRequestId("rs-4")
         .setFailed(Failed.newBuilder().setCode("RESOURCE_EXHAUSTED").setMessage("the router has no memory"))
         .build());
+    resumedAfterOneToken("rs-4", started.first());
+    started.session().tell(token("rs-4/1", 1));
+    started.session().tell(finished("rs-4/1", 2));
+    GatewayFixture.await("completed", Duration.ofSeconds(5), () -> started.call().completed);
+    assertNull(started.call().error);
+    assertEquals(before + 1, GatewayMetrics.resubmissions("router_exhausted"));
+  }
+
+  private record Started(StreamSessionFlowControlTest.FakeCall call, ActorRef<Object> session, Submitted first) {}
+
+  /** A stream (at most 2 resubmissions) whose first router has sent token 0. */
+  private static Started afterOneToken(String id) throws Exception {
+    var call = new StreamSessionFlowControlTest.FakeCall();
+    call.ready = true;
+    ActorRef<Object> s = session(call, id, 2);
+    Submitted first = nextSubmit();
+    s.tell(token(id, 0));
+    return new Started(call, s, first);
+  }
+
+  /** Checks that the stream was resubmitted to the other router, to resume after token 0. */
+  private static void resumedAfterOneToken(String id, Submitted first) {
     Submitted second = nextSubmit();
     assertTrue(second.router() != first.router(), "the other router");
-    assertEquals("rs-4/1", second.submit().getRequestId());
+    assertEquals(id + "/1", second.submit().getRequestId());
     assertEquals(List.of(20), second.submit().getResumeIdsList());
-    s.tell(token("rs-4/1", 1));
-    s.tell(finished("rs-4/1", 2));
-    GatewayFixture.await("completed", Duration.ofSeconds(5), () -> call.completed);
-    assertNull(call.error);
-    assertEquals(before + 1, GatewayMetrics.resubmissions("router_exhausted"));
   }
 }

@@ -81,15 +81,20 @@ class EngineTest {
     var error = new java.util.concurrent.atomic.AtomicReference<Error>();
     try (Engine engine = new Engine(local.model(), local.tokenizer(), expertsThatThrowOnce(error), 4, 4)) {
       error.set(new OutOfMemoryError("Java heap space"));
-      RecordingListener a = new RecordingListener();
-      engine.submit("a", request(new int[] {1, 5, 9}, 8), a);
-      String end = a.end.get(10, TimeUnit.SECONDS);
-      assertTrue(end.startsWith("FAILED RESOURCE_EXHAUSTED: the router ran out of memory"), end);
-      assertTrue(engine.alive());
-      RecordingListener b = new RecordingListener();
-      engine.submit("b", request(new int[] {2, 7}, 4), b);
-      assertEquals("LENGTH", b.end.get(10, TimeUnit.SECONDS));
+      assertFailsAndTheEngineGoesOn(engine, "FAILED RESOURCE_EXHAUSTED: the router ran out of memory");
     }
+  }
+
+  /** A first request ends with {@code failure}; the engine lives on and serves a second. */
+  private static void assertFailsAndTheEngineGoesOn(Engine engine, String failure) throws Exception {
+    RecordingListener a = new RecordingListener();
+    engine.submit("a", request(new int[] {1, 5, 9}, 8), a);
+    String end = a.end.get(10, TimeUnit.SECONDS);
+    assertTrue(end.startsWith(failure), end);
+    assertTrue(engine.alive());
+    RecordingListener b = new RecordingListener();
+    engine.submit("b", request(new int[] {2, 7}, 4), b);
+    assertEquals("LENGTH", b.end.get(10, TimeUnit.SECONDS));
   }
 
   @Test
@@ -101,14 +106,7 @@ class EngineTest {
           throw new OutOfMemoryError("Java heap space");
         }
       };
-      RecordingListener a = new RecordingListener();
-      engine.submit("a", request(new int[] {1, 5, 9}, 8), a);
-      String end = a.end.get(10, TimeUnit.SECONDS);
-      assertTrue(end.startsWith("FAILED RESOURCE_EXHAUSTED: the router has no memory"), end);
-      assertTrue(engine.alive());
-      RecordingListener b = new RecordingListener();
-      engine.submit("b", request(new int[] {2, 7}, 4), b);
-      assertEquals("LENGTH", b.end.get(10, TimeUnit.SECONDS));
+      assertFailsAndTheEngineGoesOn(engine, "FAILED RESOURCE_EXHAUSTED: the router has no memory");
       TestClusters.await(java.time.Duration.ofSeconds(5), "idle", () -> engine.running() == 0 && engine.waiting() == 0);
     }
   }

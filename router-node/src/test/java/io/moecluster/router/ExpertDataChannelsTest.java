@@ -222,36 +222,42 @@ class ExpertDataChannelsTest {
   @Test
   void aLostConnectionFailsItsCallsAndTheNextCallReconnects() throws Exception {
     Peer peer = new Peer();
-    CompletableFuture<ExpertReply> lost = channels.call(peer.endpoint(), "1/2", compute(1), LONG);
-    channels.flush();
-    peer.nextCall();
-    peer.dropConnections();
-    ExecutionException e = assertThrows(ExecutionException.class, () -> lost.get(10, TimeUnit.SECONDS));
+    ExecutionException e = lostCall(peer, peer::dropConnections);
     assertInstanceOf(IOException.class, e.getCause());
     assertEquals(0, channels.inFlight());
 
-    CompletableFuture<ExpertReply> again = channels.call(peer.endpoint(), "1/2", compute(2), LONG);
+    assertEquals(2, answeredCall(peer, 2));
+  }
+
+  /** How a test breaks a connection. */
+  private interface Breaker {
+    void run() throws IOException;
+  }
+
+  /** A call that reaches {@code peer}, whose connection {@code breaker} then breaks: its failure. */
+  private ExecutionException lostCall(Peer peer, Breaker breaker) throws Exception {
+    CompletableFuture<ExpertReply> lost = channels.call(peer.endpoint(), "1/2", compute(1), LONG);
+    channels.flush();
+    peer.nextCall();
+    breaker.run();
+    return assertThrows(ExecutionException.class, () -> lost.get(10, TimeUnit.SECONDS));
+  }
+
+  /** A call to {@code peer} that it answers: the step of the reply. */
+  private long answeredCall(Peer peer, long step) throws Exception {
+    CompletableFuture<ExpertReply> reply = channels.call(peer.endpoint(), "1/2", compute(step), LONG);
     channels.flush();
     ExpertCall c = peer.nextCall();
-    assertEquals(2, c.getCompute().getStepId());
+    assertEquals(step, c.getCompute().getStepId());
     peer.reply(answer(c));
-    assertEquals(2, again.get(10, TimeUnit.SECONDS).getStepId());
+    return reply.get(10, TimeUnit.SECONDS).getStepId();
   }
 
   @Test
   void aFailedConnectionIsDroppedSoNodesOnNewAddressesDoNotPileUp() throws Exception {
     Peer gone = new Peer();
-    CompletableFuture<ExpertReply> lost = channels.call(gone.endpoint(), "1/2", compute(1), LONG);
-    channels.flush();
-    gone.nextCall();
-    gone.close(); // the pod is deleted; its replacement listens elsewhere
-    assertThrows(ExecutionException.class, () -> lost.get(10, TimeUnit.SECONDS));
-    Peer replacement = new Peer();
-    CompletableFuture<ExpertReply> served = channels.call(replacement.endpoint(), "1/2", compute(2), LONG);
-    channels.flush();
-    ExpertCall c = replacement.nextCall();
-    replacement.reply(answer(c));
-    assertEquals(2, served.get(10, TimeUnit.SECONDS).getStepId());
+    lostCall(gone, gone::close); // the pod is deleted; its replacement listens elsewhere
+    assertEquals(2, answeredCall(new Peer(), 2));
     assertEquals(1, channels.connectionCount(), "only the replacement's connection is held");
   }
 
