@@ -122,8 +122,8 @@ class ArteryTlsTest {
     IllegalArgumentException keyPassword = assertThrows(
         IllegalArgumentException.class, () -> ArteryTlsStores.check(tlsConfig(trusted, "server.p12")
             .withValue(engine + ".key-password", ConfigValueFactory.fromAnyRef("nope"))));
-    assertTrue(
-        keyPassword.getMessage().startsWith(engine + ".key-password: cannot recover the key"), keyPassword.getMessage());
+    assertTrue(keyPassword.getMessage().startsWith(engine + ".key-password: cannot recover the key"),
+        keyPassword.getMessage());
     // Plain tcp: nothing to open.
     ArteryTlsStores.check(tlsConfig(trusted, "nodes.p12")
         .withValue(ArteryTlsStores.TRANSPORT_KEY, ConfigValueFactory.fromAnyRef("tcp")));

@@ -118,7 +118,8 @@ class ClusterNodeConfigTest {
   void theDrainPhaseOfShutdownLastsAtLeastTheDrain() {
     Config defaults = ClusterNode.config(spec(Map.of()));
     Duration unbind = defaults.getDuration(ClusterNode.UNBIND_TIMEOUT_KEY);
-    assertTrue(unbind.compareTo(defaults.getDuration("moe.gateway.drain-timeout").plusSeconds(10)) >= 0, unbind.toString());
+    Duration drain = defaults.getDuration("moe.gateway.drain-timeout");
+    assertTrue(unbind.compareTo(drain.plusSeconds(10)) >= 0, unbind.toString());
     Config longDrain = ClusterNode.config(spec(Map.of("moe.gateway.drain-timeout", "2m")));
     assertEquals(Duration.ofSeconds(130), longDrain.getDuration(ClusterNode.UNBIND_TIMEOUT_KEY));
   }
