@@ -23,6 +23,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
 import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
 import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
 import org.apache.pekko.actor.typed.ActorRef;
@@ -87,6 +88,8 @@ class StreamSessionFlowControlTest {
   /** A server call whose isReady() the test controls; records what the session writes. */
   static final class FakeCall extends ServerCallStreamObserver<Object> {
     volatile boolean ready;
+    /** How often the session asked isReady: it asks each time it has something to write. */
+    final AtomicInteger readyChecks = new AtomicInteger();
     final List<Object> written = new CopyOnWriteArrayList<>();
     volatile Throwable error;
     volatile boolean completed;
@@ -104,6 +107,7 @@ class StreamSessionFlowControlTest {
 
     @Override
     public boolean isReady() {
+      readyChecks.incrementAndGet();
       return ready;
     }
 
@@ -209,10 +213,11 @@ class StreamSessionFlowControlTest {
     GatewayFixture.await(
         "first token written", Duration.ofSeconds(5), () -> s.call.written.size() == 1);
     s.call.ready = false;
+    int checks = s.call.readyChecks.get();
     s.tell(token(1));
     s.tell(token(2));
     s.tell(token(3));
-    TestTime.settle();
+    TestTime.awaitHandled(s.call, checks + 3);
     assertEquals(1, s.call.written.size(), "nothing is written while the client is not ready");
     s.call.ready = true;
     s.ref.tell(StreamSession.Signal.READY);
@@ -238,11 +243,12 @@ class StreamSessionFlowControlTest {
     int n = 2 * StreamSession.MAX_TOKENS_PER_MESSAGE + 10;
     Session s = startSession("fc-big", n);
     s.call.ready = false;
+    int checks = s.call.readyChecks.get();
     for (int i = 0; i < n; i++) {
       s.tell(token(i));
     }
     s.tell(finished("length", n));
-    TestTime.settle();
+    TestTime.awaitHandled(s.call, checks + n + 1);
     assertTrue(s.call.written.isEmpty());
     s.call.ready = true;
     s.ref.tell(StreamSession.Signal.READY);
@@ -267,10 +273,11 @@ class StreamSessionFlowControlTest {
   void finishWhileNotReadyWaitsThenSendsTokensWithTheFinishReason() throws Exception {
     Session s = startSession("fc-2");
     s.call.ready = false;
+    int checks = s.call.readyChecks.get();
     s.tell(token(0));
     s.tell(token(1));
     s.tell(finished("length", 2));
-    TestTime.settle();
+    TestTime.awaitHandled(s.call, checks + 3);
     assertTrue(s.call.written.isEmpty());
     assertTrue(!s.call.completed);
     s.call.ready = true;
@@ -315,10 +322,12 @@ class StreamSessionFlowControlTest {
     assertEquals(HealthCheckResponse.ServingStatus.SERVING, directory.serving());
   }
 
-  /** Lets in-flight actor messages be processed before asserting that nothing happened. */
+  /** Waits until the session has handled the messages sent, before asserting that nothing happened. */
   static final class TestTime {
-    static void settle() {
-      TestClusters.sleep(200);
+    /** Each message with something to write makes the session ask isReady once. */
+    static void awaitHandled(FakeCall call, int readyChecks) {
+      GatewayFixture.await(
+          "the messages handled", Duration.ofSeconds(5), () -> call.readyChecks.get() >= readyChecks);
     }
   }
 }
