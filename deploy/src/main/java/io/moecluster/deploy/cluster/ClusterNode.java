@@ -15,6 +15,7 @@ import io.moecluster.expert.ExpertNodeSettings;
 import io.moecluster.gateway.GatewayServer;
 import io.moecluster.gateway.GatewaySettings;
 import io.moecluster.gateway.security.GatewaySecurity;
+import io.moecluster.gateway.security.ReloadingServerCredentials;
 import io.moecluster.router.RouterNode;
 import io.moecluster.router.RouterSettings;
 import java.net.InetSocketAddress;
@@ -137,6 +138,9 @@ public final class ClusterNode implements AutoCloseable {
     }
   }
 
+  /** How often the gateway's certificate and key are read again. */
+  static final String TLS_RELOAD_KEY = "moe.gateway.tls.reload-interval";
+
   /** CoordinatedShutdown's phase of the gateway's drain. */
   static final String UNBIND_TIMEOUT_KEY = "pekko.coordinated-shutdown.phases.service-unbind.timeout";
   /** What the drain phase needs beyond the drain itself: the gRPC server's own shutdown. */
@@ -250,9 +254,12 @@ public final class ClusterNode implements AutoCloseable {
           () -> closeQuietly(router, "router"));
     }
     if (spec.has(Role.GATEWAY)) {
+      ReloadingServerCredentials reloading = security.tls().isPresent()
+          ? ReloadingServerCredentials.start(security.tls().get(), config.getDuration(TLS_RELOAD_KEY))
+          : null;
       ServerBuilder<?> builder =
-          NettyServerBuilder.forAddress(
-                  new InetSocketAddress(spec.grpcHost(), spec.grpcPort()), security.serverCredentials())
+          NettyServerBuilder.forAddress(new InetSocketAddress(spec.grpcHost(), spec.grpcPort()),
+                  reloading != null ? reloading.credentials() : security.serverCredentials())
               // Clients ping a silent call's connection (moe's every 20 s); gRPC's default refuses
               // pings more often than every 5 minutes and would drop those connections.
               .permitKeepAliveTime(10, TimeUnit.SECONDS)
@@ -264,6 +271,9 @@ public final class ClusterNode implements AutoCloseable {
       try {
         server = GatewayServer.start(system, GatewaySettings.fromConfig(config), security, builder, spec.modelDir());
       } catch (RuntimeException e) {
+        if (reloading != null) {
+          reloading.close();
+        }
         if (addressInUse(e)) {
           throw new UserError("--grpc-port " + spec.grpcPort() + ": cannot listen on " + spec.grpcHost() + ":"
               + spec.grpcPort() + " (address already in use); pick another port, or 0 for any free one", e);
@@ -275,6 +285,9 @@ public final class ClusterNode implements AutoCloseable {
       addTask(shutdown, CoordinatedShutdown.PhaseServiceUnbind(), "moe-gateway-drain", () -> {
         server.shutdownGracefully(drain);
         closeQuietly(server, "gateway");
+        if (reloading != null) {
+          reloading.close();
+        }
       });
     }
     ClusterMetrics.start(system, spec.has(Role.EXPERT), config.getDuration(SHARDING_POLL_KEY));

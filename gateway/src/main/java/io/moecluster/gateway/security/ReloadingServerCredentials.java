@@ -1,0 +1,108 @@
+package io.moecluster.gateway.security;
+
+import io.grpc.ServerCredentials;
+import io.grpc.TlsServerCredentials;
+import io.grpc.util.AdvancedTlsX509KeyManager;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.attribute.FileTime;
+import java.security.PrivateKey;
+import java.security.cert.X509Certificate;
+import java.time.Duration;
+import java.time.Instant;
+import java.util.List;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The gateway's TLS credentials, whose certificate and key are read again from their files at an
+ * interval: a certificate renewed on disk (cert-manager, an ACME client) is served to the
+ * connections that follow, without a restart; open connections keep the one they were made with.
+ * A new pair is taken only once both files have changed, and only when it passes the start-up
+ * checks (the key is the certificate's, the certificate is within its validity): a half-written
+ * renewal or a wrong file leaves the last good pair in use, with a warning in the log.
+ */
+public final class ReloadingServerCredentials implements AutoCloseable {
+  private static final Logger log = LoggerFactory.getLogger(ReloadingServerCredentials.class);
+
+  private final GatewaySecurity.TlsFiles tls;
+  private final AdvancedTlsX509KeyManager keys = new AdvancedTlsX509KeyManager();
+  private final ScheduledExecutorService timer;
+  private final ServerCredentials credentials;
+  private FileTime certTime; // of the pair in use; timer thread only after the first load
+  private FileTime keyTime;
+
+  private ReloadingServerCredentials(GatewaySecurity.TlsFiles tls, ScheduledExecutorService timer) throws IOException {
+    this.tls = tls;
+    this.timer = timer;
+    load(); // checked by GatewaySecurity.fromConfig already: a failure here is a file that just changed
+    TlsServerCredentials.Builder b = TlsServerCredentials.newBuilder().keyManager(keys);
+    if (tls.clientCa().isPresent()) {
+      b.trustManager(tls.clientCa().get().toFile()).clientAuth(TlsServerCredentials.ClientAuth.REQUIRE);
+    }
+    credentials = b.build();
+  }
+
+  /** Loads {@code tls}'s certificate and key, and looks at the files again every {@code interval}. */
+  public static ReloadingServerCredentials start(GatewaySecurity.TlsFiles tls, Duration interval) {
+    if (interval.isNegative() || interval.isZero()) {
+      throw new IllegalArgumentException("moe.gateway.tls.reload-interval must be positive, got " + interval);
+    }
+    ScheduledExecutorService timer = Executors.newSingleThreadScheduledExecutor(r -> {
+      Thread t = new Thread(r, "moe-tls-reload");
+      t.setDaemon(true);
+      return t;
+    });
+    try {
+      ReloadingServerCredentials c = new ReloadingServerCredentials(tls, timer);
+      timer.scheduleWithFixedDelay(c::reloadIfRenewed, interval.toMillis(), interval.toMillis(), TimeUnit.MILLISECONDS);
+      return c;
+    } catch (IOException | RuntimeException e) {
+      timer.shutdownNow();
+      throw new IllegalArgumentException("moe.gateway.tls: cannot load the certificate (" + e.getMessage() + ")");
+    }
+  }
+
+  public ServerCredentials credentials() {
+    return credentials;
+  }
+
+  /** Reads and checks both files, then serves them. */
+  private void load() throws IOException {
+    FileTime cert = Files.getLastModifiedTime(tls.certChain());
+    FileTime key = Files.getLastModifiedTime(tls.privateKey());
+    List<X509Certificate> chain = PemFiles.certificates(tls.certChain(), "moe.gateway.tls.cert-chain");
+    PrivateKey privateKey = PemFiles.privateKey(tls.privateKey(), "moe.gateway.tls.private-key");
+    if (!PemFiles.matches(privateKey, chain.getFirst().getPublicKey())) {
+      throw new IllegalArgumentException(tls.privateKey() + " is not the key of the certificate in " + tls.certChain());
+    }
+    PemFiles.checkValidity(chain.getFirst(), tls.certChain(), Instant.now());
+    keys.updateIdentityCredentials(chain.toArray(X509Certificate[]::new), privateKey);
+    certTime = cert;
+    keyTime = key;
+  }
+
+  private void reloadIfRenewed() {
+    try {
+      if (Files.getLastModifiedTime(tls.certChain()).equals(certTime)
+          || Files.getLastModifiedTime(tls.privateKey()).equals(keyTime)) {
+        return; // unchanged, or only one of the pair written so far
+      }
+      load();
+      log.info("gateway: serving the renewed certificate of {}", tls.certChain());
+    } catch (IOException | RuntimeException e) {
+      log.warn("gateway: the renewed certificate in {} was not taken, the previous one stays: {}", tls.certChain(),
+          e.getMessage());
+    }
+  }
+
+  /** Stops looking at the files; the server keeps the pair it has. */
+  @Override
+  public void close() {
+    timer.shutdownNow();
+  }
+}
