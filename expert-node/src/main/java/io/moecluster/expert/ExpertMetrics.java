@@ -124,8 +124,8 @@ public final class ExpertMetrics {
 
   /**
    * {@code moe_expert_device_wait_seconds_total{node,device}}: time expert computations spent
-   * waiting for their weights' upload (misses and in-flight lookups): the time lost to device
-   * cache misses.
+   * waiting for their weights' upload (misses and in-flight lookups, and those whose upload then
+   * failed): the time lost to device cache misses.
    */
   public static Counter deviceWaitSeconds() {
     return DeviceHolder.WAIT_SECONDS;
@@ -151,7 +151,7 @@ public final class ExpertMetrics {
         .labelNames("node", "device", "outcome").register();
     static final Counter WAIT_SECONDS = Counter.builder().withoutExemplars()
         .name("moe_expert_device_wait_seconds_total")
-        .help("Time expert computations waited for their weights' upload to the device (misses and in-flight)")
+        .help("Time expert computations waited for their weights' upload to the device (misses, in-flight, failed)")
         .labelNames("node", "device").register();
     static final Histogram UPLOAD_SECONDS = Histogram.builder().withoutExemplars()
         .name("moe_expert_device_upload_seconds")

@@ -164,6 +164,9 @@ final class StreamSession extends AbstractBehavior<Object> {
 
   private final Slot slot;
   private RouterDirectory.Lease lease;
+  /** The resubmission reason of a router that answered RESOURCE_EXHAUSTED. */
+  private static final String EXHAUSTED = "router_exhausted";
+
   /** Routers this call lost; never chosen again for it. */
   private final Set<ActorRef<RouterCommand>> lost = new HashSet<>();
   /** Submissions after the first one. */
@@ -347,8 +350,16 @@ final class StreamSession extends AbstractBehavior<Object> {
       return false;
     }
     ActorRef<RouterCommand> gone = lease.router();
-    lost.add(gone);
-    var next = env.routers().acquire(lost);
+    Set<ActorRef<RouterCommand>> excluded = lost;
+    if (reason.equals(EXHAUSTED)) {
+      // Full or out of memory, not lost: skipped for this pick only, so the stream may come back
+      // to it should the router it moves to be lost later.
+      excluded = new HashSet<>(lost);
+      excluded.add(gone);
+    } else {
+      lost.add(gone);
+    }
+    var next = env.routers().acquire(excluded);
     if (next.isEmpty()) {
       return false;
     }
@@ -402,7 +413,7 @@ final class StreamSession extends AbstractBehavior<Object> {
         // it is full, or had no memory for the sequence. Another router may serve either.
         String reason =
             Status.Code.UNAVAILABLE.name().equals(f.getCode()) ? "router_unavailable"
-                : Status.Code.RESOURCE_EXHAUSTED.name().equals(f.getCode()) ? "router_exhausted"
+                : Status.Code.RESOURCE_EXHAUSTED.name().equals(f.getCode()) ? EXHAUSTED
                 : null;
         if (reason == null || !resubmit(reason)) {
           fail(statusOf(f), false);

@@ -321,7 +321,9 @@ class GatewaySecurityTest {
         "api-keys-file = \"%1$s/empty-keys\"",
         "holds no key",
         "api-keys = [\"has space\"]",
-        "printable ASCII without spaces");
+        "printable ASCII without spaces",
+        "tls { cert-chain = \"%1$s/server.pem\", private-key = \"%1$s/server-key.pem\", reload-interval = 0s }",
+        "moe.gateway.tls.reload-interval must be positive");
     for (var c : cases.entrySet()) {
       var config = ConfigFactory.parseString("moe.gateway {" + c.getKey().formatted(certs) + "}")
           .withFallback(ConfigFactory.load());
@@ -344,7 +346,7 @@ class GatewaySecurityTest {
         () -> GatewaySecurity.fromConfig(fromEnv, Map.of("MY_KEYS", " ")));
     assertTrue(empty.getMessage().contains("$MY_KEYS is set but holds no key"), empty.getMessage());
     assertTrue(GatewaySecurity.fromConfig(fromEnv, Map.of()).apiKeys().isEmpty(), "unset: no keys");
-    // Keys without TLS are allowed, with a warning; with TLS, none.
+    // Keys without TLS are allowed, with a warning; no keys, no warning.
     assertTrue(s.warning().orElseThrow().contains("plaintext"));
     assertEquals(Optional.empty(), GatewaySecurity.fromConfig(ConfigFactory.load(), Map.of()).warning());
     // The defaults: plaintext, no key, 64 calls per client.

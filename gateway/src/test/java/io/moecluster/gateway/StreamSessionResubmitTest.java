@@ -229,7 +229,7 @@ class StreamSessionResubmitTest {
   }
 
   @Test
-  void aFullRoutersStreamMovesToAnotherRouter() throws Exception {
+  void aFullRoutersStreamMovesToAnotherRouterAndMayComeBack() throws Exception {
     double before = GatewayMetrics.resubmissions("router_exhausted");
     Started started = afterOneToken("rs-4");
     started.session().tell(SequenceEvent.newBuilder()
@@ -238,7 +238,14 @@ class StreamSessionResubmitTest {
         .build());
     resumedAfterOneToken("rs-4", started.first());
     started.session().tell(token("rs-4/1", 1));
-    started.session().tell(finished("rs-4/1", 2));
+    // The router it moved to is lost: the full one was only skipped, so the stream goes back there.
+    started.session().tell(unavailable("rs-4/1"));
+    Submitted third = nextSubmit();
+    assertTrue(third.router() == started.first().router(), "back to the router that was full");
+    assertEquals("rs-4/2", third.submit().getRequestId());
+    assertEquals(List.of(20, 21), third.submit().getResumeIdsList());
+    started.session().tell(token("rs-4/2", 2));
+    started.session().tell(finished("rs-4/2", 3));
     GatewayFixture.await("completed", Duration.ofSeconds(5), () -> started.call().completed);
     assertNull(started.call().error);
     assertEquals(before + 1, GatewayMetrics.resubmissions("router_exhausted"));

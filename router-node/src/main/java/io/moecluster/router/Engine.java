@@ -264,7 +264,8 @@ public final class Engine implements AutoCloseable {
         fail(e, "INVALID_ARGUMENT", bad.getMessage());
       } catch (OutOfMemoryError oom) {
         // The sequence's KV cache (allocated whole here) did not fit: this request fails, and the
-        // engine and the running sequences go on; the others wait until a step has freed memory.
+        // engine and the running sequences go on; the next waiting one is tried at the loop's
+        // next turn, after a step (or a finished sequence) may have freed memory.
         e.sequence = null;
         active.remove(e.id);
         log.error("No memory for the KV cache of a {}-token prompt: {}", e.request.promptIds().length, oom.toString());

@@ -113,7 +113,7 @@ public final class ClusterNode implements AutoCloseable {
             .withFallback(ConfigFactory.parseResources(ClusterNode.class.getClassLoader(), "moe-node.conf"))
             .withFallback(ConfigFactory.defaultReference());
     Config overrides = overrides(spec.overrides()); // checks the keys' syntax first
-    checkKnown(spec.overrides().keySet(), base);
+    checkKnown(overrides, base);
     return withDrainRoom(overrides.withFallback(flagConfig).withFallback(base).resolve());
   }
 
@@ -125,9 +125,10 @@ public final class ClusterNode implements AutoCloseable {
    * {@code api-keys-file}): taking it silently would start a gateway without the protection asked
    * for. Pekko's own keys are not checked: many of its settings have no default to check against.
    */
-  static void checkKnown(java.util.Set<String> keys, Config base) {
-    for (String raw : keys) {
-      String key = raw.trim();
+  static void checkKnown(Config overrides, Config base) {
+    // Every setting the values hold, so that --conf 'moe.gateway={api-key-file=...}' is checked too.
+    for (var setting : overrides.entrySet()) {
+      String key = setting.getKey();
       if (!key.startsWith("moe.") || FREE_FORM.stream().anyMatch(f -> key.equals(f) || key.startsWith(f + "."))) {
         continue;
       }
@@ -137,9 +138,6 @@ public final class ClusterNode implements AutoCloseable {
       }
     }
   }
-
-  /** How often the gateway's certificate and key are read again. */
-  static final String TLS_RELOAD_KEY = "moe.gateway.tls.reload-interval";
 
   /** CoordinatedShutdown's phase of the gateway's drain. */
   static final String UNBIND_TIMEOUT_KEY = "pekko.coordinated-shutdown.phases.service-unbind.timeout";
@@ -255,7 +253,7 @@ public final class ClusterNode implements AutoCloseable {
     }
     if (spec.has(Role.GATEWAY)) {
       ReloadingServerCredentials reloading = security.tls().isPresent()
-          ? ReloadingServerCredentials.start(security.tls().get(), config.getDuration(TLS_RELOAD_KEY))
+          ? ReloadingServerCredentials.start(security.tls().get())
           : null;
       ServerBuilder<?> builder =
           NettyServerBuilder.forAddress(new InetSocketAddress(spec.grpcHost(), spec.grpcPort()),

@@ -107,6 +107,13 @@ class ClusterNodeConfigTest {
     IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
         () -> ClusterNode.config(spec(Map.of("moe.gateway.api-key-file", "/etc/moe/keys"))));
     assertTrue(e.getMessage().startsWith("--conf moe.gateway.api-key-file: no such setting"), e.getMessage());
+    for (var nested : List.of(Map.of("moe.gateway", "{api-key-file = /etc/moe/keys}"),
+        Map.of("moe", "{gateway {api-key-file = /etc/moe/keys}}"))) {
+      IllegalArgumentException inside = assertThrows(IllegalArgumentException.class,
+          () -> ClusterNode.config(spec(nested)), nested.toString());
+      assertTrue(inside.getMessage().startsWith("--conf moe.gateway.api-key-file: no such setting"),
+          inside.getMessage());
+    }
     Config c = ClusterNode.config(spec(Map.of(
         "moe.expert.entity-dispatcher.thread-pool-executor.keep-alive-time", "2m",
         "pekko.cluster.some-new-setting", "on")));

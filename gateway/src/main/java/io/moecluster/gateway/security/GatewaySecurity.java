@@ -8,6 +8,7 @@ import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.LinkedHashSet;
 import java.util.List;
@@ -34,8 +35,15 @@ public record GatewaySecurity(Optional<TlsFiles> tls, List<String> apiKeys, int 
    * @param privateKey the certificate's private key, PKCS#8 ("BEGIN PRIVATE KEY")
    * @param clientCa when present, clients must show a certificate signed by one of these
    *     authorities (mutual TLS)
+   * @param reloadInterval how often a node looks at the certificate and key files again
    */
-  public record TlsFiles(Path certChain, Path privateKey, Optional<Path> clientCa) {
+  public record TlsFiles(Path certChain, Path privateKey, Optional<Path> clientCa, Duration reloadInterval) {
+    public TlsFiles {
+      if (reloadInterval.isNegative() || reloadInterval.isZero()) {
+        throw new IllegalArgumentException("moe.gateway.tls.reload-interval must be positive, got " + reloadInterval);
+      }
+    }
+
     /** Whether clients must present a certificate. */
     public boolean mutual() {
       return clientCa.isPresent();
@@ -114,8 +122,8 @@ public record GatewaySecurity(Optional<TlsFiles> tls, List<String> apiKeys, int 
               + (cert.isEmpty() ? "private-key" : "cert-chain")
               + ")");
     }
-    return Optional.of(
-        new TlsFiles(Path.of(cert), Path.of(key), ca.isEmpty() ? Optional.empty() : Optional.of(Path.of(ca))));
+    return Optional.of(new TlsFiles(Path.of(cert), Path.of(key),
+        ca.isEmpty() ? Optional.empty() : Optional.of(Path.of(ca)), t.getDuration("reload-interval")));
   }
 
   /** One key per line; blank lines and lines starting with '#' are skipped. */

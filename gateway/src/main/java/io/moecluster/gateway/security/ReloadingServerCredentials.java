@@ -22,9 +22,10 @@ import org.slf4j.LoggerFactory;
  * The gateway's TLS credentials, whose certificate and key are read again from their files at an
  * interval: a certificate renewed on disk (cert-manager, an ACME client) is served to the
  * connections that follow, without a restart; open connections keep the one they were made with.
- * A new pair is taken only once both files have changed, and only when it passes the start-up
- * checks (the key is the certificate's, the certificate is within its validity): a half-written
- * renewal or a wrong file leaves the last good pair in use, with a warning in the log.
+ * The files are read again whenever either has changed (a renewal may keep its key), and the pair
+ * is taken only when it passes the start-up checks (the key is the certificate's, the certificate
+ * is within its validity): a renewal caught half done, or a wrong file, leaves the last good pair
+ * in use with a warning in the log, and is read again once a file changes again.
  */
 public final class ReloadingServerCredentials implements AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(ReloadingServerCredentials.class);
@@ -33,7 +34,7 @@ public final class ReloadingServerCredentials implements AutoCloseable {
   private final AdvancedTlsX509KeyManager keys = new AdvancedTlsX509KeyManager();
   private final ScheduledExecutorService timer;
   private final ServerCredentials credentials;
-  private FileTime certTime; // of the pair in use; timer thread only after the first load
+  private FileTime certTime; // of the pair read last, taken or not; timer thread only after the first load
   private FileTime keyTime;
 
   private ReloadingServerCredentials(GatewaySecurity.TlsFiles tls, ScheduledExecutorService timer) throws IOException {
@@ -47,11 +48,9 @@ public final class ReloadingServerCredentials implements AutoCloseable {
     credentials = b.build();
   }
 
-  /** Loads {@code tls}'s certificate and key, and looks at the files again every {@code interval}. */
-  public static ReloadingServerCredentials start(GatewaySecurity.TlsFiles tls, Duration interval) {
-    if (interval.isNegative() || interval.isZero()) {
-      throw new IllegalArgumentException("moe.gateway.tls.reload-interval must be positive, got " + interval);
-    }
+  /** Loads {@code tls}'s certificate and key, and looks at the files again at its reload interval. */
+  public static ReloadingServerCredentials start(GatewaySecurity.TlsFiles tls) {
+    Duration interval = tls.reloadInterval();
     ScheduledExecutorService timer = Executors.newSingleThreadScheduledExecutor(r -> {
       Thread t = new Thread(r, "moe-tls-reload");
       t.setDaemon(true);
@@ -73,8 +72,8 @@ public final class ReloadingServerCredentials implements AutoCloseable {
 
   /** Reads and checks both files, then serves them. */
   private void load() throws IOException {
-    FileTime cert = Files.getLastModifiedTime(tls.certChain());
-    FileTime key = Files.getLastModifiedTime(tls.privateKey());
+    certTime = Files.getLastModifiedTime(tls.certChain());
+    keyTime = Files.getLastModifiedTime(tls.privateKey());
     List<X509Certificate> chain = PemFiles.certificates(tls.certChain(), "moe.gateway.tls.cert-chain");
     PrivateKey privateKey = PemFiles.privateKey(tls.privateKey(), "moe.gateway.tls.private-key");
     if (!PemFiles.matches(privateKey, chain.getFirst().getPublicKey())) {
@@ -82,15 +81,13 @@ public final class ReloadingServerCredentials implements AutoCloseable {
     }
     PemFiles.checkValidity(chain.getFirst(), tls.certChain(), Instant.now());
     keys.updateIdentityCredentials(chain.toArray(X509Certificate[]::new), privateKey);
-    certTime = cert;
-    keyTime = key;
   }
 
   private void reloadIfRenewed() {
     try {
       if (Files.getLastModifiedTime(tls.certChain()).equals(certTime)
-          || Files.getLastModifiedTime(tls.privateKey()).equals(keyTime)) {
-        return; // unchanged, or only one of the pair written so far
+          && Files.getLastModifiedTime(tls.privateKey()).equals(keyTime)) {
+        return; // neither changed since they were read last
       }
       load();
       log.info("gateway: serving the renewed certificate of {}", tls.certChain());
