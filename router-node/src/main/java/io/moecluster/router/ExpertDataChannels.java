@@ -60,6 +60,7 @@ final class ExpertDataChannels implements AutoCloseable {
 
   private final Duration connectTimeout;
   private final Duration retryConnect;
+  private final long connectWaitNanos;
   private final Timers timers;
   private final Map<String, DataChannelConnection> connections = new ConcurrentHashMap<>();
   // Endpoints whose connect failed, until when (System.nanoTime) calls to them fail at once: a
@@ -86,8 +87,17 @@ final class ExpertDataChannels implements AutoCloseable {
 
   /** @param retryConnect after a failed connect, how long calls to that endpoint fail at once */
   ExpertDataChannels(Duration connectTimeout, Duration retryConnect, Timers timers) {
+    this(connectTimeout, retryConnect, Duration.ofNanos(CONNECT_WAIT_NANOS), timers);
+  }
+
+  /**
+   * @param connectWait how long a call waits for its connection to open before it fails over
+   *     (tests on a loaded machine give more than the router's 100 ms)
+   */
+  ExpertDataChannels(Duration connectTimeout, Duration retryConnect, Duration connectWait, Timers timers) {
     this.connectTimeout = connectTimeout;
     this.retryConnect = retryConnect;
+    this.connectWaitNanos = connectWait.toNanos();
     this.timers = timers;
     try {
       this.selector = Selector.open();
@@ -123,10 +133,10 @@ final class ExpertDataChannels implements AutoCloseable {
             + " could not be opened a moment ago; not trying again before " + retryConnect.toMillis() + " ms"));
       }
       try {
-        c = opening(endpoint).get(CONNECT_WAIT_NANOS, TimeUnit.NANOSECONDS);
+        c = opening(endpoint).get(connectWaitNanos, TimeUnit.NANOSECONDS);
       } catch (TimeoutException e) {
         return CompletableFuture.failedFuture(new IOException("the data channel to " + endpoint
-            + " is still opening after " + TimeUnit.NANOSECONDS.toMillis(CONNECT_WAIT_NANOS) + " ms"));
+            + " is still opening after " + TimeUnit.NANOSECONDS.toMillis(connectWaitNanos) + " ms"));
       } catch (ExecutionException e) {
         return CompletableFuture.failedFuture(e.getCause());
       } catch (InterruptedException e) {

@@ -53,8 +53,10 @@ class ExpertDataChannelsTest {
   private static final Duration LONG = Duration.ofSeconds(60); // a call's timeout that never passes in a test
   private final ScheduledExecutorService timer = Executors.newSingleThreadScheduledExecutor();
   private final AtomicInteger cancelledTimeouts = new AtomicInteger();
+  // A connect on loopback takes well under a millisecond; 2 s (not the router's 100 ms) keeps a
+  // starved connect thread on a loaded machine from failing a call that expects a connection.
   private final ExpertDataChannels channels = new ExpertDataChannels(Duration.ofSeconds(10), Duration.ofSeconds(60),
-      (delay, task) -> {
+      Duration.ofSeconds(2), (delay, task) -> {
         ScheduledFuture<?> f = timer.schedule(task, delay.toNanos(), TimeUnit.NANOSECONDS);
         return () -> {
           f.cancel(false);
