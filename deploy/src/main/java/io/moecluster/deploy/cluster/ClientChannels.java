@@ -1,6 +1,7 @@
 package io.moecluster.deploy.cluster;
 
 import io.grpc.ChannelCredentials;
+import io.grpc.ClientInterceptor;
 import io.grpc.Grpc;
 import io.grpc.InsecureChannelCredentials;
 import io.grpc.ManagedChannel;
@@ -78,12 +79,15 @@ public final class ClientChannels {
         .keepAliveTime(keepAliveTime.toNanos(), TimeUnit.NANOSECONDS)
         .keepAliveTimeout(keepAliveTimeout.toNanos(), TimeUnit.NANOSECONDS);
     security.serverName().ifPresent(builder::overrideAuthority);
-    security.apiKey().ifPresent(key -> {
-      Metadata headers = new Metadata();
-      headers.put(Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER), "Bearer " + key);
-      builder.intercept(MetadataUtils.newAttachHeadersInterceptor(headers));
-    });
+    security.apiKey().ifPresent(key -> builder.intercept(bearer(key)));
     return builder.build();
+  }
+
+  /** Sends {@code key} as {@code authorization: Bearer <key>} on every call. */
+  static ClientInterceptor bearer(String key) {
+    Metadata headers = new Metadata();
+    headers.put(Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER), "Bearer " + key);
+    return MetadataUtils.newAttachHeadersInterceptor(headers);
   }
 
   static ChannelCredentials credentials(Security s) {

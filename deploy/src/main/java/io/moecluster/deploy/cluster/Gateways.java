@@ -4,12 +4,10 @@ import io.grpc.Grpc;
 import io.grpc.InsecureChannelCredentials;
 import io.grpc.ManagedChannel;
 import io.grpc.ManagedChannelBuilder;
-import io.grpc.Metadata;
 import io.grpc.StatusRuntimeException;
 import io.grpc.health.v1.HealthCheckRequest;
 import io.grpc.health.v1.HealthCheckResponse.ServingStatus;
 import io.grpc.health.v1.HealthGrpc;
-import io.grpc.stub.MetadataUtils;
 import io.moecluster.deploy.cli.UserError;
 import io.moecluster.gateway.security.GatewaySecurity;
 import java.time.Duration;
@@ -39,11 +37,8 @@ public final class Gateways {
     ManagedChannelBuilder<?> builder = Grpc.newChannelBuilder(target.toString(), InsecureChannelCredentials.create());
     String keys = environment.get(GATEWAY_KEYS_ENV);
     if (keys != null) {
-      GatewaySecurity.splitKeys(keys).stream().findFirst().ifPresent(key -> {
-        Metadata headers = new Metadata();
-        headers.put(Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER), "Bearer " + key);
-        builder.intercept(MetadataUtils.newAttachHeadersInterceptor(headers));
-      });
+      GatewaySecurity.splitKeys(keys).stream().findFirst()
+          .ifPresent(key -> builder.intercept(ClientChannels.bearer(key)));
     }
     return builder.build();
   }

@@ -39,6 +39,18 @@ public final class PemFiles {
 
   /** Checks every file of {@code tls}; throws IllegalArgumentException with the reason. */
   static void check(GatewaySecurity.TlsFiles tls) {
+    identity(tls);
+    tls.clientCa().ifPresent(ca -> certificates(ca, "moe.gateway.tls.client-ca"));
+  }
+
+  /** The server's certificate chain and its key. */
+  record Identity(List<X509Certificate> chain, PrivateKey key) {}
+
+  /**
+   * Reads the server's certificate chain and key of {@code tls}, checked: the key is the first
+   * certificate's, and that certificate is within its validity. IllegalArgumentException otherwise.
+   */
+  static Identity identity(GatewaySecurity.TlsFiles tls) {
     List<X509Certificate> chain = certificates(tls.certChain(), "moe.gateway.tls.cert-chain");
     PrivateKey key = privateKey(tls.privateKey(), "moe.gateway.tls.private-key");
     if (!matches(key, chain.getFirst().getPublicKey())) {
@@ -52,7 +64,7 @@ public final class PemFiles {
               + ")");
     }
     checkValidity(chain.getFirst(), tls.certChain(), Instant.now());
-    tls.clientCa().ifPresent(ca -> certificates(ca, "moe.gateway.tls.client-ca"));
+    return new Identity(chain, key);
   }
 
   /**

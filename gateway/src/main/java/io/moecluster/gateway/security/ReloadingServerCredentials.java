@@ -7,11 +7,8 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.attribute.FileTime;
-import java.security.PrivateKey;
 import java.security.cert.X509Certificate;
 import java.time.Duration;
-import java.time.Instant;
-import java.util.List;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
@@ -74,13 +71,8 @@ public final class ReloadingServerCredentials implements AutoCloseable {
   private void load() throws IOException {
     certTime = Files.getLastModifiedTime(tls.certChain());
     keyTime = Files.getLastModifiedTime(tls.privateKey());
-    List<X509Certificate> chain = PemFiles.certificates(tls.certChain(), "moe.gateway.tls.cert-chain");
-    PrivateKey privateKey = PemFiles.privateKey(tls.privateKey(), "moe.gateway.tls.private-key");
-    if (!PemFiles.matches(privateKey, chain.getFirst().getPublicKey())) {
-      throw new IllegalArgumentException(tls.privateKey() + " is not the key of the certificate in " + tls.certChain());
-    }
-    PemFiles.checkValidity(chain.getFirst(), tls.certChain(), Instant.now());
-    keys.updateIdentityCredentials(chain.toArray(X509Certificate[]::new), privateKey);
+    PemFiles.Identity identity = PemFiles.identity(tls);
+    keys.updateIdentityCredentials(identity.chain().toArray(X509Certificate[]::new), identity.key());
   }
 
   private void reloadIfRenewed() {
