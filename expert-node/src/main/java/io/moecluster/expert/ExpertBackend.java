@@ -30,6 +30,15 @@ public interface ExpertBackend extends AutoCloseable {
   default void prefetch(int layer, int expert, ExpertWeights weights) {}
 
   /**
+   * Whether the backend keeps weights of its own that a hint can warm (a GPU's device memory).
+   * A backend that computes on the host views it is handed (the CPU) has none: there, a hint can
+   * only help the node's weight cache.
+   */
+  default boolean warmsOnHints() {
+    return false;
+  }
+
+  /**
    * Host memory that expert weights are read from (the checkpoint's mappings), offered as a
    * direct upload source: a GPU backend registers it with the driver so that uploads from it
    * skip the staging copy. The regions must stay mapped until {@link #close}. The CPU backend

@@ -115,7 +115,9 @@ final class ExpertComputation {
           double seconds = (System.nanoTime() - start) / 1e9;
           computeSeconds.observe(seconds);
           tokens.inc(rows);
-          done = reply.setOutput(ActivationCodec.encode(out, rows, hidden)).setComputeSeconds(seconds).build();
+          done = reply.setOutput(ActivationCodec.encode(out, rows, hidden)).setComputeSeconds(seconds)
+              .setStaysWarm(lease.warm() && node.cache().holdsEveryExpert() && !node.backend().warmsOnHints())
+              .build();
         }
       } catch (RuntimeException e) {
         done = reply.clearOutput().setNodeFault(true).setError("expert " + entityId + " failed: " + e).build();

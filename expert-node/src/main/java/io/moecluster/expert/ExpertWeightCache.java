@@ -86,6 +86,7 @@ public final class ExpertWeightCache implements AutoCloseable {
 
   private final ExpertStore store;
   private final long budgetBytes;
+  private final boolean holdsEveryExpert; // the budget fits every expert of the model: nothing is ever evicted
   private final Executor loader;
   private final CacheMissPolicy missPolicy;
   private final int backgroundLoads; // background tasks misses and hints may have in flight (RUN_COLD)
@@ -136,6 +137,7 @@ public final class ExpertWeightCache implements AutoCloseable {
     }
     this.store = store;
     this.budgetBytes = budgetBytes;
+    this.holdsEveryExpert = budgetBytes >= allExpertBytes(store);
     this.loader = loader;
     this.missPolicy = missPolicy;
     this.backgroundLoads = backgroundLoads;
@@ -167,6 +169,14 @@ public final class ExpertWeightCache implements AutoCloseable {
 
   public long budgetBytes() {
     return budgetBytes;
+  }
+
+  /**
+   * Whether the budget fits every expert of the model, so that a warm expert stays warm for the
+   * cache's life (no load ever has to evict one).
+   */
+  public boolean holdsEveryExpert() {
+    return holdsEveryExpert;
   }
 
   /** Bytes of warm entries plus loads in flight; never above {@link #budgetBytes}. */

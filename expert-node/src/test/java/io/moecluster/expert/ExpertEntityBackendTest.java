@@ -59,6 +59,7 @@ class ExpertEntityBackendTest {
   private ActorRef<ExpertCommand> entity;
   private final List<String> calls = new CopyOnWriteArrayList<>();
   private volatile boolean fail;
+  private volatile boolean warmsOnHints;
 
   /** Computes like the CPU backend, but later and on its own "device" thread; records what it saw. */
   private final class AsyncBackend implements ExpertBackend {
@@ -82,6 +83,11 @@ class ExpertEntityBackendTest {
     @Override
     public void prefetch(int layer, int expert, ExpertWeights weights) {
       calls.add("prefetch " + layer + "/" + expert);
+    }
+
+    @Override
+    public boolean warmsOnHints() {
+      return warmsOnHints;
     }
 
     @Override
@@ -114,6 +120,10 @@ class ExpertEntityBackendTest {
   }
 
   private ExpertReply compute(float[] x, int rows) {
+    return compute(entity, x, rows);
+  }
+
+  private ExpertReply compute(ActorRef<ExpertCommand> entity, float[] x, int rows) {
     TestProbe<ExpertReply> probe = kit.createTestProbe(ExpertReply.class);
     entity.tell(ExpertCommand.newBuilder().setCompute(ComputeExperts.newBuilder().setStepId(7).setLayer(1).setExpert(2)
         .setInput(ActivationCodec.encode(x, rows, config.hiddenSize()))
@@ -175,5 +185,27 @@ class ExpertEntityBackendTest {
       Thread.sleep(10);
     }
     assertEquals(List.of("prefetch 1/2"), calls);
+  }
+
+  @Test
+  void aReplySaysTheExpertStaysWarmOnlyWhereNoHintCouldHelp() {
+    ExpertReply reply = compute(input(2), 2);
+    assertEquals("", reply.getError());
+    assertTrue(reply.getStaysWarm(), "warm, in a cache that holds every expert, on a backend with no copy of its own");
+    warmsOnHints = true; // a GPU's device memory: a hint still uploads
+    assertFalse(compute(input(2), 2).getStaysWarm());
+    warmsOnHints = false;
+    // A cache one byte short of the model: a warm expert may be evicted later, so hints still help.
+    ExpertStore store = new ExpertStore(tensors, config);
+    try (ExpertWeightCache small = new ExpertWeightCache(store, ExpertWeightCache.allExpertBytes(store) - 1, loader,
+        "entity-backend-test-small")) {
+      ExpertEntity.NodeContext ctx = new ExpertEntity.NodeContext(store, small, new AsyncBackend(), loader, "node-b");
+      ActorRef<ExpertCommand> other = kit.spawn(ExpertEntity.create(ctx, "1/2"));
+      ExpertReply fromSmall = compute(other, input(2), 2);
+      assertEquals("", fromSmall.getError());
+      assertTrue(small.isWarm(1, 2), "the expert is warm there too");
+      assertFalse(fromSmall.getStaysWarm());
+      kit.stop(other);
+    }
   }
 }

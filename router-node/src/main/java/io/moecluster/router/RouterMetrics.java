@@ -103,6 +103,14 @@ public final class RouterMetrics {
     return Holder.PREFETCH_ISSUED;
   }
 
+  /**
+   * {@code moe_prefetch_skipped_total{layer}}: predictions of a layer not made because every one of
+   * its experts stays warm where it runs (no hint could help).
+   */
+  public static Counter prefetchSkipped() {
+    return Holder.PREFETCH_SKIPPED;
+  }
+
   /** {@code moe_prefetch_routed_total{layer,depth}}: real top-k choices of predicted layers. */
   public static Counter prefetchRouted() {
     return Holder.PREFETCH_ROUTED;
@@ -128,6 +136,11 @@ public final class RouterMetrics {
       @Override
       public void onHints(int sourceLayer, int targetLayer, int[] experts) {
         prefetchIssued().labelValues(Integer.toString(targetLayer)).inc(experts.length);
+      }
+
+      @Override
+      public void onSkipped(int sourceLayer, int targetLayer) {
+        prefetchSkipped().labelValues(Integer.toString(targetLayer)).inc();
       }
 
       @Override
@@ -185,6 +198,9 @@ public final class RouterMetrics {
         .help("Sequences waiting for a slot in the router's batch").labelNames("node").register();
     static final Counter PREFETCH_ISSUED = Counter.builder().withoutExemplars().name("moe_prefetch_issued_total")
         .help("Experts hinted (prefetch) for a layer by gate lookahead").labelNames("layer").register();
+    static final Counter PREFETCH_SKIPPED = Counter.builder().withoutExemplars().name("moe_prefetch_skipped_total")
+        .help("Predictions of a layer skipped because its experts all stay warm where they run (no hint could help)")
+        .labelNames("layer").register();
     static final Counter PREFETCH_ROUTED = Counter.builder().withoutExemplars().name("moe_prefetch_routed_total")
         .help("Real top-k choices of layers that had been predicted, by prediction depth")
         .labelNames("layer", "depth").register();

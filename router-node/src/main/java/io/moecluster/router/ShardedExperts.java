@@ -117,6 +117,7 @@ public final class ShardedExperts implements ExpertExecutor {
   private final Cancellable suspectSweep; // null without crash downing
   private final Consumer<String> refusals; // told by the crash downing; null with one replica
   private final AtomicBoolean closed = new AtomicBoolean();
+  private final WarmExperts warm; // what the nodes said stays warm: no hints for those
   private final String self; // this node's address: its own entities are sent to in process, not over a socket
 
   /**
@@ -198,6 +199,7 @@ public final class ShardedExperts implements ExpertExecutor {
     this.maxMessageBytes = maxMessageBytes;
     this.failover = failover;
     this.replicas = ExpertSharding.replicas(system);
+    this.warm = new WarmExperts(replicas);
     this.placement = placement;
     this.hedge = new HedgePolicy(failover.hedgePercentile(), failover.hedgeMinDelay().toNanos(),
         failover.hedgeMaxDelay().toNanos(), LATENCY_WINDOW);
@@ -966,6 +968,7 @@ public final class ShardedExperts implements ExpertExecutor {
     c.done = true;
     c.doneAt = System.nanoTime();
     c.winner = a;
+    warm.noteReply(ExpertEntity.entityId(layer, c.expert, a.replica(), replicas), reply);
     if (a.hedge()) {
       RouterMetrics.hedgesWon().inc();
       if (c.primary != null) {
@@ -993,12 +996,16 @@ public final class ShardedExperts implements ExpertExecutor {
    */
   @Override
   public void prefetch(int layer, int[] experts) {
-    Direct directs = channels == null ? null : directRefs();
+    Direct current = directRefs(); // also brings lastNode up to date
+    Direct directs = channels == null ? null : current;
     long now = System.nanoTime();
     for (int e : experts) {
       ExpertCommand hint = null;
       for (int r = 0; r < replicas; r++) {
         String id = ExpertEntity.entityId(layer, e, r, replicas);
+        if (warm.staysWarm(id, lastNode.get(id))) {
+          continue; // its node said it stays warm there: a hint cannot help
+        }
         if (directs != null) {
           String endpoint = directs.endpoints().get(id);
           ActorRef<ExpertCommand> target = directs.refs().get(id);
@@ -1013,6 +1020,12 @@ public final class ShardedExperts implements ExpertExecutor {
         sharding.entityRefFor(ExpertEntity.TYPE_KEY, id).tell(hint);
       }
     }
+  }
+
+  /** No hint for a layer whose every entity's node said it stays warm there. */
+  @Override
+  public boolean wantsHints(int layer) {
+    return !warm.layerStaysWarm(layer, directRefs().snapshot());
   }
 
   private void flushChannels() {

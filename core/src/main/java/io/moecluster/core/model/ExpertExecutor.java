@@ -23,6 +23,15 @@ public interface ExpertExecutor extends AutoCloseable {
   default void prefetch(int layer, int[] experts) {}
 
   /**
+   * Whether a {@link #prefetch} hint for {@code layer} could help now. False where every expert of
+   * the layer is known to be warm where it runs and to stay so (the cluster's nodes say so in
+   * their replies): the forward pass then does not predict that layer at all.
+   */
+  default boolean wantsHints(int layer) {
+    return true;
+  }
+
+  /**
    * Whether {@link #run} waits on other threads or processes (the cluster's experts) rather than
    * computing on the caller's kernels: the forward pass then lets its kernel helpers rest.
    */

@@ -601,6 +601,11 @@ class LocalClusterIT {
         var dataCalls = java.util.regex.Pattern.compile("moe_expert_calls_total\\{path=\"data-channel\"} ([0-9.eE+]+)")
             .matcher(body);
         assertTrue(dataCalls.find() && Double.parseDouble(dataCalls.group(1)) > 0, body);
+        // Each expert node's cache holds the whole model (the default budget), so once the nodes
+        // said their experts stay warm the router stopped predicting and hinting their layers.
+        var skipped = java.util.regex.Pattern.compile("moe_prefetch_skipped_total\\{layer=\"1\"} ([0-9.eE+]+)")
+            .matcher(body);
+        assertTrue(skipped.find() && Double.parseDouble(skipped.group(1)) > 0, body);
       } else {
         String self = "node=\"pekko://moe@127.0.0.1:" + (basePort + i) + "\"";
         assertTrue(body.contains("moe_expert_cache_hits_total{" + self + "}"), names[i] + ":\n" + body);

@@ -15,6 +15,12 @@ public interface PrefetchListener {
    */
   default void onHints(int sourceLayer, int targetLayer, int[] experts) {}
 
+  /**
+   * {@code targetLayer} was not predicted at {@code sourceLayer}: the expert executor said no hint
+   * for it could help ({@link io.moecluster.core.model.ExpertExecutor#wantsHints}).
+   */
+  default void onSkipped(int sourceLayer, int targetLayer) {}
+
   /** A layer that had been predicted was routed for real: how good the prediction was. */
   default void onAccuracy(PredictionAccuracy accuracy) {}
 }

@@ -20,7 +20,9 @@ import java.util.concurrent.atomic.AtomicLongArray;
  * awaited. The hidden state changes little from one layer to the next, so the next gates mostly
  * choose what they would choose on the real input. With {@code extraExperts > 0} each row also
  * hints the experts ranked just below its predicted top-k, which catches near-ties that the real
- * input flips, at the price of more hints. Hints never change a result.
+ * input flips, at the price of more hints. Hints never change a result. A layer for which the
+ * executor says no hint could help ({@link ExpertExecutor#wantsHints}: all its experts stay warm
+ * where they run) is not predicted at all, and so not scored either.
  *
  * <p>It also checks its guesses: when a predicted layer is routed for real, the share of its real
  * top-k choices that were predicted goes to the {@link PrefetchListener} and into running totals
@@ -37,6 +39,7 @@ public final class Prefetcher {
   private final AtomicLongArray routed; // [layers] real top-k choices of predicted layers (depth 1..d summed)
   private final AtomicLongArray predicted; // [layers] of those, the predicted ones
   private final AtomicLongArray hints; // [layers] experts hinted for the layer
+  private final AtomicLongArray skipped; // [layers] predictions of the layer skipped (no hint could help)
 
   /**
    * @param depth how many layers ahead to predict (>= 1)
@@ -71,10 +74,16 @@ public final class Prefetcher {
     this.routed = new AtomicLongArray(layers);
     this.predicted = new AtomicLongArray(layers);
     this.hints = new AtomicLongArray(layers);
+    this.skipped = new AtomicLongArray(layers);
   }
 
   public int depth() {
     return depth;
+  }
+
+  /** Predictions of {@code layer} skipped so far because no hint for it could help. */
+  public long predictionsSkipped(int layer) {
+    return skipped.get(layer);
   }
 
   /** The state of one forward step over {@code rows} rows. */
@@ -115,6 +124,11 @@ public final class Prefetcher {
     public void hint(int layer, float[] xb, ExpertExecutor experts) {
       int last = Math.min(config.numLayers() - 1, layer + depth);
       for (int target = layer + 1; target <= last; target++) {
+        if (!experts.wantsHints(target)) {
+          skipped.incrementAndGet(target);
+          listener.onSkipped(layer, target);
+          continue; // nothing a hint could warm: not worth the gate product either
+        }
         float[] logits = new float[rows * config.numExperts()]; // [rows, experts]
         kernels.matMul(gates.get(target), xb, rows, logits);
         Routing guess = Gate.route(kernels, config, logits, rows);

@@ -41,7 +41,7 @@ import org.junit.jupiter.api.Timeout;
 class PrefetcherTest {
 
   /** Runs the experts of a delegate and records every call in order. */
-  static final class RecordingExperts implements ExpertExecutor {
+  static class RecordingExperts implements ExpertExecutor {
     final ExpertExecutor delegate;
     final List<String> calls = new CopyOnWriteArrayList<>();
 
@@ -242,6 +242,58 @@ class PrefetcherTest {
         hinted[extra] = listener.hints.stream().mapToInt(h -> h[2]).sum();
       }
       assertTrue(hinted[1] > hinted[0], "one more expert per row hints more: " + hinted[1] + " vs " + hinted[0]);
+    }
+  }
+
+  @Test
+  void aLayerWhoseExpertsAllStayWarmIsNeitherPredictedNorHinted() {
+    Path dir = TestCheckpoints.get(Preset.SMALL, ModelFamily.MIXTRAL, DType.BF16);
+    try (LocalGenerator gen = LocalGenerator.open(dir, 1)) {
+      int layers = gen.model().config().numLayers();
+      // Layer 1's experts all stay warm where they run; the others do not.
+      RecordingExperts experts = new RecordingExperts(gen.model().experts()) {
+        @Override
+        public boolean wantsHints(int layer) {
+          return layer != 1;
+        }
+      };
+      Collecting listener = new Collecting();
+      List<int[]> skips = new ArrayList<>();
+      PrefetchListener both = new PrefetchListener() {
+        @Override
+        public void onHints(int sourceLayer, int targetLayer, int[] hinted) {
+          listener.onHints(sourceLayer, targetLayer, hinted);
+        }
+
+        @Override
+        public void onSkipped(int sourceLayer, int targetLayer) {
+          skips.add(new int[] {sourceLayer, targetLayer});
+        }
+
+        @Override
+        public void onAccuracy(PredictionAccuracy accuracy) {
+          listener.onAccuracy(accuracy);
+        }
+      };
+      Prefetcher prefetcher = new Prefetcher(gen.model(), 2, 0, both); // layer 1 only from layer 0
+      List<GenerationRequest> requests = requests(gen.tokenizer().vocabSize());
+      List<GenerationResult> reference = gen.generateBatch(requests);
+      List<GenerationResult> actual = generate(gen, experts, prefetcher, requests);
+      for (int i = 0; i < requests.size(); i++) {
+        assertArrayEquals(reference.get(i).generatedIds(), actual.get(i).generatedIds(), "req " + i);
+      }
+      assertFalse(experts.calls.contains("prefetch 1"), "no hint for a layer that stays warm: " + experts.calls);
+      assertTrue(listener.hints.stream().noneMatch(h -> h[1] == 1));
+      assertTrue(listener.accuracies.stream().noneMatch(a -> a.layer() == 1), "an unpredicted layer is not scored");
+      assertTrue(Double.isNaN(prefetcher.accuracy(1)));
+      assertEquals(0, prefetcher.hintsIssued(1));
+      assertTrue(prefetcher.predictionsSkipped(1) > 0);
+      assertTrue(skips.stream().allMatch(s -> s[0] == 0 && s[1] == 1), "only layer 1, from layer 0: " + skips.size());
+      assertEquals(prefetcher.predictionsSkipped(1), skips.size());
+      for (int l = 2; l < layers; l++) {
+        assertTrue(prefetcher.hintsIssued(l) > 0, "layer " + l + " is still hinted");
+        assertEquals(0, prefetcher.predictionsSkipped(l));
+      }
     }
   }
 }

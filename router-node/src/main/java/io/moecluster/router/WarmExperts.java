@@ -1,0 +1,81 @@
+package io.moecluster.router;
+
+import io.moecluster.expert.ExpertEntity;
+import io.moecluster.proto.cluster.v1.ExpertReply;
+import io.moecluster.proto.cluster.v1.Located;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.atomic.AtomicLong;
+
+/**
+ * The expert entities whose nodes said, in their last reply, that the weights stay warm there
+ * ({@code ExpertReply.stays_warm}: the node's weight cache holds every expert of the model and its
+ * backend keeps no copy of its own). A prefetch hint to such an entity cannot help, and on a node
+ * that gets no request in that layer it costs a wake-up; a layer whose entities all stay warm need
+ * not be predicted at all. What a node said holds for the node that said it: an entity that moves
+ * is hinted again until its new node says the same.
+ */
+final class WarmExperts {
+  private final int replicas;
+  private final Map<String, String> staysWarmOn = new ConcurrentHashMap<>(); // entity id -> node address
+  private final AtomicLong version = new AtomicLong(); // moves whenever staysWarmOn changes
+  private volatile Layers layers = new Layers(null, -1, new ConcurrentHashMap<>());
+
+  /** Per placement and version of what the nodes said: whether each layer asked about stays warm. */
+  private record Layers(ExpertPlacement.Snapshot snapshot, long version, Map<Integer, Boolean> warm) {}
+
+  WarmExperts(int replicas) {
+    this.replicas = replicas;
+  }
+
+  /** A successful reply of entity {@code entityId}: remembers whether its node said it stays warm. */
+  void noteReply(String entityId, ExpertReply reply) {
+    String node = reply.getNode();
+    if (reply.getStaysWarm() && !node.isEmpty()) {
+      if (!node.equals(staysWarmOn.get(entityId))) {
+        staysWarmOn.put(entityId, node);
+        version.incrementAndGet();
+      }
+    } else if (staysWarmOn.remove(entityId) != null) {
+      version.incrementAndGet();
+    }
+  }
+
+  /** Whether {@code entityId}, located on {@code node}, was last said by that node to stay warm. */
+  boolean staysWarm(String entityId, String node) {
+    return node != null && node.equals(staysWarmOn.get(entityId));
+  }
+
+  /**
+   * Whether every entity of {@code layer} in a ready placement is loaded and stays warm on the node
+   * the placement names. False without a ready placement: an entity not yet placed is one a hint
+   * starts and loads.
+   */
+  boolean layerStaysWarm(int layer, ExpertPlacement.Snapshot snapshot) {
+    if (snapshot == null || !snapshot.ready()) {
+      return false;
+    }
+    long v = version.get();
+    Layers l = layers;
+    if (l.snapshot() != snapshot || l.version() != v) {
+      l = new Layers(snapshot, v, new ConcurrentHashMap<>());
+      layers = l;
+    }
+    return l.warm().computeIfAbsent(layer, k -> computeLayer(k, snapshot));
+  }
+
+  private boolean computeLayer(int layer, ExpertPlacement.Snapshot snapshot) {
+    boolean any = false;
+    for (Located e : snapshot.placement()) {
+      if (e.getLayer() != layer) {
+        continue;
+      }
+      any = true;
+      String id = ExpertEntity.entityId(e.getLayer(), e.getExpert(), e.getReplica(), replicas);
+      if (!e.getLoaded() || !staysWarm(id, e.getNode())) {
+        return false;
+      }
+    }
+    return any;
+  }
+}

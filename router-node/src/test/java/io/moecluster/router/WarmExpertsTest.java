@@ -1,0 +1,72 @@
+package io.moecluster.router;
+
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.moecluster.expert.ExpertEntity;
+import io.moecluster.proto.cluster.v1.ExpertReply;
+import io.moecluster.proto.cluster.v1.Located;
+import java.util.ArrayList;
+import java.util.List;
+import org.junit.jupiter.api.Test;
+
+/**
+ * What the nodes said stays warm decides which hints the router leaves out: per entity and per
+ * node, and for a whole layer only in a ready placement where every one of its entities does.
+ */
+class WarmExpertsTest {
+  private static final String A = "pekko://moe@10.0.0.1:25520";
+  private static final String B = "pekko://moe@10.0.0.2:25520";
+
+  private static ExpertReply reply(String node, boolean staysWarm) {
+    return ExpertReply.newBuilder().setNode(node).setStaysWarm(staysWarm).build();
+  }
+
+  /** Layer 0's experts 0 and 1 (one replica each) on node A, layer 1's expert 0 on node B. */
+  private static ExpertPlacement.Snapshot placement(boolean ready, String nodeOfLayer0Expert1, boolean loaded) {
+    List<Located> located = new ArrayList<>();
+    located.add(Located.newBuilder().setLayer(0).setExpert(0).setNode(A).setLoaded(true).build());
+    located.add(Located.newBuilder().setLayer(0).setExpert(1).setNode(nodeOfLayer0Expert1).setLoaded(loaded).build());
+    located.add(Located.newBuilder().setLayer(1).setExpert(0).setNode(B).setLoaded(true).build());
+    return new ExpertPlacement.Snapshot(ready, located, "");
+  }
+
+  private static String id(int layer, int expert) {
+    return ExpertEntity.entityId(layer, expert, 0, 1);
+  }
+
+  @Test
+  void anEntityStaysWarmOnTheNodeThatSaidSoUntilItSaysOtherwise() {
+    WarmExperts warm = new WarmExperts(1);
+    assertFalse(warm.staysWarm(id(0, 0), A), "nothing said yet");
+    warm.noteReply(id(0, 0), reply(A, true));
+    assertTrue(warm.staysWarm(id(0, 0), A));
+    assertFalse(warm.staysWarm(id(0, 0), B), "moved to another node: hinted again");
+    assertFalse(warm.staysWarm(id(0, 0), null), "not located");
+    assertFalse(warm.staysWarm(id(0, 1), A), "another entity");
+    warm.noteReply(id(0, 0), reply(A, false));
+    assertFalse(warm.staysWarm(id(0, 0), A), "its node took it back");
+    warm.noteReply(id(0, 0), reply("", true));
+    assertFalse(warm.staysWarm(id(0, 0), A), "a reply that names no node says nothing");
+  }
+
+  @Test
+  void aLayerStaysWarmOnlyWhenEveryEntityOfItDoesWhereThePlacementPutsIt() {
+    WarmExperts warm = new WarmExperts(1);
+    ExpertPlacement.Snapshot snap = placement(true, A, true);
+    warm.noteReply(id(0, 0), reply(A, true));
+    assertFalse(warm.layerStaysWarm(0, snap), "expert 1 has not said so");
+    warm.noteReply(id(0, 1), reply(A, true));
+    assertTrue(warm.layerStaysWarm(0, snap));
+    assertFalse(warm.layerStaysWarm(1, snap), "layer 1 is another layer");
+    assertFalse(warm.layerStaysWarm(2, snap), "a layer the placement does not hold");
+    assertFalse(warm.layerStaysWarm(0, null));
+    assertFalse(warm.layerStaysWarm(0, placement(false, A, true)), "a placement not ready: a hint starts what is missing");
+    assertFalse(warm.layerStaysWarm(0, placement(true, B, true)), "expert 1 moved to B, which said nothing");
+    assertFalse(warm.layerStaysWarm(0, placement(true, A, false)), "expert 1 not loaded");
+    warm.noteReply(id(0, 1), reply(A, false));
+    assertFalse(warm.layerStaysWarm(0, snap), "a later reply takes it back, in the same placement");
+    warm.noteReply(id(0, 1), reply(A, true));
+    assertTrue(warm.layerStaysWarm(0, snap));
+  }
+}
