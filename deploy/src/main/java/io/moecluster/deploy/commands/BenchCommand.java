@@ -91,7 +91,10 @@ public final class BenchCommand implements Callable<Integer> {
     PrintWriter err = spec.commandLine().getErr();
     ManagedChannel channel = security.channel(address);
     try {
-      var stub = InferenceGrpc.newStub(channel);
+      // The callbacks only count and time tokens: they run on the transport's thread, not handed to
+      // an executor thread per message (a wake-up per token that took cores from the gateway's host
+      // when both share a machine).
+      var stub = InferenceGrpc.newStub(channel).withExecutor(Runnable::run);
       ModelInfo info = InferenceGrpc.newBlockingStub(channel).withDeadlineAfter(30, TimeUnit.SECONDS)
           .getModelInfo(GetModelInfoRequest.getDefaultInstance());
       if (promptTokens >= info.getContextLength()) { // every request would be refused
