@@ -3,6 +3,9 @@ package io.moecluster.router;
 import io.moecluster.expert.ExpertEntity;
 import io.moecluster.proto.cluster.v1.ExpertReply;
 import io.moecluster.proto.cluster.v1.Located;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicLong;
@@ -19,10 +22,14 @@ final class WarmExperts {
   private final int replicas;
   private final Map<String, String> staysWarmOn = new ConcurrentHashMap<>(); // entity id -> node address
   private final AtomicLong version = new AtomicLong(); // moves whenever staysWarmOn changes
-  private volatile Layers layers = new Layers(null, -1, new ConcurrentHashMap<>());
+  private volatile Layers layers = new Layers(null, Map.of(), -1, new ConcurrentHashMap<>());
 
-  /** Per placement and version of what the nodes said: whether each layer asked about stays warm. */
-  private record Layers(ExpertPlacement.Snapshot snapshot, long version, Map<Integer, Boolean> warm) {}
+  /**
+   * Per placement (its entities by layer, indexed once) and version of what the nodes said:
+   * whether each layer asked about stays warm.
+   */
+  private record Layers(ExpertPlacement.Snapshot snapshot, Map<Integer, List<Located>> byLayer, long version,
+      Map<Integer, Boolean> warm) {}
 
   WarmExperts(int replicas) {
     this.replicas = replicas;
@@ -57,25 +64,21 @@ final class WarmExperts {
     }
     long v = version.get();
     Layers l = layers;
-    if (l.snapshot() != snapshot || l.version() != v) {
-      l = new Layers(snapshot, v, new ConcurrentHashMap<>());
+    if (l.snapshot() != snapshot) {
+      Map<Integer, List<Located>> byLayer = new HashMap<>();
+      snapshot.placement().forEach(e -> byLayer.computeIfAbsent(e.getLayer(), k -> new ArrayList<>()).add(e));
+      l = new Layers(snapshot, byLayer, v, new ConcurrentHashMap<>());
+      layers = l;
+    } else if (l.version() != v) {
+      l = new Layers(snapshot, l.byLayer(), v, new ConcurrentHashMap<>());
       layers = l;
     }
-    return l.warm().computeIfAbsent(layer, k -> computeLayer(k, snapshot));
+    List<Located> entities = l.byLayer().getOrDefault(layer, List.of());
+    return l.warm().computeIfAbsent(layer, k -> !entities.isEmpty() && entities.stream().allMatch(this::staysWarm));
   }
 
-  private boolean computeLayer(int layer, ExpertPlacement.Snapshot snapshot) {
-    boolean any = false;
-    for (Located e : snapshot.placement()) {
-      if (e.getLayer() != layer) {
-        continue;
-      }
-      any = true;
-      String id = ExpertEntity.entityId(e.getLayer(), e.getExpert(), e.getReplica(), replicas);
-      if (!e.getLoaded() || !staysWarm(id, e.getNode())) {
-        return false;
-      }
-    }
-    return any;
+  private boolean staysWarm(Located e) {
+    return e.getLoaded()
+        && staysWarm(ExpertEntity.entityId(e.getLayer(), e.getExpert(), e.getReplica(), replicas), e.getNode());
   }
 }
