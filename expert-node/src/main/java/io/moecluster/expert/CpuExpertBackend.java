@@ -24,6 +24,11 @@ public final class CpuExpertBackend implements ExpertBackend {
   }
 
   @Override
+  public boolean warmsOnHints() {
+    return false; // computes on the host views it is handed: only the weight cache can be warmed
+  }
+
+  @Override
   public CompletableFuture<float[]> forward(int layer, int expert, ExpertWeights weights, float[] x, int rows) {
     try {
       return CompletableFuture.completedFuture(ExpertFfn.forward(kernels, weights, x, rows));

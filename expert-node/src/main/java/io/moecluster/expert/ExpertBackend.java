@@ -32,10 +32,11 @@ public interface ExpertBackend extends AutoCloseable {
   /**
    * Whether the backend keeps weights of its own that a hint can warm (a GPU's device memory).
    * A backend that computes on the host views it is handed (the CPU) has none: there, a hint can
-   * only help the node's weight cache.
+   * only help the node's weight cache. True unless a backend says otherwise, so that one with a
+   * tier of its own never loses its hints by omission.
    */
   default boolean warmsOnHints() {
-    return false;
+    return true;
   }
 
   /**

@@ -208,4 +208,32 @@ class ExpertEntityBackendTest {
       kit.stop(other);
     }
   }
+
+  @Test
+  void aComputationFromTheColdMappedBytesDoesNotSayItStaysWarm() throws Exception {
+    // on-miss = run-cold: the first miss computes from the mapped checkpoint while a load runs.
+    ExpertStore store = new ExpertStore(tensors, config);
+    ExecutorService slowLoader = Executors.newSingleThreadExecutor();
+    CompletableFuture<Void> loadMayRun = new CompletableFuture<>();
+    slowLoader.execute(loadMayRun::join); // holds the background load back until the first reply is in
+    try (ExpertWeightCache cold = new ExpertWeightCache(store, ExpertWeightCache.allExpertBytes(store), slowLoader,
+        "entity-backend-test-cold", CacheMissPolicy.RUN_COLD, 1)) {
+      ExpertEntity.NodeContext ctx = new ExpertEntity.NodeContext(store, cold, new AsyncBackend(), loader, "node-c");
+      ActorRef<ExpertCommand> other = kit.spawn(ExpertEntity.create(ctx, "1/2"));
+      ExpertReply first = compute(other, input(2), 2);
+      assertEquals("", first.getError());
+      assertFalse(first.getStaysWarm(), "computed from the cold mapped bytes");
+      loadMayRun.complete(null);
+      long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+      while (!cold.isWarm(1, 2) && System.nanoTime() < deadline) {
+        Thread.sleep(10);
+      }
+      assertTrue(cold.isWarm(1, 2), "the background load finished");
+      assertTrue(compute(other, input(2), 2).getStaysWarm(), "warm now, in a cache that holds every expert");
+      kit.stop(other);
+    } finally {
+      loadMayRun.complete(null);
+      slowLoader.shutdown();
+    }
+  }
 }

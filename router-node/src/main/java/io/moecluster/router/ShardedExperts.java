@@ -315,6 +315,7 @@ public final class ShardedExperts implements ExpertExecutor {
       removedAt.put(node, now);
     }
     directRefs(); // the placement seen last, before the node's entities are forgotten there
+    warm.forgetNode(node); // its entities are hinted again, wherever they come back
     Map<String, ActorRef<ExpertCommand>> refs = direct.refs();
     int touched = 0;
     for (var e : lastNode.entrySet()) {

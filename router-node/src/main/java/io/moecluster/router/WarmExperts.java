@@ -15,8 +15,9 @@ import java.util.concurrent.atomic.AtomicLong;
  * ({@code ExpertReply.stays_warm}: the node's weight cache holds every expert of the model and its
  * backend keeps no copy of its own). A prefetch hint to such an entity cannot help, and on a node
  * that gets no request in that layer it costs a wake-up; a layer whose entities all stay warm need
- * not be predicted at all. What a node said holds for the node that said it: an entity that moves
- * is hinted again until its new node says the same.
+ * not be predicted at all. What a node said holds for the node that said it, while it is not lost:
+ * an entity that moves, or whose node is lost (and may come back at the same address with an empty
+ * cache), is hinted again until a reply says the same.
  */
 final class WarmExperts {
   private final int replicas;
@@ -44,6 +45,17 @@ final class WarmExperts {
         version.incrementAndGet();
       }
     } else if (staysWarmOn.remove(entityId) != null) {
+      version.incrementAndGet();
+    }
+  }
+
+  /**
+   * {@code node} was lost (unreachable, or removed): what it said no longer holds. Its entities
+   * start elsewhere, or it comes back, perhaps restarted at the same address with an empty cache;
+   * either way they are hinted again until a reply says otherwise.
+   */
+  void forgetNode(String node) {
+    if (staysWarmOn.values().removeIf(node::equals)) {
       version.incrementAndGet();
     }
   }

@@ -61,12 +61,40 @@ class WarmExpertsTest {
     assertFalse(warm.layerStaysWarm(1, snap), "layer 1 is another layer");
     assertFalse(warm.layerStaysWarm(2, snap), "a layer the placement does not hold");
     assertFalse(warm.layerStaysWarm(0, null));
-    assertFalse(warm.layerStaysWarm(0, placement(false, A, true)), "a placement not ready: a hint starts what is missing");
+    assertFalse(warm.layerStaysWarm(0, placement(false, A, true)),
+        "a placement not ready: a hint starts what is missing");
     assertFalse(warm.layerStaysWarm(0, placement(true, B, true)), "expert 1 moved to B, which said nothing");
     assertFalse(warm.layerStaysWarm(0, placement(true, A, false)), "expert 1 not loaded");
     warm.noteReply(id(0, 1), reply(A, false));
     assertFalse(warm.layerStaysWarm(0, snap), "a later reply takes it back, in the same placement");
     warm.noteReply(id(0, 1), reply(A, true));
+    assertTrue(warm.layerStaysWarm(0, snap));
+  }
+
+  @Test
+  void aLostNodesWordNoLongerHolds() {
+    WarmExperts warm = new WarmExperts(2);
+    String a0 = ExpertEntity.entityId(0, 0, 0, 2);
+    String b1 = ExpertEntity.entityId(0, 0, 1, 2);
+    warm.noteReply(a0, reply(A, true));
+    warm.noteReply(b1, reply(B, true));
+    warm.forgetNode(A); // lost: restarted at the same address, its cache is empty
+    assertFalse(warm.staysWarm(a0, A), "hinted again until A says so again");
+    assertTrue(warm.staysWarm(b1, B), "the other node's word still holds");
+    warm.noteReply(a0, reply(A, true));
+    assertTrue(warm.staysWarm(a0, A));
+  }
+
+  @Test
+  void aLayerOfReplicasStaysWarmOnlyWhenEveryReplicaDoes() {
+    WarmExperts warm = new WarmExperts(2);
+    List<Located> located = List.of(
+        Located.newBuilder().setLayer(0).setExpert(0).setReplica(0).setNode(A).setLoaded(true).build(),
+        Located.newBuilder().setLayer(0).setExpert(0).setReplica(1).setNode(B).setLoaded(true).build());
+    ExpertPlacement.Snapshot snap = new ExpertPlacement.Snapshot(true, located, "");
+    warm.noteReply(ExpertEntity.entityId(0, 0, 0, 2), reply(A, true));
+    assertFalse(warm.layerStaysWarm(0, snap), "the standby replica has said nothing");
+    warm.noteReply(ExpertEntity.entityId(0, 0, 1, 2), reply(B, true));
     assertTrue(warm.layerStaysWarm(0, snap));
   }
 }

@@ -85,11 +85,6 @@ public final class CudaExpertBackend implements ExpertBackend {
   }
 
   @Override
-  public boolean warmsOnHints() {
-    return true; // uploads into device memory: the reason hints exist
-  }
-
-  @Override
   public void registerHostMemory(List<MemorySegment> regions) {
     device.onCopy(() -> {
       device.registerHostMemory(regions);

@@ -47,11 +47,6 @@ public final class MultiDeviceBackend implements ExpertBackend {
   }
 
   @Override
-  public boolean warmsOnHints() {
-    return true; // uploads into device memory: the reason hints exist
-  }
-
-  @Override
   public void registerHostMemory(List<MemorySegment> regions) {
     devices.forEach(b -> b.registerHostMemory(regions));
   }
