@@ -35,9 +35,20 @@ import jdk.incubator.vector.VectorSpecies;
  * several independent (weight row, input row) pairs at once instead of by splitting one sum:
  * {@link #matVec} takes 4 weight rows per pass (8 for BF16), {@link #matMul} 4 weight rows x
  * {@value #TILE} input rows: 16 accumulators in registers, each weight vector loaded once per
- * tile (BF16: the last 2 or 3 input rows in a 4 x 2 tile rather than one by one). A range's
- * weight rows past its last whole tile are one more whole tile moved back over rows already done.
- * Every pair still runs the sequence above, so {@link #matMul} is bit-identical to
+ * tile (BF16: the last 2 or 3 input rows in a 4 x 2 tile rather than one by one).
+ *
+ * <p><b>A tile's weight rows lie apart.</b> A range of {@code R} weight rows is cut into as many
+ * contiguous parts as a tile has rows, and tile {@code t} takes row {@code t} of each part, so each
+ * of the tile's loads walks its part from start to end: a few long sequential streams, which the
+ * hardware prefetchers follow. Tiles of adjacent rows read each row (1-6 KB) as a stream of its
+ * own that ends before a prefetcher has learnt it: on an AMD EPYC (Zen 4) one thread read BF16
+ * rows of 1 KB at 7-8 GB/s that way and at 16-20 GB/s with the rows apart (docs/PERFORMANCE.md).
+ * The {@code R mod tile} rows past the parts are one more tile of adjacent rows, moved back over
+ * rows already done, which it computes again with the same bits; rows left to 1-row kernels were
+ * called too seldom for C2 to compile them within a run (the 7 last rows of a 2023-row LM head
+ * once cost a decode token as much as the other 2016 rows).
+ *
+ * <p>Every pair still runs the sequence above, so {@link #matMul} is bit-identical to
  * {@link #matVec} whatever {@code n}, the chunking or the thread count. Weight rows are walked in
  * blocks of about {@value #BLOCK_BYTES} bytes, so a block streams from memory once and is re-read
  * from L2 for the following tiles.
@@ -167,28 +178,25 @@ public final class VectorKernels implements Kernels, AutoCloseable {
       }
       return;
     }
-    for (int r = r0; r < r1; r += tile) {
-      int at = tileStart(r, r1, tile);
-      if (tile == 8) {
-        bf16Rows8x1(seg, at * rowBytes, rowBytes, x, xOff, cols, out, outOff + at, 0);
-      } else if (bf16) {
-        bf16Rows4x1(seg, at * rowBytes, rowBytes, x, xOff, cols, out, outOff + at, 0);
-      } else {
-        f32Rows4x1(seg, at * rowBytes, rowBytes, x, xOff, cols, out, outOff + at, 0);
-      }
+    int gap = (r1 - r0) / tile;
+    for (int r = r0; r < r0 + gap; r++) {
+      vecTile(tile, bf16, seg, r, rowBytes, gap, x, xOff, cols, out, outOff);
+    }
+    if (r0 + tile * gap < r1) {
+      vecTile(tile, bf16, seg, r1 - tile, rowBytes, 1, x, xOff, cols, out, outOff);
     }
   }
 
-  /**
-   * Where the tile of {@code tile} rows that would start at {@code r} starts, so that it ends by
-   * {@code end}: a range's last rows are a whole tile moved back, which computes up to
-   * {@code tile - 1} rows a second time with the same bits (every tile runs the same sequence per
-   * row). Rows left over after the whole tiles used to take the 1-row kernels, called too seldom
-   * for C2 to compile them within a run: the 7 last rows of a 2023-row LM head cost a decode token
-   * about 100 µs in their interpreted and C1 forms, as much as the other 2016 rows.
-   */
-  private static int tileStart(int r, int end, int tile) {
-    return Math.min(r, end - tile);
+  /** Weight rows {@code at + k * gap} of a {@code tile}-row matrix-vector tile. */
+  private static void vecTile(int tile, boolean bf16, MemorySegment seg, int at, long rowBytes, int gap,
+      float[] x, int xOff, int cols, float[] out, int outOff) {
+    if (tile == 8) {
+      bf16Rows8x1(seg, at * rowBytes, rowBytes, gap, x, xOff, cols, out, outOff + at, 0);
+    } else if (bf16) {
+      bf16Rows4x1(seg, at * rowBytes, rowBytes, gap, x, xOff, cols, out, outOff + at, 0);
+    } else {
+      f32Rows4x1(seg, at * rowBytes, rowBytes, gap, x, xOff, cols, out, outOff + at, 0);
+    }
   }
 
   @Override
@@ -425,12 +433,15 @@ public final class VectorKernels implements Kernels, AutoCloseable {
         int oo = outOff + i * outStride;
         if (b1 - b0 < 4) {
           for (int r = b0; r < b1; r++) {
-            tile(bf16, inputs, 1, seg, r * rowBytes, rowBytes, x, xo, cols, out, oo + r, outStride);
+            tile(bf16, inputs, 1, seg, r, rowBytes, 1, x, xo, cols, out, oo, outStride);
           }
         } else {
-          for (int r = b0; r < b1; r += 4) {
-            int at = tileStart(r, b1, 4);
-            tile(bf16, inputs, 4, seg, at * rowBytes, rowBytes, x, xo, cols, out, oo + at, outStride);
+          int gap = (b1 - b0) / 4;
+          for (int r = b0; r < b0 + gap; r++) {
+            tile(bf16, inputs, 4, seg, r, rowBytes, gap, x, xo, cols, out, oo, outStride);
+          }
+          if (b0 + 4 * gap < b1) {
+            tile(bf16, inputs, 4, seg, b1 - 4, rowBytes, 1, x, xo, cols, out, oo, outStride);
           }
         }
         i += inputs;
@@ -442,27 +453,29 @@ public final class VectorKernels implements Kernels, AutoCloseable {
   }
 
   /**
-   * The register tile of {@code weights} (4 or 1) weight rows x {@code inputs} (4, or 2 for BF16)
-   * input rows.
+   * The register tile of {@code weights} (4 or 1) weight rows, {@code at + k * gap}, x
+   * {@code inputs} (4, or 2 for BF16) input rows.
    */
-  private static void tile(boolean bf16, int inputs, int weights, MemorySegment seg, long row, long rowBytes,
+  private static void tile(boolean bf16, int inputs, int weights, MemorySegment seg, int at, long rowBytes, int gap,
       float[] x, int xo, int cols, float[] out, int oo, int outStride) {
+    long row = at * rowBytes;
+    int o = oo + at;
     if (!bf16) {
       if (weights == 4) {
-        f32Rows4x4(seg, row, rowBytes, x, xo, cols, out, oo, outStride);
+        f32Rows4x4(seg, row, rowBytes, gap, x, xo, cols, out, o, outStride);
       } else {
-        f32Rows1x4(seg, row, rowBytes, x, xo, cols, out, oo, outStride);
+        f32Rows1x4(seg, row, rowBytes, x, xo, cols, out, o, outStride);
       }
     } else if (inputs == 4) {
       if (weights == 4) {
-        bf16Rows4x4(seg, row, rowBytes, x, xo, cols, out, oo, outStride);
+        bf16Rows4x4(seg, row, rowBytes, gap, x, xo, cols, out, o, outStride);
       } else {
-        bf16Rows1x4(seg, row, rowBytes, x, xo, cols, out, oo, outStride);
+        bf16Rows1x4(seg, row, rowBytes, x, xo, cols, out, o, outStride);
       }
     } else if (weights == 4) {
-      bf16Rows4x2(seg, row, rowBytes, x, xo, cols, out, oo, outStride);
+      bf16Rows4x2(seg, row, rowBytes, gap, x, xo, cols, out, o, outStride);
     } else {
-      bf16Rows1x2(seg, row, rowBytes, x, xo, cols, out, oo, outStride);
+      bf16Rows1x2(seg, row, rowBytes, x, xo, cols, out, o, outStride);
     }
   }
 
@@ -546,13 +559,13 @@ public final class VectorKernels implements Kernels, AutoCloseable {
     out[oo + 0 * ostride + 0] = s00;
   }
 
-  /** 4 weight row(s) x 1 input row(s), F32: out[oo + t*ostride + k] = dot(w row k, x row t). */
-  static void f32Rows4x1(MemorySegment w, long row, long rowBytes, float[] x, int xo, int cols,
+  /** 4 weight row(s) x 1 input row(s), F32: out[oo + t*ostride + k*gap] = dot(w row k*gap, x row t). */
+  static void f32Rows4x1(MemorySegment w, long row, long rowBytes, int gap, float[] x, int xo, int cols,
       float[] out, int oo, int ostride) {
-    long w0 = row + 0L * rowBytes;
-    long w1 = row + 1L * rowBytes;
-    long w2 = row + 2L * rowBytes;
-    long w3 = row + 3L * rowBytes;
+    long w0 = row + 0L * gap * rowBytes;
+    long w1 = row + 1L * gap * rowBytes;
+    long w2 = row + 2L * gap * rowBytes;
+    long w3 = row + 3L * gap * rowBytes;
     int x0 = xo + 0 * cols;
     FloatVector a00 = FloatVector.zero(F);
     FloatVector a10 = FloatVector.zero(F);
@@ -630,19 +643,19 @@ public final class VectorKernels implements Kernels, AutoCloseable {
       s20 = Math.fma(u2, q0, s20);
       s30 = Math.fma(u3, q0, s30);
     }
-    out[oo + 0 * ostride + 0] = s00;
-    out[oo + 0 * ostride + 1] = s10;
-    out[oo + 0 * ostride + 2] = s20;
-    out[oo + 0 * ostride + 3] = s30;
+    out[oo + 0 * ostride + 0 * gap] = s00;
+    out[oo + 0 * ostride + 1 * gap] = s10;
+    out[oo + 0 * ostride + 2 * gap] = s20;
+    out[oo + 0 * ostride + 3 * gap] = s30;
   }
 
-  /** 4 weight row(s) x 4 input row(s), F32: out[oo + t*ostride + k] = dot(w row k, x row t). */
-  static void f32Rows4x4(MemorySegment w, long row, long rowBytes, float[] x, int xo, int cols,
+  /** 4 weight row(s) x 4 input row(s), F32: out[oo + t*ostride + k*gap] = dot(w row k*gap, x row t). */
+  static void f32Rows4x4(MemorySegment w, long row, long rowBytes, int gap, float[] x, int xo, int cols,
       float[] out, int oo, int ostride) {
-    long w0 = row + 0L * rowBytes;
-    long w1 = row + 1L * rowBytes;
-    long w2 = row + 2L * rowBytes;
-    long w3 = row + 3L * rowBytes;
+    long w0 = row + 0L * gap * rowBytes;
+    long w1 = row + 1L * gap * rowBytes;
+    long w2 = row + 2L * gap * rowBytes;
+    long w3 = row + 3L * gap * rowBytes;
     int x0 = xo + 0 * cols;
     int x1 = xo + 1 * cols;
     int x2 = xo + 2 * cols;
@@ -909,22 +922,22 @@ public final class VectorKernels implements Kernels, AutoCloseable {
       s23 = Math.fma(u2, q3, s23);
       s33 = Math.fma(u3, q3, s33);
     }
-    out[oo + 0 * ostride + 0] = s00;
-    out[oo + 0 * ostride + 1] = s10;
-    out[oo + 0 * ostride + 2] = s20;
-    out[oo + 0 * ostride + 3] = s30;
-    out[oo + 1 * ostride + 0] = s01;
-    out[oo + 1 * ostride + 1] = s11;
-    out[oo + 1 * ostride + 2] = s21;
-    out[oo + 1 * ostride + 3] = s31;
-    out[oo + 2 * ostride + 0] = s02;
-    out[oo + 2 * ostride + 1] = s12;
-    out[oo + 2 * ostride + 2] = s22;
-    out[oo + 2 * ostride + 3] = s32;
-    out[oo + 3 * ostride + 0] = s03;
-    out[oo + 3 * ostride + 1] = s13;
-    out[oo + 3 * ostride + 2] = s23;
-    out[oo + 3 * ostride + 3] = s33;
+    out[oo + 0 * ostride + 0 * gap] = s00;
+    out[oo + 0 * ostride + 1 * gap] = s10;
+    out[oo + 0 * ostride + 2 * gap] = s20;
+    out[oo + 0 * ostride + 3 * gap] = s30;
+    out[oo + 1 * ostride + 0 * gap] = s01;
+    out[oo + 1 * ostride + 1 * gap] = s11;
+    out[oo + 1 * ostride + 2 * gap] = s21;
+    out[oo + 1 * ostride + 3 * gap] = s31;
+    out[oo + 2 * ostride + 0 * gap] = s02;
+    out[oo + 2 * ostride + 1 * gap] = s12;
+    out[oo + 2 * ostride + 2 * gap] = s22;
+    out[oo + 2 * ostride + 3 * gap] = s32;
+    out[oo + 3 * ostride + 0 * gap] = s03;
+    out[oo + 3 * ostride + 1 * gap] = s13;
+    out[oo + 3 * ostride + 2 * gap] = s23;
+    out[oo + 3 * ostride + 3 * gap] = s33;
   }
 
   /** 1 weight row(s) x 4 input row(s), F32: out[oo + t*ostride + k] = dot(w row k, x row t). */
@@ -1054,13 +1067,13 @@ public final class VectorKernels implements Kernels, AutoCloseable {
     out[oo + 0 * ostride + 0] = s00;
   }
 
-  /** 4 weight row(s) x 1 input row(s), BF16: out[oo + t*ostride + k] = dot(w row k, x row t). */
-  static void bf16Rows4x1(MemorySegment w, long row, long rowBytes, float[] x, int xo, int cols,
+  /** 4 weight row(s) x 1 input row(s), BF16: out[oo + t*ostride + k*gap] = dot(w row k*gap, x row t). */
+  static void bf16Rows4x1(MemorySegment w, long row, long rowBytes, int gap, float[] x, int xo, int cols,
       float[] out, int oo, int ostride) {
-    long w0 = row + 0L * rowBytes;
-    long w1 = row + 1L * rowBytes;
-    long w2 = row + 2L * rowBytes;
-    long w3 = row + 3L * rowBytes;
+    long w0 = row + 0L * gap * rowBytes;
+    long w1 = row + 1L * gap * rowBytes;
+    long w2 = row + 2L * gap * rowBytes;
+    long w3 = row + 3L * gap * rowBytes;
     int x0 = xo + 0 * cols;
     FloatVector a00 = FloatVector.zero(F);
     FloatVector a10 = FloatVector.zero(F);
@@ -1151,23 +1164,23 @@ public final class VectorKernels implements Kernels, AutoCloseable {
       s20 = Math.fma(u2, q0, s20);
       s30 = Math.fma(u3, q0, s30);
     }
-    out[oo + 0 * ostride + 0] = s00;
-    out[oo + 0 * ostride + 1] = s10;
-    out[oo + 0 * ostride + 2] = s20;
-    out[oo + 0 * ostride + 3] = s30;
+    out[oo + 0 * ostride + 0 * gap] = s00;
+    out[oo + 0 * ostride + 1 * gap] = s10;
+    out[oo + 0 * ostride + 2 * gap] = s20;
+    out[oo + 0 * ostride + 3 * gap] = s30;
   }
 
-  /** 8 weight row(s) x 1 input row(s), BF16: out[oo + t*ostride + k] = dot(w row k, x row t). */
-  static void bf16Rows8x1(MemorySegment w, long row, long rowBytes, float[] x, int xo, int cols,
+  /** 8 weight row(s) x 1 input row(s), BF16: out[oo + t*ostride + k*gap] = dot(w row k*gap, x row t). */
+  static void bf16Rows8x1(MemorySegment w, long row, long rowBytes, int gap, float[] x, int xo, int cols,
       float[] out, int oo, int ostride) {
-    long w0 = row + 0L * rowBytes;
-    long w1 = row + 1L * rowBytes;
-    long w2 = row + 2L * rowBytes;
-    long w3 = row + 3L * rowBytes;
-    long w4 = row + 4L * rowBytes;
-    long w5 = row + 5L * rowBytes;
-    long w6 = row + 6L * rowBytes;
-    long w7 = row + 7L * rowBytes;
+    long w0 = row + 0L * gap * rowBytes;
+    long w1 = row + 1L * gap * rowBytes;
+    long w2 = row + 2L * gap * rowBytes;
+    long w3 = row + 3L * gap * rowBytes;
+    long w4 = row + 4L * gap * rowBytes;
+    long w5 = row + 5L * gap * rowBytes;
+    long w6 = row + 6L * gap * rowBytes;
+    long w7 = row + 7L * gap * rowBytes;
     int x0 = xo + 0 * cols;
     FloatVector a00 = FloatVector.zero(F);
     FloatVector a10 = FloatVector.zero(F);
@@ -1338,23 +1351,23 @@ public final class VectorKernels implements Kernels, AutoCloseable {
       s60 = Math.fma(u6, q0, s60);
       s70 = Math.fma(u7, q0, s70);
     }
-    out[oo + 0 * ostride + 0] = s00;
-    out[oo + 0 * ostride + 1] = s10;
-    out[oo + 0 * ostride + 2] = s20;
-    out[oo + 0 * ostride + 3] = s30;
-    out[oo + 0 * ostride + 4] = s40;
-    out[oo + 0 * ostride + 5] = s50;
-    out[oo + 0 * ostride + 6] = s60;
-    out[oo + 0 * ostride + 7] = s70;
+    out[oo + 0 * ostride + 0 * gap] = s00;
+    out[oo + 0 * ostride + 1 * gap] = s10;
+    out[oo + 0 * ostride + 2 * gap] = s20;
+    out[oo + 0 * ostride + 3 * gap] = s30;
+    out[oo + 0 * ostride + 4 * gap] = s40;
+    out[oo + 0 * ostride + 5 * gap] = s50;
+    out[oo + 0 * ostride + 6 * gap] = s60;
+    out[oo + 0 * ostride + 7 * gap] = s70;
   }
 
-  /** 4 weight row(s) x 4 input row(s), BF16: out[oo + t*ostride + k] = dot(w row k, x row t). */
-  static void bf16Rows4x4(MemorySegment w, long row, long rowBytes, float[] x, int xo, int cols,
+  /** 4 weight row(s) x 4 input row(s), BF16: out[oo + t*ostride + k*gap] = dot(w row k*gap, x row t). */
+  static void bf16Rows4x4(MemorySegment w, long row, long rowBytes, int gap, float[] x, int xo, int cols,
       float[] out, int oo, int ostride) {
-    long w0 = row + 0L * rowBytes;
-    long w1 = row + 1L * rowBytes;
-    long w2 = row + 2L * rowBytes;
-    long w3 = row + 3L * rowBytes;
+    long w0 = row + 0L * gap * rowBytes;
+    long w1 = row + 1L * gap * rowBytes;
+    long w2 = row + 2L * gap * rowBytes;
+    long w3 = row + 3L * gap * rowBytes;
     int x0 = xo + 0 * cols;
     int x1 = xo + 1 * cols;
     int x2 = xo + 2 * cols;
@@ -1649,22 +1662,22 @@ public final class VectorKernels implements Kernels, AutoCloseable {
       s23 = Math.fma(u2, q3, s23);
       s33 = Math.fma(u3, q3, s33);
     }
-    out[oo + 0 * ostride + 0] = s00;
-    out[oo + 0 * ostride + 1] = s10;
-    out[oo + 0 * ostride + 2] = s20;
-    out[oo + 0 * ostride + 3] = s30;
-    out[oo + 1 * ostride + 0] = s01;
-    out[oo + 1 * ostride + 1] = s11;
-    out[oo + 1 * ostride + 2] = s21;
-    out[oo + 1 * ostride + 3] = s31;
-    out[oo + 2 * ostride + 0] = s02;
-    out[oo + 2 * ostride + 1] = s12;
-    out[oo + 2 * ostride + 2] = s22;
-    out[oo + 2 * ostride + 3] = s32;
-    out[oo + 3 * ostride + 0] = s03;
-    out[oo + 3 * ostride + 1] = s13;
-    out[oo + 3 * ostride + 2] = s23;
-    out[oo + 3 * ostride + 3] = s33;
+    out[oo + 0 * ostride + 0 * gap] = s00;
+    out[oo + 0 * ostride + 1 * gap] = s10;
+    out[oo + 0 * ostride + 2 * gap] = s20;
+    out[oo + 0 * ostride + 3 * gap] = s30;
+    out[oo + 1 * ostride + 0 * gap] = s01;
+    out[oo + 1 * ostride + 1 * gap] = s11;
+    out[oo + 1 * ostride + 2 * gap] = s21;
+    out[oo + 1 * ostride + 3 * gap] = s31;
+    out[oo + 2 * ostride + 0 * gap] = s02;
+    out[oo + 2 * ostride + 1 * gap] = s12;
+    out[oo + 2 * ostride + 2 * gap] = s22;
+    out[oo + 2 * ostride + 3 * gap] = s32;
+    out[oo + 3 * ostride + 0 * gap] = s03;
+    out[oo + 3 * ostride + 1 * gap] = s13;
+    out[oo + 3 * ostride + 2 * gap] = s23;
+    out[oo + 3 * ostride + 3 * gap] = s33;
   }
 
   /** 1 weight row(s) x 4 input row(s), BF16: out[oo + t*ostride + k] = dot(w row k, x row t). */
@@ -1769,13 +1782,13 @@ public final class VectorKernels implements Kernels, AutoCloseable {
 
 
 
-  /** 4 weight row(s) x 2 input row(s), BF16: out[oo + t*ostride + k] = dot(w row k, x row t). */
-  static void bf16Rows4x2(MemorySegment w, long row, long rowBytes, float[] x, int xo, int cols,
+  /** 4 weight row(s) x 2 input row(s), BF16: out[oo + t*ostride + k*gap] = dot(w row k*gap, x row t). */
+  static void bf16Rows4x2(MemorySegment w, long row, long rowBytes, int gap, float[] x, int xo, int cols,
       float[] out, int oo, int ostride) {
-    long w0 = row + 0L * rowBytes;
-    long w1 = row + 1L * rowBytes;
-    long w2 = row + 2L * rowBytes;
-    long w3 = row + 3L * rowBytes;
+    long w0 = row + 0L * gap * rowBytes;
+    long w1 = row + 1L * gap * rowBytes;
+    long w2 = row + 2L * gap * rowBytes;
+    long w3 = row + 3L * gap * rowBytes;
     int x0 = xo + 0 * cols;
     int x1 = xo + 1 * cols;
     FloatVector a00 = FloatVector.zero(F);
@@ -1934,14 +1947,14 @@ public final class VectorKernels implements Kernels, AutoCloseable {
       s21 = Math.fma(u2, q1, s21);
       s31 = Math.fma(u3, q1, s31);
     }
-    out[oo + 0 * ostride + 0] = s00;
-    out[oo + 0 * ostride + 1] = s10;
-    out[oo + 0 * ostride + 2] = s20;
-    out[oo + 0 * ostride + 3] = s30;
-    out[oo + 1 * ostride + 0] = s01;
-    out[oo + 1 * ostride + 1] = s11;
-    out[oo + 1 * ostride + 2] = s21;
-    out[oo + 1 * ostride + 3] = s31;
+    out[oo + 0 * ostride + 0 * gap] = s00;
+    out[oo + 0 * ostride + 1 * gap] = s10;
+    out[oo + 0 * ostride + 2 * gap] = s20;
+    out[oo + 0 * ostride + 3 * gap] = s30;
+    out[oo + 1 * ostride + 0 * gap] = s01;
+    out[oo + 1 * ostride + 1 * gap] = s11;
+    out[oo + 1 * ostride + 2 * gap] = s21;
+    out[oo + 1 * ostride + 3 * gap] = s31;
   }
 
   /** 1 weight row(s) x 2 input row(s), BF16: out[oo + t*ostride + k] = dot(w row k, x row t). */

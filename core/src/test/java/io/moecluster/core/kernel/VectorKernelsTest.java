@@ -178,21 +178,24 @@ class VectorKernelsTest {
   }
 
   /**
-   * A matrix's rows past its last whole tile are computed by a whole tile moved back over rows
-   * already done: every row must still carry the bits it gets alone (a 1-row view, the 1-row
-   * kernels), and nothing outside the output rows may be written. Row counts 1-19 and a 1026-row
-   * matrix, whose last L2 block would hold 2 rows, for matVec and for 1-5 input rows.
+   * A tile's weight rows lie apart (row t of each of the range's parts), and the rows past the
+   * parts are computed by a tile of adjacent rows moved back over rows already done: every row must
+   * still carry the bits it gets alone (a 1-row view, the 1-row kernels) in its own place, and
+   * nothing outside the output rows may be written. Row counts 1-19, 37, 67 and a 1026-row matrix,
+   * whose last L2 block would hold 2 rows, for matVec and for 1-5 input rows.
    */
   @ParameterizedTest
   @EnumSource(value = DType.class, names = {"F32", "BF16"})
   void tailRowsGetTheBitsOfEachRowAlone(DType dtype) {
     SplittableRandom rnd = new SplittableRandom(6);
     int cols = 1000;
-    int[] rowCounts = new int[20];
+    int[] rowCounts = new int[22];
     for (int i = 0; i < 19; i++) {
       rowCounts[i] = i + 1;
     }
-    rowCounts[19] = 1026;
+    rowCounts[19] = 37;
+    rowCounts[20] = 67;
+    rowCounts[21] = 1026;
     for (int rows : rowCounts) {
       Matrix w = matrix(rnd, dtype, rows, cols);
       long rowBytes = (long) cols * dtype.byteSize();
