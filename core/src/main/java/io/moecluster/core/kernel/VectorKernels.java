@@ -37,12 +37,13 @@ import jdk.incubator.vector.VectorSpecies;
  * {@value #TILE} input rows: 16 accumulators in registers, each weight vector loaded once per
  * tile (BF16: the last 2 or 3 input rows in a 4 x 2 tile rather than one by one).
  *
- * <p><b>A tile's weight rows lie apart.</b> A range of {@code R} weight rows is cut into as many
- * contiguous parts as a tile has rows, and tile {@code t} takes row {@code t} of each part, so each
- * of the tile's loads walks its part from start to end: a few long sequential streams, which the
- * hardware prefetchers follow. Tiles of adjacent rows read each row (1-6 KB) as a stream of its
- * own that ends before a prefetcher has learnt it: on an AMD EPYC (Zen 4) one thread read BF16
- * rows of 1 KB at 7-8 GB/s that way and at 16-20 GB/s with the rows apart (docs/PERFORMANCE.md).
+ * <p><b>A tile's weight rows lie apart.</b> A range of {@code R} weight rows (a matrix-vector
+ * chunk, or an L2 block of {@link #matMul}) is cut into as many contiguous parts as a tile has
+ * rows, and tile {@code j} takes row {@code j} of each part, so each of the tile's loads walks its
+ * part from start to end: a few long sequential streams, which the hardware prefetchers follow.
+ * Tiles of adjacent rows read each row (1-6 KB) as a stream of its own that ends before a
+ * prefetcher has learnt it: on an AMD EPYC one thread read BF16 rows of 1 KB at 7-8 GB/s that way
+ * and at 16-21 GB/s with the rows apart (docs/PERFORMANCE.md).
  * The {@code R mod tile} rows past the parts are one more tile of adjacent rows, moved back over
  * rows already done, which it computes again with the same bits; rows left to 1-row kernels were
  * called too seldom for C2 to compile them within a run (the 7 last rows of a 2023-row LM head
@@ -416,7 +417,8 @@ public final class VectorKernels implements Kernels, AutoCloseable {
    * Weight rows [r0, r1) for every input row, the result for (input row i, weight row r) in
    * {@code out[outOff + i * outStride + r]}: L2-sized blocks of weight rows; within a block, tiles
    * of input rows ({@value #TILE} for F32, {@value #TILE_BF16} for BF16) against 4 weight rows at a
-   * time (16 accumulators in registers).
+   * time (16 accumulators in registers), one from each quarter of the block; the rows past the
+   * quarters in one more tile of adjacent rows, moved back to end at the block's end.
    */
   private static void matMulRows(MemorySegment seg, boolean bf16, int cols, float[] x,
       int n, float[] out, int outOff, int outStride, int r0, int r1, int blockRows) {

@@ -178,24 +178,27 @@ class VectorKernelsTest {
   }
 
   /**
-   * A tile's weight rows lie apart (row t of each of the range's parts), and the rows past the
+   * A tile's weight rows lie apart (row j of each of the range's parts), and the rows past the
    * parts are computed by a tile of adjacent rows moved back over rows already done: every row must
    * still carry the bits it gets alone (a 1-row view, the 1-row kernels) in its own place, and
-   * nothing outside the output rows may be written. Row counts 1-19, 37, 67 and a 1026-row matrix,
-   * whose last L2 block would hold 2 rows, for matVec and for 1-5 input rows.
+   * nothing outside the output rows may be written. For matVec and for 1-5 input rows: 1-19 rows;
+   * 37 and 67 (parts of several rows, and on 2 and 3 threads chunks that start past row 0); an L2
+   * block and 2 rows, whose last block of 2 rows joins the one before on one thread; and 1026.
    */
   @ParameterizedTest
   @EnumSource(value = DType.class, names = {"F32", "BF16"})
   void tailRowsGetTheBitsOfEachRowAlone(DType dtype) {
     SplittableRandom rnd = new SplittableRandom(6);
     int cols = 1000;
-    int[] rowCounts = new int[22];
+    long blockRows = (VectorKernels.BLOCK_BYTES / ((long) cols * dtype.byteSize()) + 7) / 8 * 8; // as matMul
+    int[] rowCounts = new int[23];
     for (int i = 0; i < 19; i++) {
       rowCounts[i] = i + 1;
     }
     rowCounts[19] = 37;
     rowCounts[20] = 67;
-    rowCounts[21] = 1026;
+    rowCounts[21] = (int) blockRows + 2;
+    rowCounts[22] = 1026;
     for (int rows : rowCounts) {
       Matrix w = matrix(rnd, dtype, rows, cols);
       long rowBytes = (long) cols * dtype.byteSize();
