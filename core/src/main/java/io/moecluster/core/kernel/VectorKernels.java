@@ -383,8 +383,7 @@ public final class VectorKernels implements Kernels, AutoCloseable {
         }
       }
       long rowBytes = (long) cols * w.dtype().byteSize();
-      int blockRows = roundUp8((int) Math.max(1, Math.min(Math.max(1, rows),
-          BLOCK_BYTES / Math.max(1, rowBytes))));
+      int blockRows = blockRows(rows, rowBytes);
       int chunkRows = pool == null ? Math.max(1, rows) : chunkRows(Math.max(1, rows), cols, blockRows);
       float[] upIn = null;
       if (ups != null) {
@@ -485,6 +484,11 @@ public final class VectorKernels implements Kernels, AutoCloseable {
     int balanced = ceilDiv(rows, threads * CHUNKS_PER_THREAD);
     int minRows = (int) Math.max(1, ceilDiv(MIN_CHUNK_ELEMENTS, Math.max(1, cols)));
     return roundUp8(Math.max(1, Math.min(maxRows, Math.max(balanced, minRows))));
+  }
+
+  /** Weight rows per L2 block of {@link #matMulRows}: about {@value #BLOCK_BYTES} bytes, a multiple of 8. */
+  static int blockRows(int rows, long rowBytes) {
+    return roundUp8((int) Math.max(1, Math.min(Math.max(1, rows), BLOCK_BYTES / Math.max(1, rowBytes))));
   }
 
   /** Row counts in multiples of 8 keep every row in the 8- and 4-row kernels. */

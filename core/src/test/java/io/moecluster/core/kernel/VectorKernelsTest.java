@@ -190,14 +190,13 @@ class VectorKernelsTest {
   void tailRowsGetTheBitsOfEachRowAlone(DType dtype) {
     SplittableRandom rnd = new SplittableRandom(6);
     int cols = 1000;
-    long blockRows = (VectorKernels.BLOCK_BYTES / ((long) cols * dtype.byteSize()) + 7) / 8 * 8; // as matMul
     int[] rowCounts = new int[23];
     for (int i = 0; i < 19; i++) {
       rowCounts[i] = i + 1;
     }
     rowCounts[19] = 37;
     rowCounts[20] = 67;
-    rowCounts[21] = (int) blockRows + 2;
+    rowCounts[21] = VectorKernels.blockRows(Integer.MAX_VALUE, (long) cols * dtype.byteSize()) + 2;
     rowCounts[22] = 1026;
     for (int rows : rowCounts) {
       Matrix w = matrix(rnd, dtype, rows, cols);
