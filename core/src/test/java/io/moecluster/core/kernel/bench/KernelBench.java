@@ -26,6 +26,11 @@ import io.moecluster.core.kernel.VectorKernels;
  * ./mvnw -q -pl core -Pjmh test-compile exec:exec -Djmh.args="decode-passes 9 1 2"
  * # one expert FFN (small preset) on 1 thread as its rows grow, weights from memory: rounds, ms[, rows...]
  * ./mvnw -q -pl core -Pjmh test-compile exec:exec -Djmh.args="expert-rows 5 400"
+ * # a layer's 8 small-preset experts of 4 rows (1 thread each unless fused): fused on 2 threads,
+ * # as calls on a pool of P threads, as 2 nodes of K threads each: rounds, modes...
+ * ./mvnw -q -pl core -Pjmh test-compile exec:exec -Djmh.args="expert-layer 5 fused calls-2 calls-6 nodes-1 nodes-2"
+ * # BF16 tiles over a 128 MiB matrix, adjacent weight rows against rows apart: rounds, threads
+ * ./mvnw -q -pl core -Pjmh test-compile exec:exec -Djmh.args="tile-order 5 1"
  * # one row's attention (head size 64, 4 query heads per KV head) on 1 thread as its context grows,
  * # against the per-position kernel it replaced: rounds, ms[, context lengths...]
  * ./mvnw -q -pl core -Pjmh test-compile exec:exec -Djmh.args="attention 5 300"
@@ -65,6 +70,14 @@ public final class KernelBench {
     }
     if (args.length > 0 && args[0].equals("expert-rows")) {
       ExpertRows.main(java.util.Arrays.copyOfRange(args, 1, args.length));
+      return;
+    }
+    if (args.length > 0 && args[0].equals("expert-layer")) {
+      ExpertLayerCost.main(java.util.Arrays.copyOfRange(args, 1, args.length));
+      return;
+    }
+    if (args.length > 0 && args[0].equals("tile-order")) {
+      io.moecluster.core.kernel.TileOrderCost.main(java.util.Arrays.copyOfRange(args, 1, args.length));
       return;
     }
     if (args.length > 0 && args[0].equals("attention")) {
