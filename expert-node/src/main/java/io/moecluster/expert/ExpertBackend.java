@@ -2,6 +2,7 @@ package io.moecluster.expert;
 
 import io.moecluster.core.model.ExpertWeights;
 import java.lang.foreign.MemorySegment;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
 
@@ -25,6 +26,25 @@ public interface ExpertBackend extends AutoCloseable {
    * @return {@code [rows, hidden]}
    */
   CompletableFuture<float[]> forward(int layer, int expert, ExpertWeights weights, float[] x, int rows);
+
+  /**
+   * The FFNs of several experts, each over its own rows: the calls of a layer that reached the node
+   * together. Output {@code j} is exactly what {@link #forward} gives for call {@code j}. This
+   * default runs {@link #forward} for each; the CPU backend computes them all in one pass of its
+   * kernels, over all their threads.
+   *
+   * @param layers {@code layers[j]} and {@code experts[j]} name call {@code j}'s expert
+   * @param xs {@code xs[j]} is {@code [rows[j], hidden]}
+   * @return one future per call, in order
+   */
+  default List<CompletableFuture<float[]>> forwardAll(int[] layers, int[] experts, ExpertWeights[] weights,
+      float[][] xs, int[] rows) {
+    List<CompletableFuture<float[]>> out = new ArrayList<>(layers.length);
+    for (int j = 0; j < layers.length; j++) {
+      out.add(forward(layers[j], experts[j], weights[j], xs[j], rows[j]));
+    }
+    return out;
+  }
 
   /** A hint that (layer, expert) will be needed soon; a GPU backend starts its upload. Never waits. */
   default void prefetch(int layer, int expert, ExpertWeights weights) {}

@@ -1,6 +1,5 @@
 package io.moecluster.expert;
 
-import io.moecluster.core.kernel.Kernels;
 import io.moecluster.expert.cuda.CudaDevice;
 import io.moecluster.expert.cuda.CudaExpertBackend;
 import io.moecluster.expert.cuda.CudaProbe;
@@ -34,9 +33,9 @@ public final class ExpertBackends {
     ExpertBackend open(CudaProbe.Device device);
   }
 
-  /** Selects with the machine's real probe and devices. */
-  public static ExpertBackend select(ExpertBackendSettings settings, Kernels kernels, Executor compute, String node) {
-    CpuExpertBackend cpu = new CpuExpertBackend(kernels);
+  /** Selects with the machine's real probe and devices; {@code cpu} runs the FFNs where no GPU does. */
+  public static ExpertBackend select(ExpertBackendSettings settings, CpuExpertBackend cpu, Executor compute,
+      String node) {
     if (settings.choice() == ExpertBackendSettings.Choice.CPU) {
       log.info("Expert node {}: expert FFNs run on the CPU (moe.expert.backend = cpu)", node);
       return cpu;

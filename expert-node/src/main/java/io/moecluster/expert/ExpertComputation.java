@@ -6,6 +6,8 @@ import io.moecluster.proto.cluster.v1.ExpertReply;
 import io.moecluster.proto.codec.ActivationCodec;
 import io.prometheus.metrics.core.datapoints.CounterDataPoint;
 import io.prometheus.metrics.core.datapoints.DistributionDataPoint;
+import java.util.Collections;
+import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.RejectedExecutionException;
@@ -18,8 +20,9 @@ import java.util.function.Consumer;
  * the node's {@link ExpertDataServer} (requests over the data channel) share it.
  *
  * <p>Weights that are ready (warm, or the mapped bytes of a run-cold miss) are computed on the
- * calling thread, with no hand-off; a miss that waits for its load runs on the compute executor
- * once the load completes. A GPU backend answers from its own compute thread.
+ * calling thread, with no hand-off, and the calls of a layer that reached the node together are
+ * computed together ({@link #computeAll}); a miss that waits for its load runs on the compute
+ * executor once the load completes. A GPU backend answers from its own compute thread.
  */
 final class ExpertComputation {
   private final ExpertEntity.NodeContext node;
@@ -57,16 +60,35 @@ final class ExpertComputation {
 
   /** Computes {@code req} and hands the reply (output or error) to {@code answer}, exactly once. */
   void run(ComputeExperts req, Consumer<ExpertReply> answer) {
+    Ready ready = prepare(req, answer);
+    if (ready != null) {
+      computeAlone(ready);
+    }
+  }
+
+  /**
+   * A call whose weights are leased and whose input is decoded, for {@link #computeAll} to compute
+   * with the other calls that reached the node with it.
+   */
+  record Ready(ExpertComputation computation, ExpertReply.Builder reply, ExpertWeightCache.Lease lease, float[] x,
+      int rows, Consumer<ExpertReply> answer) {}
+
+  /**
+   * Starts {@code req}. Returns it ready to compute when its weights are ready (warm, or the mapped
+   * bytes of a run-cold miss); the caller must then pass it to {@link #computeAll}. Otherwise
+   * returns null, having answered it (a bad request) or arranged for it to run on the compute
+   * executor once its weights are loaded.
+   */
+  Ready prepare(ComputeExperts req, Consumer<ExpertReply> answer) {
     ExpertReply.Builder reply = replyTo(req, node.nodeAddress());
     String problem = check(req);
     if (problem != null) {
       answer.accept(reply.setError(problem).build());
-      return;
+      return null;
     }
     CompletableFuture<ExpertWeightCache.Lease> acquired = node.cache().acquire(id.layer(), id.expert());
     if (acquired.isDone() && !acquired.isCompletedExceptionally()) {
-      compute(acquired.join(), req, reply, answer);
-      return;
+      return ready(acquired.join(), req, reply, answer);
     }
     acquired.whenComplete((lease, err) -> {
       if (err != null) {
@@ -77,53 +99,99 @@ final class ExpertComputation {
         return;
       }
       try {
-        node.compute().execute(() -> compute(lease, req, reply, answer));
+        node.compute().execute(() -> {
+          Ready ready = ready(lease, req, reply, answer);
+          if (ready != null) {
+            computeAlone(ready);
+          }
+        });
       } catch (RejectedExecutionException e) {
         lease.close();
         answer.accept(reply.setNodeFault(true).setError("expert node " + node.nodeAddress() + " is shutting down")
             .build());
       }
     });
+    return null;
   }
 
-  /** Runs the FFN on the leased weights and answers; closes the lease once the backend is done with them. */
-  private void compute(ExpertWeightCache.Lease lease, ComputeExperts req, ExpertReply.Builder reply,
+  /** The call with its input decoded, or null when the input cannot be decoded (answered, lease closed). */
+  private Ready ready(ExpertWeightCache.Lease lease, ComputeExperts req, ExpertReply.Builder reply,
       Consumer<ExpertReply> answer) {
-    int rows = req.getInput().getRows();
-    int hidden = req.getInput().getHidden();
-    float[] x;
     try {
-      x = ActivationCodec.decode(req.getInput()); // [rows, hidden]
+      float[] x = ActivationCodec.decode(req.getInput()); // [rows, hidden]
+      return new Ready(this, reply, lease, x, req.getInput().getRows(), answer);
     } catch (RuntimeException e) {
       lease.close();
       answer.accept(reply.setError("expert " + entityId + " failed: " + e).build());
-      return;
+      return null;
     }
+  }
+
+  /**
+   * Runs the FFNs of {@code calls}, all of one node, together on the node's backend
+   * ({@link ExpertBackend#forwardAll}), and answers each; closes each lease once the backend is done
+   * with its weights. A call's compute time is that of the pass that computed it.
+   */
+  static void computeAll(List<Ready> calls) {
+    int m = calls.size();
+    ExpertBackend backend = calls.get(0).computation().node.backend();
+    int[] layers = new int[m];
+    int[] experts = new int[m];
+    ExpertWeights[] weights = new ExpertWeights[m];
+    float[][] xs = new float[m][];
+    int[] rows = new int[m];
+    for (int j = 0; j < m; j++) {
+      Ready call = calls.get(j);
+      layers[j] = call.computation().id.layer();
+      experts[j] = call.computation().id.expert();
+      weights[j] = call.lease().weights();
+      xs[j] = call.x();
+      rows[j] = call.rows();
+    }
+    long start = System.nanoTime();
+    List<CompletableFuture<float[]>> results;
+    try {
+      results = backend.forwardAll(layers, experts, weights, xs, rows);
+    } catch (RuntimeException e) {
+      results = Collections.nCopies(m, CompletableFuture.failedFuture(e));
+    }
+    for (int j = 0; j < m; j++) {
+      Ready call = calls.get(j);
+      results.get(j).whenComplete((out, err) -> call.computation().answer(call, out, err, start));
+    }
+  }
+
+  /** Runs one call's FFN on its own ({@link ExpertBackend#forward}) and answers it. */
+  private void computeAlone(Ready call) {
     long start = System.nanoTime();
     CompletableFuture<float[]> result;
     try {
-      result = node.backend().forward(id.layer(), id.expert(), lease.weights(), x, rows); // [rows, hidden]
+      result = node.backend().forward(id.layer(), id.expert(), call.lease().weights(), call.x(), call.rows());
     } catch (RuntimeException e) {
       result = CompletableFuture.failedFuture(e);
     }
-    result.whenComplete((out, err) -> {
-      ExpertReply done;
-      try (lease) {
-        if (err != null) {
-          done = reply.setNodeFault(true).setError("expert " + entityId + " failed: " + unwrap(err)).build();
-        } else {
-          double seconds = (System.nanoTime() - start) / 1e9;
-          computeSeconds.observe(seconds);
-          tokens.inc(rows);
-          done = reply.setOutput(ActivationCodec.encode(out, rows, hidden)).setComputeSeconds(seconds)
-              .setStaysWarm(lease.warm() && node.cache().holdsEveryExpert() && !node.backend().warmsOnHints())
-              .build();
-        }
-      } catch (RuntimeException e) {
-        done = reply.clearOutput().setNodeFault(true).setError("expert " + entityId + " failed: " + e).build();
+    result.whenComplete((out, err) -> answer(call, out, err, start));
+  }
+
+  private void answer(Ready call, float[] out, Throwable err, long start) {
+    ExpertReply.Builder reply = call.reply();
+    ExpertReply done;
+    try (ExpertWeightCache.Lease lease = call.lease()) {
+      if (err != null) {
+        done = reply.setNodeFault(true).setError("expert " + entityId + " failed: " + unwrap(err)).build();
+      } else {
+        double seconds = (System.nanoTime() - start) / 1e9;
+        computeSeconds.observe(seconds);
+        tokens.inc(call.rows());
+        done = reply.setOutput(ActivationCodec.encode(out, call.rows(), weights.hiddenSize()))
+            .setComputeSeconds(seconds)
+            .setStaysWarm(lease.warm() && node.cache().holdsEveryExpert() && !node.backend().warmsOnHints())
+            .build();
       }
-      answer.accept(done);
-    });
+    } catch (RuntimeException e) {
+      done = reply.clearOutput().setNodeFault(true).setError("expert " + entityId + " failed: " + e).build();
+    }
+    call.answer().accept(done);
   }
 
   /** Why the request cannot run, or null when it can. */

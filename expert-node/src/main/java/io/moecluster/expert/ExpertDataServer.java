@@ -20,9 +20,6 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.Executor;
-import java.util.concurrent.RejectedExecutionException;
-import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import jdk.net.ExtendedSocketOptions;
 import org.slf4j.Logger;
@@ -43,12 +40,15 @@ import org.slf4j.LoggerFactory;
  * Cluster Sharding. A hint is never answered.
  *
  * <p>Threads: one accepts; one per connection reads calls. A router sends all its calls of a layer
- * to a node at once: the reader hands all but the last to the entities' executor (the experts of
- * a step run side by side, as they do as actors) and computes the last itself, which saves a
- * thread hand-off on the path of every decode step. It then computes, one after the other, those
- * handed off that no executor thread has started yet. The computing thread writes the reply,
- * under the connection's lock. A peer that does not greet in time is disconnected, and TCP
- * keepalive frees the reader of a router host that vanished without closing its connection.
+ * to a node in one write: the reader reads all that have arrived, then computes those whose
+ * weights are ready together ({@link ExpertComputation#computeAll}), in one pass of the node's
+ * kernels over all their threads, and writes the replies under the connection's lock. One pass
+ * instead of one call per thread: no hand-off between threads on the path of a decode step, and
+ * on a node with cores of its own the whole layer's products spread over all of them, where
+ * separate calls kept each product on one core (docs/PERFORMANCE.md, "A node's calls of a layer
+ * in one pass"). A miss that waits for its weights is answered from the compute executor once
+ * they are loaded. A peer that does not greet in time is disconnected, and TCP keepalive frees
+ * the reader of a router host that vanished without closing its connection.
  */
 final class ExpertDataServer implements AutoCloseable {
   private static final Logger log = LoggerFactory.getLogger(ExpertDataServer.class);
@@ -67,18 +67,16 @@ final class ExpertDataServer implements AutoCloseable {
 
   private final ServerSocket server;
   private final EntityDirectory directory;
-  private final Executor executor;
   private final String node;
   private final String endpoint;
   private final int greetingTimeoutMillis;
   private final Set<Socket> connections = ConcurrentHashMap.newKeySet();
   private volatile boolean closed;
 
-  private ExpertDataServer(ServerSocket server, EntityDirectory directory, Executor executor, String node,
+  private ExpertDataServer(ServerSocket server, EntityDirectory directory, String node,
       String endpoint, Duration greetingTimeout) {
     this.server = server;
     this.directory = directory;
-    this.executor = executor;
     this.node = node;
     this.endpoint = endpoint;
     this.greetingTimeoutMillis = (int) Math.max(1, greetingTimeout.toMillis());
@@ -88,17 +86,16 @@ final class ExpertDataServer implements AutoCloseable {
    * Binds {@code bindHost:port} (0: a free port) and starts accepting.
    *
    * @param advertisedHost the host routers connect to (the node's canonical cluster host)
-   * @param executor runs the calls' computations (the entities' dispatcher)
    * @throws IllegalStateException when the port cannot be bound, with the address and the reason
    */
   static ExpertDataServer start(String bindHost, int port, String advertisedHost, EntityDirectory directory,
-      Executor executor, String node) {
-    return start(bindHost, port, advertisedHost, directory, executor, node, GREETING_TIMEOUT);
+      String node) {
+    return start(bindHost, port, advertisedHost, directory, node, GREETING_TIMEOUT);
   }
 
   /** @param greetingTimeout how long a connected peer may take to greet before it is disconnected */
   static ExpertDataServer start(String bindHost, int port, String advertisedHost, EntityDirectory directory,
-      Executor executor, String node, Duration greetingTimeout) {
+      String node, Duration greetingTimeout) {
     ServerSocket server;
     try {
       server = new ServerSocket();
@@ -109,7 +106,7 @@ final class ExpertDataServer implements AutoCloseable {
           + " (moe.expert.data-channel.port): " + e.getMessage(), e);
     }
     String endpoint = advertisedHost + ":" + server.getLocalPort();
-    ExpertDataServer s = new ExpertDataServer(server, directory, executor, node, endpoint, greetingTimeout);
+    ExpertDataServer s = new ExpertDataServer(server, directory, node, endpoint, greetingTimeout);
     Thread accept = new Thread(s::acceptLoop, "moe-data-channel-accept-" + IDS.incrementAndGet());
     accept.setDaemon(true);
     accept.start();
@@ -160,19 +157,13 @@ final class ExpertDataServer implements AutoCloseable {
         out.write(DataFrames.GREETING);
         out.flush();
       }
-      List<Claimable> handedOff = new ArrayList<>();
+      List<ExpertComputation.Ready> ready = new ArrayList<>();
       for (ExpertCall call; (call = DataFrames.read(in, ExpertCall.parser())) != null; ) {
-        // The last call that has arrived runs on this thread (no hand-off); the ones before it,
-        // which the router sent together with it, go to the executor to run side by side.
-        boolean last = in.available() == 0;
-        dispatch(call, socket, out, last, handedOff);
-        if (last) {
-          // Then this thread runs the calls handed off that no executor thread has started: on a
-          // busy node a woken thread can wait longer for a core than an expert takes to compute.
-          for (Claimable c : handedOff) {
-            c.runIfUnclaimed();
-          }
-          handedOff.clear();
+        dispatch(call, socket, out, ready);
+        if (in.available() == 0 && !ready.isEmpty()) {
+          // All that the router sent together has been read: compute it in one pass.
+          ExpertComputation.computeAll(ready);
+          ready.clear();
         }
       }
     } catch (IOException e) {
@@ -197,8 +188,7 @@ final class ExpertDataServer implements AutoCloseable {
     }
   }
 
-  private void dispatch(ExpertCall call, Socket socket, OutputStream out, boolean inline,
-      List<Claimable> handedOff) {
+  private void dispatch(ExpertCall call, Socket socket, OutputStream out, List<ExpertComputation.Ready> ready) {
     long id = call.getCallId();
     ExpertComputation computation = directory.get(call.getEntityId());
     if (call.getPrefetch()) {
@@ -211,20 +201,10 @@ final class ExpertDataServer implements AutoCloseable {
       send(socket, out, ExpertCallReply.newBuilder().setCallId(id).setNotHosted(true).build());
       return;
     }
-    Runnable run = () -> computation.run(call.getCompute(),
+    ExpertComputation.Ready r = computation.prepare(call.getCompute(),
         reply -> send(socket, out, ExpertCallReply.newBuilder().setCallId(id).setReply(reply).build()));
-    if (inline) {
-      run.run();
-      return;
-    }
-    Claimable claimable = new Claimable(run);
-    try {
-      executor.execute(claimable::runIfUnclaimed);
-      handedOff.add(claimable);
-    } catch (RejectedExecutionException e) {
-      ExpertReply shuttingDown = ExpertComputation.replyTo(call.getCompute(), node)
-          .setNodeFault(true).setError("expert node " + node + " is shutting down").build();
-      send(socket, out, ExpertCallReply.newBuilder().setCallId(id).setReply(shuttingDown).build());
+    if (r != null) {
+      ready.add(r);
     }
   }
 
@@ -243,22 +223,6 @@ final class ExpertDataServer implements AutoCloseable {
         } catch (IOException ignored) {
           // closing anyway
         }
-      }
-    }
-  }
-
-  /** A computation that runs once, on whichever thread claims it first. */
-  private static final class Claimable {
-    private final Runnable task;
-    private final AtomicBoolean claimed = new AtomicBoolean();
-
-    Claimable(Runnable task) {
-      this.task = task;
-    }
-
-    void runIfUnclaimed() {
-      if (claimed.compareAndSet(false, true)) {
-        task.run();
       }
     }
   }

@@ -7,7 +7,6 @@ import io.moecluster.core.kernel.VectorKernels;
 import io.moecluster.core.model.ExpertStore;
 import io.moecluster.core.safetensors.SafeTensors;
 import io.moecluster.proto.cluster.v1.ExpertCommand;
-import java.util.concurrent.Executor;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.ThreadPoolExecutor;
@@ -15,7 +14,6 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorSystem;
-import org.apache.pekko.actor.typed.DispatcherSelector;
 import org.apache.pekko.cluster.sharding.typed.ShardingEnvelope;
 import org.apache.pekko.cluster.typed.Cluster;
 import org.slf4j.Logger;
@@ -94,7 +92,9 @@ public final class ExpertNode implements AutoCloseable {
       long budget = settings.cacheBudget().resolve(all);
       cache = new ExpertWeightCache(store, budget, loader, address, settings.cacheMissPolicy(),
           settings.cacheBackgroundLoads());
-      backend = ExpertBackends.select(backendSettings, kernels, compute, address);
+      // Calls computed alone run on their own thread; a one-thread set holds no threads to close.
+      VectorKernels alone = kernels.threads() == 1 ? kernels : KernelsFactory.create(1);
+      backend = ExpertBackends.select(backendSettings, new CpuExpertBackend(kernels, alone), compute, address);
       if (settings.kernelWarmUp() && backend instanceof CpuExpertBackend) {
         // Before the region starts: no entity is placed here until the kernels are compiled.
         KernelWarmUp.Result warm = KernelWarmUp.run(kernels, tensors.dtypes());
@@ -154,17 +154,13 @@ public final class ExpertNode implements AutoCloseable {
         ? "pekko.remote.artery.transport is tls-tcp and the data channel has no TLS" : null;
   }
 
-  /**
-   * Binds the data channel on the node's cluster host (Artery's bind hostname, else its canonical
-   * one); calls compute on the entities' dispatcher, as requests through Artery do.
-   */
+  /** Binds the data channel on the node's cluster host (Artery's bind hostname, else its canonical one). */
   private static ExpertDataServer startDataServer(ActorSystem<?> system, ExpertNodeSettings settings,
       EntityDirectory directory, String address) {
     String canonical = Cluster.get(system).selfMember().address().getHost().orElse("127.0.0.1");
     String bind = system.settings().config().getString("pekko.remote.artery.bind.hostname");
-    Executor entities = system.dispatchers().lookup(DispatcherSelector.fromConfig(ExpertSharding.ENTITY_DISPATCHER));
     return ExpertDataServer.start(bind.isBlank() ? canonical : bind, settings.dataChannelPort(), canonical, directory,
-        entities, address);
+        address);
   }
 
   private static ExecutorService executor(int threads, String prefix) {

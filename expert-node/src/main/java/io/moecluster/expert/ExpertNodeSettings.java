@@ -11,8 +11,9 @@ import java.nio.file.Path;
  * @param computeThreads threads of the compute executor (and of the kernels); 0 = all cores
  * @param cacheBudget the byte budget of the expert weight cache ({@code moe.expert.cache.budget})
  * @param cacheLoaderThreads threads that copy experts into the cache ({@code moe.expert.cache.loader-threads})
- * @param kernelThreads threads each expert FFN's products spread over ({@code moe.expert.kernel-threads});
- *     0 = as many as the compute executor has
+ * @param kernelThreads threads the node's expert FFNs spread over ({@code moe.expert.kernel-threads}): a
+ *     layer's calls that reach the data channel together run in one pass over them; 0 = as many as
+ *     the compute executor has
  * @param cacheMissPolicy what a cache miss does ({@code moe.expert.cache.on-miss})
  * @param cacheBackgroundLoads loads in flight that misses and prefetch hints may start under
  *     {@link CacheMissPolicy#RUN_COLD} ({@code moe.expert.cache.background-loads})
@@ -69,7 +70,7 @@ public record ExpertNodeSettings(Path modelDir, int computeThreads, CacheBudget 
     this(modelDir, computeThreads, cacheBudget, cacheLoaderThreads, kernelThreads, CacheMissPolicy.RUN_COLD, 1);
   }
 
-  /** One kernel thread per FFN (the experts of a step run side by side on the compute threads). */
+  /** One kernel thread: each FFN, and each pass over a layer's calls, on its calling thread alone. */
   public ExpertNodeSettings(Path modelDir, int computeThreads, CacheBudget cacheBudget, int cacheLoaderThreads) {
     this(modelDir, computeThreads, cacheBudget, cacheLoaderThreads, 1);
   }

@@ -100,10 +100,10 @@ class ExpertBackendsTest {
   void cudaWithTheRealProbeOnAMachineWithoutAGpuFailsTheSameWay() {
     org.junit.jupiter.api.Assumptions.assumeFalse(CudaProbe.probe().available(), "this machine has a GPU");
     var e = assertThrows(BackendUnavailableException.class,
-        () -> ExpertBackends.select(settings(Choice.CUDA, List.of()), new ScalarKernels(), Runnable::run, "n"));
+        () -> ExpertBackends.select(settings(Choice.CUDA, List.of()), new CpuExpertBackend(new ScalarKernels()), Runnable::run, "n"));
     assertTrue(e.getMessage().contains(CudaProbe.probe().problem()), e.getMessage());
     assertSame(CpuExpertBackend.class,
-        ExpertBackends.select(settings(Choice.AUTO, List.of()), new ScalarKernels(), Runnable::run, "n").getClass());
+        ExpertBackends.select(settings(Choice.AUTO, List.of()), new CpuExpertBackend(new ScalarKernels()), Runnable::run, "n").getClass());
   }
 
   @Test

@@ -15,6 +15,7 @@ import io.moecluster.core.kernel.KernelsFactory;
 import io.moecluster.core.kernel.VectorKernels;
 import io.moecluster.core.model.ExpertFfn;
 import io.moecluster.core.model.ExpertStore;
+import io.moecluster.core.model.ExpertWeights;
 import io.moecluster.core.safetensors.SafeTensors;
 import io.moecluster.core.tensor.DType;
 import io.moecluster.proto.cluster.v1.ComputeExperts;
@@ -35,6 +36,7 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
@@ -48,8 +50,7 @@ import org.junit.jupiter.api.io.TempDir;
 /**
  * The expert node's data channel over a real socket, spoken to frame by frame: the computations
  * of the entities registered on the node, bit-identical to the FFN in one process; several calls
- * in one write (some handed off, the last computed by the reader) all answered, matched by call
- * id; a call for an entity not on the node answered "not hosted"; a bad request answered with the
+ * in one write all answered, matched by call id, and computed in one pass; a call for an entity not on the node answered "not hosted"; a bad request answered with the
  * entity's error; and a peer that does not speak the protocol, or does not greet in time, disconnected.
  */
 @Timeout(value = 60, unit = TimeUnit.SECONDS)
@@ -57,6 +58,8 @@ class ExpertDataServerTest {
   @TempDir Path dir;
   private SafeTensors tensors;
   private VectorKernels kernels;
+  private VectorKernels nodeKernels;
+  private CountingBackend backend;
   private ExecutorService pool;
   private ExpertWeightCache cache;
   private ExpertStore store;
@@ -69,17 +72,19 @@ class ExpertDataServerTest {
     config = CheckpointWriter.write(CheckpointSpec.of(Preset.TINY, DType.BF16, 3), dir);
     tensors = SafeTensors.open(dir);
     kernels = KernelsFactory.create(1);
+    nodeKernels = KernelsFactory.create(2); // a pass shared out over two threads gives the bits of one
+    backend = new CountingBackend(new CpuExpertBackend(nodeKernels));
     pool = Executors.newFixedThreadPool(2);
     store = new ExpertStore(tensors, config);
     cache = new ExpertWeightCache(store, ExpertWeightCache.allExpertBytes(store), pool, "data-test");
     ExpertEntity.NodeContext node =
-        new ExpertEntity.NodeContext(store, cache, new CpuExpertBackend(kernels), pool, "node-a");
+        new ExpertEntity.NodeContext(store, cache, backend, pool, "node-a");
     directory = new EntityDirectory();
     for (int e = 0; e < config.numExperts(); e++) {
       String id = ExpertEntity.entityId(1, e);
       directory.register(id, new ExpertComputation(node, id, ExpertEntity.parseEntityId(id), store.expert(1, e)));
     }
-    server = ExpertDataServer.start("127.0.0.1", 0, "127.0.0.1", directory, pool, "node-a");
+    server = ExpertDataServer.start("127.0.0.1", 0, "127.0.0.1", directory, "node-a");
   }
 
   @AfterEach
@@ -89,6 +94,7 @@ class ExpertDataServerTest {
     pool.shutdown();
     assertTrue(pool.awaitTermination(30, TimeUnit.SECONDS));
     kernels.close();
+    nodeKernels.close();
     tensors.close();
   }
 
@@ -175,38 +181,64 @@ class ExpertDataServerTest {
   }
 
   /**
-   * The calls of a layer that the reader hands to the executor are not left waiting for it: those
-   * no executor thread has started, the reader computes after the last. Here the executor never
-   * runs what it is given, as a node whose entity threads are all busy or descheduled.
+   * The calls a router writes together (a layer's calls to this node) are computed in one pass of
+   * the node's kernels, not one by one: the backend sees them in at most two batches (the bytes
+   * may arrive in two reads), every call answered once, once their weights are in the node's cache.
+   * A call sent later is a pass of its own.
    */
   @Test
-  void callsHandedOffButNotStartedAreComputedByTheReader() throws IOException {
-    List<Runnable> neverRun = new CopyOnWriteArrayList<>();
-    ExpertDataServer stalled = ExpertDataServer.start("127.0.0.1", 0, "127.0.0.1", directory, neverRun::add,
-        "node-stalled");
-    try (Client client = new Client(stalled.endpoint())) {
-      Map<Long, float[]> expected = new HashMap<>();
-      ExpertCall[] calls = new ExpertCall[3];
+  void callsSentTogetherAreComputedInOnePass() throws IOException {
+    try (Client client = new Client()) {
+      ExpertCall[] calls = new ExpertCall[config.numExperts()];
       for (int e = 0; e < calls.length; e++) {
-        float[] x = input(1, 10 + e);
-        calls[e] = call(e + 1, ExpertEntity.entityId(1, e), 1, e, x, 1);
-        expected.put(e + 1L, ExpertFfn.forward(kernels, store.expert(1, e), x, 1));
+        calls[e] = call(e + 1, ExpertEntity.entityId(1, e), 1, e, input(2, 20 + e), 2);
       }
-      client.send(calls);
-      for (int i = 0; i < calls.length; i++) {
-        ExpertCallReply r = client.read();
-        float[] want = expected.remove(r.getCallId());
-        assertTrue(want != null, "unexpected or repeated call id " + r.getCallId());
-        assertArrayEquals(want, ActivationCodec.decode(r.getReply().getOutput()), "call " + r.getCallId());
+      for (int round = 0; round < 2; round++) { // the first round loads the weights: each call waits for its own
+        backend.passes.clear();
+        client.send(calls);
+        for (int i = 0; i < calls.length; i++) {
+          client.read();
+        }
       }
-      // Sent in one write, the first two are handed off (1 if the bytes came in two reads).
-      assertFalse(neverRun.isEmpty(), "a call was handed off");
-      neverRun.forEach(Runnable::run); // the executor's turn comes late: nothing runs twice
-      client.send(call(4, ExpertEntity.entityId(1, 0), 1, 0, input(1, 10), 1));
-      assertEquals(4, client.read().getCallId(), "the next reply is the new call's, not a second answer");
-    } finally {
-      stalled.close();
+      assertEquals(calls.length, backend.passes.stream().mapToInt(Integer::intValue).sum(), "each call computed once");
+      assertTrue(backend.passes.size() <= 2, "in one pass (two if the bytes came in two reads): " + backend.passes);
+
+      backend.passes.clear();
+      client.send(call(99, ExpertEntity.entityId(1, 0), 1, 0, input(1, 30), 1));
+      assertEquals(99, client.read().getCallId(), "the next reply is the new call's, not a second answer");
+      assertEquals(List.of(1), backend.passes);
     }
+  }
+
+  /** The CPU backend, counting the calls of each pass the node hands it. */
+  private static final class CountingBackend implements ExpertBackend {
+    final List<Integer> passes = new CopyOnWriteArrayList<>();
+    private final CpuExpertBackend cpu;
+
+    CountingBackend(CpuExpertBackend cpu) {
+      this.cpu = cpu;
+    }
+
+    @Override
+    public String description() {
+      return "counting " + cpu.description();
+    }
+
+    @Override
+    public CompletableFuture<float[]> forward(int layer, int expert, ExpertWeights weights, float[] x, int rows) {
+      passes.add(1);
+      return cpu.forward(layer, expert, weights, x, rows);
+    }
+
+    @Override
+    public List<CompletableFuture<float[]>> forwardAll(int[] layers, int[] experts, ExpertWeights[] weights,
+        float[][] xs, int[] rows) {
+      passes.add(layers.length);
+      return cpu.forwardAll(layers, experts, weights, xs, rows);
+    }
+
+    @Override
+    public void close() {}
   }
 
   @Test
@@ -277,7 +309,7 @@ class ExpertDataServerTest {
   @Test
   void aPeerThatNeverGreetsIsDisconnectedAndItsThreadFreed() throws Exception {
     Duration greeting = Duration.ofMillis(300);
-    ExpertDataServer strict = ExpertDataServer.start("127.0.0.1", 0, "127.0.0.1", directory, pool, "node-strict",
+    ExpertDataServer strict = ExpertDataServer.start("127.0.0.1", 0, "127.0.0.1", directory, "node-strict",
         greeting);
     String[] hostPort = strict.endpoint().split(":");
     try (Socket silent = new Socket(hostPort[0], Integer.parseInt(hostPort[1]));
@@ -302,7 +334,7 @@ class ExpertDataServerTest {
   void aPortInUseIsAClearStartUpError() {
     int port = Integer.parseInt(server.endpoint().split(":")[1]);
     IllegalStateException e = assertThrows(IllegalStateException.class, () -> ExpertDataServer.start(
-        "127.0.0.1", port, "127.0.0.1", new EntityDirectory(), pool, "node-b"));
+        "127.0.0.1", port, "127.0.0.1", new EntityDirectory(), "node-b"));
     assertTrue(e.getMessage().contains("127.0.0.1:" + port) && e.getMessage().contains("moe.expert.data-channel.port"),
         e.getMessage());
   }

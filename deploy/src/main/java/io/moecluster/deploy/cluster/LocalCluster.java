@@ -109,14 +109,25 @@ public final class LocalCluster implements AutoCloseable {
         metricsPorts.add(base < 0 ? -1 : base == 0 ? freePort() : base + i);
       }
       cluster.spawn("gateway", "gateway,router", ports.get(0), seed, grpcPort, metricsPorts.get(0), routerConf, log);
+      Map<String, String> expertConf = expertDefaults(options.expertNodes(), Runtime.getRuntime().availableProcessors());
       for (int i = 1; i <= options.expertNodes(); i++) {
-        cluster.spawn("expert-" + i, "expert", ports.get(i), seed, 0, metricsPorts.get(i), Map.of(), log);
+        cluster.spawn("expert-" + i, "expert", ports.get(i), seed, 0, metricsPorts.get(i), expertConf, log);
       }
     } catch (IOException | RuntimeException e) {
       cluster.close();
       throw e instanceof IOException io ? new UncheckedIOException("cannot start a node JVM", io) : (RuntimeException) e;
     }
     return cluster;
+  }
+
+  /**
+   * What each expert JVM is given unless {@code --conf} says otherwise: the expert JVMs of a local
+   * cluster share one machine, so each spreads a layer's products over its share of the cores
+   * ({@code moe.expert.kernel-threads}), not over all of them, where their kernel threads would
+   * take each other's cores.
+   */
+  static Map<String, String> expertDefaults(int expertNodes, int cores) {
+    return Map.of("moe.expert.kernel-threads", Integer.toString(Math.max(1, cores / expertNodes)));
   }
 
   private void spawn(String name, String roles, int port, String seed, int grpcPort, int metricsPort,
