@@ -115,6 +115,11 @@ public final class RouterNode implements AutoCloseable {
     return engine;
   }
 
+  /** The router's expert client (for tests). */
+  ShardedExperts experts() {
+    return experts;
+  }
+
   /** The latest view of the expert placement. */
   public ExpertPlacement.Snapshot placement() {
     return placement.get();

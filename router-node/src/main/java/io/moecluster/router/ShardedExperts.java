@@ -110,7 +110,7 @@ public final class ShardedExperts implements ExpertExecutor {
   // sharding every request pays 1-2 ms a hop more: a mark for good cost that for the router's life.
   private final Map<ActorRef<?>, Long> pausedAt = new ConcurrentHashMap<>();
   private final ActorRef<WatcherCommand> watcher;
-  private volatile Direct direct = new Direct(null, Map.of(), Map.of());
+  private volatile Direct direct = new Direct(null, Map.of(), Map.of(), Set.of());
   private final ExpertDataChannels channels; // null: every request through Artery
   private final SweptTimeouts timeouts = new SweptTimeouts(); // of the data channel's calls
   private final Cancellable timeoutSweep; // null without data channels
@@ -121,11 +121,11 @@ public final class ShardedExperts implements ExpertExecutor {
   private final String self; // this node's address: its own entities are sent to in process, not over a socket
 
   /**
-   * The direct paths of one placement: entity refs by entity id, and the data channel endpoint of
-   * the node each one lives on (absent when that node serves none).
+   * The direct paths of one placement: entity refs by entity id, the data channel endpoint of the
+   * node each one lives on (absent when that node serves none), and the set of those refs.
    */
   private record Direct(ExpertPlacement.Snapshot snapshot, Map<String, ActorRef<ExpertCommand>> refs,
-      Map<String, String> endpoints) {}
+      Map<String, String> endpoints, Set<ActorRef<?>> live) {}
 
   private final Set<Attempt> inFlight = ConcurrentHashMap.newKeySet();
   // Where each entity was last located: the placement forgets a node's entities once it is down,
@@ -422,7 +422,7 @@ public final class ShardedExperts implements ExpertExecutor {
             if (!l.getDataEndpoint().isEmpty() && !l.getNode().equals(self)) {
               endpoints.put(id, l.getDataEndpoint());
             }
-            if (!d.refs().containsValue(ref)) {
+            if (!d.live().contains(ref)) {
               watcher.tell(new DirectWatch(ref));
             }
           } catch (RuntimeException e) {
@@ -434,10 +434,30 @@ public final class ShardedExperts implements ExpertExecutor {
         log.info("Expert requests: {} of {} entities addressed directly, the rest through sharding", refs.size(),
             snap == null ? 0 : snap.placement().size());
       }
-      d = new Direct(snap, refs, endpoints);
+      d = new Direct(snap, refs, endpoints, Set.copyOf(refs.values()));
       direct = d;
     }
+    forgetUnplaced(d);
     return d;
+  }
+
+  /**
+   * Forgets the refs found dead or paused that the placement no longer names: their entities live
+   * on under new refs, and only a named ref is ever sent to. Else both would keep every lost node's
+   * entities for the router's life. Cheap on every call: both are empty but after a failure.
+   */
+  private void forgetUnplaced(Direct d) {
+    if (!dead.isEmpty()) {
+      dead.removeIf(ref -> !d.live().contains(ref));
+    }
+    if (!pausedAt.isEmpty()) {
+      pausedAt.keySet().removeIf(ref -> !d.live().contains(ref));
+    }
+  }
+
+  /** Refs found dead or paused that are still remembered (for tests). */
+  int rememberedGoneRefs() {
+    return dead.size() + pausedAt.size();
   }
 
   /** One chunk of one task: the unit that is sent, retried and hedged. Engine thread only. */

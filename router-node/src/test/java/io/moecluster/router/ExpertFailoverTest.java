@@ -66,6 +66,15 @@ class ExpertFailoverTest {
     // A failed request is retried; an entity whose stop the router saw first (death watch) gets
     // its next requests through sharding, which finds its new home: either way they went elsewhere.
     assertTrue(redirected() > redirected, "the lost node's requests were retried or sent through sharding");
+    // The refs of the lost node's entities, found dead, are forgotten once the placement names
+    // their new incarnations: a router does not keep every lost node's entities for its life.
+    TestProbe<SequenceEvent> probe = cluster.routerKit.createTestProbe(SequenceEvent.class);
+    TestClusters.await(Duration.ofSeconds(20), "the lost node's refs forgotten", () -> {
+      cluster.router.router().tell(submit(cluster.routerKit.system(), "after-" + System.nanoTime(),
+          new int[] {7, 8}, greedy(), 3, true, probe));
+      assertTrue(last(events(probe, BUDGET)).hasFinished(), "a request after the failover finishes");
+      return cluster.router.experts().rememberedGoneRefs() == 0;
+    });
   }
 
   @Test
