@@ -60,7 +60,9 @@ public final class CpuExpertBackend implements ExpertBackend {
    * as the single process computes a layer's experts: one fork and join per pass instead of one
    * per product of each expert. Then the kernels' helpers stop polling for more: the node's next
    * calls come after the router's next layer, and until then the cores are the router's and the
-   * other nodes'.
+   * other nodes' where they share a machine, as in the measurements of docs/PERFORMANCE.md ("A
+   * node's calls of a layer in one pass"). On a machine of its own this costs the helpers a
+   * wake-up per layer, which was not measured.
    */
   @Override
   public List<CompletableFuture<float[]>> forwardAll(int[] layers, int[] experts, ExpertWeights[] weights,

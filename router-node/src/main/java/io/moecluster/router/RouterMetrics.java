@@ -40,6 +40,15 @@ public final class RouterMetrics {
     return Holder.CALLS;
   }
 
+  /**
+   * {@code moe_prefetch_hints_total{path}}: hints for single expert entities (each replica its own),
+   * by what became of them: {@code data-channel} or {@code sharding} (sent that way), or
+   * {@code stays-warm} (not sent: the entity's node said it stays warm there).
+   */
+  public static Counter prefetchHints() {
+    return Holder.PREFETCH_HINTS;
+  }
+
   /** {@code moe_expert_retries_total}: expert requests sent again after a failed or timed-out attempt. */
   public static Counter expertRetries() {
     return Holder.RETRIES;
@@ -197,7 +206,12 @@ public final class RouterMetrics {
     static final Gauge WAITING = Gauge.builder().withoutExemplars().name("moe_router_waiting_sequences")
         .help("Sequences waiting for a slot in the router's batch").labelNames("node").register();
     static final Counter PREFETCH_ISSUED = Counter.builder().withoutExemplars().name("moe_prefetch_issued_total")
-        .help("Experts hinted (prefetch) for a layer by gate lookahead").labelNames("layer").register();
+        .help("Experts predicted for a layer by gate lookahead and handed on as hints (per expert, not per replica;"
+            + " moe_prefetch_hints_total counts what was sent)").labelNames("layer").register();
+    static final Counter PREFETCH_HINTS = Counter.builder().withoutExemplars().name("moe_prefetch_hints_total")
+        .help("Prefetch hints for single expert entities, by path: data-channel or sharding (sent), stays-warm (not"
+            + " sent: the node said the entity stays warm there)")
+        .labelNames("path").register();
     static final Counter PREFETCH_SKIPPED = Counter.builder().withoutExemplars().name("moe_prefetch_skipped_total")
         .help("Predictions of a layer skipped because its experts all stay warm where they run (no hint could help)")
         .labelNames("layer").register();

@@ -93,6 +93,9 @@ public final class ShardedExperts implements ExpertExecutor {
   private final int replicas;
   private final AtomicLong steps = new AtomicLong();
   private final Map<Long, CounterDataPoint> routed = new ConcurrentHashMap<>(); // (layer, expert)
+  private final CounterDataPoint hintsByChannel = RouterMetrics.prefetchHints().labelValues("data-channel");
+  private final CounterDataPoint hintsBySharding = RouterMetrics.prefetchHints().labelValues("sharding");
+  private final CounterDataPoint hintsStayingWarm = RouterMetrics.prefetchHints().labelValues("stays-warm");
   private final Map<Integer, DistributionDataPoint> waits = new ConcurrentHashMap<>(); // layer
   private final Map<String, CircuitBreaker> breakers = new ConcurrentHashMap<>(); // entity id
   private final HedgePolicy hedge;
@@ -1025,6 +1028,7 @@ public final class ShardedExperts implements ExpertExecutor {
       for (int r = 0; r < replicas; r++) {
         String id = ExpertEntity.entityId(layer, e, r, replicas);
         if (warm.staysWarm(id, lastNode.get(id))) {
+          hintsStayingWarm.inc();
           continue; // its node said it stays warm there: a hint cannot help
         }
         if (directs != null) {
@@ -1032,6 +1036,7 @@ public final class ShardedExperts implements ExpertExecutor {
           ActorRef<ExpertCommand> target = directs.refs().get(id);
           if (endpoint != null && target != null && reachableDirectly(target, layer, e, r, now)
               && channels.hint(endpoint, id)) {
+            hintsByChannel.inc();
             continue;
           }
         }
@@ -1039,6 +1044,7 @@ public final class ShardedExperts implements ExpertExecutor {
           hint = ExpertCommand.newBuilder().setPrefetch(Prefetch.newBuilder().setLayer(layer).addExperts(e)).build();
         }
         sharding.entityRefFor(ExpertEntity.TYPE_KEY, id).tell(hint);
+        hintsBySharding.inc();
       }
     }
   }

@@ -495,6 +495,7 @@ class RouterClusterTest {
     assertTrue(Metrics.exists("moe_router_running_sequences", "node", router));
     assertTrue(Metrics.exists("moe_router_waiting_sequences", "node", router));
     assertTrue(Metrics.sum("moe_prefetch_issued_total") > 0);
+    assertTrue(Metrics.sum("moe_prefetch_hints_total", "path", "data-channel") > 0, "hints sent on the data channel");
     double routed = Metrics.sum("moe_prefetch_routed_total");
     double predicted = Metrics.sum("moe_prefetch_predicted_total");
     assertTrue(routed > 0 && predicted >= 0 && predicted <= routed, predicted + " of " + routed);
