@@ -18,7 +18,9 @@ import java.util.concurrent.Future;
  * {@code matMulAll} over all 8 on 2 kernel threads, as {@code LocalExperts} does. {@code calls-P}:
  * each expert a call of its own on one thread of a pool of P, as expert nodes compute their calls.
  * {@code nodes-K}: two "nodes" side by side, each computing its 4 experts in one pass on K kernel
- * threads of its own. Prints the median milliseconds per layer of each mode.
+ * threads of its own. {@code one-K}: a concurrency-1 node's call, one expert of one row, on K
+ * kernel threads (cycling over all 32 experts). Prints the median milliseconds per layer (per
+ * call for {@code one-K}) of each mode.
  */
 final class ExpertLayerCost {
   private static final int HIDDEN = 512;
@@ -55,8 +57,9 @@ final class ExpertLayerCost {
       // usage below
     }
     List<String> modes = args.length > 1 ? Arrays.asList(args).subList(1, args.length) : List.of("fused");
-    if (rounds < 1 || !modes.stream().allMatch(m -> m.equals("fused") || m.matches("(calls|nodes)-[1-9][0-9]?"))) {
-      System.err.println("usage: expert-layer ROUNDS>=1 [fused|calls-P|nodes-K ...]");
+    if (rounds < 1
+        || !modes.stream().allMatch(m -> m.equals("fused") || m.matches("(calls|nodes|one)-[1-9][0-9]?"))) {
+      System.err.println("usage: expert-layer ROUNDS>=1 [fused|calls-P|nodes-K|one-K ...]");
       System.exit(2);
     }
     ExpertLayerCost cost = new ExpertLayerCost();
@@ -69,14 +72,22 @@ final class ExpertLayerCost {
         }
       }
       Arrays.sort(ms);
-      System.out.printf(Locale.ROOT, "%s: %.3f ms per layer of %d experts x %d rows (median of %d rounds)%n",
-          mode, ms[rounds / 2], EXPERTS, ROWS, rounds);
+      if (mode.startsWith("one")) {
+        System.out.printf(Locale.ROOT, "%s: %.3f ms per call of one expert x 1 row (median of %d rounds)%n",
+            mode, ms[rounds / 2], rounds);
+      } else {
+        System.out.printf(Locale.ROOT, "%s: %.3f ms per layer of %d experts x %d rows (median of %d rounds)%n",
+            mode, ms[rounds / 2], EXPERTS, ROWS, rounds);
+      }
     }
   }
 
   /** Milliseconds per layer in {@code mode}, over {@link #MILLIS} of layers. */
   private double time(String mode) throws Exception {
     int n = mode.equals("fused") ? 2 : Integer.parseInt(mode.substring(mode.indexOf('-') + 1));
+    if (mode.startsWith("one")) {
+      return timeOne(n);
+    }
     boolean calls = mode.startsWith("calls");
     // fused: one set of kernels on 2 threads; calls: one single-thread set, which holds no state
     // and so serves every pool thread at once, as on an expert node; nodes: a set of K per node
@@ -115,6 +126,26 @@ final class ExpertLayerCost {
           k.close();
         }
       }
+    }
+  }
+
+  /** Milliseconds per call of one expert over one row on {@code threads} kernel threads. */
+  private double timeOne(int threads) {
+    float[] row = Arrays.copyOf(x, HIDDEN);
+    float[] h = new float[FFN];
+    float[] out = new float[HIDDEN];
+    try (VectorKernels k = new VectorKernels(threads)) {
+      long t0 = System.nanoTime();
+      int calls = 0;
+      while (System.nanoTime() - t0 < MILLIS * 1_000_000L) {
+        int l = calls % LAYERS;
+        int e = (calls / LAYERS) % EXPERTS;
+        k.swiGluAll(new Matrix[] {gate[l][e]}, new Matrix[] {up[l][e]}, new float[][] {row}, new int[] {1},
+            new float[][] {h});
+        k.matMulAll(new Matrix[] {down[l][e]}, new float[][] {h}, new int[] {1}, new float[][] {out});
+        calls++;
+      }
+      return (System.nanoTime() - t0) / 1e6 / calls;
     }
   }
 

@@ -27,8 +27,9 @@ import io.moecluster.core.kernel.VectorKernels;
  * # one expert FFN (small preset) on 1 thread as its rows grow, weights from memory: rounds, ms[, rows...]
  * ./mvnw -q -pl core -Pjmh test-compile exec:exec -Djmh.args="expert-rows 5 400"
  * # a layer's 8 small-preset experts of 4 rows (1 thread each unless fused): fused on 2 threads,
- * # as calls on a pool of P threads, as 2 nodes of K threads each: rounds, modes...
- * ./mvnw -q -pl core -Pjmh test-compile exec:exec -Djmh.args="expert-layer 5 fused calls-2 calls-6 nodes-1 nodes-2"
+ * # as calls on a pool of P threads, as 2 nodes of K threads each; one expert of 1 row on K threads:
+ * # rounds, modes...
+ * ./mvnw -q -pl core -Pjmh test-compile exec:exec -Djmh.args="expert-layer 5 fused calls-2 nodes-1 one-1 one-2"
  * # BF16 tiles over a 128 MiB matrix, adjacent weight rows against rows apart: rounds, threads
  * ./mvnw -q -pl core -Pjmh test-compile exec:exec -Djmh.args="tile-order 5 1"
  * # one row's attention (head size 64, 4 query heads per KV head) on 1 thread as its context grows,
