@@ -41,7 +41,12 @@ public interface ExpertBackend extends AutoCloseable {
       float[][] xs, int[] rows) {
     List<CompletableFuture<float[]>> out = new ArrayList<>(layers.length);
     for (int j = 0; j < layers.length; j++) {
-      out.add(forward(layers[j], experts[j], weights[j], xs[j], rows[j]));
+      try {
+        out.add(forward(layers[j], experts[j], weights[j], xs[j], rows[j]));
+      } catch (RuntimeException e) {
+        // This call's failure only: the others may be running on their weights already.
+        out.add(CompletableFuture.failedFuture(e));
+      }
     }
     return out;
   }

@@ -152,13 +152,23 @@ final class ExpertComputation {
     List<CompletableFuture<float[]>> results;
     try {
       results = backend.forwardAll(layers, experts, weights, xs, rows);
-    } catch (RuntimeException e) {
+    } catch (RuntimeException | OutOfMemoryError e) {
+      // Every call answered (a node fault the router retries) and every lease closed, even when
+      // the pass's outputs did not fit in the heap.
       results = Collections.nCopies(m, CompletableFuture.failedFuture(e));
     }
     for (int j = 0; j < m; j++) {
       Ready call = calls.get(j);
       results.get(j).whenComplete((out, err) -> call.computation().answer(call, out, err, start));
     }
+  }
+
+  /** Calls that will not be computed (their connection broke): closes their leases, answers none. */
+  static void abandon(List<Ready> calls) {
+    for (Ready call : calls) {
+      call.lease().close();
+    }
+    calls.clear();
   }
 
   /** Runs one call's FFN on its own ({@link ExpertBackend#forward}) and answers it. */

@@ -2,7 +2,6 @@ package io.moecluster.expert;
 
 import io.moecluster.proto.cluster.v1.ExpertCall;
 import io.moecluster.proto.cluster.v1.ExpertCallReply;
-import io.moecluster.proto.cluster.v1.ExpertReply;
 import io.moecluster.proto.codec.DataFrames;
 import java.io.BufferedInputStream;
 import java.io.BufferedOutputStream;
@@ -139,6 +138,7 @@ final class ExpertDataServer implements AutoCloseable {
   }
 
   private void serve(Socket socket) {
+    List<ExpertComputation.Ready> ready = new ArrayList<>(); // read, not yet computed
     try (socket) {
       socket.setTcpNoDelay(true);
       keepAlive(socket);
@@ -157,13 +157,14 @@ final class ExpertDataServer implements AutoCloseable {
         out.write(DataFrames.GREETING);
         out.flush();
       }
-      List<ExpertComputation.Ready> ready = new ArrayList<>();
       for (ExpertCall call; (call = DataFrames.read(in, ExpertCall.parser())) != null; ) {
         dispatch(call, socket, out, ready);
+        // Nothing more has arrived: the router's write of this layer is read whole, and waiting
+        // for more would hold its calls until the next layer, which needs their answers first.
         if (in.available() == 0 && !ready.isEmpty()) {
-          // All that the router sent together has been read: compute it in one pass.
-          ExpertComputation.computeAll(ready);
+          List<ExpertComputation.Ready> batch = List.copyOf(ready);
           ready.clear();
+          ExpertComputation.computeAll(batch);
         }
       }
     } catch (IOException e) {
@@ -172,6 +173,9 @@ final class ExpertDataServer implements AutoCloseable {
             e.getMessage());
       }
     } finally {
+      // Calls read but not computed when the connection broke: no reply can reach their router,
+      // which sends its calls in flight again elsewhere; their weights must not stay leased.
+      ExpertComputation.abandon(ready);
       connections.remove(socket);
     }
   }

@@ -184,7 +184,8 @@ public final class ExpertMetrics {
         .help("Time to copy one expert's weights into the warm layout").labelNames("node")
         .classicOnly().classicExponentialUpperBounds(0.0005, 2, 16).register();
     static final Histogram COMPUTE_SECONDS = Histogram.builder().withoutExemplars().name("moe_expert_compute_seconds")
-        .help("Time of one expert FFN over the rows of one request (of the pass, for calls computed together)").labelNames("node", "layer")
+        .help("Time of one expert FFN over the rows of one request (of the pass, for calls computed"
+            + " together)").labelNames("node", "layer")
         .classicOnly().classicExponentialUpperBounds(0.0001, 2, 18).register();
     static final Counter TOKENS = Counter.builder().withoutExemplars().name("moe_expert_tokens_total")
         .help("Rows (tokens) computed by each expert").labelNames("node", "layer", "expert").register();

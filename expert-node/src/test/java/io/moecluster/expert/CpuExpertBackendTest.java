@@ -54,7 +54,8 @@ class CpuExpertBackendTest {
       for (int j = 0; j < m; j++) {
         DType d = j % 2 == 0 ? DType.BF16 : DType.F32;
         ws[j] = new ExpertWeights(Matrix.of("g", d, ffn, hidden, rand(r, ffn * hidden)),
-            Matrix.of("u", d, ffn, hidden, rand(r, ffn * hidden)), Matrix.of("d", d, hidden, ffn, rand(r, hidden * ffn)));
+            Matrix.of("u", d, ffn, hidden, rand(r, ffn * hidden)),
+            Matrix.of("d", d, hidden, ffn, rand(r, hidden * ffn)));
         xs[j] = rand(r, rows[j] * hidden);
       }
       CpuExpertBackend backend = new CpuExpertBackend(two, one); // as an expert node builds it

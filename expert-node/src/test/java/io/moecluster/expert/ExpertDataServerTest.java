@@ -50,8 +50,9 @@ import org.junit.jupiter.api.io.TempDir;
 /**
  * The expert node's data channel over a real socket, spoken to frame by frame: the computations
  * of the entities registered on the node, bit-identical to the FFN in one process; several calls
- * in one write all answered, matched by call id, and computed in one pass; a call for an entity not on the node answered "not hosted"; a bad request answered with the
- * entity's error; and a peer that does not speak the protocol, or does not greet in time, disconnected.
+ * in one write all answered, matched by call id, and computed in one pass; a call for an entity
+ * not on the node answered "not hosted"; a bad request answered with the entity's error; and a
+ * peer that does not speak the protocol, or does not greet in time, disconnected.
  */
 @Timeout(value = 60, unit = TimeUnit.SECONDS)
 class ExpertDataServerTest {
@@ -193,12 +194,17 @@ class ExpertDataServerTest {
       for (int e = 0; e < calls.length; e++) {
         calls[e] = call(e + 1, ExpertEntity.entityId(1, e), 1, e, input(2, 20 + e), 2);
       }
-      for (int round = 0; round < 2; round++) { // the first round loads the weights: each call waits for its own
+      // The first round loads the weights (this cache waits for its loads): each call runs alone.
+      for (int round = 0; round < 2; round++) {
         backend.passes.clear();
         client.send(calls);
+        java.util.Set<Long> answered = new java.util.HashSet<>();
         for (int i = 0; i < calls.length; i++) {
-          client.read();
+          ExpertCallReply r = client.read();
+          assertEquals("", r.getReply().getError());
+          assertTrue(answered.add(r.getCallId()), "call " + r.getCallId() + " answered twice");
         }
+        assertEquals(calls.length, answered.size());
       }
       assertEquals(calls.length, backend.passes.stream().mapToInt(Integer::intValue).sum(), "each call computed once");
       assertTrue(backend.passes.size() <= 2, "in one pass (two if the bytes came in two reads): " + backend.passes);
@@ -207,6 +213,47 @@ class ExpertDataServerTest {
       client.send(call(99, ExpertEntity.entityId(1, 0), 1, 0, input(1, 30), 1));
       assertEquals(99, client.read().getCallId(), "the next reply is the new call's, not a second answer");
       assertEquals(List.of(1), backend.passes);
+    }
+  }
+
+  /**
+   * Calls read but not yet computed when their connection breaks (here: a frame cut off) give
+   * their weights back: a cache with room for one expert can then load another. Were the lease
+   * kept, the next expert could not evict the first and would run cold instead of loading.
+   */
+  @Test
+  void callsOfABrokenConnectionGiveTheirWeightsBack() throws Exception {
+    ExpertWeightCache small = new ExpertWeightCache(store, store.expert(1, 0).byteSize(), pool, "data-test-small");
+    ExpertEntity.NodeContext node = new ExpertEntity.NodeContext(store, small, backend, pool, "node-small");
+    EntityDirectory entities = new EntityDirectory();
+    for (int e = 0; e < 2; e++) {
+      String id = ExpertEntity.entityId(1, e);
+      entities.register(id, new ExpertComputation(node, id, ExpertEntity.parseEntityId(id), store.expert(1, e)));
+    }
+    ExpertDataServer one = ExpertDataServer.start("127.0.0.1", 0, "127.0.0.1", entities, "node-small");
+    try (Client router = new Client(one.endpoint())) {
+      router.send(call(1, ExpertEntity.entityId(1, 0), 1, 0, input(1, 40), 1));
+      assertEquals("", router.read().getReply().getError());
+      assertEquals(1, small.loads(), "expert 1/0 loaded");
+
+      Client broken = new Client(one.endpoint());
+      String port = ":" + broken.socket.getLocalPort();
+      ByteArrayOutputStream bytes = new ByteArrayOutputStream();
+      DataFrames.write(bytes, call(2, ExpertEntity.entityId(1, 0), 1, 0, input(1, 41), 1));
+      bytes.write(new byte[] {0, 0, 1}); // the start of a frame that never comes whole
+      broken.out.write(bytes.toByteArray());
+      broken.out.flush();
+      broken.close();
+      TestClusters.await(Duration.ofSeconds(10), "the broken connection's reader ended", () -> Thread
+          .getAllStackTraces().keySet().stream()
+          .noneMatch(t -> t.getName().startsWith("moe-data-channel-") && t.getName().endsWith(port)));
+
+      router.send(call(3, ExpertEntity.entityId(1, 1), 1, 1, input(1, 42), 1));
+      assertEquals("", router.read().getReply().getError());
+      assertEquals(2, small.loads(), "expert 1/1 loaded in place of 1/0, whose lease was given back");
+    } finally {
+      one.close();
+      small.close();
     }
   }
 

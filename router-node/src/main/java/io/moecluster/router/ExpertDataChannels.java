@@ -172,7 +172,7 @@ final class ExpertDataChannels implements AutoCloseable {
 
   /**
    * Sends the calls queued since the last flush, each connection's in one write: the calls of a
-   * layer reach a node together, and it runs them side by side.
+   * layer reach a node together, and it computes them in one pass.
    */
   void flush() {
     boolean left = false;

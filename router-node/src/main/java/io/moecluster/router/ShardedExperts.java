@@ -447,7 +447,9 @@ public final class ShardedExperts implements ExpertExecutor {
   /**
    * Forgets the refs found dead or paused that the placement no longer names: their entities live
    * on under new refs, and only a named ref is ever sent to. Else both would keep every lost node's
-   * entities for the router's life. Cheap on every call: both are empty but after a failure.
+   * entities for the router's life. Cheap on every call: both are empty but after a failure. Should
+   * a late answer of a removed node make the placement name a forgotten ref again, its watch (a
+   * new one, as for any ref new to the placement) or its first failed attempt marks it again.
    */
   private void forgetUnplaced(Direct d) {
     if (!dead.isEmpty()) {
@@ -458,9 +460,15 @@ public final class ShardedExperts implements ExpertExecutor {
     }
   }
 
-  /** Refs found dead or paused that are still remembered (for tests). */
-  int rememberedGoneRefs() {
-    return dead.size() + pausedAt.size();
+  /**
+   * Refs found dead or paused that the current placement no longer names, yet are remembered
+   * (for tests). A paused ref the placement still names is kept: it goes straight again after
+   * its cool-down.
+   */
+  int rememberedUnplacedRefs() {
+    Set<ActorRef<?>> live = direct.live();
+    return (int) (dead.stream().filter(r -> !live.contains(r)).count()
+        + pausedAt.keySet().stream().filter(r -> !live.contains(r)).count());
   }
 
   /** One chunk of one task: the unit that is sent, retried and hedged. Engine thread only. */

@@ -73,7 +73,7 @@ class ExpertFailoverTest {
       cluster.router.router().tell(submit(cluster.routerKit.system(), "after-" + System.nanoTime(),
           new int[] {7, 8}, greedy(), 3, true, probe));
       assertTrue(last(events(probe, BUDGET)).hasFinished(), "a request after the failover finishes");
-      return cluster.router.experts().rememberedGoneRefs() == 0;
+      return cluster.router.experts().rememberedUnplacedRefs() == 0;
     });
   }
 

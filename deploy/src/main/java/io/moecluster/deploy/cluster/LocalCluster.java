@@ -109,7 +109,8 @@ public final class LocalCluster implements AutoCloseable {
         metricsPorts.add(base < 0 ? -1 : base == 0 ? freePort() : base + i);
       }
       cluster.spawn("gateway", "gateway,router", ports.get(0), seed, grpcPort, metricsPorts.get(0), routerConf, log);
-      Map<String, String> expertConf = expertDefaults(options.expertNodes(), Runtime.getRuntime().availableProcessors());
+      Map<String, String> expertConf =
+          expertDefaults(options.expertNodes(), Runtime.getRuntime().availableProcessors());
       for (int i = 1; i <= options.expertNodes(); i++) {
         cluster.spawn("expert-" + i, "expert", ports.get(i), seed, 0, metricsPorts.get(i), expertConf, log);
       }

@@ -15,8 +15,9 @@ import java.util.concurrent.Future;
  * What one concurrency-16 layer's experts cost without the cluster: the 8 experts of a small-preset
  * layer (hidden 512, ffn 1408, BF16), 4 rows each, cycling over 4 layers (138 MB, so the weights
  * come from memory), computed three ways. {@code fused}: one {@code swiGluAll} and one
- * {@code matMulAll} over all 8 on 2 kernel threads, as {@code LocalExperts} does. {@code calls-P}:
- * each expert a call of its own on one thread of a pool of P, as expert nodes compute their calls.
+ * {@code matMulAll} over all 8 on 2 kernel threads, as {@code LocalExperts} does, and as an expert
+ * node computes a layer's calls since 2026-11-25. {@code calls-P}: each expert a call of its own on
+ * one thread of a pool of P, as expert nodes computed their calls before.
  * {@code nodes-K}: two "nodes" side by side, each computing its 4 experts in one pass on K kernel
  * threads of its own. {@code one-K}: a concurrency-1 node's call, one expert of one row, on K
  * kernel threads (cycling over all 32 experts). Prints the median milliseconds per layer (per
