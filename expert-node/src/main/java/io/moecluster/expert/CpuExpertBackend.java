@@ -62,7 +62,8 @@ public final class CpuExpertBackend implements ExpertBackend {
    * calls come after the router's next layer, and until then the cores are the router's and the
    * other nodes' where they share a machine, as in the measurements of docs/PERFORMANCE.md ("A
    * node's calls of a layer in one pass"). On a machine of its own this costs the helpers a
-   * wake-up per layer, which was not measured.
+   * wake-up per layer, which they pay anyway whenever the router takes longer than their 200 µs
+   * spin between two layers; not measured there.
    */
   @Override
   public List<CompletableFuture<float[]>> forwardAll(int[] layers, int[] experts, ExpertWeights[] weights,
