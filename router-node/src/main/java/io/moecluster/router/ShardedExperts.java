@@ -1035,7 +1035,8 @@ public final class ShardedExperts implements ExpertExecutor {
       ExpertCommand hint = null;
       for (int r = 0; r < replicas; r++) {
         String id = ExpertEntity.entityId(layer, e, r, replicas);
-        if (warm.staysWarm(id, lastNode.get(id))) {
+        // Loaded: the placement names its ref only once its warm-up is done.
+        if (warm.staysWarm(id, lastNode.get(id), current.refs().containsKey(id))) {
           hintsStayingWarm.inc();
           continue; // its node said it stays warm there: a hint cannot help
         }

@@ -7,6 +7,7 @@ import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicLong;
 
@@ -18,10 +19,17 @@ import java.util.concurrent.atomic.AtomicLong;
  * not be predicted at all. What a node said holds for the node that said it, while it is not lost:
  * an entity that moves, or whose node is lost (and may come back at the same address with an empty
  * cache), is hinted again until a reply says the same.
+ *
+ * <p>Both halves of that condition belong to the node and hold for its life, so one such reply
+ * also speaks for the node's entities that never answer, such as standby replicas: an entity the
+ * placement shows loaded there has finished its warm-up into a cache with room for every expert,
+ * which never evicts. It stays warm unless its own last reply said otherwise.
  */
 final class WarmExperts {
   private final int replicas;
   private final Map<String, String> staysWarmOn = new ConcurrentHashMap<>(); // entity id -> node address
+  private final Map<String, String> coldOn = new ConcurrentHashMap<>(); // entity id -> node of its last "not warm"
+  private final Set<String> holdingAll = ConcurrentHashMap.newKeySet(); // nodes that said stays_warm once
   private final AtomicLong version = new AtomicLong(); // moves whenever staysWarmOn changes
   private volatile Layers layers = new Layers(null, Map.of(), -1, new ConcurrentHashMap<>());
 
@@ -39,12 +47,16 @@ final class WarmExperts {
   /** A successful reply of entity {@code entityId}: remembers whether its node said it stays warm. */
   void noteReply(String entityId, ExpertReply reply) {
     String node = reply.getNode();
+    boolean changed;
     if (reply.getStaysWarm() && !node.isEmpty()) {
-      if (!node.equals(staysWarmOn.get(entityId))) {
-        staysWarmOn.put(entityId, node);
-        version.incrementAndGet();
-      }
-    } else if (staysWarmOn.remove(entityId) != null) {
+      changed = !node.equals(staysWarmOn.put(entityId, node));
+      changed |= coldOn.remove(entityId) != null;
+      changed |= holdingAll.add(node);
+    } else {
+      changed = staysWarmOn.remove(entityId) != null;
+      changed |= !node.isEmpty() && !node.equals(coldOn.put(entityId, node));
+    }
+    if (changed) {
       version.incrementAndGet();
     }
   }
@@ -55,14 +67,27 @@ final class WarmExperts {
    * either way they are hinted again until a reply says otherwise.
    */
   void forgetNode(String node) {
-    if (staysWarmOn.values().removeIf(node::equals)) {
+    boolean changed = staysWarmOn.values().removeIf(node::equals);
+    changed |= coldOn.values().removeIf(node::equals);
+    changed |= holdingAll.remove(node);
+    if (changed) {
       version.incrementAndGet();
     }
   }
 
-  /** Whether {@code entityId}, located on {@code node}, was last said by that node to stay warm. */
-  boolean staysWarm(String entityId, String node) {
-    return node != null && node.equals(staysWarmOn.get(entityId));
+  /**
+   * Whether {@code entityId}, located on {@code node} ({@code loaded}: the placement shows its
+   * warm-up done), stays warm there: its node said so in its last reply, or, for an entity whose
+   * last reply there said nothing against it, the node said so of another of its entities.
+   */
+  boolean staysWarm(String entityId, String node, boolean loaded) {
+    if (node == null) {
+      return false;
+    }
+    if (node.equals(staysWarmOn.get(entityId))) {
+      return true;
+    }
+    return loaded && holdingAll.contains(node) && !node.equals(coldOn.get(entityId));
   }
 
   /**
@@ -91,6 +116,6 @@ final class WarmExperts {
 
   private boolean staysWarm(Located e) {
     return e.getLoaded()
-        && staysWarm(ExpertEntity.entityId(e.getLayer(), e.getExpert(), e.getReplica(), replicas), e.getNode());
+        && staysWarm(ExpertEntity.entityId(e.getLayer(), e.getExpert(), e.getReplica(), replicas), e.getNode(), true);
   }
 }
