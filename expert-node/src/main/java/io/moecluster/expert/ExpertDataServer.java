@@ -66,17 +66,15 @@ final class ExpertDataServer implements AutoCloseable {
 
   private final ServerSocket server;
   private final EntityDirectory directory;
-  private final String node;
   private final String endpoint;
   private final int greetingTimeoutMillis;
   private final Set<Socket> connections = ConcurrentHashMap.newKeySet();
   private volatile boolean closed;
 
-  private ExpertDataServer(ServerSocket server, EntityDirectory directory, String node,
-      String endpoint, Duration greetingTimeout) {
+  private ExpertDataServer(ServerSocket server, EntityDirectory directory, String endpoint,
+      Duration greetingTimeout) {
     this.server = server;
     this.directory = directory;
-    this.node = node;
     this.endpoint = endpoint;
     this.greetingTimeoutMillis = (int) Math.max(1, greetingTimeout.toMillis());
   }
@@ -105,7 +103,7 @@ final class ExpertDataServer implements AutoCloseable {
           + " (moe.expert.data-channel.port): " + e.getMessage(), e);
     }
     String endpoint = advertisedHost + ":" + server.getLocalPort();
-    ExpertDataServer s = new ExpertDataServer(server, directory, node, endpoint, greetingTimeout);
+    ExpertDataServer s = new ExpertDataServer(server, directory, endpoint, greetingTimeout);
     Thread accept = new Thread(s::acceptLoop, "moe-data-channel-accept-" + IDS.incrementAndGet());
     accept.setDaemon(true);
     accept.start();
