@@ -107,11 +107,11 @@ public final class TileOrderCost {
     for (int r = r0; r < end; r += step) {
       long at = r * rowBytes;
       if (tile == 8) {
-        VectorKernels.bf16Rows8x1(w, at, rowBytes, gap, x, 0, shape.cols(), out, r, rows);
+        DotTiles.bf16Rows8x1(w, at, rowBytes, gap, x, 0, shape.cols(), out, r, rows);
       } else if (shape.inputs() == 1) {
-        VectorKernels.bf16Rows4x1(w, at, rowBytes, gap, x, 0, shape.cols(), out, r, rows);
+        DotTiles.bf16Rows4x1(w, at, rowBytes, gap, x, 0, shape.cols(), out, r, rows);
       } else {
-        VectorKernels.bf16Rows4x4(w, at, rowBytes, gap, x, 0, shape.cols(), out, r, rows);
+        DotTiles.bf16Rows4x4(w, at, rowBytes, gap, x, 0, shape.cols(), out, r, rows);
       }
     }
   }

@@ -342,7 +342,7 @@ class VectorKernelsTest {
         }
         v = next;
       }
-      float actual = VectorKernels.reduce(FloatVector.fromArray(VectorKernels.F, lanes, 0));
+      float actual = DotTiles.reduce(FloatVector.fromArray(VectorKernels.F, lanes, 0));
       assertEquals(Float.floatToRawIntBits(v[0]), Float.floatToRawIntBits(actual));
     }
   }
