@@ -9,8 +9,15 @@ import org.apache.pekko.actor.typed.ActorRef;
 /**
  * One send of a chunk to one entity; judged (success or failure) once, for its breaker.
  *
+ * @param chunk what was sent
+ * @param replica the replica it went to
  * @param direct the entity's ref where it was sent straight; null through sharding
  * @param node the entity's node as last located; null when never located
+ * @param sentAt when it was sent ({@link System#nanoTime})
+ * @param kind why it was sent
+ * @param breaker the entity's breaker, told the attempt's success or failure once
+ * @param judged whether the breaker has been told
+ * @param reply the answer, or the error that ended the attempt
  */
 record ExpertAttempt(ExpertChunk chunk, int replica, ActorRef<ExpertCommand> direct, String node, long sentAt,
     Kind kind, CircuitBreaker breaker, AtomicBoolean judged, CompletableFuture<ExpertReply> reply) {

@@ -14,7 +14,7 @@ import org.apache.pekko.cluster.typed.Unsubscribe;
 /**
  * The actor that tells {@link ShardedExperts} what the cluster knows of its expert entities and
  * their nodes: an entity sent to straight has stopped, a member became unreachable, came back or
- * was removed. Local only.
+ * was removed (once told {@link Start}). Local only.
  */
 final class ExpertNodeWatcher {
   private ExpertNodeWatcher() {}
@@ -34,6 +34,9 @@ final class ExpertNodeWatcher {
   /** A member ({@code pekko://moe@host:port}) is reachable again. */
   record Reachable(String node) implements Command {}
 
+  /** The executor is built: the watcher subscribes to the cluster's member events. */
+  record Start() implements Command {}
+
   /** The executor is closed: the watcher unsubscribes and stops. */
   record Stop() implements Command {}
 
@@ -52,10 +55,13 @@ final class ExpertNodeWatcher {
           r -> new Reachable(r.member().address().toString()));
       ActorRef<ClusterEvent.MemberRemoved> removed = ctx.messageAdapter(ClusterEvent.MemberRemoved.class,
           r -> new Lost(r.member().address().toString(), true, "removed"));
-      subscriptions.tell(Subscribe.create(unreachable, ClusterEvent.UnreachableMember.class));
-      subscriptions.tell(Subscribe.create(reachable, ClusterEvent.ReachableMember.class));
-      subscriptions.tell(Subscribe.create(removed, ClusterEvent.MemberRemoved.class));
       return Behaviors.receive(Command.class)
+          .onMessage(Start.class, s -> {
+            subscriptions.tell(Subscribe.create(unreachable, ClusterEvent.UnreachableMember.class));
+            subscriptions.tell(Subscribe.create(reachable, ClusterEvent.ReachableMember.class));
+            subscriptions.tell(Subscribe.create(removed, ClusterEvent.MemberRemoved.class));
+            return Behaviors.same();
+          })
           .onMessage(Watch.class, w -> {
             ctx.watch(w.ref());
             return Behaviors.same();

@@ -35,13 +35,13 @@ final class LayerCall {
   private final long deadline;
   private final long hedgeDelay; // Long.MAX_VALUE: no hedges
   private final LinkedBlockingQueue<Outcome> outcomes;
-  private final DirectPaths.View directs;
+  private final DirectPaths.View view; // the direct paths when the layer began
   private final List<ExpertChunk> chunks = new ArrayList<>();
   private final List<float[]> outputs; // by task: [rows, hidden]
 
   LayerCall(ShardedExperts experts, ExpertBreakers breakers, FailoverSettings failover, int replicas, int layer,
       List<ExpertTask> tasks, long start, long deadline, long hedgeDelay, LinkedBlockingQueue<Outcome> outcomes,
-      DirectPaths.View directs) {
+      DirectPaths.View view) {
     this.experts = experts;
     this.breakers = breakers;
     this.failover = failover;
@@ -52,7 +52,7 @@ final class LayerCall {
     this.deadline = deadline;
     this.hedgeDelay = hedgeDelay;
     this.outcomes = outcomes;
-    this.directs = directs;
+    this.view = view;
     this.outputs = new ArrayList<>(tasks.size());
   }
 
@@ -142,11 +142,13 @@ final class LayerCall {
     return outputs;
   }
 
+  /** Whether {@link #logSlow} has something to say, and a log to say it in. */
+  boolean describable() {
+    return !chunks.isEmpty() && log.isInfoEnabled();
+  }
+
   /** Describes the layer's slowest chunk, for a layer that took long. */
   void logSlow(long elapsed) {
-    if (chunks.isEmpty() || !log.isInfoEnabled()) {
-      return;
-    }
     ExpertChunk slowest = chunks.get(0);
     int resent = 0;
     for (ExpertChunk c : chunks) {
@@ -261,7 +263,7 @@ final class LayerCall {
     if (replica < 0) {
       return; // waits for a breaker (sendAt set by pick)
     }
-    ExpertAttempt a = experts.send(layer, c, replica, kind, directs, outcomes, deadline);
+    ExpertAttempt a = experts.send(layer, c, replica, kind, view, outcomes, deadline);
     c.inFlight++;
     if (kind == Kind.PROBE) {
       c.probesInFlight++;

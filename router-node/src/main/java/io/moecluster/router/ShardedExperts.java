@@ -173,6 +173,8 @@ public final class ShardedExperts implements ExpertExecutor {
     if (refusals != null) {
       crashes.onRefusal(refusals);
     }
+    // Only now: a member event handled before this.watcher is set could not ask for a watch.
+    watcher.tell(new ExpertNodeWatcher.Start());
     RouterMetrics.expertRetries();
     RouterMetrics.expertFailovers();
     RouterMetrics.hedgesSent();
@@ -293,22 +295,21 @@ public final class ShardedExperts implements ExpertExecutor {
     if (channels != null) {
       channels.enter(); // this thread reads its replies from the data channels itself
     }
-    List<float[]> outputs;
     try {
-      outputs = call.run(stepId, maxMessageBytes, timeout.toMillis());
+      List<float[]> outputs = call.run(stepId, maxMessageBytes, timeout.toMillis());
+      long elapsed = System.nanoTime() - start;
+      waits.computeIfAbsent(layer, l -> RouterMetrics.expertRequestSeconds().labelValues(Integer.toString(l)))
+          .observe(elapsed / 1e9);
+      if (elapsed > SLOW_LAYER_NANOS && call.describable() && slowLayerLogDue(start)) {
+        call.logSlow(elapsed);
+      }
+      return outputs;
     } finally {
       waiting.remove(outcomes);
       if (channels != null) {
         channels.leave();
       }
     }
-    long elapsed = System.nanoTime() - start;
-    waits.computeIfAbsent(layer, l -> RouterMetrics.expertRequestSeconds().labelValues(Integer.toString(l)))
-        .observe(elapsed / 1e9);
-    if (elapsed > SLOW_LAYER_NANOS && slowLayerLogDue(start)) {
-      call.logSlow(elapsed);
-    }
-    return outputs;
   }
 
   /** At most one slow layer a second is described in the log. */
@@ -336,19 +337,20 @@ public final class ShardedExperts implements ExpertExecutor {
   /**
    * Sends one attempt of a chunk to one replica: over its node's data channel, straight through
    * Artery, or through sharding (see the class comment). Its end, whatever it is, is judged for
-   * the entity's breaker and put on {@code outcomes}.
+   * the entity's breaker and put on {@code outcomes}. The caller counts the attempt in the chunk
+   * ({@link LayerCall}, on the engine thread, which is also the only reader of {@code outcomes}).
    */
-  ExpertAttempt send(int layer, ExpertChunk c, int replica, Kind kind, DirectPaths.View directs,
+  ExpertAttempt send(int layer, ExpertChunk c, int replica, Kind kind, DirectPaths.View view,
       LinkedBlockingQueue<Outcome> outcomes, long deadline) {
     String id = ExpertEntity.entityId(layer, c.expert, replica, replicas);
-    ActorRef<ExpertCommand> target = directs.refs().get(id);
+    ActorRef<ExpertCommand> target = view.refs().get(id);
     long now = System.nanoTime();
     if (target != null && !paths.reachable(target, layer, c.expert, replica, now)) {
       target = null;
     }
     Duration attemptTimeout = Duration.ofNanos(Math.max(TimeUnit.MILLISECONDS.toNanos(1),
         Math.min(failover.attemptTimeout().toNanos(), deadline - now)));
-    String endpoint = target == null || channels == null ? null : directs.endpoints().get(id);
+    String endpoint = target == null || channels == null ? null : view.endpoints().get(id);
     CompletableFuture<ExpertReply> reply;
     if (endpoint != null) {
       RouterMetrics.expertCalls().labelValues("data-channel").inc();
@@ -473,21 +475,20 @@ public final class ShardedExperts implements ExpertExecutor {
    */
   @Override
   public void prefetch(int layer, int[] experts) {
-    DirectPaths.View current = paths.current(); // also brings the entities' nodes up to date
-    DirectPaths.View directs = channels == null ? null : current;
+    DirectPaths.View view = paths.current(); // also brings the entities' nodes up to date
     long now = System.nanoTime();
     for (int e : experts) {
       ExpertCommand hint = null;
       for (int r = 0; r < replicas; r++) {
         String id = ExpertEntity.entityId(layer, e, r, replicas);
         // Loaded: the placement names its ref only once its warm-up is done.
-        if (warm.staysWarm(id, paths.nodeOf(id), current.refs().containsKey(id))) {
+        if (warm.staysWarm(id, paths.nodeOf(id), view.refs().containsKey(id))) {
           hintsStayingWarm.inc();
           continue; // its node said it stays warm there: a hint cannot help
         }
-        if (directs != null) {
-          String endpoint = directs.endpoints().get(id);
-          ActorRef<ExpertCommand> target = directs.refs().get(id);
+        if (channels != null) {
+          String endpoint = view.endpoints().get(id);
+          ActorRef<ExpertCommand> target = view.refs().get(id);
           if (endpoint != null && target != null && paths.reachable(target, layer, e, r, now)
               && channels.hint(endpoint, id)) {
             hintsByChannel.inc();
