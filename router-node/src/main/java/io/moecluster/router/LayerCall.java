@@ -7,6 +7,7 @@ import io.moecluster.proto.cluster.v1.ExpertReply;
 import io.moecluster.proto.codec.ActivationCodec;
 import io.moecluster.router.ExpertAttempt.Kind;
 import io.moecluster.router.ExpertAttempt.Outcome;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -25,35 +26,53 @@ import org.slf4j.LoggerFactory;
 final class LayerCall {
   private static final Logger log = LoggerFactory.getLogger(LayerCall.class);
 
+  /**
+   * What every layer's call of one executor shares.
+   *
+   * @param budget the layer's budget, retries included ({@code moe.router.expert-timeout})
+   * @param maxMessageBytes the most F32 activation bytes in one chunk
+   */
+  record Settings(ExpertBreakers breakers, FailoverSettings failover, int replicas, Duration budget,
+      int maxMessageBytes) {}
+
   private final ShardedExperts experts; // sends the attempts
   private final ExpertBreakers breakers;
   private final FailoverSettings failover;
   private final int replicas;
+  private final Settings settings;
   private final int layer;
   private final List<ExpertTask> tasks;
   private final long start;
   private final long deadline;
   private final long hedgeDelay; // Long.MAX_VALUE: no hedges
-  private final LinkedBlockingQueue<Outcome> outcomes;
+  private final LinkedBlockingQueue<Outcome> outcomes = new LinkedBlockingQueue<>();
   private final DirectPaths.View view; // the direct paths when the layer began
   private final List<ExpertChunk> chunks = new ArrayList<>();
   private final List<float[]> outputs; // by task: [rows, hidden]
 
-  LayerCall(ShardedExperts experts, ExpertBreakers breakers, FailoverSettings failover, int replicas, int layer,
-      List<ExpertTask> tasks, long start, long deadline, long hedgeDelay, LinkedBlockingQueue<Outcome> outcomes,
-      DirectPaths.View view) {
+  /**
+   * @param start when the layer's call began ({@link System#nanoTime}): its budget counts from there
+   * @param hedgeDelay how long an attempt may be silent before its chunk is hedged; Long.MAX_VALUE: never
+   */
+  LayerCall(ShardedExperts experts, Settings settings, int layer, List<ExpertTask> tasks, long start,
+      long hedgeDelay, DirectPaths.View view) {
     this.experts = experts;
-    this.breakers = breakers;
-    this.failover = failover;
-    this.replicas = replicas;
+    this.settings = settings;
+    this.breakers = settings.breakers();
+    this.failover = settings.failover();
+    this.replicas = settings.replicas();
     this.layer = layer;
     this.tasks = tasks;
     this.start = start;
-    this.deadline = deadline;
+    this.deadline = start + settings.budget().toNanos();
     this.hedgeDelay = hedgeDelay;
-    this.outcomes = outcomes;
     this.view = view;
     this.outputs = new ArrayList<>(tasks.size());
+  }
+
+  /** Where the ends of this call's attempts arrive (and a node's loss says to look again). */
+  LinkedBlockingQueue<Outcome> outcomes() {
+    return outcomes;
   }
 
   /**
@@ -62,13 +81,13 @@ final class LayerCall {
    * @return the tasks' outputs, in their order
    * @throws ExpertUnavailableException past the layer's budget or a chunk's retries
    */
-  List<float[]> run(long stepId, int maxMessageBytes, long budgetMillis) {
+  List<float[]> run(long stepId) {
     for (int t = 0; t < tasks.size(); t++) {
       ExpertTask task = tasks.get(t);
       experts.routed(layer, task.expert()).inc(task.rows());
       int hidden = task.input().length / task.rows();
       outputs.add(new float[task.input().length]); // [rows, hidden]
-      int rowsPerChunk = Math.max(1, maxMessageBytes / (hidden * Float.BYTES));
+      int rowsPerChunk = Math.max(1, settings.maxMessageBytes() / (hidden * Float.BYTES));
       int preferred = Math.floorMod(layer * 31 + task.expert(), replicas); // spreads experts over replicas
       for (int first = 0, c = 0; first < task.rows(); first += rowsPerChunk, c++) {
         int rows = Math.min(rowsPerChunk, task.rows() - first);
@@ -135,7 +154,7 @@ final class LayerCall {
       ExpertChunk stuck = chunks.stream().filter(c -> !c.done).findFirst().orElseThrow();
       RouterMetrics.expertStepFailures().inc();
       throw new ExpertUnavailableException(layer, stuck.expert, "expert " + layer + "/" + stuck.expert
-          + ": no expert node answered in time (" + budgetMillis + " ms, moe.router.expert-timeout; "
+          + ": no expert node answered in time (" + settings.budget().toMillis() + " ms, moe.router.expert-timeout; "
           + stuck.retries + " retries" + (stuck.lastError.isEmpty() ? "" : ", last: " + stuck.lastError)
           + "); are expert nodes up and reachable?", null);
     }

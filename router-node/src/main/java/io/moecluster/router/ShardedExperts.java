@@ -79,8 +79,6 @@ public final class ShardedExperts implements ExpertExecutor {
   private final ClusterSharding sharding;
   private final ActorRefResolver resolver;
   private final Scheduler scheduler;
-  private final Duration timeout; // the budget of one layer
-  private final int maxMessageBytes;
   private final FailoverSettings failover;
   private final int replicas;
   private final AtomicLong steps = new AtomicLong();
@@ -90,6 +88,7 @@ public final class ShardedExperts implements ExpertExecutor {
   private final CounterDataPoint hintsStayingWarm = RouterMetrics.prefetchHints().labelValues("stays-warm");
   private final Map<Integer, DistributionDataPoint> waits = new ConcurrentHashMap<>(); // layer
   private final ExpertBreakers breakers;
+  private final LayerCall.Settings calls; // what each layer's call is given
   private final HedgePolicy hedge;
   private final CrashedNodeDowning crashes; // told of the nodes whose requests time out
   private final DirectPaths paths;
@@ -147,11 +146,10 @@ public final class ShardedExperts implements ExpertExecutor {
     this.sharding = ClusterSharding.get(system);
     this.resolver = ActorRefResolver.get(system);
     this.scheduler = system.scheduler();
-    this.timeout = timeout;
-    this.maxMessageBytes = maxMessageBytes;
     this.failover = failover;
     this.replicas = ExpertSharding.replicas(system);
     this.breakers = new ExpertBreakers(replicas, failover);
+    this.calls = new LayerCall.Settings(breakers, failover, replicas, timeout, maxMessageBytes);
     this.warm = new WarmExperts(replicas);
     this.hedge = new HedgePolicy(failover.hedgePercentile(), failover.hedgeMinDelay().toNanos(),
         failover.hedgeMaxDelay().toNanos(), LATENCY_WINDOW);
@@ -286,17 +284,15 @@ public final class ShardedExperts implements ExpertExecutor {
   public List<float[]> run(int layer, List<ExpertTask> tasks) {
     long stepId = steps.incrementAndGet();
     long start = System.nanoTime();
-    long deadline = start + timeout.toNanos();
     long hedgeDelay = replicas > 1 && failover.hedgeEnabled() ? hedge.delayNanos() : Long.MAX_VALUE;
-    LinkedBlockingQueue<Outcome> outcomes = new LinkedBlockingQueue<>();
-    LayerCall call = new LayerCall(this, breakers, failover, replicas, layer, tasks, start, deadline, hedgeDelay,
-        outcomes, paths.current());
+    LayerCall call = new LayerCall(this, calls, layer, tasks, start, hedgeDelay, paths.current());
+    LinkedBlockingQueue<Outcome> outcomes = call.outcomes();
     waiting.add(outcomes);
     if (channels != null) {
       channels.enter(); // this thread reads its replies from the data channels itself
     }
     try {
-      List<float[]> outputs = call.run(stepId, maxMessageBytes, timeout.toMillis());
+      List<float[]> outputs = call.run(stepId);
       long elapsed = System.nanoTime() - start;
       waits.computeIfAbsent(layer, l -> RouterMetrics.expertRequestSeconds().labelValues(Integer.toString(l)))
           .observe(elapsed / 1e9);
