@@ -27,8 +27,9 @@ final class DirectPaths {
 
   /**
    * The direct paths of one placement: entity refs by entity id, the data channel endpoint of the
-   * node each one lives on (absent when that node serves none, or is this node: in {@code moe
-   * serve} a local message needs no socket nor serialization), and the set of those refs.
+   * node each one lives on (absent when that node serves none, or is this node: in
+   * {@code moe serve} a local message needs no socket nor serialization), and the set of those
+   * refs.
    */
   record View(ExpertPlacement.Snapshot snapshot, Map<String, ActorRef<ExpertCommand>> refs,
       Map<String, String> endpoints, Set<ActorRef<?>> live) {}

@@ -12,9 +12,9 @@ import org.apache.pekko.cluster.typed.Subscribe;
 import org.apache.pekko.cluster.typed.Unsubscribe;
 
 /**
- * The actor that tells {@link ShardedExperts} what the cluster knows of its expert entities and
- * their nodes: an entity sent to straight has stopped, a member became unreachable, came back or
- * was removed (once told {@link Start}). Local only.
+ * The actor that passes on what the cluster knows of the expert entities and their nodes: an
+ * entity sent to straight has stopped (to {@link DirectPaths}), a member became unreachable, came
+ * back or was removed (to {@link ShardedExperts}, once told {@link Start}). Local only.
  */
 final class ExpertNodeWatcher {
   private ExpertNodeWatcher() {}

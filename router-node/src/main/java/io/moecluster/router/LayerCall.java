@@ -29,6 +29,9 @@ final class LayerCall {
   /**
    * What every layer's call of one executor shares.
    *
+   * @param breakers the executor's circuit breakers, one per entity
+   * @param failover attempt timeout, retries, backoff and hedging
+   * @param replicas entities per expert ({@code moe.expert.replicas})
    * @param budget the layer's budget, retries included ({@code moe.router.expert-timeout})
    * @param maxMessageBytes the most F32 activation bytes in one chunk
    */
@@ -39,7 +42,8 @@ final class LayerCall {
   private final ExpertBreakers breakers;
   private final FailoverSettings failover;
   private final int replicas;
-  private final Settings settings;
+  private final int maxMessageBytes;
+  private final long budgetMillis;
   private final int layer;
   private final List<ExpertTask> tasks;
   private final long start;
@@ -57,7 +61,8 @@ final class LayerCall {
   LayerCall(ShardedExperts experts, Settings settings, int layer, List<ExpertTask> tasks, long start,
       long hedgeDelay, DirectPaths.View view) {
     this.experts = experts;
-    this.settings = settings;
+    this.maxMessageBytes = settings.maxMessageBytes();
+    this.budgetMillis = settings.budget().toMillis();
     this.breakers = settings.breakers();
     this.failover = settings.failover();
     this.replicas = settings.replicas();
@@ -87,7 +92,7 @@ final class LayerCall {
       experts.routed(layer, task.expert()).inc(task.rows());
       int hidden = task.input().length / task.rows();
       outputs.add(new float[task.input().length]); // [rows, hidden]
-      int rowsPerChunk = Math.max(1, settings.maxMessageBytes() / (hidden * Float.BYTES));
+      int rowsPerChunk = Math.max(1, maxMessageBytes / (hidden * Float.BYTES));
       int preferred = Math.floorMod(layer * 31 + task.expert(), replicas); // spreads experts over replicas
       for (int first = 0, c = 0; first < task.rows(); first += rowsPerChunk, c++) {
         int rows = Math.min(rowsPerChunk, task.rows() - first);
@@ -154,7 +159,7 @@ final class LayerCall {
       ExpertChunk stuck = chunks.stream().filter(c -> !c.done).findFirst().orElseThrow();
       RouterMetrics.expertStepFailures().inc();
       throw new ExpertUnavailableException(layer, stuck.expert, "expert " + layer + "/" + stuck.expert
-          + ": no expert node answered in time (" + settings.budget().toMillis() + " ms, moe.router.expert-timeout; "
+          + ": no expert node answered in time (" + budgetMillis + " ms, moe.router.expert-timeout; "
           + stuck.retries + " retries" + (stuck.lastError.isEmpty() ? "" : ", last: " + stuck.lastError)
           + "); are expert nodes up and reachable?", null);
     }

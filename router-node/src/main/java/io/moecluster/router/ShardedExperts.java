@@ -88,7 +88,7 @@ public final class ShardedExperts implements ExpertExecutor {
   private final CounterDataPoint hintsStayingWarm = RouterMetrics.prefetchHints().labelValues("stays-warm");
   private final Map<Integer, DistributionDataPoint> waits = new ConcurrentHashMap<>(); // layer
   private final ExpertBreakers breakers;
-  private final LayerCall.Settings calls; // what each layer's call is given
+  private final LayerCall.Settings callSettings; // what each layer's call is given
   private final HedgePolicy hedge;
   private final CrashedNodeDowning crashes; // told of the nodes whose requests time out
   private final DirectPaths paths;
@@ -149,7 +149,7 @@ public final class ShardedExperts implements ExpertExecutor {
     this.failover = failover;
     this.replicas = ExpertSharding.replicas(system);
     this.breakers = new ExpertBreakers(replicas, failover);
-    this.calls = new LayerCall.Settings(breakers, failover, replicas, timeout, maxMessageBytes);
+    this.callSettings = new LayerCall.Settings(breakers, failover, replicas, timeout, maxMessageBytes);
     this.warm = new WarmExperts(replicas);
     this.hedge = new HedgePolicy(failover.hedgePercentile(), failover.hedgeMinDelay().toNanos(),
         failover.hedgeMaxDelay().toNanos(), LATENCY_WINDOW);
@@ -285,7 +285,7 @@ public final class ShardedExperts implements ExpertExecutor {
     long stepId = steps.incrementAndGet();
     long start = System.nanoTime();
     long hedgeDelay = replicas > 1 && failover.hedgeEnabled() ? hedge.delayNanos() : Long.MAX_VALUE;
-    LayerCall call = new LayerCall(this, calls, layer, tasks, start, hedgeDelay, paths.current());
+    LayerCall call = new LayerCall(this, callSettings, layer, tasks, start, hedgeDelay, paths.current());
     LinkedBlockingQueue<Outcome> outcomes = call.outcomes();
     waiting.add(outcomes);
     if (channels != null) {

@@ -30,11 +30,11 @@ final class DotTiles {
       ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
   /** Butterfly shuffles for {@link #reduce}: lane i takes lane i ^ step, step = VL/2 .. 1. */
-  static final VectorShuffle<Float>[] BIG_STEPS = bigSteps();
-  static final VectorShuffle<Float> STEP8 = swap(8);
-  static final VectorShuffle<Float> STEP4 = swap(4);
-  static final VectorShuffle<Float> STEP2 = swap(2);
-  static final VectorShuffle<Float> STEP1 = swap(1);
+  private static final VectorShuffle<Float>[] BIG_STEPS = bigSteps();
+  private static final VectorShuffle<Float> STEP8 = swap(8);
+  private static final VectorShuffle<Float> STEP4 = swap(4);
+  private static final VectorShuffle<Float> STEP2 = swap(2);
+  private static final VectorShuffle<Float> STEP1 = swap(1);
 
   /** 1 weight row(s) x 1 input row(s), F32: out[oo + t*ostride + k] = dot(w row k, x row t). */
   static void f32Rows1x1(MemorySegment w, long row, long rowBytes, float[] x, int xo, int cols,

@@ -6,7 +6,6 @@ import java.lang.foreign.MemorySegment;
 import java.util.Objects;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorOperators;
-import jdk.incubator.vector.VectorShuffle;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
@@ -23,8 +22,9 @@ import jdk.incubator.vector.VectorSpecies;
  *       columns in column order, {@code a = fma(even columns, x, a)} then
  *       {@code a = fma(odd columns, x, a)} (see below);
  *   <li>{@code s = reduce(a)} ({@link DotTiles#reduce}), a fixed butterfly: lane {@code i} plus
- *       lane {@code i ^ VL/2}, then {@code i ^ VL/4}, ... down to lane 0 (lane-wise IEEE adds only, unlike
- *       {@code reduceLanes(ADD)}, whose order may differ between the interpreter and C2);
+ *       lane {@code i ^ VL/2}, then {@code i ^ VL/4}, ... down to lane 0 (lane-wise IEEE adds
+ *       only, unlike {@code reduceLanes(ADD)}, whose order may differ between the interpreter
+ *       and C2);
  *   <li>{@code s = fma(w[c], x[c], s)} for each remaining column in index order.
  * </ol>
  *
@@ -536,19 +536,7 @@ public final class VectorKernels implements Kernels, AutoCloseable {
     for (; i < bound1; i += VL) {
       a0 = FloatVector.fromArray(F, a, aOff + i).fma(FloatVector.fromArray(F, b, bOff + i), a0);
     }
-    FloatVector t = a0.add(a1).add(a2.add(a3));
-    for (VectorShuffle<Float> sh : DotTiles.BIG_STEPS) {
-      t = t.add(t.rearrange(sh));
-    }
-    if (VL >= 16) {
-      t = t.add(t.rearrange(DotTiles.STEP8));
-    }
-    if (VL >= 8) {
-      t = t.add(t.rearrange(DotTiles.STEP4));
-    }
-    t = t.add(t.rearrange(DotTiles.STEP2));
-    t = t.add(t.rearrange(DotTiles.STEP1));
-    float s = t.lane(0);
+    float s = DotTiles.reduce(a0.add(a1).add(a2.add(a3)));
     for (; i < length; i++) {
       s = Math.fma(a[aOff + i], b[bOff + i], s);
     }
