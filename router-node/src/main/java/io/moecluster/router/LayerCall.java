@@ -34,11 +34,14 @@ final class LayerCall {
    * @param replicas entities per expert ({@code moe.expert.replicas})
    * @param budget the layer's budget, retries included ({@code moe.router.expert-timeout})
    * @param maxMessageBytes the most F32 activation bytes in one chunk
+   * @param transport sends the attempts
+   * @param warm told what each answer says of staying warm
    */
   record Settings(ExpertBreakers breakers, FailoverSettings failover, int replicas, Duration budget,
-      int maxMessageBytes) {}
+      int maxMessageBytes, ExpertTransport transport, WarmExperts warm) {}
 
-  private final ShardedExperts experts; // sends the attempts
+  private final ExpertTransport transport;
+  private final WarmExperts warm;
   private final ExpertBreakers breakers;
   private final FailoverSettings failover;
   private final int replicas;
@@ -58,9 +61,10 @@ final class LayerCall {
    * @param start when the layer's call began ({@link System#nanoTime}): its budget counts from there
    * @param hedgeDelay how long an attempt may be silent before its chunk is hedged; Long.MAX_VALUE: never
    */
-  LayerCall(ShardedExperts experts, Settings settings, int layer, List<ExpertTask> tasks, long start,
-      long hedgeDelay, DirectPaths.View view) {
-    this.experts = experts;
+  LayerCall(Settings settings, int layer, List<ExpertTask> tasks, long start, long hedgeDelay,
+      DirectPaths.View view) {
+    this.transport = settings.transport();
+    this.warm = settings.warm();
     this.maxMessageBytes = settings.maxMessageBytes();
     this.budgetMillis = settings.budget().toMillis();
     this.breakers = settings.breakers();
@@ -89,7 +93,6 @@ final class LayerCall {
   List<float[]> run(long stepId) {
     for (int t = 0; t < tasks.size(); t++) {
       ExpertTask task = tasks.get(t);
-      experts.routed(layer, task.expert()).inc(task.rows());
       int hidden = task.input().length / task.rows();
       outputs.add(new float[task.input().length]); // [rows, hidden]
       int rowsPerChunk = Math.max(1, maxMessageBytes / (hidden * Float.BYTES));
@@ -110,7 +113,7 @@ final class LayerCall {
         probeOther(chunk, replica);
       }
     }
-    experts.flushChannels();
+    transport.flush();
     int remaining = chunks.size();
     // The chunks are looked over (retries due, hedges due) only when a timer is due or an
     // attempt failed: a prefill layer has thousands of chunks, and most answers need no scan.
@@ -124,12 +127,12 @@ final class LayerCall {
       if (scan || now >= wake) {
         scan = false;
         wake = scan(now);
-        experts.flushChannels(); // the retries and hedges it sent
+        transport.flush(); // the retries and hedges it sent
       }
       Outcome o = outcomes.poll();
       try {
         if (o == null) {
-          o = experts.awaitOutcome(outcomes, Math.max(0, wake - System.nanoTime()));
+          o = transport.awaitOutcome(outcomes, Math.max(0, wake - System.nanoTime()));
         }
       } catch (InterruptedException e) {
         Thread.currentThread().interrupt();
@@ -217,7 +220,7 @@ final class LayerCall {
         int other = 1 - c.primary.replica();
         c.hedged = true; // once per attempt: when the other replica's breaker refuses, no hedge
         if (c.primary.node() != null) {
-          experts.suspect(c.primary.node()); // silent past the hedge delay: a crash is found in ~1 ms
+          transport.suspect(c.primary.node()); // silent past the hedge delay: a crash is found in ~1 ms
         }
         if (breakers.of(layer, c.expert, other).tryAcquire()) {
           RouterMetrics.hedgesSent().inc();
@@ -287,7 +290,7 @@ final class LayerCall {
     if (replica < 0) {
       return; // waits for a breaker (sendAt set by pick)
     }
-    ExpertAttempt a = experts.send(layer, c, replica, kind, view, outcomes, deadline);
+    ExpertAttempt a = transport.send(layer, c, replica, kind, view, outcomes, deadline);
     c.inFlight++;
     if (kind == Kind.PROBE) {
       c.probesInFlight++;
@@ -312,8 +315,8 @@ final class LayerCall {
       return false; // the other replica answered first; this one is ignored
     }
     ExpertReply reply = o.reply();
-    if (o.error() != null || ShardedExperts.retryable(reply)) {
-      Throwable cause = ShardedExperts.unwrap(o.error());
+    if (o.error() != null || ExpertTransport.retryable(reply)) {
+      Throwable cause = ExpertTransport.unwrap(o.error());
       c.lastError = cause instanceof NodeLostException || cause instanceof ExpertDataChannels.NotHostedException
           || cause instanceof java.io.IOException ? cause.getMessage()
           : cause != null ? "no answer from replica " + a.replica() + " in " + failover.attemptTimeout().toMillis()
@@ -365,7 +368,7 @@ final class LayerCall {
     c.done = true;
     c.doneAt = System.nanoTime();
     c.winner = a;
-    experts.answered(ExpertEntity.entityId(layer, c.expert, a.replica(), replicas), reply);
+    warm.noteReply(ExpertEntity.entityId(layer, c.expert, a.replica(), replicas), reply);
     if (a.hedge()) {
       RouterMetrics.hedgesWon().inc();
       if (c.primary != null) {

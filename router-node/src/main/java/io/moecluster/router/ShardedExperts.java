@@ -5,21 +5,15 @@ import io.moecluster.core.model.ExpertTask;
 import io.moecluster.expert.CrashedNodeDowning;
 import io.moecluster.expert.ExpertEntity;
 import io.moecluster.expert.ExpertSharding;
-import io.moecluster.proto.cluster.v1.ComputeExperts;
 import io.moecluster.proto.cluster.v1.ExpertCommand;
-import io.moecluster.proto.cluster.v1.ExpertReply;
 import io.moecluster.proto.cluster.v1.Prefetch;
-import io.moecluster.router.ExpertAttempt.Kind;
 import io.moecluster.router.ExpertAttempt.Outcome;
 import io.prometheus.metrics.core.datapoints.CounterDataPoint;
 import io.prometheus.metrics.core.datapoints.DistributionDataPoint;
 import java.time.Duration;
-import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
-import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.CompletionException;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
@@ -27,14 +21,10 @@ import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.Consumer;
 import java.util.function.Supplier;
-import org.apache.pekko.actor.Cancellable;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorRefResolver;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.Props;
-import org.apache.pekko.actor.typed.Scheduler;
-import org.apache.pekko.actor.typed.javadsl.AskPattern;
-import org.apache.pekko.cluster.sharding.typed.javadsl.ClusterSharding;
 import org.apache.pekko.cluster.typed.Cluster;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -57,7 +47,8 @@ import org.slf4j.LoggerFactory;
  * answer wins.
  *
  * <p>Given the router's placement view, it sends straight to the entities located there with
- * loaded weights ({@link DirectPaths}; the whole view need not be ready): over their node's expert
+ * loaded weights ({@link DirectPaths}; the whole view need not be ready; {@link ExpertTransport}
+ * sends): over their node's expert
  * data channel ({@link ExpertDataChannels}) where the node serves one and is not this node (in
  * {@code moe serve} a local message needs no socket nor serialization), else through Artery. An
  * entity that stops (watched by {@link ExpertNodeWatcher}), is not on the node its channel reaches
@@ -76,9 +67,6 @@ public final class ShardedExperts implements ExpertExecutor {
   private static final long SLOW_LAYER_NANOS = TimeUnit.MILLISECONDS.toNanos(250);
   private final AtomicLong lastSlowLayerLog = new AtomicLong(System.nanoTime() - TimeUnit.SECONDS.toNanos(1));
 
-  private final ClusterSharding sharding;
-  private final ActorRefResolver resolver;
-  private final Scheduler scheduler;
   private final FailoverSettings failover;
   private final int replicas;
   private final AtomicLong steps = new AtomicLong();
@@ -92,18 +80,11 @@ public final class ShardedExperts implements ExpertExecutor {
   private final HedgePolicy hedge;
   private final CrashedNodeDowning crashes; // told of the nodes whose requests time out
   private final DirectPaths paths;
+  private final ExpertTransport transport;
   private final ActorRef<ExpertNodeWatcher.Command> watcher;
-  private final ExpertDataChannels channels; // null: every request through Artery
-  private final SweptTimeouts timeouts = new SweptTimeouts(); // of the data channel's calls
-  private final Cancellable timeoutSweep; // null without data channels
-  private final Cancellable suspectSweep; // null without crash downing
   private final Consumer<String> refusals; // told by the crash downing; null with one replica
   private final AtomicBoolean closed = new AtomicBoolean();
   private final WarmExperts warm; // what the nodes said stays warm: no hints for those
-
-  private final Set<ExpertAttempt> inFlight = ConcurrentHashMap.newKeySet();
-  // When each lost node was removed (System.nanoTime), for the attempts sent around then.
-  private final Map<String, Long> removedAt = new ConcurrentHashMap<>();
   private final Set<LinkedBlockingQueue<Outcome>> waiting = ConcurrentHashMap.newKeySet(); // of running steps
 
   /** Every request goes through Cluster Sharding; default failover settings. */
@@ -111,7 +92,10 @@ public final class ShardedExperts implements ExpertExecutor {
     this(system, timeout, maxMessageBytes, null);
   }
 
-  /** Default failover settings (see {@link #ShardedExperts(ActorSystem, Duration, int, Supplier, FailoverSettings)}). */
+  /**
+   * Default failover settings (see
+   * {@link #ShardedExperts(ActorSystem, Duration, int, Supplier, FailoverSettings)}).
+   */
   public ShardedExperts(ActorSystem<?> system, Duration timeout, int maxMessageBytes,
       Supplier<ExpertPlacement.Snapshot> placement) {
     this(system, timeout, maxMessageBytes, placement, FailoverSettings.defaults());
@@ -136,29 +120,19 @@ public final class ShardedExperts implements ExpertExecutor {
    */
   public ShardedExperts(ActorSystem<?> system, Duration timeout, int maxMessageBytes,
       Supplier<ExpertPlacement.Snapshot> placement, FailoverSettings failover, boolean dataChannels) {
-    this.channels = dataChannels && placement != null
-        // A connect and its greeting take microseconds; 2 s only spares a starved node a false failure.
-        ? new ExpertDataChannels(Duration.ofMillis(Math.min(2000, failover.attemptTimeout().toMillis())), timeouts)
-        : null;
-    Duration sweep = SweptTimeouts.sweepPeriod(failover.attemptTimeout());
-    this.timeoutSweep = channels == null ? null : system.scheduler().scheduleAtFixedRate(sweep, sweep,
-        () -> timeouts.sweep(System.nanoTime()), system.executionContext());
-    this.sharding = ClusterSharding.get(system);
-    this.resolver = ActorRefResolver.get(system);
-    this.scheduler = system.scheduler();
     this.failover = failover;
     this.replicas = ExpertSharding.replicas(system);
     this.breakers = new ExpertBreakers(replicas, failover);
-    this.callSettings = new LayerCall.Settings(breakers, failover, replicas, timeout, maxMessageBytes);
     this.warm = new WarmExperts(replicas);
     this.hedge = new HedgePolicy(failover.hedgePercentile(), failover.hedgeMinDelay().toNanos(),
         failover.hedgeMaxDelay().toNanos(), LATENCY_WINDOW);
     this.crashes = CrashedNodeDowning.ID.apply(system);
-    Duration every = failover.suspectAfter().dividedBy(2);
-    this.suspectSweep = !crashes.settings().enabled() ? null
-        : system.scheduler().scheduleAtFixedRate(every, every, this::suspectSilentNodes, system.executionContext());
-    this.paths = new DirectPaths(placement, resolver, replicas, Cluster.get(system).selfMember().address().toString(),
-        this::watch, breakers, failover.breakerCoolDown().toNanos());
+    this.paths = new DirectPaths(placement, ActorRefResolver.get(system), replicas,
+        Cluster.get(system).selfMember().address().toString(), this::watch, breakers,
+        failover.breakerCoolDown().toNanos());
+    this.transport = new ExpertTransport(system, failover, replicas, breakers, paths, hedge, crashes,
+        dataChannels && placement != null);
+    this.callSettings = new LayerCall.Settings(breakers, failover, replicas, timeout, maxMessageBytes, transport, warm);
     this.watcher = system.systemActorOf(ExpertNodeWatcher.create(paths::markDead, this::onNodeLost,
         this::onNodeReachable), "moe-expert-direct-watch-" + WATCHERS.incrementAndGet(), Props.empty());
     // With replicas, a refused cluster port (a crashed process) is routed around at once, not after
@@ -212,9 +186,7 @@ public final class ShardedExperts implements ExpertExecutor {
     boolean removed = lost.removed();
     String node = lost.node();
     if (removed) {
-      long now = System.nanoTime();
-      removedAt.values().removeIf(t -> now - t > TimeUnit.MINUTES.toNanos(1));
-      removedAt.put(node, now);
+      transport.nodeRemoved(node);
     }
     // The placement seen last, before the node's entities are forgotten there.
     Map<String, ActorRef<ExpertCommand>> refs = paths.current().refs();
@@ -240,18 +212,11 @@ public final class ShardedExperts implements ExpertExecutor {
       }
       touched++;
     }
-    int aborted = 0;
-    for (ExpertAttempt a : inFlight) {
-      if (node.equals(a.node()) && a.reply().completeExceptionally(new NodeLostException(node, removed))) {
-        aborted++;
-      }
-    }
+    int aborted = transport.endAttemptsTo(node, removed);
     for (LinkedBlockingQueue<Outcome> q : waiting) {
       q.add(removed ? Outcome.MOVED : Outcome.WAKE); // chunks that wait for a breaker or a backoff look again
     }
-    if (channels != null) {
-      channels.wakeReader();
-    }
+    transport.wakeReader();
     if (touched > 0 || aborted > 0) {
       log.warn("Expert node {} is {}: {} expert entities {}, {} request(s) in flight sent again", node,
           lost.why(), touched, removed ? "will be started elsewhere" : "skipped", aborted);
@@ -285,12 +250,13 @@ public final class ShardedExperts implements ExpertExecutor {
     long stepId = steps.incrementAndGet();
     long start = System.nanoTime();
     long hedgeDelay = replicas > 1 && failover.hedgeEnabled() ? hedge.delayNanos() : Long.MAX_VALUE;
-    LayerCall call = new LayerCall(this, callSettings, layer, tasks, start, hedgeDelay, paths.current());
+    for (ExpertTask task : tasks) {
+      routed(layer, task.expert()).inc(task.rows());
+    }
+    LayerCall call = new LayerCall(callSettings, layer, tasks, start, hedgeDelay, paths.current());
     LinkedBlockingQueue<Outcome> outcomes = call.outcomes();
     waiting.add(outcomes);
-    if (channels != null) {
-      channels.enter(); // this thread reads its replies from the data channels itself
-    }
+    transport.enter(); // this thread reads its replies from the data channels itself
     try {
       List<float[]> outputs = call.run(stepId);
       long elapsed = System.nanoTime() - start;
@@ -302,9 +268,7 @@ public final class ShardedExperts implements ExpertExecutor {
       return outputs;
     } finally {
       waiting.remove(outcomes);
-      if (channels != null) {
-        channels.leave();
-      }
+      transport.leave();
     }
   }
 
@@ -314,150 +278,7 @@ public final class ShardedExperts implements ExpertExecutor {
     return start - last >= TimeUnit.SECONDS.toNanos(1) && lastSlowLayerLog.compareAndSet(last, start);
   }
 
-  /**
-   * Waits up to {@code nanos} for an outcome: reading the data channels' replies on this thread
-   * where there are channels (their callbacks add the outcomes), else on the queue alone.
-   *
-   * @return the next outcome, or null when woken without one or the wait is over
-   */
-  Outcome awaitOutcome(LinkedBlockingQueue<Outcome> outcomes, long nanos) throws InterruptedException {
-    if (channels != null && channels.awaitReplies(nanos, () -> !outcomes.isEmpty())) {
-      if (Thread.interrupted()) { // a select returns at once while the flag is set
-        throw new InterruptedException();
-      }
-      return outcomes.poll();
-    }
-    return outcomes.poll(nanos, TimeUnit.NANOSECONDS);
-  }
-
-  /**
-   * Sends one attempt of a chunk to one replica: over its node's data channel, straight through
-   * Artery, or through sharding (see the class comment). Its end, whatever it is, is judged for
-   * the entity's breaker and put on {@code outcomes}. The caller counts the attempt in the chunk
-   * ({@link LayerCall}, on the engine thread, which is also the only reader of {@code outcomes}).
-   */
-  ExpertAttempt send(int layer, ExpertChunk c, int replica, Kind kind, DirectPaths.View view,
-      LinkedBlockingQueue<Outcome> outcomes, long deadline) {
-    String id = ExpertEntity.entityId(layer, c.expert, replica, replicas);
-    ActorRef<ExpertCommand> target = view.refs().get(id);
-    long now = System.nanoTime();
-    if (target != null && !paths.reachable(target, layer, c.expert, replica, now)) {
-      target = null;
-    }
-    Duration attemptTimeout = Duration.ofNanos(Math.max(TimeUnit.MILLISECONDS.toNanos(1),
-        Math.min(failover.attemptTimeout().toNanos(), deadline - now)));
-    String endpoint = target == null || channels == null ? null : view.endpoints().get(id);
-    CompletableFuture<ExpertReply> reply;
-    if (endpoint != null) {
-      RouterMetrics.expertCalls().labelValues("data-channel").inc();
-      reply = channels.call(endpoint, id, c.request.clearReplyTo().build(), attemptTimeout);
-    } else if (target != null) {
-      RouterMetrics.expertCalls().labelValues("direct").inc();
-      reply = AskPattern.<ExpertCommand, ExpertReply>ask(target, r -> compute(c.request, r), attemptTimeout, scheduler)
-          .toCompletableFuture();
-    } else {
-      RouterMetrics.expertCalls().labelValues("sharding").inc();
-      reply = sharding.entityRefFor(ExpertEntity.TYPE_KEY, id)
-          .<ExpertReply>ask(r -> compute(c.request, r), attemptTimeout).toCompletableFuture();
-    }
-    ExpertAttempt a = new ExpertAttempt(c, replica, target, paths.nodeOf(id), now, kind,
-        breaker(layer, c.expert, replica), new AtomicBoolean(), reply);
-    inFlight.add(a);
-    reply.whenComplete((r, e) -> {
-      inFlight.remove(a);
-      // Judge here, not on the engine thread: a late answer still tells the breaker the truth.
-      boolean ok = e == null && (r.getError().isEmpty() || !retryable(r));
-      a.judge(ok);
-      if (ok && e == null) {
-        hedge.record(System.nanoTime() - a.sentAt());
-      }
-      Throwable cause = unwrap(e);
-      if (e != null && a.direct() != null) {
-        if (cause instanceof ExpertDataChannels.NotHostedException) {
-          // A node lists an entity for the entity's whole life: this one has stopped there, as
-          // the watch will say. Its new incarnation, wherever it is, has a new ref.
-          paths.markDead(a.direct());
-        } else {
-          // Through sharding (which follows the entity if it moved) for a while: a timeout or a
-          // lost connection may be a blip of a live entity.
-          paths.pause(a.direct());
-        }
-      }
-      if (e != null && a.node() != null && !(cause instanceof NodeLostException)
-          && !(cause instanceof ExpertDataChannels.NotHostedException)) {
-        // A silent node may be a crashed process: the failure detector needs seconds more to say so.
-        crashes.suspect(a.node());
-      }
-      outcomes.add(new Outcome(a, r, e));
-      if (channels != null) {
-        channels.wakeReader(); // the engine may be reading the data channels, not polling outcomes
-      }
-    });
-    return a;
-  }
-
-  /** The node may have crashed: the crash downing checks its cluster port. */
-  void suspect(String node) {
-    crashes.suspect(node);
-  }
-
-  /** An entity's answer: what it says of staying warm is noted. */
-  void answered(String entityId, ExpertReply reply) {
-    warm.noteReply(entityId, reply);
-  }
-
-  /**
-   * The nodes of attempts unanswered for {@code suspect-after} are checked for a crashed process:
-   * a crash is found ~1 s sooner than by the attempt timeout or the failure detector.
-   *
-   * <p>An attempt sent to an entity of a node that was already removed (this router has not
-   * located the entity's new home yet) may have reached this router's shard region while it still
-   * took the dead node for the shard's home: it is lost, and would cost the whole attempt timeout.
-   * Silent for {@code suspect-after}, it is ended so that it is sent again at once. Once the
-   * placement has located the new home, attempts name that node and are left alone; until then a
-   * chunk is re-sent at most every {@code suspect-after}, within its retries and the layer's
-   * budget. (Only attempts sent up to {@code suspect-after} after the removal were ended before:
-   * a one-replica test then stalled 6.3 s twice in a row, one attempt timeout after the removal.)
-   */
-  private void suspectSilentNodes() {
-    if (inFlight.isEmpty()) {
-      return;
-    }
-    long now = System.nanoTime();
-    long window = failover.suspectAfter().toNanos();
-    Set<String> nodes = new HashSet<>();
-    for (ExpertAttempt a : inFlight) {
-      if (a.node() == null || now - a.sentAt() < window) {
-        continue;
-      }
-      Long removed = removedAt.get(a.node());
-      if (removed == null) {
-        nodes.add(a.node());
-      } else if (a.sentAt() >= removed - window) {
-        a.reply().completeExceptionally(new NodeLostException(a.node(), true));
-      }
-    }
-    nodes.forEach(crashes::suspect);
-  }
-
-  static Throwable unwrap(Throwable e) {
-    return e instanceof CompletionException ce && ce.getCause() != null ? ce.getCause() : e;
-  }
-
-  /**
-   * An expert that answered with an error is retried, on the other replica if there is one, when
-   * the fault was its node's (a failed backend, a node shutting down); the breaker counts it as a
-   * failure. A request no node can serve fails the step at once.
-   */
-  static boolean retryable(ExpertReply reply) {
-    return !reply.getError().isEmpty() && reply.getNodeFault();
-  }
-
-  private ExpertCommand compute(ComputeExperts.Builder request, ActorRef<ExpertReply> replyTo) {
-    return ExpertCommand.newBuilder().setCompute(request.setReplyTo(resolver.toSerializationFormat(replyTo))).build();
-  }
-
-  CounterDataPoint routed(int layer, int expert) {
+  private CounterDataPoint routed(int layer, int expert) {
     return routed.computeIfAbsent(((long) layer << 32) | expert,
         k -> RouterMetrics.tokensRouted().labelValues(Integer.toString(layer), Integer.toString(expert)));
   }
@@ -482,11 +303,11 @@ public final class ShardedExperts implements ExpertExecutor {
           hintsStayingWarm.inc();
           continue; // its node said it stays warm there: a hint cannot help
         }
-        if (channels != null) {
+        if (transport.hasDataChannels()) {
           String endpoint = view.endpoints().get(id);
           ActorRef<ExpertCommand> target = view.refs().get(id);
           if (endpoint != null && target != null && paths.reachable(target, layer, e, r, now)
-              && channels.hint(endpoint, id)) {
+              && transport.hint(endpoint, id)) {
             hintsByChannel.inc();
             continue;
           }
@@ -494,7 +315,7 @@ public final class ShardedExperts implements ExpertExecutor {
         if (hint == null) {
           hint = ExpertCommand.newBuilder().setPrefetch(Prefetch.newBuilder().setLayer(layer).addExperts(e)).build();
         }
-        sharding.entityRefFor(ExpertEntity.TYPE_KEY, id).tell(hint);
+        transport.hintThroughSharding(id, hint);
         hintsBySharding.inc();
       }
     }
@@ -504,12 +325,6 @@ public final class ShardedExperts implements ExpertExecutor {
   @Override
   public boolean wantsHints(int layer) {
     return !warm.layerStaysWarm(layer, paths.current().snapshot());
-  }
-
-  void flushChannels() {
-    if (channels != null) {
-      channels.flush();
-    }
   }
 
   /**
@@ -522,16 +337,10 @@ public final class ShardedExperts implements ExpertExecutor {
     if (!closed.compareAndSet(false, true)) {
       return;
     }
-    if (suspectSweep != null) {
-      suspectSweep.cancel();
-    }
     if (refusals != null) {
       crashes.removeRefusalListener(refusals);
     }
     watcher.tell(new ExpertNodeWatcher.Stop());
-    if (channels != null) {
-      timeoutSweep.cancel();
-      channels.close();
-    }
+    transport.close();
   }
 }

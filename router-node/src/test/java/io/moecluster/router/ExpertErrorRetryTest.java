@@ -17,9 +17,9 @@ class ExpertErrorRetryTest {
         .setNodeFault(true).build();
     ExpertReply shape = ExpertReply.newBuilder()
         .setError("expert 3/5: input rows have 3 elements, the model's hidden size is 512").build();
-    assertTrue(ShardedExperts.retryable(gpu));
-    assertTrue(ShardedExperts.retryable(closing));
-    assertFalse(ShardedExperts.retryable(shape));
-    assertFalse(ShardedExperts.retryable(ExpertReply.newBuilder().setNodeFault(true).build()), "no error");
+    assertTrue(ExpertTransport.retryable(gpu));
+    assertTrue(ExpertTransport.retryable(closing));
+    assertFalse(ExpertTransport.retryable(shape));
+    assertFalse(ExpertTransport.retryable(ExpertReply.newBuilder().setNodeFault(true).build()), "no error");
   }
 }
