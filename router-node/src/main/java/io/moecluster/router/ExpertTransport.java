@@ -77,11 +77,6 @@ final class ExpertTransport {
         : system.scheduler().scheduleAtFixedRate(every, every, this::suspectSilentNodes, system.executionContext());
   }
 
-  /** Whether requests may go over data channels. */
-  boolean hasDataChannels() {
-    return channels != null;
-  }
-
   /**
    * Sends one attempt of a chunk to one replica: over its node's data channel, straight through
    * Artery, or through sharding. Its end, whatever it is, is judged for the entity's breaker and
@@ -192,9 +187,22 @@ final class ExpertTransport {
     }
   }
 
-  /** A prefetch hint over the entity's node's data channel; false when it cannot go that way. */
-  boolean hint(String endpoint, String entityId) {
-    return channels != null && channels.hint(endpoint, entityId);
+  /**
+   * A prefetch hint for one entity over its node's data channel, as {@link #send} would send a
+   * request there (it goes with the next write of the layer's requests).
+   *
+   * @return false when the entity cannot be reached that way now: the caller sends the hint
+   *     through sharding
+   */
+  boolean hintOverDataChannel(int layer, int expert, int replica, DirectPaths.View view, long now) {
+    if (channels == null) {
+      return false;
+    }
+    String id = ExpertEntity.entityId(layer, expert, replica, replicas);
+    String endpoint = view.endpoints().get(id);
+    ActorRef<ExpertCommand> target = view.refs().get(id);
+    return endpoint != null && target != null && paths.reachable(target, layer, expert, replica, now)
+        && channels.hint(endpoint, id);
   }
 
   /** A prefetch hint through sharding. */
@@ -207,7 +215,7 @@ final class ExpertTransport {
     crashes.suspect(node);
   }
 
-  /** The node was removed: attempts sent to it around now are ended when silent (see below). */
+  /** The node was removed: attempts sent to it around now are ended when silent ({@link #suspectSilentNodes}). */
   void nodeRemoved(String node) {
     long now = System.nanoTime();
     removedAt.values().removeIf(t -> now - t > TimeUnit.MINUTES.toNanos(1));

@@ -46,11 +46,11 @@ import org.slf4j.LoggerFactory;
  * answered within the {@link HedgePolicy} delay goes to the other replica as well; the first
  * answer wins.
  *
- * <p>Given the router's placement view, it sends straight to the entities located there with
- * loaded weights ({@link DirectPaths}; the whole view need not be ready; {@link ExpertTransport}
- * sends): over their node's expert
- * data channel ({@link ExpertDataChannels}) where the node serves one and is not this node (in
- * {@code moe serve} a local message needs no socket nor serialization), else through Artery. An
+ * <p>Given the router's placement view, it sends ({@link ExpertTransport}) straight to the
+ * entities located there with loaded weights ({@link DirectPaths}; the whole view need not be
+ * ready): over their node's expert data channel ({@link ExpertDataChannels}) where the node serves
+ * one and is not this node (in {@code moe serve} a local message needs no socket nor
+ * serialization), else through Artery. An
  * entity that stops (watched by {@link ExpertNodeWatcher}), is not on the node its channel reaches
  * or whose node was removed is reached through sharding from then on; one that fails an attempt
  * otherwise, whose channel fails or whose node is unreachable, for the breaker cool-down (and until
@@ -78,7 +78,7 @@ public final class ShardedExperts implements ExpertExecutor {
   private final ExpertBreakers breakers;
   private final LayerCall.Settings callSettings; // what each layer's call is given
   private final HedgePolicy hedge;
-  private final CrashedNodeDowning crashes; // told of the nodes whose requests time out
+  private final CrashedNodeDowning crashes; // tells of refused connections (with replicas)
   private final DirectPaths paths;
   private final ExpertTransport transport;
   private final ActorRef<ExpertNodeWatcher.Command> watcher;
@@ -303,14 +303,9 @@ public final class ShardedExperts implements ExpertExecutor {
           hintsStayingWarm.inc();
           continue; // its node said it stays warm there: a hint cannot help
         }
-        if (transport.hasDataChannels()) {
-          String endpoint = view.endpoints().get(id);
-          ActorRef<ExpertCommand> target = view.refs().get(id);
-          if (endpoint != null && target != null && paths.reachable(target, layer, e, r, now)
-              && transport.hint(endpoint, id)) {
-            hintsByChannel.inc();
-            continue;
-          }
+        if (transport.hintOverDataChannel(layer, e, r, view, now)) {
+          hintsByChannel.inc();
+          continue;
         }
         if (hint == null) {
           hint = ExpertCommand.newBuilder().setPrefetch(Prefetch.newBuilder().setLayer(layer).addExperts(e)).build();
