@@ -86,11 +86,8 @@ final class ExpertTransport {
   ExpertAttempt send(int layer, ExpertChunk c, int replica, Kind kind, DirectPaths.View view,
       LinkedBlockingQueue<Outcome> outcomes, long deadline) {
     String id = ExpertEntity.entityId(layer, c.expert, replica, replicas);
-    ActorRef<ExpertCommand> target = view.refs().get(id);
     long now = System.nanoTime();
-    if (target != null && !paths.reachable(target, layer, c.expert, replica, now)) {
-      target = null;
-    }
+    ActorRef<ExpertCommand> target = directTarget(view, id, layer, c.expert, replica, now);
     Duration attemptTimeout = Duration.ofNanos(Math.max(TimeUnit.MILLISECONDS.toNanos(1),
         Math.min(failover.attemptTimeout().toNanos(), deadline - now)));
     String endpoint = target == null || channels == null ? null : view.endpoints().get(id);
@@ -200,9 +197,15 @@ final class ExpertTransport {
     }
     String id = ExpertEntity.entityId(layer, expert, replica, replicas);
     String endpoint = view.endpoints().get(id);
-    ActorRef<ExpertCommand> target = view.refs().get(id);
-    return endpoint != null && target != null && paths.reachable(target, layer, expert, replica, now)
+    return endpoint != null && directTarget(view, id, layer, expert, replica, now) != null
         && channels.hint(endpoint, id);
+  }
+
+  /** The entity's ref where it may be sent to straight now; null: through sharding. */
+  private ActorRef<ExpertCommand> directTarget(DirectPaths.View view, String id, int layer, int expert, int replica,
+      long now) {
+    ActorRef<ExpertCommand> target = view.refs().get(id);
+    return target != null && paths.reachable(target, layer, expert, replica, now) ? target : null;
   }
 
   /** A prefetch hint through sharding. */
